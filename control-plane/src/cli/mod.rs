@@ -1,0 +1,146 @@
+//! Command-line interface of the `lookaside` binary. Every flag can also be
+//! set through an environment variable named `LOOKASIDE_...`.
+//!
+//! Owns: flag definitions and their defaults, grouped by area.
+//! Must never: start anything; `main` and `server` do.
+
+use std::net::SocketAddr;
+use std::path::PathBuf;
+
+use clap::{Args, Parser, Subcommand};
+
+use crate::telemetry::LogFormat;
+use crate::xds::Limits;
+
+/// Lookaside: a lookaside load balancer for gRPC.
+#[derive(Debug, Parser)]
+#[command(name = "lookaside", version, about)]
+pub struct Cli {
+    /// What to do.
+    #[command(subcommand)]
+    pub command: Command,
+}
+
+/// Subcommands.
+#[derive(Debug, Subcommand)]
+pub enum Command {
+    /// Run the control plane: watch sources, stream weighted assignments over xDS.
+    Serve(ServeArgs),
+    /// Check a config file and exit non-zero, naming file, line and reason, if it is invalid.
+    Validate(ValidateArgs),
+}
+
+/// `lookaside serve`.
+#[derive(Debug, Clone, Args)]
+pub struct ServeArgs {
+    /// Discovery sources.
+    #[command(flatten)]
+    pub source: SourceArgs,
+    /// The xDS and admin listener.
+    #[command(flatten)]
+    pub xds: XdsArgs,
+    /// Logs and metrics.
+    #[command(flatten)]
+    pub telemetry: TelemetryArgs,
+}
+
+/// `lookaside validate`.
+#[derive(Debug, Clone, Args)]
+pub struct ValidateArgs {
+    /// The config file to check.
+    #[arg(long, env = "LOOKASIDE_CONFIG")]
+    pub config: PathBuf,
+}
+
+/// Where clusters and endpoints come from.
+#[derive(Debug, Clone, Args)]
+pub struct SourceArgs {
+    /// YAML file of clusters and endpoints; edits apply while running.
+    #[arg(long, env = "LOOKASIDE_CONFIG")]
+    pub config: PathBuf,
+    /// How often the config file is checked for edits, in milliseconds.
+    #[arg(long, env = "LOOKASIDE_CONFIG_POLL_MS", default_value_t = 200)]
+    pub config_poll_ms: u64,
+}
+
+/// The gRPC listener serving ADS, the admin API, health, and reflection.
+#[derive(Debug, Clone, Args)]
+pub struct XdsArgs {
+    /// Address for ADS, admin, health and reflection.
+    #[arg(long, env = "LOOKASIDE_XDS_LISTEN", default_value = "0.0.0.0:18000")]
+    pub xds_listen: SocketAddr,
+    /// Most concurrent ADS streams this replica accepts.
+    #[arg(long, env = "LOOKASIDE_XDS_MAX_STREAMS", default_value_t = Limits::default().max_streams)]
+    pub xds_max_streams: usize,
+    /// Most resource names one request may carry.
+    #[arg(long, env = "LOOKASIDE_XDS_MAX_NAMES_PER_REQUEST", default_value_t = Limits::default().max_names_per_request)]
+    pub xds_max_names_per_request: usize,
+    /// Largest request message accepted, in bytes.
+    #[arg(long, env = "LOOKASIDE_XDS_MAX_REQUEST_BYTES", default_value_t = Limits::default().max_request_bytes)]
+    pub xds_max_request_bytes: usize,
+}
+
+impl XdsArgs {
+    /// The limits these flags set.
+    pub fn limits(&self) -> Limits {
+        Limits {
+            max_streams: self.xds_max_streams,
+            max_names_per_request: self.xds_max_names_per_request,
+            max_request_bytes: self.xds_max_request_bytes,
+            ..Limits::default()
+        }
+    }
+}
+
+/// Logs and metrics.
+#[derive(Debug, Clone, Args)]
+pub struct TelemetryArgs {
+    /// Address for Prometheus metrics (`/metrics`); empty to disable.
+    #[arg(long, env = "LOOKASIDE_METRICS_LISTEN", default_value = "0.0.0.0:9090")]
+    pub metrics_listen: String,
+    /// Log line format.
+    #[arg(long, env = "LOOKASIDE_LOG_FORMAT", value_enum, default_value_t = LogFormat::Text)]
+    pub log_format: LogFormat,
+    /// Log filter in RUST_LOG syntax, e.g. `info` or `lookaside_control_plane=debug`.
+    #[arg(long, env = "LOOKASIDE_LOG", default_value = "info")]
+    pub log: String,
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use clap::CommandFactory;
+
+    #[test]
+    fn cli_is_well_formed_and_every_flag_has_an_env_var() {
+        Cli::command().debug_assert();
+        fn check(command: &clap::Command) {
+            for arg in command.get_arguments() {
+                let id = arg.get_id().as_str();
+                if id == "help" || id == "version" {
+                    continue;
+                }
+                let env = arg.get_env().map(|e| e.to_string_lossy().to_string());
+                assert!(
+                    env.as_deref().is_some_and(|e| e.starts_with("LOOKASIDE_")),
+                    "flag {id} of {} has no LOOKASIDE_ env var",
+                    command.get_name()
+                );
+            }
+            for sub in command.get_subcommands() {
+                check(sub);
+            }
+        }
+        check(&Cli::command());
+    }
+
+    #[test]
+    fn serve_defaults() {
+        let cli = Cli::parse_from(["lookaside", "serve", "--config", "x.yaml"]);
+        let Command::Serve(args) = cli.command else {
+            panic!("not serve")
+        };
+        assert_eq!(args.xds.xds_listen.port(), 18000);
+        assert_eq!(args.source.config_poll_ms, 200);
+    }
+}

@@ -1,0 +1,22 @@
+//! Lookaside control plane.
+//!
+//! Data flows one way through these stages, each owning its state and
+//! publishing the next one over a `tokio::sync::watch` channel (one writer,
+//! many cheap readers):
+//!
+//! `sources` (what endpoints exist) -> `registry` (merged, per cluster) ->
+//! `weigh` (weight policy) -> `snapshot` (immutable, versioned xDS resources,
+//! encoded once) -> `xds` (ADS streams that diff each client's state against
+//! the latest snapshot and send what changed).
+//!
+//! `admin` and `telemetry` only read. No stage reaches backwards.
+
+pub mod admin;
+pub mod cli;
+pub mod registry;
+pub mod server;
+pub mod snapshot;
+pub mod sources;
+pub mod telemetry;
+pub mod weigh;
+pub mod xds;

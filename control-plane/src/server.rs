@@ -1,0 +1,225 @@
+//! Wires the stages together and serves them: one gRPC port for ADS, the
+//! admin API, health and reflection; one HTTP port for metrics.
+//!
+//! Owns: start-up order and the listeners.
+//! Must never: hold protocol or policy logic.
+
+use std::net::SocketAddr;
+use std::path::PathBuf;
+use std::sync::Arc;
+use std::time::Duration;
+
+use tokio::net::TcpListener;
+use tokio::sync::{mpsc, watch};
+use tokio_stream::wrappers::TcpListenerStream;
+
+use crate::admin::AdminService;
+use crate::registry::RegistryWriter;
+use crate::snapshot::{self, Snapshot};
+use crate::sources::SourceStatus;
+use crate::sources::file::{ConfigError, FileSource};
+use crate::telemetry::{Metrics, serve_metrics};
+use crate::weigh;
+use crate::xds::{AdsServer, Clients, Limits};
+
+/// What `serve` needs.
+#[derive(Debug, Clone)]
+pub struct ServeConfig {
+    /// The config file.
+    pub config: PathBuf,
+    /// How often it is checked for edits.
+    pub config_poll: Duration,
+    /// gRPC listener address.
+    pub xds_listen: SocketAddr,
+    /// Metrics listener address, if any.
+    pub metrics_listen: Option<SocketAddr>,
+    /// ADS limits.
+    pub limits: Limits,
+}
+
+/// Why the control plane could not start.
+#[derive(Debug, thiserror::Error)]
+pub enum StartError {
+    /// The initial config is unusable.
+    #[error("initial config rejected: {0}")]
+    Config(#[from] ConfigError),
+    /// The reflection descriptors are inconsistent (a build defect).
+    #[error("server reflection: {0}")]
+    Reflection(#[from] tonic_reflection::server::Error),
+    /// A listener could not bind.
+    #[error("cannot listen on {address}: {source}")]
+    Bind {
+        /// The address.
+        address: SocketAddr,
+        /// Why.
+        #[source]
+        source: std::io::Error,
+    },
+}
+
+/// A running control plane.
+#[derive(Debug)]
+pub struct Running {
+    /// Where ADS, admin, health and reflection listen.
+    pub xds_address: SocketAddr,
+    /// Where metrics listen.
+    pub metrics_address: Option<SocketAddr>,
+    /// The latest snapshot.
+    pub snapshots: watch::Receiver<Arc<Snapshot>>,
+    /// Connected clients.
+    pub clients: Clients,
+    /// Source health.
+    pub sources: SourceStatus,
+    /// Metrics.
+    pub metrics: Arc<Metrics>,
+    server: tokio::task::JoinHandle<Result<(), tonic::transport::Error>>,
+}
+
+impl Running {
+    /// Waits until the gRPC server stops.
+    pub async fn wait(self) -> Result<(), tonic::transport::Error> {
+        match self.server.await {
+            Ok(result) => result,
+            Err(_) => Ok(()),
+        }
+    }
+}
+
+/// Starts every stage and both listeners. Returns once they listen; the
+/// server stops when `shutdown` completes.
+pub async fn start(
+    config: ServeConfig,
+    shutdown: impl std::future::Future<Output = ()> + Send + 'static,
+) -> Result<Running, StartError> {
+    let metrics = Arc::new(Metrics::new());
+    let sources = SourceStatus::default();
+
+    // sources -> registry
+    let mut file = FileSource::new(
+        config.config.clone(),
+        config.config_poll,
+        sources.clone(),
+        metrics.clone(),
+    );
+    let initial = file.load()?;
+    let mut registry = RegistryWriter::new();
+    registry.replace(file.id(), initial);
+    let registry_rx = registry.subscribe();
+    let (updates_tx, updates_rx) = mpsc::channel(16);
+    tokio::spawn(registry.run(updates_rx));
+    tokio::spawn(file.run(updates_tx));
+
+    // registry -> weigh -> snapshot
+    let weighted = weigh::run(registry_rx);
+    let snapshots = snapshot::run(weighted);
+    spawn_snapshot_counter(snapshots.clone(), metrics.clone());
+
+    // snapshot -> xds, admin
+    let clients = Clients::default();
+    let identifier = format!("lookaside/{}", env!("CARGO_PKG_VERSION"));
+    let ads = AdsServer::new(
+        snapshots.clone(),
+        clients.clone(),
+        metrics.clone(),
+        config.limits.clone(),
+        identifier,
+    );
+    let admin = AdminService::new(snapshots.clone(), clients.clone(), sources.clone());
+
+    let (health_reporter, health) = tonic_health::server::health_reporter();
+    health_reporter
+        .set_service_status("", tonic_health::ServingStatus::Serving)
+        .await;
+    health_reporter
+        .set_service_status(
+            "envoy.service.discovery.v3.AggregatedDiscoveryService",
+            tonic_health::ServingStatus::Serving,
+        )
+        .await;
+    health_reporter
+        .set_service_status(
+            "lookaside.admin.v1.Admin",
+            tonic_health::ServingStatus::Serving,
+        )
+        .await;
+
+    let reflection_v1 = tonic_reflection::server::Builder::configure()
+        .register_encoded_file_descriptor_set(lookaside_proto::FILE_DESCRIPTOR_SET)
+        .register_encoded_file_descriptor_set(tonic_health::pb::FILE_DESCRIPTOR_SET)
+        .register_encoded_file_descriptor_set(tonic_reflection::pb::v1::FILE_DESCRIPTOR_SET)
+        .with_service_name("envoy.service.discovery.v3.AggregatedDiscoveryService")
+        .with_service_name("lookaside.admin.v1.Admin")
+        .with_service_name("grpc.health.v1.Health")
+        .with_service_name("grpc.reflection.v1.ServerReflection")
+        .build_v1()?;
+    let reflection_v1alpha = tonic_reflection::server::Builder::configure()
+        .register_encoded_file_descriptor_set(lookaside_proto::FILE_DESCRIPTOR_SET)
+        .register_encoded_file_descriptor_set(tonic_health::pb::FILE_DESCRIPTOR_SET)
+        .register_encoded_file_descriptor_set(tonic_reflection::pb::v1alpha::FILE_DESCRIPTOR_SET)
+        .with_service_name("envoy.service.discovery.v3.AggregatedDiscoveryService")
+        .with_service_name("lookaside.admin.v1.Admin")
+        .with_service_name("grpc.health.v1.Health")
+        .with_service_name("grpc.reflection.v1alpha.ServerReflection")
+        .build_v1alpha()?;
+
+    let listener = TcpListener::bind(config.xds_listen)
+        .await
+        .map_err(|source| StartError::Bind {
+            address: config.xds_listen,
+            source,
+        })?;
+    let xds_address = listener.local_addr().map_err(|source| StartError::Bind {
+        address: config.xds_listen,
+        source,
+    })?;
+
+    let metrics_address = match config.metrics_listen {
+        Some(address) => {
+            let metrics_listener = TcpListener::bind(address)
+                .await
+                .map_err(|source| StartError::Bind { address, source })?;
+            let bound = metrics_listener.local_addr().ok();
+            let metrics = metrics.clone();
+            tokio::spawn(async move {
+                if let Err(error) = serve_metrics(metrics_listener, metrics).await {
+                    tracing::error!(%error, "metrics server failed");
+                }
+            });
+            bound
+        }
+        None => None,
+    };
+
+    let mut builder = tonic::transport::Server::builder()
+        .http2_keepalive_interval(Some(Duration::from_secs(30)))
+        .http2_keepalive_timeout(Some(Duration::from_secs(10)))
+        .tcp_nodelay(true);
+    let router = builder
+        .add_service(ads)
+        .add_service(admin.into_server())
+        .add_service(health)
+        .add_service(reflection_v1)
+        .add_service(reflection_v1alpha);
+    let incoming = TcpListenerStream::new(listener);
+    let server = tokio::spawn(router.serve_with_incoming_shutdown(incoming, shutdown));
+    tracing::info!(address = %xds_address, "xDS listening");
+
+    Ok(Running {
+        xds_address,
+        metrics_address,
+        snapshots,
+        clients,
+        sources,
+        metrics,
+        server,
+    })
+}
+
+fn spawn_snapshot_counter(mut snapshots: watch::Receiver<Arc<Snapshot>>, metrics: Arc<Metrics>) {
+    metrics.snapshots.inc();
+    tokio::spawn(async move {
+        while snapshots.changed().await.is_ok() {
+            metrics.snapshots.inc();
+        }
+    });
+}

@@ -1,0 +1,246 @@
+//! Parsing and validating the config file.
+
+use std::collections::HashSet;
+use std::path::Path;
+
+use super::error::ConfigError;
+use super::schema::ConfigFile;
+use crate::registry::{Cluster, Endpoint, Locality};
+
+/// Reads and validates `path`.
+pub fn parse_file(path: &Path) -> Result<Vec<Cluster>, ConfigError> {
+    let text = std::fs::read_to_string(path).map_err(|source| ConfigError::Read {
+        path: path.to_path_buf(),
+        source,
+    })?;
+    parse(&text, path)
+}
+
+/// Validates `text`, the content of `path`, into clusters.
+pub fn parse(text: &str, path: &Path) -> Result<Vec<Cluster>, ConfigError> {
+    let invalid = |line: u32, column: u32, reason: String| ConfigError::Invalid {
+        path: path.to_path_buf(),
+        line,
+        column,
+        reason,
+    };
+    let file: ConfigFile = if text.trim().is_empty() {
+        ConfigFile {
+            clusters: Vec::new(),
+        }
+    } else {
+        serde_yaml_ng::from_str(text).map_err(|error| {
+            let (line, column) = error
+                .location()
+                .map(|l| (to_u32(l.line()), to_u32(l.column())))
+                .unwrap_or((0, 0));
+            invalid(line, column, strip_position(&error.to_string()))
+        })?
+    };
+
+    let source = super::source_id(path);
+    let mut names = HashSet::new();
+    // How often each address was seen so far across all clusters, to point at
+    // the right occurrence in the text.
+    let mut seen_anywhere: std::collections::HashMap<String, usize> = Default::default();
+    let mut clusters = Vec::with_capacity(file.clusters.len());
+    for entry in file.clusters {
+        let name = entry.name.0;
+        if !names.insert(name.clone()) {
+            let (line, column) = locate(text, &name, 2);
+            return Err(invalid(
+                line,
+                column,
+                format!("duplicate cluster name {name:?}"),
+            ));
+        }
+        let mut addresses = HashSet::new();
+        let mut endpoints = Vec::with_capacity(entry.endpoints.len());
+        for endpoint in entry.endpoints {
+            let address = endpoint.address.0;
+            let written = address.to_string();
+            let seen = seen_anywhere.entry(written.clone()).or_default();
+            *seen += 1;
+            if !addresses.insert(address) {
+                let (line, column) = locate(text, &written, *seen);
+                return Err(invalid(
+                    line,
+                    column,
+                    format!("duplicate address {written} in cluster {name:?}"),
+                ));
+            }
+            endpoints.push(Endpoint {
+                address,
+                weight: endpoint.weight.0,
+                locality: Locality {
+                    region: endpoint.region,
+                    zone: endpoint.zone,
+                },
+                health: endpoint.health.into(),
+            });
+        }
+        clusters.push(Cluster {
+            name,
+            endpoints,
+            source: source.clone(),
+        });
+    }
+    Ok(clusters)
+}
+
+fn to_u32(n: usize) -> u32 {
+    u32::try_from(n).unwrap_or(u32::MAX)
+}
+
+/// serde_yaml appends " at line L column C"; we print the position first.
+fn strip_position(message: &str) -> String {
+    match message.rfind(" at line ") {
+        Some(index) => message[..index].to_string(),
+        None => message.to_string(),
+    }
+}
+
+/// 1-based line and column of the `nth` (1-based) occurrence of `needle`.
+fn locate(text: &str, needle: &str, nth: usize) -> (u32, u32) {
+    let Some((offset, _)) = text.match_indices(needle).nth(nth.saturating_sub(1)) else {
+        return (0, 0);
+    };
+    let before = &text[..offset];
+    let line = before.matches('\n').count() + 1;
+    let column = offset - before.rfind('\n').map(|i| i + 1).unwrap_or(0) + 1;
+    (to_u32(line), to_u32(column))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::registry::Health;
+
+    fn err(text: &str) -> (u32, u32, String) {
+        match parse(text, Path::new("lookaside.yaml")) {
+            Ok(clusters) => panic!("accepted invalid config: {clusters:?}"),
+            Err(ConfigError::Invalid {
+                line,
+                column,
+                reason,
+                ..
+            }) => (line, column, reason),
+            Err(other) => panic!("unexpected error {other}"),
+        }
+    }
+
+    #[test]
+    fn accepts_the_minimal_form() {
+        let text = "clusters:\n  - name: greeter\n    endpoints:\n      - { address: 127.0.0.1:50051, weight: 1, zone: z1 }\n      - { address: 127.0.0.1:50052, weight: 2 }\n";
+        let clusters = parse(text, Path::new("/etc/l.yaml")).unwrap_or_default();
+        assert_eq!(clusters.len(), 1);
+        let greeter = &clusters[0];
+        assert_eq!(greeter.name, "greeter");
+        assert_eq!(greeter.source, "file:/etc/l.yaml");
+        assert_eq!(greeter.endpoints.len(), 2);
+        assert_eq!(greeter.endpoints[0].weight, 1);
+        assert_eq!(greeter.endpoints[0].locality.zone, "z1");
+        assert_eq!(greeter.endpoints[1].weight, 2);
+        assert_eq!(greeter.endpoints[1].health, Health::Healthy);
+    }
+
+    #[test]
+    fn accepts_extensions_and_defaults() {
+        let text = "clusters:\n  - name: a\n    endpoints:\n      - address: \"[::1]:9000\"\n        region: r\n        health: draining\n  - name: b\n";
+        let clusters = parse(text, Path::new("x.yaml")).unwrap_or_default();
+        assert_eq!(clusters.len(), 2);
+        assert_eq!(clusters[0].endpoints[0].weight, 1);
+        assert_eq!(clusters[0].endpoints[0].health, Health::Draining);
+        assert_eq!(clusters[0].endpoints[0].locality.region, "r");
+        assert!(clusters[1].endpoints.is_empty());
+    }
+
+    #[test]
+    fn empty_file_is_no_clusters() {
+        assert_eq!(parse("", Path::new("x")).map(|c| c.len()).ok(), Some(0));
+        assert_eq!(
+            parse("clusters: []\n", Path::new("x"))
+                .map(|c| c.len())
+                .ok(),
+            Some(0)
+        );
+    }
+
+    #[test]
+    fn weight_zero_names_its_line() {
+        let (line, column, reason) = err(
+            "clusters:\n  - name: g\n    endpoints:\n      - { address: 127.0.0.1:1, weight: 0 }\n",
+        );
+        assert_eq!(line, 4);
+        assert!(column > 0);
+        assert!(reason.contains("weight 0 is out of range"), "{reason}");
+    }
+
+    #[test]
+    fn negative_and_huge_and_fractional_weights_are_rejected() {
+        for (weight, expect) in [
+            ("-3", "weight -3"),
+            ("10001", "weight 10001"),
+            ("1.5", "not an integer"),
+        ] {
+            let text = format!(
+                "clusters:\n  - name: g\n    endpoints:\n      - {{ address: 127.0.0.1:1, weight: {weight} }}\n"
+            );
+            let (line, _, reason) = err(&text);
+            assert_eq!(line, 4, "{weight}");
+            assert!(reason.contains(expect), "{weight}: {reason}");
+        }
+    }
+
+    #[test]
+    fn unknown_field_is_rejected_with_its_line() {
+        let (line, _, reason) = err(
+            "clusters:\n  - name: g\n    endpoints:\n      - { address: 127.0.0.1:1, wieght: 3 }\n",
+        );
+        assert_eq!(line, 4);
+        assert!(reason.contains("unknown field `wieght`"), "{reason}");
+        let (line, _, reason) = err("clusters:\n  - name: g\n    lb: x\n");
+        assert_eq!(line, 3);
+        assert!(reason.contains("unknown field `lb`"), "{reason}");
+    }
+
+    #[test]
+    fn duplicate_address_points_at_the_second_one() {
+        let text = "clusters:\n  - name: a\n    endpoints:\n      - { address: 127.0.0.1:1 }\n  - name: g\n    endpoints:\n      - { address: 127.0.0.1:1 }\n      - { address: 127.0.0.1:2 }\n      - { address: 127.0.0.1:1 }\n";
+        let (line, column, reason) = err(text);
+        assert_eq!((line, column), (9, 20));
+        assert!(
+            reason.contains("duplicate address 127.0.0.1:1 in cluster \"g\""),
+            "{reason}"
+        );
+    }
+
+    #[test]
+    fn duplicate_cluster_is_rejected() {
+        let (line, _, reason) = err("clusters:\n  - name: g\n  - name: g\n");
+        assert_eq!(line, 3);
+        assert!(reason.contains("duplicate cluster name"), "{reason}");
+    }
+
+    #[test]
+    fn bad_yaml_and_bad_address_are_rejected() {
+        let (line, _, reason) = err("clusters:\n  - name: g\n    endpoints: [\n");
+        assert!(line >= 3, "{line} {reason}");
+        let (line, _, reason) =
+            err("clusters:\n  - name: g\n    endpoints:\n      - { address: greeter:50051 }\n");
+        assert_eq!(line, 4);
+        assert!(reason.contains("expected IP:port"), "{reason}");
+        let (_, _, reason) = err("clusters:\n  - name: \"bad name\"\n");
+        assert!(reason.contains("contains ' '"), "{reason}");
+    }
+
+    #[test]
+    fn error_display_leads_with_file_line_column() {
+        let error = parse(
+            "clusters:\n  - name: g\n    endpoints:\n      - { address: 127.0.0.1:1, weight: 0 }\n",
+            Path::new("conf/l.yaml"),
+        );
+        let text = error.err().map(|e| e.to_string()).unwrap_or_default();
+        assert!(text.starts_with("conf/l.yaml:4:"), "{text}");
+    }
+}

@@ -1,0 +1,207 @@
+//! Watching the config file.
+//!
+//! Polls the file's content (not its mtime or inotify events) at a fixed
+//! interval: Kubernetes ConfigMap volumes replace files through symlink swaps
+//! that inotify watchers miss, and a content hash never does. An edit applies
+//! within one interval (default 200 ms).
+
+use std::path::{Path, PathBuf};
+use std::sync::Arc;
+use std::time::{Duration, SystemTime};
+
+use tokio::sync::mpsc;
+use tracing::{info, warn};
+use xxhash_rust::xxh3::xxh3_64;
+
+use super::{ConfigError, parse};
+use crate::registry::Cluster;
+use crate::sources::{SourceError, SourceStatus};
+use crate::telemetry::Metrics;
+
+/// The source id of a config file: `file:PATH`.
+pub fn source_id(path: &Path) -> String {
+    format!("file:{}", path.display())
+}
+
+/// A watched config file.
+#[derive(Debug)]
+pub struct FileSource {
+    path: PathBuf,
+    id: String,
+    interval: Duration,
+    status: SourceStatus,
+    metrics: Arc<Metrics>,
+    last_hash: Option<u64>,
+}
+
+impl FileSource {
+    /// A source for `path`, polled every `interval`.
+    pub fn new(
+        path: PathBuf,
+        interval: Duration,
+        status: SourceStatus,
+        metrics: Arc<Metrics>,
+    ) -> Self {
+        Self {
+            id: source_id(&path),
+            path,
+            interval,
+            status,
+            metrics,
+            last_hash: None,
+        }
+    }
+
+    /// This source's id.
+    pub fn id(&self) -> &str {
+        &self.id
+    }
+
+    /// Loads the file once. Used at start-up, where an invalid file is fatal.
+    pub fn load(&mut self) -> Result<Vec<Cluster>, ConfigError> {
+        let bytes = std::fs::read(&self.path).map_err(|source| ConfigError::Read {
+            path: self.path.clone(),
+            source,
+        })?;
+        let clusters = self.parse_bytes(&bytes)?;
+        self.last_hash = Some(xxh3_64(&bytes));
+        self.status.loaded(&self.id, count(&clusters));
+        Ok(clusters)
+    }
+
+    /// Polls the file until `updates` closes, sending every valid edit.
+    pub async fn run(mut self, updates: mpsc::Sender<(String, Vec<Cluster>)>) {
+        let mut ticker = tokio::time::interval(self.interval);
+        ticker.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
+        loop {
+            ticker.tick().await;
+            let Some(result) = self.poll().await else {
+                continue;
+            };
+            match result {
+                Ok(clusters) => {
+                    info!(source = %self.id, clusters = clusters.len(), "config applied");
+                    self.status.loaded(&self.id, count(&clusters));
+                    if updates.send((self.id.clone(), clusters)).await.is_err() {
+                        return;
+                    }
+                }
+                Err(error) => {
+                    warn!(source = %self.id, %error, "config rejected; the last good config keeps serving");
+                    self.metrics
+                        .config_rejections
+                        .get_or_create(&Metrics::source(&self.id))
+                        .inc();
+                    let (file, line, column) = error.position();
+                    self.status.rejected(
+                        &self.id,
+                        SourceError {
+                            message: error.to_string(),
+                            file,
+                            line,
+                            column,
+                            at: SystemTime::now(),
+                        },
+                    );
+                }
+            }
+        }
+    }
+
+    /// `None` when the content did not change since the last poll.
+    async fn poll(&mut self) -> Option<Result<Vec<Cluster>, ConfigError>> {
+        let bytes = match tokio::fs::read(&self.path).await {
+            Ok(bytes) => bytes,
+            Err(source) => {
+                // Report a missing file once, not every interval.
+                if self.last_hash == Some(0) {
+                    return None;
+                }
+                self.last_hash = Some(0);
+                return Some(Err(ConfigError::Read {
+                    path: self.path.clone(),
+                    source,
+                }));
+            }
+        };
+        let hash = xxh3_64(&bytes);
+        if self.last_hash == Some(hash) {
+            return None;
+        }
+        self.last_hash = Some(hash);
+        Some(self.parse_bytes(&bytes))
+    }
+
+    fn parse_bytes(&self, bytes: &[u8]) -> Result<Vec<Cluster>, ConfigError> {
+        let text = std::str::from_utf8(bytes).map_err(|e| ConfigError::Invalid {
+            path: self.path.clone(),
+            line: 0,
+            column: 0,
+            reason: format!("not UTF-8: {e}"),
+        })?;
+        parse(text, &self.path)
+    }
+}
+
+fn count(clusters: &[Cluster]) -> u32 {
+    u32::try_from(clusters.len()).unwrap_or(u32::MAX)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    const GOOD: &str =
+        "clusters:\n  - name: g\n    endpoints:\n      - { address: 127.0.0.1:1, weight: 3 }\n";
+    const BETTER: &str =
+        "clusters:\n  - name: g\n    endpoints:\n      - { address: 127.0.0.1:1, weight: 4 }\n";
+    const BAD: &str =
+        "clusters:\n  - name: g\n    endpoints:\n      - { address: 127.0.0.1:1, weight: 0 }\n";
+
+    #[tokio::test]
+    async fn edits_apply_and_bad_edits_are_reported_and_skipped()
+    -> Result<(), Box<dyn std::error::Error>> {
+        let dir = tempfile::tempdir()?;
+        let path = dir.path().join("l.yaml");
+        std::fs::write(&path, GOOD)?;
+        let status = SourceStatus::default();
+        let mut source = FileSource::new(
+            path.clone(),
+            Duration::from_millis(10),
+            status.clone(),
+            Arc::new(Metrics::new()),
+        );
+        let initial = source.load()?;
+        assert_eq!(initial[0].endpoints[0].weight, 3);
+        let (tx, mut rx) = mpsc::channel(4);
+        let task = tokio::spawn(source.run(tx));
+
+        std::fs::write(&path, BAD)?;
+        // The bad edit shows up in the status, and nothing is published.
+        let deadline = tokio::time::Instant::now() + Duration::from_secs(5);
+        loop {
+            let state = status.all();
+            if state[0].1.error.is_some() {
+                let error = state[0].1.error.clone().ok_or("no error")?;
+                assert_eq!(error.line, 4);
+                assert!(error.message.contains("weight 0"));
+                break;
+            }
+            assert!(
+                tokio::time::Instant::now() < deadline,
+                "rejection not reported"
+            );
+            tokio::time::sleep(Duration::from_millis(5)).await;
+        }
+        assert!(rx.try_recv().is_err());
+
+        std::fs::write(&path, BETTER)?;
+        let (_, clusters) = tokio::time::timeout(Duration::from_secs(5), rx.recv())
+            .await?
+            .ok_or("closed")?;
+        assert_eq!(clusters[0].endpoints[0].weight, 4);
+        assert!(status.all()[0].1.error.is_none());
+        task.abort();
+        Ok(())
+    }
+}

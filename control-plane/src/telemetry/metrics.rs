@@ -1,0 +1,142 @@
+//! The metrics the control plane exports.
+
+use std::sync::Mutex;
+
+use prometheus_client::encoding::EncodeLabelSet;
+use prometheus_client::metrics::counter::Counter;
+use prometheus_client::metrics::family::Family;
+use prometheus_client::metrics::gauge::Gauge;
+use prometheus_client::metrics::histogram::Histogram;
+use prometheus_client::registry::Registry;
+
+/// Labels of per-type xDS metrics.
+#[derive(Debug, Clone, Hash, PartialEq, Eq, EncodeLabelSet)]
+pub struct TypeLabels {
+    /// `sotw` or `delta`.
+    pub protocol: String,
+    /// `LDS`, `RDS`, `CDS`, `EDS`.
+    pub r#type: String,
+}
+
+/// Labels of per-protocol metrics.
+#[derive(Debug, Clone, Hash, PartialEq, Eq, EncodeLabelSet)]
+pub struct ProtocolLabels {
+    /// `sotw` or `delta`.
+    pub protocol: String,
+}
+
+/// Labels of per-source metrics.
+#[derive(Debug, Clone, Hash, PartialEq, Eq, EncodeLabelSet)]
+pub struct SourceLabels {
+    /// Source id.
+    pub source: String,
+}
+
+/// Every exported metric. Cheap to share: handles are atomics.
+#[derive(Debug)]
+pub struct Metrics {
+    /// Open ADS streams.
+    pub streams: Family<ProtocolLabels, Gauge>,
+    /// Streams refused by a limit.
+    pub streams_refused: Counter,
+    /// Responses sent.
+    pub pushes: Family<TypeLabels, Counter>,
+    /// ACKs received.
+    pub acks: Family<TypeLabels, Counter>,
+    /// NACKs received.
+    pub nacks: Family<TypeLabels, Counter>,
+    /// Seconds from the change that required a response to its send.
+    pub push_latency: Family<TypeLabels, Histogram>,
+    /// Snapshots built.
+    pub snapshots: Counter,
+    /// Config inputs rejected.
+    pub config_rejections: Family<SourceLabels, Counter>,
+    registry: Mutex<Registry>,
+}
+
+impl Metrics {
+    /// Creates and registers every metric.
+    pub fn new() -> Self {
+        let mut registry = Registry::with_prefix("lookaside");
+        let streams = Family::<ProtocolLabels, Gauge>::default();
+        registry.register("xds_streams", "Open ADS streams", streams.clone());
+        let streams_refused = Counter::default();
+        registry.register(
+            "xds_streams_refused",
+            "ADS streams refused by a limit",
+            streams_refused.clone(),
+        );
+        let pushes = Family::<TypeLabels, Counter>::default();
+        registry.register("xds_pushes", "xDS responses sent", pushes.clone());
+        let acks = Family::<TypeLabels, Counter>::default();
+        registry.register("xds_acks", "xDS ACKs received", acks.clone());
+        let nacks = Family::<TypeLabels, Counter>::default();
+        registry.register("xds_nacks", "xDS NACKs received", nacks.clone());
+        let push_latency = Family::<TypeLabels, Histogram>::new_with_constructor(|| {
+            Histogram::new([
+                0.0005, 0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5, 5.0,
+            ])
+        });
+        registry.register(
+            "xds_push_latency_seconds",
+            "Seconds from the change that required a response to its send",
+            push_latency.clone(),
+        );
+        let snapshots = Counter::default();
+        registry.register("snapshots", "Snapshots built", snapshots.clone());
+        let config_rejections = Family::<SourceLabels, Counter>::default();
+        registry.register(
+            "config_rejections",
+            "Config inputs rejected (the last good one keeps serving)",
+            config_rejections.clone(),
+        );
+        Self {
+            streams,
+            streams_refused,
+            pushes,
+            acks,
+            nacks,
+            push_latency,
+            snapshots,
+            config_rejections,
+            registry: Mutex::new(registry),
+        }
+    }
+
+    /// Labels for `protocol` and resource `type`.
+    pub fn labels(protocol: &str, kind: &str) -> TypeLabels {
+        TypeLabels {
+            protocol: protocol.to_string(),
+            r#type: kind.to_string(),
+        }
+    }
+
+    /// Labels for `protocol`.
+    pub fn protocol(protocol: &str) -> ProtocolLabels {
+        ProtocolLabels {
+            protocol: protocol.to_string(),
+        }
+    }
+
+    /// Labels for a source.
+    pub fn source(source: &str) -> SourceLabels {
+        SourceLabels {
+            source: source.to_string(),
+        }
+    }
+
+    /// The text exposition format.
+    pub fn encode(&self) -> String {
+        let mut out = String::new();
+        if let Ok(registry) = self.registry.lock() {
+            let _ = prometheus_client::encoding::text::encode(&mut out, &registry);
+        }
+        out
+    }
+}
+
+impl Default for Metrics {
+    fn default() -> Self {
+        Self::new()
+    }
+}

@@ -1,0 +1,132 @@
+//! ACK/NACK bookkeeping of one resource type on one stream, shared by SotW
+//! and Delta.
+//!
+//! A request whose `response_nonce` is the nonce of the latest response of
+//! its type acknowledges that response: an ACK, or a NACK when it carries
+//! `error_detail`. A request with an older nonce is stale: it acknowledges
+//! nothing, but its subscription changes still apply.
+
+use std::time::SystemTime;
+
+/// A rejected response.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Nack {
+    /// Version the client rejected.
+    pub rejected_version: String,
+    /// Nonce of the rejected response.
+    pub nonce: String,
+    /// The client's error message.
+    pub message: String,
+    /// The client's `google.rpc.Code`.
+    pub code: i32,
+    /// When it arrived.
+    pub at: SystemTime,
+}
+
+/// How a request relates to the responses already sent.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub(crate) enum Reply {
+    /// No nonce: an initial request or a subscription change.
+    Fresh,
+    /// Accepts the latest response.
+    Ack,
+    /// Rejects the latest response.
+    Nack(Nack),
+    /// Answers the latest response again (already ACKed or NACKed), e.g. a
+    /// subscription change right after an ACK.
+    Repeat,
+    /// Answers an older response.
+    Stale,
+}
+
+/// ACK state of one resource type on one stream.
+#[derive(Debug, Clone, Default)]
+pub struct Acks {
+    /// Version of the latest response.
+    pub sent_version: String,
+    /// Nonce of the latest response.
+    pub last_nonce: String,
+    /// Whether the latest response awaits an ACK or NACK.
+    pub awaiting: bool,
+    /// Last version the client accepted.
+    pub acked_version: String,
+    /// ACKs so far.
+    pub acks: u64,
+    /// NACKs so far.
+    pub nacks: u64,
+    /// The latest NACK.
+    pub last_nack: Option<Nack>,
+}
+
+impl Acks {
+    /// Classifies a request with `nonce` and optional `error` (code, message).
+    pub(crate) fn on_request(&mut self, nonce: &str, error: Option<(i32, String)>) -> Reply {
+        if nonce.is_empty() {
+            return Reply::Fresh;
+        }
+        if nonce != self.last_nonce {
+            return Reply::Stale;
+        }
+        if !self.awaiting {
+            return Reply::Repeat;
+        }
+        self.awaiting = false;
+        match error {
+            None => {
+                self.acks += 1;
+                self.acked_version = self.sent_version.clone();
+                Reply::Ack
+            }
+            Some((code, message)) => {
+                self.nacks += 1;
+                let nack = Nack {
+                    rejected_version: self.sent_version.clone(),
+                    nonce: nonce.to_string(),
+                    message,
+                    code,
+                    at: SystemTime::now(),
+                };
+                self.last_nack = Some(nack.clone());
+                Reply::Nack(nack)
+            }
+        }
+    }
+
+    /// Records a response sent with `version` and `nonce`.
+    pub(crate) fn on_response(&mut self, version: &str, nonce: &str) {
+        self.sent_version = version.to_string();
+        self.last_nonce = nonce.to_string();
+        self.awaiting = true;
+    }
+
+    /// Nonce awaiting an answer, if any.
+    pub fn pending_nonce(&self) -> Option<&str> {
+        self.awaiting.then_some(self.last_nonce.as_str())
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn ack_nack_stale_and_repeat() {
+        let mut acks = Acks::default();
+        assert_eq!(acks.on_request("", None), Reply::Fresh);
+        acks.on_response("v1", "1");
+        assert_eq!(acks.on_request("0", None), Reply::Stale);
+        assert_eq!(acks.on_request("1", None), Reply::Ack);
+        assert_eq!(acks.acked_version, "v1");
+        assert_eq!(acks.on_request("1", None), Reply::Repeat);
+
+        acks.on_response("v2", "2");
+        let reply = acks.on_request("2", Some((3, "bad weight".into())));
+        assert!(
+            matches!(reply, Reply::Nack(ref n) if n.rejected_version == "v2" && n.message == "bad weight")
+        );
+        // A NACKed client stays on its last ACKed version.
+        assert_eq!(acks.acked_version, "v1");
+        assert_eq!((acks.acks, acks.nacks), (1, 1));
+        assert_eq!(acks.pending_nonce(), None);
+    }
+}

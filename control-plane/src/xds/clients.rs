@@ -1,0 +1,120 @@
+//! Connected clients, as the admin API shows them. Each stream writes only
+//! its own entry; readers copy.
+
+use std::sync::Arc;
+use std::time::SystemTime;
+
+use dashmap::DashMap;
+
+use super::acks::Acks;
+use super::stream::Stream;
+use crate::snapshot::ResourceType;
+
+/// How many subscribed names of one type the admin view keeps per stream.
+const MAX_NAMES_SHOWN: usize = 100;
+
+/// One connected stream.
+#[derive(Debug, Clone)]
+pub struct ClientView {
+    /// Server-assigned stream id.
+    pub stream_id: u64,
+    /// `node.id`.
+    pub node_id: String,
+    /// `node.cluster`.
+    pub node_cluster: String,
+    /// `node.user_agent_name` and version.
+    pub user_agent: String,
+    /// `sotw` or `delta`.
+    pub protocol: &'static str,
+    /// Remote address.
+    pub peer: String,
+    /// When the stream opened.
+    pub connected_at: SystemTime,
+    /// Per subscribed type.
+    pub types: Vec<TypeView>,
+}
+
+/// One resource type of one stream.
+#[derive(Debug, Clone)]
+pub struct TypeView {
+    /// The type.
+    pub kind: ResourceType,
+    /// Subscribed to everything.
+    pub wildcard: bool,
+    /// Explicit names (at most 100 shown).
+    pub subscribed: Vec<String>,
+    /// ACK state.
+    pub acks: Acks,
+}
+
+impl ClientView {
+    /// Whether the client subscribes to cluster `name` in any type.
+    pub fn subscribes_to(&self, name: &str) -> bool {
+        self.types
+            .iter()
+            .any(|t| t.wildcard || t.subscribed.iter().any(|n| n == name))
+    }
+}
+
+/// Every connected stream.
+#[derive(Debug, Clone, Default)]
+pub struct Clients {
+    streams: Arc<DashMap<u64, ClientView>>,
+}
+
+impl Clients {
+    pub(crate) fn publish(&self, stream: &Stream, protocol: &'static str) {
+        let types = ResourceType::ADS_ORDER
+            .into_iter()
+            .filter_map(|kind| {
+                let state = stream.type_state(kind);
+                state.subscription.started().then(|| TypeView {
+                    kind,
+                    wildcard: state.subscription.is_wildcard(),
+                    subscribed: state
+                        .subscription
+                        .names()
+                        .iter()
+                        .take(MAX_NAMES_SHOWN)
+                        .cloned()
+                        .collect(),
+                    acks: state.acks.clone(),
+                })
+            })
+            .collect();
+        self.streams.insert(
+            stream.id,
+            ClientView {
+                stream_id: stream.id,
+                node_id: stream.peer.node_id.clone(),
+                node_cluster: stream.peer.node_cluster.clone(),
+                user_agent: stream.peer.user_agent.clone(),
+                protocol,
+                peer: stream.peer.address.clone(),
+                connected_at: stream.connected_at,
+                types,
+            },
+        );
+    }
+
+    pub(crate) fn remove(&self, id: u64) {
+        self.streams.remove(&id);
+    }
+
+    /// A copy of every client, by stream id.
+    pub fn all(&self) -> Vec<ClientView> {
+        let mut all: Vec<ClientView> = self.streams.iter().map(|e| e.value().clone()).collect();
+        all.sort_by_key(|c| c.stream_id);
+        all
+    }
+
+    /// Number of connected streams.
+    pub fn len(&self) -> usize {
+        self.streams.len()
+    }
+
+    /// Whether no stream is connected.
+    pub fn is_empty(&self) -> bool {
+        self.streams.is_empty()
+    }
+}

@@ -1,0 +1,25 @@
+//! Per-server and per-stream limits of the ADS server.
+
+/// Limits applied to every ADS stream.
+#[derive(Debug, Clone)]
+pub struct Limits {
+    /// Concurrent ADS streams per server.
+    pub max_streams: usize,
+    /// Resource names in one request.
+    pub max_names_per_request: usize,
+    /// Size of one decoded request message, in bytes.
+    pub max_request_bytes: usize,
+    /// Distinct unknown type URLs one stream may ask for.
+    pub max_unknown_types: usize,
+}
+
+impl Default for Limits {
+    fn default() -> Self {
+        Self {
+            max_streams: 50_000,
+            max_names_per_request: 10_000,
+            max_request_bytes: 4 * 1024 * 1024,
+            max_unknown_types: 16,
+        }
+    }
+}

@@ -1,0 +1,295 @@
+//! The gRPC service: accepts ADS streams and drives each one.
+//!
+//! Hand-routed rather than generated so responses can be written from
+//! pre-encoded resources (see `response`). One task per stream selects over
+//! the client's requests, new snapshots, and room in a one-slot outbound
+//! queue; a response is built only when it can be sent, from the latest
+//! snapshot, so a slow client never accumulates a backlog.
+
+use std::convert::Infallible;
+use std::marker::PhantomData;
+use std::sync::Arc;
+use std::sync::atomic::{AtomicU64, AtomicUsize, Ordering};
+use std::task::{Context, Poll};
+use std::time::Instant;
+
+use bytes::Bytes;
+use futures::future::BoxFuture;
+use prost::Message;
+use tokio::sync::{mpsc, watch};
+use tokio_stream::wrappers::ReceiverStream;
+use tonic::body::Body;
+use tonic::{Request, Response, Status, Streaming};
+use tracing::{Instrument, debug, info, info_span};
+
+use super::acks::Reply;
+use super::clients::Clients;
+use super::delta::Delta;
+use super::error::XdsError;
+use super::limits::Limits;
+use super::sotw::Sotw;
+use super::stream::{Protocol, Stream};
+use crate::snapshot::Snapshot;
+use crate::telemetry::Metrics;
+use lookaside_proto::envoy::config::core::v3::ControlPlane;
+
+const SERVICE: &str = "envoy.service.discovery.v3.AggregatedDiscoveryService";
+const SOTW_PATH: &str =
+    "/envoy.service.discovery.v3.AggregatedDiscoveryService/StreamAggregatedResources";
+const DELTA_PATH: &str =
+    "/envoy.service.discovery.v3.AggregatedDiscoveryService/DeltaAggregatedResources";
+
+#[derive(Debug)]
+struct Shared {
+    snapshots: watch::Receiver<Arc<Snapshot>>,
+    clients: Clients,
+    metrics: Arc<Metrics>,
+    limits: Arc<Limits>,
+    next_id: AtomicU64,
+    active: AtomicUsize,
+    control_plane: Bytes,
+}
+
+/// The ADS service, cheap to clone.
+#[derive(Debug, Clone)]
+pub struct AdsServer {
+    shared: Arc<Shared>,
+}
+
+impl AdsServer {
+    /// A server streaming `snapshots`.
+    pub fn new(
+        snapshots: watch::Receiver<Arc<Snapshot>>,
+        clients: Clients,
+        metrics: Arc<Metrics>,
+        limits: Limits,
+        identifier: String,
+    ) -> Self {
+        let control_plane = Bytes::from(ControlPlane { identifier }.encode_to_vec());
+        Self {
+            shared: Arc::new(Shared {
+                snapshots,
+                clients,
+                metrics,
+                limits: Arc::new(limits),
+                next_id: AtomicU64::new(1),
+                active: AtomicUsize::new(0),
+                control_plane,
+            }),
+        }
+    }
+}
+
+impl tonic::server::NamedService for AdsServer {
+    const NAME: &'static str = SERVICE;
+}
+
+impl tower::Service<http::Request<Body>> for AdsServer {
+    type Response = http::Response<Body>;
+    type Error = Infallible;
+    type Future = BoxFuture<'static, Result<Self::Response, Infallible>>;
+
+    fn poll_ready(&mut self, _cx: &mut Context<'_>) -> Poll<Result<(), Infallible>> {
+        Poll::Ready(Ok(()))
+    }
+
+    fn call(&mut self, request: http::Request<Body>) -> Self::Future {
+        let shared = self.shared.clone();
+        match request.uri().path() {
+            SOTW_PATH => Box::pin(serve::<Sotw>(shared, request)),
+            DELTA_PATH => Box::pin(serve::<Delta>(shared, request)),
+            _ => {
+                Box::pin(
+                    async move { Ok(Status::unimplemented("unknown method").into_http::<Body>()) },
+                )
+            }
+        }
+    }
+}
+
+async fn serve<P: Protocol>(
+    shared: Arc<Shared>,
+    request: http::Request<Body>,
+) -> Result<http::Response<Body>, Infallible> {
+    let max = shared.limits.max_request_bytes;
+    let mut grpc =
+        tonic::server::Grpc::new(tonic_prost::ProstCodec::<P::Response, P::Request>::default())
+            .apply_max_message_size_config(Some(max), None);
+    Ok(grpc
+        .streaming(StreamService::<P>(shared, PhantomData), request)
+        .await)
+}
+
+/// The response stream of one ADS stream.
+type Outbound<P> = ReceiverStream<Result<<P as Protocol>::Response, Status>>;
+
+struct StreamService<P>(Arc<Shared>, PhantomData<P>);
+
+impl<P: Protocol> tonic::server::StreamingService<P::Request> for StreamService<P> {
+    type Response = P::Response;
+    type ResponseStream = ReceiverStream<Result<P::Response, Status>>;
+    type Future = BoxFuture<'static, Result<Response<Self::ResponseStream>, Status>>;
+
+    fn call(&mut self, request: Request<Streaming<P::Request>>) -> Self::Future {
+        let shared = self.0.clone();
+        Box::pin(async move { open::<P>(shared, request) })
+    }
+}
+
+/// Admits a stream and spawns its task.
+fn open<P: Protocol>(
+    shared: Arc<Shared>,
+    request: Request<Streaming<P::Request>>,
+) -> Result<Response<Outbound<P>>, Status> {
+    let limit = shared.limits.max_streams;
+    if shared.active.fetch_add(1, Ordering::AcqRel) >= limit {
+        shared.active.fetch_sub(1, Ordering::AcqRel);
+        shared.metrics.streams_refused.inc();
+        return Err(XdsError::TooManyStreams { limit }.into());
+    }
+    let id = shared.next_id.fetch_add(1, Ordering::Relaxed);
+    let address = request
+        .remote_addr()
+        .map(|a| a.to_string())
+        .unwrap_or_default();
+    let inbound = request.into_inner();
+    let (tx, rx) = mpsc::channel(1);
+    let span = info_span!("ads", stream = id, protocol = P::NAME, peer = %address, node = tracing::field::Empty, cluster = tracing::field::Empty);
+    tokio::spawn(drive::<P>(shared, id, address, inbound, tx).instrument(span));
+    Ok(Response::new(ReceiverStream::new(rx)))
+}
+
+/// Releases a stream's slot and admin entry however the task ends.
+struct Admission {
+    shared: Arc<Shared>,
+    id: u64,
+    protocol: &'static str,
+}
+
+impl Drop for Admission {
+    fn drop(&mut self) {
+        self.shared.active.fetch_sub(1, Ordering::AcqRel);
+        self.shared.clients.remove(self.id);
+        self.shared
+            .metrics
+            .streams
+            .get_or_create(&Metrics::protocol(self.protocol))
+            .dec();
+    }
+}
+
+async fn drive<P: Protocol>(
+    shared: Arc<Shared>,
+    id: u64,
+    address: String,
+    mut inbound: Streaming<P::Request>,
+    tx: mpsc::Sender<Result<P::Response, Status>>,
+) {
+    shared
+        .metrics
+        .streams
+        .get_or_create(&Metrics::protocol(P::NAME))
+        .inc();
+    let _admission = Admission {
+        shared: shared.clone(),
+        id,
+        protocol: P::NAME,
+    };
+    let mut snapshots = shared.snapshots.clone();
+    snapshots.mark_unchanged();
+    let mut stream = Stream::new(
+        id,
+        address,
+        shared.limits.clone(),
+        shared.control_plane.clone(),
+    );
+    debug!("stream opened");
+    let end = loop {
+        let wants = stream.wants_to_send();
+        tokio::select! {
+            biased;
+            message = inbound.message() => match message {
+                Ok(Some(request)) => {
+                    if let Err(error) = receive::<P>(&shared, &mut stream, request, &tx).await {
+                        let _ = tx.send(Err(error.into())).await;
+                        break "closed by server";
+                    }
+                    shared.clients.publish(&stream, P::NAME);
+                }
+                Ok(None) => break "closed by client",
+                Err(status) => {
+                    debug!(%status, "stream error");
+                    break "stream error";
+                }
+            },
+            changed = snapshots.changed() => {
+                if changed.is_err() {
+                    break "server shutting down";
+                }
+                let built = snapshots.borrow().built;
+                stream.on_snapshot(built);
+            },
+            permit = tx.reserve(), if wants => {
+                let Ok(permit) = permit else { break "client gone" };
+                let snapshot = snapshots.borrow_and_update().clone();
+                if let Some((kind, response, since)) = stream.next_response::<P>(&snapshot) {
+                    let labels = Metrics::labels(P::NAME, kind.short_name());
+                    shared.metrics.pushes.get_or_create(&labels).inc();
+                    if let Some(since) = since {
+                        shared
+                            .metrics
+                            .push_latency
+                            .get_or_create(&labels)
+                            .observe(Instant::now().saturating_duration_since(since).as_secs_f64());
+                    }
+                    permit.send(Ok(response));
+                    shared.clients.publish(&stream, P::NAME);
+                }
+            },
+        }
+    };
+    debug!(reason = end, "stream ended");
+}
+
+/// Handles one request.
+async fn receive<P: Protocol>(
+    shared: &Shared,
+    stream: &mut Stream,
+    request: P::Request,
+    tx: &mpsc::Sender<Result<P::Response, Status>>,
+) -> Result<(), XdsError> {
+    let first_node = stream.peer.node_id.is_empty();
+    if crate::snapshot::ResourceType::from_type_url(P::type_url(&request)).is_none() {
+        let type_url = P::type_url(&request).to_string();
+        let nonce = P::response_nonce(&request).to_string();
+        if let Some(empty) = stream.unknown_type::<P>(&type_url, &nonce)? {
+            info!(
+                type_url,
+                "request for a type this server does not serve; answering empty"
+            );
+            // The queue holds at most one response; waiting here is bounded
+            // by the client reading.
+            let _ = tx.send(Ok(empty)).await;
+        }
+        return Ok(());
+    }
+    let (kind, reply) = P::apply(stream, request)?;
+    if first_node && !stream.peer.node_id.is_empty() {
+        let span = tracing::Span::current();
+        span.record("node", stream.peer.node_id.as_str());
+        span.record("cluster", stream.peer.node_cluster.as_str());
+        info!(user_agent = %stream.peer.user_agent, "client connected");
+    }
+    let labels = Metrics::labels(P::NAME, kind.short_name());
+    match &reply {
+        Reply::Ack => {
+            shared.metrics.acks.get_or_create(&labels).inc();
+        }
+        Reply::Nack(_) => {
+            shared.metrics.nacks.get_or_create(&labels).inc();
+        }
+        _ => {}
+    }
+    super::log_reply(kind, &reply, P::NAME);
+    Ok(())
+}
