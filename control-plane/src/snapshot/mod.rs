@@ -50,4 +50,10 @@ impl Snapshot {
     pub fn get(&self, kind: ResourceType, name: &str) -> Option<&Arc<Resource>> {
         self.resources(kind).get(name)
     }
+
+    /// Replaces one resource (tests only: snapshots are otherwise immutable).
+    #[cfg(test)]
+    pub(crate) fn replace_for_test(&mut self, kind: ResourceType, resource: Resource) {
+        self.resources[kind.index()].insert(resource.name.clone(), Arc::new(resource));
+    }
 }

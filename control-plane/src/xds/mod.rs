@@ -17,6 +17,8 @@ mod clients;
 mod delta;
 mod error;
 mod limits;
+#[cfg(test)]
+mod protocol_tests;
 mod response;
 mod server;
 mod sotw;

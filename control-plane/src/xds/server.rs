@@ -219,6 +219,12 @@ async fn drive<P: Protocol>(
                 Ok(None) => break "closed by client",
                 Err(status) => {
                     debug!(%status, "stream error");
+                    // Tell the client why, if it is still there (a request
+                    // that does not decode lands here).
+                    let _ = tx.try_send(Err(Status::invalid_argument(format!(
+                        "cannot read request: {}",
+                        status.message()
+                    ))));
                     break "stream error";
                 }
             },

@@ -126,11 +126,12 @@ impl Subscription {
             self.legacy_wildcard = true;
             self.wildcard = true;
         }
+        let mut change = self.update_delta(subscribe, unsubscribe);
         self.known = initial
             .iter()
             .map(|(name, version)| (name.clone(), Some(version.clone())))
             .collect();
-        let mut change = self.update_delta(subscribe, unsubscribe);
+        self.prune();
         change.first = true;
         change.added = true;
         change

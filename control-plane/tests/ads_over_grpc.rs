@@ -1,0 +1,316 @@
+//! The ADS server over real gRPC, in process: a tonic client against the
+//! server `lookaside serve` runs. Garbage from one client never disturbs
+//! another.
+
+#![allow(clippy::expect_used, clippy::unwrap_used)]
+
+use std::path::Path;
+use std::time::Duration;
+
+use bytes::{Buf, BufMut, Bytes};
+use futures::StreamExt;
+use lookaside_control_plane::server::{Running, ServeConfig, start};
+use lookaside_control_plane::xds::Limits;
+use lookaside_proto::envoy::config::endpoint::v3::ClusterLoadAssignment;
+use lookaside_proto::envoy::service::discovery::v3::aggregated_discovery_service_client::AggregatedDiscoveryServiceClient;
+use lookaside_proto::envoy::service::discovery::v3::{
+    DeltaDiscoveryRequest, DiscoveryRequest, DiscoveryResponse,
+};
+use prost::Message;
+use tokio::sync::mpsc;
+use tokio_stream::wrappers::ReceiverStream;
+use tonic::codec::{Codec, DecodeBuf, Decoder, EncodeBuf, Encoder};
+use tonic::transport::Channel;
+
+const EDS: &str = "type.googleapis.com/envoy.config.endpoint.v3.ClusterLoadAssignment";
+const CDS: &str = "type.googleapis.com/envoy.config.cluster.v3.Cluster";
+
+fn config(weight: u32) -> String {
+    format!(
+        "clusters:\n  - name: greeter\n    endpoints:\n      - {{ address: 127.0.0.1:50051, weight: {weight} }}\n      - {{ address: 127.0.0.1:50052, weight: 2 }}\n"
+    )
+}
+
+async fn serve(dir: &Path, limits: Limits) -> Running {
+    let path = dir.join("lookaside.yaml");
+    std::fs::write(&path, config(1)).expect("write config");
+    start(
+        ServeConfig {
+            config: path,
+            config_poll: Duration::from_millis(20),
+            xds_listen: "127.0.0.1:0".parse().expect("address"),
+            metrics_listen: None,
+            limits,
+        },
+        futures::future::pending(),
+    )
+    .await
+    .expect("control plane starts")
+}
+
+async fn channel(running: &Running) -> Channel {
+    Channel::from_shared(format!("http://{}", running.xds_address))
+        .expect("uri")
+        .connect()
+        .await
+        .expect("connects")
+}
+
+/// A SotW client subscribed to greeter's assignment.
+struct EdsWatcher {
+    requests: mpsc::Sender<DiscoveryRequest>,
+    responses: tonic::Streaming<DiscoveryResponse>,
+}
+
+impl EdsWatcher {
+    async fn open(channel: Channel) -> Self {
+        let (requests, rx) = mpsc::channel(8);
+        requests
+            .send(DiscoveryRequest {
+                type_url: EDS.into(),
+                resource_names: vec!["greeter".into()],
+                ..Default::default()
+            })
+            .await
+            .expect("send");
+        let responses = AggregatedDiscoveryServiceClient::new(channel)
+            .stream_aggregated_resources(ReceiverStream::new(rx))
+            .await
+            .expect("stream opens")
+            .into_inner();
+        Self {
+            requests,
+            responses,
+        }
+    }
+
+    /// Next response's first endpoint weight, ACKing it.
+    async fn next_weight(&mut self) -> u32 {
+        let response = tokio::time::timeout(Duration::from_secs(5), self.responses.next())
+            .await
+            .expect("a response within 5 s")
+            .expect("stream open")
+            .expect("not an error");
+        self.requests
+            .send(DiscoveryRequest {
+                type_url: EDS.into(),
+                resource_names: vec!["greeter".into()],
+                version_info: response.version_info.clone(),
+                response_nonce: response.nonce.clone(),
+                ..Default::default()
+            })
+            .await
+            .expect("ack");
+        let cla = ClusterLoadAssignment::decode(response.resources[0].value.as_slice())
+            .expect("assignment");
+        cla.endpoints[0].lb_endpoints[0]
+            .load_balancing_weight
+            .map(|w| w.value)
+            .unwrap_or(0)
+    }
+}
+
+/// Sends raw bytes as request messages.
+#[derive(Debug, Clone, Default)]
+struct RawCodec;
+
+#[derive(Debug)]
+struct RawEncoder;
+
+#[derive(Debug)]
+struct ResponseDecoder;
+
+impl Encoder for RawEncoder {
+    type Item = Bytes;
+    type Error = tonic::Status;
+    fn encode(&mut self, item: Bytes, dst: &mut EncodeBuf<'_>) -> Result<(), tonic::Status> {
+        dst.put_slice(&item);
+        Ok(())
+    }
+}
+
+impl Decoder for ResponseDecoder {
+    type Item = DiscoveryResponse;
+    type Error = tonic::Status;
+    fn decode(
+        &mut self,
+        src: &mut DecodeBuf<'_>,
+    ) -> Result<Option<DiscoveryResponse>, tonic::Status> {
+        let bytes = src.copy_to_bytes(src.remaining());
+        DiscoveryResponse::decode(bytes)
+            .map(Some)
+            .map_err(|e| tonic::Status::internal(e.to_string()))
+    }
+}
+
+impl Codec for RawCodec {
+    type Encode = Bytes;
+    type Decode = DiscoveryResponse;
+    type Encoder = RawEncoder;
+    type Decoder = ResponseDecoder;
+    fn encoder(&mut self) -> RawEncoder {
+        RawEncoder
+    }
+    fn decoder(&mut self) -> ResponseDecoder {
+        ResponseDecoder
+    }
+}
+
+#[tokio::test]
+async fn edits_reach_a_connected_client() {
+    let dir = tempfile::tempdir().expect("tempdir");
+    let running = serve(dir.path(), Limits::default()).await;
+    let mut watcher = EdsWatcher::open(channel(&running).await).await;
+    assert_eq!(watcher.next_weight().await, 1);
+    std::fs::write(dir.path().join("lookaside.yaml"), config(9)).expect("edit");
+    assert_eq!(watcher.next_weight().await, 9);
+}
+
+#[tokio::test]
+async fn garbage_from_one_client_does_not_disturb_the_others() {
+    let dir = tempfile::tempdir().expect("tempdir");
+    let running = serve(
+        dir.path(),
+        Limits {
+            max_names_per_request: 100,
+            ..Limits::default()
+        },
+    )
+    .await;
+    let channel = channel(&running).await;
+    let mut watcher = EdsWatcher::open(channel.clone()).await;
+    assert_eq!(watcher.next_weight().await, 1);
+
+    // 1. Bytes that are not a DiscoveryRequest: that stream ends with an error.
+    let mut raw = tonic::client::Grpc::new(channel.clone());
+    raw.ready().await.expect("ready");
+    let garbage = futures::stream::iter(vec![Bytes::from_static(&[0xff, 0xff, 0xff, 0x0f, 0x08])]);
+    let path = http::uri::PathAndQuery::from_static(
+        "/envoy.service.discovery.v3.AggregatedDiscoveryService/StreamAggregatedResources",
+    );
+    let result = raw
+        .streaming(tonic::Request::new(garbage), path, RawCodec)
+        .await;
+    let outcome = match result {
+        Err(status) => Err(status),
+        Ok(response) => response
+            .into_inner()
+            .next()
+            .await
+            .unwrap_or(Ok(DiscoveryResponse::default())),
+    };
+    assert!(
+        outcome.is_err(),
+        "malformed request ends that stream: {outcome:?}"
+    );
+
+    // 2. A huge name list is refused with the limit named.
+    let mut client = AggregatedDiscoveryServiceClient::new(channel.clone());
+    let huge = DiscoveryRequest {
+        type_url: EDS.into(),
+        resource_names: (0..1000).map(|i| format!("name-{i}")).collect(),
+        ..Default::default()
+    };
+    let mut stream = client
+        .stream_aggregated_resources(
+            futures::stream::iter(vec![huge]).chain(futures::stream::pending()),
+        )
+        .await
+        .expect("opens")
+        .into_inner();
+    let status = tokio::time::timeout(Duration::from_secs(5), stream.next())
+        .await
+        .expect("answered")
+        .expect("an item")
+        .expect_err("refused");
+    assert_eq!(status.code(), tonic::Code::ResourceExhausted);
+    assert!(
+        status.message().contains("limit is 100"),
+        "{}",
+        status.message()
+    );
+
+    // 3. An unknown type URL gets an empty, NACK-safe answer.
+    let unknown = DiscoveryRequest {
+        type_url: "type.googleapis.com/envoy.extensions.transport_sockets.tls.v3.Secret".into(),
+        resource_names: vec!["x".into()],
+        ..Default::default()
+    };
+    let mut stream = client
+        .stream_aggregated_resources(
+            futures::stream::iter(vec![unknown]).chain(futures::stream::pending()),
+        )
+        .await
+        .expect("opens")
+        .into_inner();
+    let response = tokio::time::timeout(Duration::from_secs(5), stream.next())
+        .await
+        .expect("answered")
+        .expect("an item")
+        .expect("not an error");
+    assert!(response.resources.is_empty());
+    assert!(response.type_url.ends_with("Secret"));
+
+    // 4. A Delta request without a type URL is refused.
+    let mut delta = client
+        .delta_aggregated_resources(
+            futures::stream::iter(vec![DeltaDiscoveryRequest::default()])
+                .chain(futures::stream::pending()),
+        )
+        .await
+        .expect("opens")
+        .into_inner();
+    let status = tokio::time::timeout(Duration::from_secs(5), delta.next())
+        .await
+        .expect("answered")
+        .expect("an item")
+        .expect_err("refused");
+    assert_eq!(status.code(), tonic::Code::InvalidArgument);
+
+    // The well-behaved client still follows edits.
+    std::fs::write(dir.path().join("lookaside.yaml"), config(4)).expect("edit");
+    assert_eq!(watcher.next_weight().await, 4);
+}
+
+#[tokio::test]
+async fn streams_over_the_limit_are_refused_and_others_keep_working() {
+    let dir = tempfile::tempdir().expect("tempdir");
+    let running = serve(
+        dir.path(),
+        Limits {
+            max_streams: 1,
+            ..Limits::default()
+        },
+    )
+    .await;
+    let channel = channel(&running).await;
+    let mut watcher = EdsWatcher::open(channel.clone()).await;
+    assert_eq!(watcher.next_weight().await, 1);
+    let mut client = AggregatedDiscoveryServiceClient::new(channel);
+    let request = DiscoveryRequest {
+        type_url: CDS.into(),
+        ..Default::default()
+    };
+    let refused = client
+        .stream_aggregated_resources(
+            futures::stream::iter(vec![request]).chain(futures::stream::pending()),
+        )
+        .await;
+    let status = match refused {
+        Err(status) => status,
+        Ok(response) => response
+            .into_inner()
+            .next()
+            .await
+            .expect("an item")
+            .expect_err("refused"),
+    };
+    assert_eq!(status.code(), tonic::Code::ResourceExhausted);
+    assert!(
+        status.message().contains("--xds-max-streams"),
+        "{}",
+        status.message()
+    );
+    std::fs::write(dir.path().join("lookaside.yaml"), config(3)).expect("edit");
+    assert_eq!(watcher.next_weight().await, 3);
+}
