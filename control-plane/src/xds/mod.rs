@@ -14,6 +14,7 @@
 
 mod acks;
 mod clients;
+mod codec;
 mod delta;
 mod error;
 mod limits;

@@ -14,6 +14,7 @@ use std::task::{Context, Poll};
 use std::time::Instant;
 
 use bytes::Bytes;
+use futures::StreamExt;
 use futures::future::BoxFuture;
 use prost::Message;
 use tokio::sync::{mpsc, watch};
@@ -24,6 +25,7 @@ use tracing::{Instrument, debug, info, info_span};
 
 use super::acks::Reply;
 use super::clients::Clients;
+use super::codec::AdsCodec;
 use super::delta::Delta;
 use super::error::XdsError;
 use super::limits::Limits;
@@ -112,22 +114,32 @@ async fn serve<P: Protocol>(
     request: http::Request<Body>,
 ) -> Result<http::Response<Body>, Infallible> {
     let max = shared.limits.max_request_bytes;
-    let mut grpc =
-        tonic::server::Grpc::new(tonic_prost::ProstCodec::<P::Response, P::Request>::default())
-            .apply_max_message_size_config(Some(max), None);
+    let mut grpc = tonic::server::Grpc::new(AdsCodec::<Box<P::Response>, P::Request>::default())
+        .apply_max_message_size_config(Some(max), None);
     Ok(grpc
         .streaming(StreamService::<P>(shared, PhantomData), request)
         .await)
 }
 
 /// The response stream of one ADS stream.
-type Outbound<P> = ReceiverStream<Result<<P as Protocol>::Response, Status>>;
+type Outbound<P> = futures::stream::Map<ReceiverStream<Item<P>>, fn(Item<P>) -> Sent<P>>;
+
+/// What the one-slot queue holds: boxed, so the channel's preallocated slots
+/// stay small (tokio allocates them 32 at a time, per stream).
+type Item<P> = Result<Box<<P as Protocol>::Response>, Box<Status>>;
+
+/// What tonic encodes.
+type Sent<P> = Result<Box<<P as Protocol>::Response>, Status>;
+
+fn unbox<P: Protocol>(item: Item<P>) -> Sent<P> {
+    item.map_err(|status| *status)
+}
 
 struct StreamService<P>(Arc<Shared>, PhantomData<P>);
 
 impl<P: Protocol> tonic::server::StreamingService<P::Request> for StreamService<P> {
-    type Response = P::Response;
-    type ResponseStream = ReceiverStream<Result<P::Response, Status>>;
+    type Response = Box<P::Response>;
+    type ResponseStream = Outbound<P>;
     type Future = BoxFuture<'static, Result<Response<Self::ResponseStream>, Status>>;
 
     fn call(&mut self, request: Request<Streaming<P::Request>>) -> Self::Future {
@@ -156,7 +168,8 @@ fn open<P: Protocol>(
     let (tx, rx) = mpsc::channel(1);
     let span = info_span!("ads", stream = id, protocol = P::NAME, peer = %address, node = tracing::field::Empty, cluster = tracing::field::Empty);
     tokio::spawn(drive::<P>(shared, id, address, inbound, tx).instrument(span));
-    Ok(Response::new(ReceiverStream::new(rx)))
+    let unbox: fn(Item<P>) -> Sent<P> = unbox::<P>;
+    Ok(Response::new(ReceiverStream::new(rx).map(unbox)))
 }
 
 /// Releases a stream's slot and admin entry however the task ends.
@@ -183,7 +196,7 @@ async fn drive<P: Protocol>(
     id: u64,
     address: String,
     mut inbound: Streaming<P::Request>,
-    tx: mpsc::Sender<Result<P::Response, Status>>,
+    tx: mpsc::Sender<Item<P>>,
 ) {
     shared
         .metrics
@@ -211,7 +224,7 @@ async fn drive<P: Protocol>(
             message = inbound.message() => match message {
                 Ok(Some(request)) => {
                     if let Err(error) = receive::<P>(&shared, &mut stream, request, &tx).await {
-                        let _ = tx.send(Err(error.into())).await;
+                        let _ = tx.send(Err(Box::new(error.into()))).await;
                         break "closed by server";
                     }
                     shared.clients.publish(&stream, P::NAME);
@@ -221,10 +234,10 @@ async fn drive<P: Protocol>(
                     debug!(%status, "stream error");
                     // Tell the client why, if it is still there (a request
                     // that does not decode lands here).
-                    let _ = tx.try_send(Err(Status::invalid_argument(format!(
+                    let _ = tx.try_send(Err(Box::new(Status::invalid_argument(format!(
                         "cannot read request: {}",
                         status.message()
-                    ))));
+                    )))));
                     break "stream error";
                 }
             },
@@ -248,7 +261,7 @@ async fn drive<P: Protocol>(
                             .get_or_create(&labels)
                             .observe(Instant::now().saturating_duration_since(since).as_secs_f64());
                     }
-                    permit.send(Ok(response));
+                    permit.send(Ok(Box::new(response)));
                     shared.clients.publish(&stream, P::NAME);
                 }
             },
@@ -262,7 +275,7 @@ async fn receive<P: Protocol>(
     shared: &Shared,
     stream: &mut Stream,
     request: P::Request,
-    tx: &mpsc::Sender<Result<P::Response, Status>>,
+    tx: &mpsc::Sender<Item<P>>,
 ) -> Result<(), XdsError> {
     let first_node = stream.peer.node_id.is_empty();
     if crate::snapshot::ResourceType::from_type_url(P::type_url(&request)).is_none() {
@@ -275,7 +288,7 @@ async fn receive<P: Protocol>(
             );
             // The queue holds at most one response; waiting here is bounded
             // by the client reading.
-            let _ = tx.send(Ok(empty)).await;
+            let _ = tx.send(Ok(Box::new(empty))).await;
         }
         return Ok(());
     }

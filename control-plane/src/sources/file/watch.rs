@@ -3,7 +3,8 @@
 //! Polls the file's content (not its mtime or inotify events) at a fixed
 //! interval: Kubernetes ConfigMap volumes replace files through symlink swaps
 //! that inotify watchers miss, and a content hash never does. An edit applies
-//! within one interval (default 200 ms).
+//! within one interval (default 200 ms) plus a 20 ms settle check that
+//! keeps half-written files out.
 
 use std::path::{Path, PathBuf};
 use std::sync::Arc;
@@ -17,6 +18,9 @@ use super::{ConfigError, parse};
 use crate::registry::Cluster;
 use crate::sources::{SourceError, SourceStatus};
 use crate::telemetry::Metrics;
+
+/// How long a changed file must stay unchanged before it is applied.
+const SETTLE: Duration = Duration::from_millis(20);
 
 /// The source id of a config file: `file:PATH`.
 pub fn source_id(path: &Path) -> String {
@@ -127,6 +131,15 @@ impl FileSource {
         let hash = xxh3_64(&bytes);
         if self.last_hash == Some(hash) {
             return None;
+        }
+        // A writer that is not atomic (`echo > file`, many tools) can be
+        // caught half-way, and a truncated file may still be valid YAML.
+        // Apply only content that is the same on a second read shortly after.
+        tokio::time::sleep(SETTLE).await;
+        match tokio::fs::read(&self.path).await {
+            Ok(again) if again == bytes => {}
+            // Still changing (or gone): look again on the next tick.
+            _ => return None,
         }
         self.last_hash = Some(hash);
         Some(self.parse_bytes(&bytes))
