@@ -7,8 +7,9 @@ export LOOKASIDE_PEERS="${LOOKASIDE_PEERS:-$PWD/.peers}"
 scripts/install-peers.sh
 cargo build --workspace --all-targets --locked
 if cargo nextest --version >/dev/null 2>&1; then
+  # Doc tests first, so the suite's closing line is nextest's summary.
+  cargo test --workspace --doc --locked --quiet
   cargo nextest run --workspace --locked --no-fail-fast "$@"
-  cargo test --workspace --doc --locked
 else
   cargo test --workspace --locked --no-fail-fast "$@"
 fi

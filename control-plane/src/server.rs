@@ -13,7 +13,7 @@ use tokio::net::TcpListener;
 use tokio::sync::{mpsc, watch};
 use tokio_stream::wrappers::TcpListenerStream;
 
-use crate::admin::AdminService;
+use crate::admin::{AdminService, CsdsService};
 use crate::registry::RegistryWriter;
 use crate::snapshot::{self, Snapshot};
 use crate::sources::SourceStatus;
@@ -125,6 +125,7 @@ pub async fn start(
         identifier,
     );
     let admin = AdminService::new(snapshots.clone(), clients.clone(), sources.clone());
+    let csds = CsdsService::new(snapshots.clone(), clients.clone());
 
     let (health_reporter, health) = tonic_health::server::health_reporter();
     health_reporter
@@ -149,6 +150,7 @@ pub async fn start(
         .register_encoded_file_descriptor_set(tonic_reflection::pb::v1::FILE_DESCRIPTOR_SET)
         .with_service_name("envoy.service.discovery.v3.AggregatedDiscoveryService")
         .with_service_name("lookaside.admin.v1.Admin")
+        .with_service_name("envoy.service.status.v3.ClientStatusDiscoveryService")
         .with_service_name("grpc.health.v1.Health")
         .with_service_name("grpc.reflection.v1.ServerReflection")
         .build_v1()?;
@@ -158,6 +160,7 @@ pub async fn start(
         .register_encoded_file_descriptor_set(tonic_reflection::pb::v1alpha::FILE_DESCRIPTOR_SET)
         .with_service_name("envoy.service.discovery.v3.AggregatedDiscoveryService")
         .with_service_name("lookaside.admin.v1.Admin")
+        .with_service_name("envoy.service.status.v3.ClientStatusDiscoveryService")
         .with_service_name("grpc.health.v1.Health")
         .with_service_name("grpc.reflection.v1alpha.ServerReflection")
         .build_v1alpha()?;
@@ -197,6 +200,7 @@ pub async fn start(
     let router = builder
         .add_service(ads)
         .add_service(admin.into_server())
+        .add_service(csds.into_server())
         .add_service(health)
         .add_service(reflection_v1)
         .add_service(reflection_v1alpha);

@@ -71,35 +71,9 @@ pub fn build(weighted: Arc<Weighted>, sequence: u64, previous: Option<&Snapshot>
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::registry::{Health, Locality};
-    use crate::weigh::{WeightedCluster, WeightedEndpoint};
+    use crate::weigh::weighted_for_test as weighted;
     use lookaside_proto::envoy::config::endpoint::v3::ClusterLoadAssignment;
     use prost::Message;
-
-    pub(crate) fn weighted(clusters: &[(&str, &[(u16, u32)])]) -> Arc<Weighted> {
-        let mut out = Weighted::default();
-        for (name, endpoints) in clusters {
-            out.clusters.insert(
-                name.to_string(),
-                WeightedCluster {
-                    name: name.to_string(),
-                    policy: "static",
-                    source: "test".into(),
-                    endpoints: endpoints
-                        .iter()
-                        .map(|(port, weight)| WeightedEndpoint {
-                            address: std::net::SocketAddr::from(([127, 0, 0, 1], *port)),
-                            weight: *weight,
-                            configured_weight: *weight,
-                            locality: Locality::default(),
-                            health: Health::Healthy,
-                        })
-                        .collect(),
-                },
-            );
-        }
-        Arc::new(out)
-    }
 
     #[test]
     fn every_cluster_gets_four_resources_and_stable_versions() {

@@ -9,4 +9,6 @@ mod stage;
 mod weighted;
 
 pub use stage::run;
+#[cfg(test)]
+pub(crate) use weighted::weighted_for_test;
 pub use weighted::{Weighted, WeightedCluster, WeightedEndpoint, weigh_static};

@@ -69,6 +69,32 @@ pub fn weigh_static(registry: &Registry) -> Weighted {
     Weighted { clusters }
 }
 
+/// Test fixture: clusters of `(name, [(port, weight)])` on 127.0.0.1.
+#[cfg(test)]
+pub(crate) fn weighted_for_test(clusters: &[(&str, &[(u16, u32)])]) -> std::sync::Arc<Weighted> {
+    let mut out = Weighted::default();
+    for (name, endpoints) in clusters {
+        let endpoints = endpoints
+            .iter()
+            .map(|(port, weight)| WeightedEndpoint {
+                address: SocketAddr::from(([127, 0, 0, 1], *port)),
+                weight: *weight,
+                configured_weight: *weight,
+                locality: Locality::default(),
+                health: Health::Healthy,
+            })
+            .collect();
+        let cluster = WeightedCluster {
+            name: name.to_string(),
+            policy: "static",
+            source: "test".into(),
+            endpoints,
+        };
+        out.clusters.insert(name.to_string(), cluster);
+    }
+    std::sync::Arc::new(out)
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;

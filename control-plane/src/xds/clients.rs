@@ -12,6 +12,8 @@ use crate::snapshot::ResourceType;
 
 /// How many subscribed names of one type the admin view keeps per stream.
 const MAX_NAMES_SHOWN: usize = 100;
+/// How many resources of one type the admin view lists per stream.
+const MAX_RESOURCES_SHOWN: usize = 1000;
 
 /// One connected stream.
 #[derive(Debug, Clone)]
@@ -43,6 +45,9 @@ pub struct TypeView {
     pub wildcard: bool,
     /// Explicit names (at most 100 shown).
     pub subscribed: Vec<String>,
+    /// What the client has: name and version, or `None` when it was told
+    /// the resource does not exist (at most 1000 shown).
+    pub resources: Vec<(String, Option<String>)>,
     /// ACK state.
     pub acks: Acks,
 }
@@ -78,6 +83,7 @@ impl Clients {
                         .take(MAX_NAMES_SHOWN)
                         .cloned()
                         .collect(),
+                    resources: state.subscription.known(MAX_RESOURCES_SHOWN),
                     acks: state.acks.clone(),
                 })
             })

@@ -10,9 +10,8 @@ use super::delta::Delta;
 use super::limits::Limits;
 use super::sotw::Sotw;
 use super::stream::{Protocol, RESOURCE_IN_SOTW, Stream};
-use crate::registry::{Health, Locality};
 use crate::snapshot::{ResourceType, Snapshot, build};
-use crate::weigh::{Weighted, WeightedCluster, WeightedEndpoint};
+use crate::weigh::weighted_for_test as weighted;
 use lookaside_proto::envoy::config::core::v3::Node;
 use lookaside_proto::envoy::config::endpoint::v3::ClusterLoadAssignment;
 use lookaside_proto::envoy::service::discovery::v3::{
@@ -24,31 +23,6 @@ const CDS: ResourceType = ResourceType::Cluster;
 const EDS: ResourceType = ResourceType::Assignment;
 const LDS: ResourceType = ResourceType::Listener;
 const RDS: ResourceType = ResourceType::Route;
-
-fn weighted(clusters: &[(&str, &[(u16, u32)])]) -> Arc<Weighted> {
-    let mut out = Weighted::default();
-    for (name, endpoints) in clusters {
-        out.clusters.insert(
-            name.to_string(),
-            WeightedCluster {
-                name: name.to_string(),
-                policy: "static",
-                source: "test".into(),
-                endpoints: endpoints
-                    .iter()
-                    .map(|(port, weight)| WeightedEndpoint {
-                        address: std::net::SocketAddr::from(([127, 0, 0, 1], *port)),
-                        weight: *weight,
-                        configured_weight: *weight,
-                        locality: Locality::default(),
-                        health: Health::Healthy,
-                    })
-                    .collect(),
-            },
-        );
-    }
-    Arc::new(out)
-}
 
 fn snapshot(clusters: &[(&str, &[(u16, u32)])]) -> Snapshot {
     build(weighted(clusters), 0, None)

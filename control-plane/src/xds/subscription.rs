@@ -177,6 +177,18 @@ impl Subscription {
         self.known.remove(name).is_some() && self.covers(name)
     }
 
+    /// Up to `limit` resources the client has, sorted by name.
+    pub(crate) fn known(&self, limit: usize) -> Vec<(String, Option<String>)> {
+        let mut known: Vec<(String, Option<String>)> = self
+            .known
+            .iter()
+            .map(|(name, version)| (name.clone(), version.clone()))
+            .collect();
+        known.sort();
+        known.truncate(limit);
+        known
+    }
+
     /// What the client is missing compared to `resources`.
     pub(crate) fn diff(&self, resources: &BTreeMap<String, Arc<Resource>>) -> Diff {
         let mut diff = Diff::default();

@@ -1,0 +1,246 @@
+//! Client Status Discovery Service (`envoy.service.status.v3`): what every
+//! connected client has, per resource, in the standard form that Envoy
+//! tooling and `grpcurl` understand.
+
+use std::pin::Pin;
+use std::sync::Arc;
+
+use futures::{Stream, StreamExt};
+use tokio::sync::watch;
+use tonic::{Request, Response, Status, Streaming};
+
+use lookaside_proto::envoy::admin::v3::{ClientResourceStatus, UpdateFailureState};
+use lookaside_proto::envoy::config::core::v3::Node;
+use lookaside_proto::envoy::service::status::v3::client_status_discovery_service_server::{
+    ClientStatusDiscoveryService, ClientStatusDiscoveryServiceServer,
+};
+use lookaside_proto::envoy::service::status::v3::{
+    ClientConfig, ClientStatusRequest, ClientStatusResponse, ConfigStatus,
+    client_config::GenericXdsConfig,
+};
+use lookaside_proto::envoy::r#type::matcher::v3::{StringMatcher, string_matcher::MatchPattern};
+use lookaside_proto::google::protobuf::{Any, Timestamp};
+use prost::Message;
+
+use crate::snapshot::Snapshot;
+use crate::xds::{ClientView, Clients, TypeView};
+
+/// Implements CSDS from the connected clients' state.
+#[derive(Debug, Clone)]
+pub struct CsdsService {
+    snapshots: watch::Receiver<Arc<Snapshot>>,
+    clients: Clients,
+}
+
+impl CsdsService {
+    /// A service reading the given state.
+    pub fn new(snapshots: watch::Receiver<Arc<Snapshot>>, clients: Clients) -> Self {
+        Self { snapshots, clients }
+    }
+
+    /// The server to add to a tonic router.
+    pub fn into_server(self) -> ClientStatusDiscoveryServiceServer<Self> {
+        ClientStatusDiscoveryServiceServer::new(self)
+    }
+
+    fn status(&self, request: &ClientStatusRequest) -> ClientStatusResponse {
+        let snapshot = self.snapshots.borrow().clone();
+        let config = self
+            .clients
+            .all()
+            .iter()
+            .filter(|client| matches(request, client))
+            .map(|client| client_config(client, &snapshot, !request.exclude_resource_contents))
+            .collect();
+        ClientStatusResponse { config }
+    }
+}
+
+fn string_matches(matcher: &StringMatcher, value: &str) -> bool {
+    match &matcher.match_pattern {
+        Some(MatchPattern::Exact(exact)) => value == exact,
+        Some(MatchPattern::Prefix(prefix)) => value.starts_with(prefix.as_str()),
+        Some(MatchPattern::Suffix(suffix)) => value.ends_with(suffix.as_str()),
+        Some(MatchPattern::Contains(part)) => value.contains(part.as_str()),
+        _ => true,
+    }
+}
+
+fn matches(request: &ClientStatusRequest, client: &ClientView) -> bool {
+    request.node_matchers.is_empty()
+        || request.node_matchers.iter().any(|m| {
+            m.node_id
+                .as_ref()
+                .is_none_or(|matcher| string_matches(matcher, &client.node_id))
+        })
+}
+
+fn client_config(client: &ClientView, snapshot: &Snapshot, contents: bool) -> ClientConfig {
+    let node = Node {
+        id: client.node_id.clone(),
+        cluster: client.node_cluster.clone(),
+        user_agent_name: client.user_agent.clone(),
+        ..Default::default()
+    };
+    let generic_xds_configs = client
+        .types
+        .iter()
+        .flat_map(|t| type_configs(t, snapshot, contents))
+        .collect();
+    ClientConfig {
+        node: Some(node),
+        generic_xds_configs,
+        client_scope: String::new(),
+        ..Default::default()
+    }
+}
+
+fn type_configs(view: &TypeView, snapshot: &Snapshot, contents: bool) -> Vec<GenericXdsConfig> {
+    let last_nacked = view
+        .acks
+        .last_nack
+        .as_ref()
+        .filter(|n| n.nonce == view.acks.last_nonce);
+    let mut configs: Vec<GenericXdsConfig> = view
+        .resources
+        .iter()
+        .map(|(name, version)| {
+            let (config_status, client_status) = match (version, last_nacked) {
+                (None, _) => (ConfigStatus::Synced, ClientResourceStatus::DoesNotExist),
+                (Some(_), Some(_)) => (ConfigStatus::Error, ClientResourceStatus::Nacked),
+                (Some(_), None) if view.acks.awaiting => {
+                    (ConfigStatus::Stale, ClientResourceStatus::Requested)
+                }
+                (Some(_), None) => (ConfigStatus::Synced, ClientResourceStatus::Acked),
+            };
+            let xds_config = version
+                .as_ref()
+                .filter(|_| contents)
+                .and_then(|v| snapshot.get(view.kind, name).filter(|r| &r.version == v))
+                .and_then(|resource| Any::decode(resource.any.clone()).ok());
+            GenericXdsConfig {
+                type_url: view.kind.type_url().to_string(),
+                name: name.clone(),
+                version_info: version.clone().unwrap_or_default(),
+                xds_config,
+                config_status: config_status as i32,
+                client_status: client_status as i32,
+                error_state: last_nacked.map(|nack| UpdateFailureState {
+                    details: nack.message.clone(),
+                    version_info: nack.rejected_version.clone(),
+                    last_update_attempt: Some(timestamp(nack.at)),
+                    ..Default::default()
+                }),
+                ..Default::default()
+            }
+        })
+        .collect();
+    // Subscribed names not sent yet.
+    for name in &view.subscribed {
+        if !view.resources.iter().any(|(known, _)| known == name) {
+            configs.push(GenericXdsConfig {
+                type_url: view.kind.type_url().to_string(),
+                name: name.clone(),
+                config_status: ConfigStatus::NotSent as i32,
+                client_status: ClientResourceStatus::Requested as i32,
+                ..Default::default()
+            });
+        }
+    }
+    configs
+}
+
+fn timestamp(at: std::time::SystemTime) -> Timestamp {
+    let since = at.duration_since(std::time::UNIX_EPOCH).unwrap_or_default();
+    Timestamp {
+        seconds: i64::try_from(since.as_secs()).unwrap_or(i64::MAX),
+        nanos: i32::try_from(since.subsec_nanos()).unwrap_or(0),
+    }
+}
+
+type StatusStream = Pin<Box<dyn Stream<Item = Result<ClientStatusResponse, Status>> + Send>>;
+
+#[tonic::async_trait]
+impl ClientStatusDiscoveryService for CsdsService {
+    type StreamClientStatusStream = StatusStream;
+
+    async fn stream_client_status(
+        &self,
+        request: Request<Streaming<ClientStatusRequest>>,
+    ) -> Result<Response<StatusStream>, Status> {
+        let service = self.clone();
+        let stream = request
+            .into_inner()
+            .map(move |request| request.map(|request| service.status(&request)));
+        Ok(Response::new(Box::pin(stream)))
+    }
+
+    async fn fetch_client_status(
+        &self,
+        request: Request<ClientStatusRequest>,
+    ) -> Result<Response<ClientStatusResponse>, Status> {
+        Ok(Response::new(self.status(request.get_ref())))
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::snapshot::ResourceType;
+    use crate::xds::Acks;
+
+    #[test]
+    fn statuses_follow_acks_and_nacks() {
+        let snapshot = crate::snapshot::build(Default::default(), 0, None);
+        let mut view = TypeView {
+            kind: ResourceType::Assignment,
+            wildcard: false,
+            subscribed: vec!["a".into(), "b".into(), "later".into()],
+            resources: vec![("a".into(), Some("v1".into())), ("b".into(), None)],
+            acks: Acks::default(),
+        };
+        let configs = type_configs(&view, &snapshot, true);
+        let status = |name: &str, configs: &[GenericXdsConfig]| {
+            configs
+                .iter()
+                .find(|c| c.name == name)
+                .map(|c| (c.config_status, c.client_status))
+        };
+        assert_eq!(
+            status("a", &configs),
+            Some((
+                ConfigStatus::Synced as i32,
+                ClientResourceStatus::Acked as i32
+            ))
+        );
+        assert_eq!(
+            status("b", &configs),
+            Some((
+                ConfigStatus::Synced as i32,
+                ClientResourceStatus::DoesNotExist as i32
+            ))
+        );
+        assert_eq!(
+            status("later", &configs),
+            Some((
+                ConfigStatus::NotSent as i32,
+                ClientResourceStatus::Requested as i32
+            ))
+        );
+        view.acks.last_nonce = "2".into();
+        view.acks.last_nack = Some(crate::xds::Nack {
+            rejected_version: "v2".into(),
+            nonce: "2".into(),
+            message: "bad".into(),
+            code: 3,
+            at: std::time::SystemTime::now(),
+        });
+        let configs = type_configs(&view, &snapshot, true);
+        let a = configs.iter().find(|c| c.name == "a").expect("a");
+        assert_eq!(a.client_status, ClientResourceStatus::Nacked as i32);
+        assert_eq!(
+            a.error_state.as_ref().map(|e| e.details.as_str()),
+            Some("bad")
+        );
+    }
+}

@@ -1,0 +1,258 @@
+//! A running `lookaside serve`: started with a config file in a temporary
+//! folder, ports chosen by the OS and read back from its JSON log lines,
+//! killed when dropped.
+
+use std::net::SocketAddr;
+use std::path::{Path, PathBuf};
+use std::time::Duration;
+
+use anyhow::{Context, Result};
+use lookaside_proto::admin::v1::admin_client::AdminClient;
+use lookaside_proto::admin::v1::{
+    Client, ClusterAssignment, GetAssignmentRequest, ListClientsRequest, ListSourcesRequest, Source,
+};
+use tempfile::TempDir;
+use tokio::process::Command;
+use tonic::transport::Channel;
+
+use crate::config::Config;
+use crate::poll::{self, Check};
+use crate::process::{ChildProcess, Output};
+use crate::workspace;
+
+/// Type URL of xDS Listeners (LDS).
+pub const LISTENER_TYPE: &str = "type.googleapis.com/envoy.config.listener.v3.Listener";
+/// Type URL of xDS RouteConfigurations (RDS).
+pub const ROUTE_TYPE: &str = "type.googleapis.com/envoy.config.route.v3.RouteConfiguration";
+/// Type URL of xDS Clusters (CDS).
+pub const CLUSTER_TYPE: &str = "type.googleapis.com/envoy.config.cluster.v3.Cluster";
+/// Type URL of xDS ClusterLoadAssignments (EDS).
+pub const ENDPOINT_TYPE: &str =
+    "type.googleapis.com/envoy.config.endpoint.v3.ClusterLoadAssignment";
+
+/// How long `lookaside` may take to start listening.
+const START_TIMEOUT: Duration = Duration::from_secs(20);
+
+/// How often the control plane re-reads its config file, in milliseconds.
+pub const CONFIG_POLL_MS: u64 = 100;
+
+/// A running control plane.
+#[derive(Debug)]
+pub struct ControlPlane {
+    process: ChildProcess,
+    config_path: PathBuf,
+    xds_addr: SocketAddr,
+    metrics_addr: SocketAddr,
+    // Dropped last: the config file lives here.
+    _dir: TempDir,
+}
+
+impl ControlPlane {
+    /// Writes `config` to a temporary file and starts `lookaside serve` on it,
+    /// with xDS and metrics on ports the OS picks. Returns once both listen.
+    pub async fn start(config: &Config) -> Result<Self> {
+        Self::start_with_yaml(&config.to_yaml()).await
+    }
+
+    /// Like [`ControlPlane::start`], with the config file's text as is.
+    pub async fn start_with_yaml(yaml: &str) -> Result<Self> {
+        let binary = workspace::binary("lookaside")?;
+        let dir = tempfile::Builder::new()
+            .prefix("lookaside-e2e-")
+            .tempdir()
+            .context("creating a temporary folder")?;
+        let config_path = dir.path().join("lookaside.yaml");
+        write_atomically(&config_path, yaml).await?;
+
+        let mut command = Command::new(&binary);
+        command
+            .arg("serve")
+            .arg("--config")
+            .arg(&config_path)
+            .args(["--xds-listen", "127.0.0.1:0"])
+            .args(["--metrics-listen", "127.0.0.1:0"])
+            .args(["--log-format", "json"])
+            .args(["--config-poll-ms", &CONFIG_POLL_MS.to_string()])
+            .env_remove("RUST_LOG");
+        let mut process = ChildProcess::spawn("lookaside", command)?;
+        let xds_addr = process
+            .wait_for_line(0, "\"xDS listening\"", START_TIMEOUT, |line| {
+                listening_address(line, "xDS listening")
+            })
+            .await?;
+        let metrics_addr = process
+            .wait_for_line(0, "\"metrics listening\"", START_TIMEOUT, |line| {
+                listening_address(line, "metrics listening")
+            })
+            .await?;
+        Ok(Self {
+            process,
+            config_path,
+            xds_addr,
+            metrics_addr,
+            _dir: dir,
+        })
+    }
+
+    /// Where ADS, the admin API, health and reflection are served.
+    pub fn xds_addr(&self) -> SocketAddr {
+        self.xds_addr
+    }
+
+    /// Where `/metrics` is served.
+    pub fn metrics_addr(&self) -> SocketAddr {
+        self.metrics_addr
+    }
+
+    /// The config file the control plane watches.
+    pub fn config_path(&self) -> &Path {
+        &self.config_path
+    }
+
+    /// The control plane's log lines (JSON).
+    pub fn output(&self) -> &Output {
+        self.process.output()
+    }
+
+    /// Replaces the config file; the control plane picks the edit up within
+    /// [`CONFIG_POLL_MS`].
+    pub async fn write_config(&self, config: &Config) -> Result<()> {
+        self.write_config_yaml(&config.to_yaml()).await
+    }
+
+    /// Replaces the config file with `yaml` as is (may be invalid on purpose).
+    pub async fn write_config_yaml(&self, yaml: &str) -> Result<()> {
+        write_atomically(&self.config_path, yaml).await
+    }
+
+    /// A client of the admin API (`lookaside.admin.v1.Admin`).
+    pub async fn admin(&self) -> Result<AdminClient<Channel>> {
+        let endpoint = format!("http://{}", self.xds_addr);
+        AdminClient::connect(endpoint.clone())
+            .await
+            .with_context(|| format!("connecting to the admin API at {endpoint}"))
+    }
+
+    /// The control plane's current assignment of `cluster`, if it serves it.
+    pub async fn assignment(&self, cluster: &str) -> Result<Option<ClusterAssignment>> {
+        let response = self
+            .admin()
+            .await?
+            .get_assignment(GetAssignmentRequest {
+                cluster: cluster.to_owned(),
+            })
+            .await
+            .context("Admin/GetAssignment")?
+            .into_inner();
+        Ok(response.clusters.into_iter().find(|c| c.name == cluster))
+    }
+
+    /// The connected xDS clients.
+    pub async fn clients(&self) -> Result<Vec<Client>> {
+        Ok(self
+            .admin()
+            .await?
+            .list_clients(ListClientsRequest::default())
+            .await
+            .context("Admin/ListClients")?
+            .into_inner()
+            .clients)
+    }
+
+    /// Waits until the admin API shows an ADS stream from `node_id`, speaking
+    /// `protocol` (`sotw` or `delta`), that ACKed the latest version it was
+    /// sent of every type in `types`. Fails at once on any NACK.
+    pub async fn wait_for_acks(
+        &self,
+        node_id: &str,
+        protocol: &str,
+        types: &[&str],
+        timeout: Duration,
+    ) -> Result<Client> {
+        let what = format!("{node_id} to ACK {types:?} over {protocol} ADS");
+        poll::until(&what, timeout, async || {
+            let clients = self.clients().await?;
+            let Some(client) = clients.iter().find(|client| client.node_id == node_id) else {
+                let nodes: Vec<&str> = clients.iter().map(|c| c.node_id.as_str()).collect();
+                return Ok(Check::NotYet(format!("connected nodes: {nodes:?}")));
+            };
+            if let Some(nacked) = client.types.iter().find(|state| state.nacks > 0) {
+                return Ok(Check::Never(format!("{node_id} NACKed: {nacked:?}")));
+            }
+            if client.protocol != protocol {
+                return Ok(Check::Never(format!(
+                    "{node_id} is listed with protocol {:?}, want {protocol:?}: {client:?}",
+                    client.protocol
+                )));
+            }
+            let settled = types.iter().all(|type_url| {
+                client.types.iter().any(|state| {
+                    state.type_url == *type_url
+                        && state.acks > 0
+                        && !state.acked_version.is_empty()
+                        && state.acked_version == state.sent_version
+                        && state.pending_nonce.is_empty()
+                })
+            });
+            Ok(if settled {
+                Check::Done(client.clone())
+            } else {
+                Check::NotYet(format!("{client:?}"))
+            })
+        })
+        .await
+    }
+
+    /// The discovery sources and their health.
+    pub async fn sources(&self) -> Result<Vec<Source>> {
+        Ok(self
+            .admin()
+            .await?
+            .list_sources(ListSourcesRequest::default())
+            .await
+            .context("Admin/ListSources")?
+            .into_inner()
+            .sources)
+    }
+}
+
+/// The `address` of a JSON log line whose `message` is `message`.
+fn listening_address(line: &str, message: &str) -> Option<SocketAddr> {
+    let value: serde_json::Value = serde_json::from_str(line).ok()?;
+    if value.get("message")?.as_str()? != message {
+        return None;
+    }
+    // tracing's JSON layer puts fields at the top level or under "fields".
+    let address = value
+        .get("address")
+        .or_else(|| value.get("fields").and_then(|fields| fields.get("address")))?;
+    address.as_str()?.parse().ok()
+}
+
+/// Writes `path` through a temporary file and a rename, so the control
+/// plane's poller never reads half a file.
+async fn write_atomically(path: &Path, contents: &str) -> Result<()> {
+    let temporary = path.with_extension("yaml.tmp");
+    tokio::fs::write(&temporary, contents)
+        .await
+        .with_context(|| format!("writing {}", temporary.display()))?;
+    tokio::fs::rename(&temporary, path)
+        .await
+        .with_context(|| format!("renaming {} to {}", temporary.display(), path.display()))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn reads_the_address_of_a_listening_line() {
+        let line = r#"{"timestamp":"t","level":"INFO","message":"xDS listening","address":"127.0.0.1:39433","target":"x"}"#;
+        assert_eq!(
+            listening_address(line, "xDS listening"),
+            Some("127.0.0.1:39433".parse().unwrap())
+        );
+        assert_eq!(listening_address(line, "metrics listening"), None);
+        assert_eq!(listening_address("not json", "xDS listening"), None);
+    }
+}
