@@ -94,7 +94,19 @@ impl Drop for ControlPlane {
 }
 
 fn start_control_plane(path: &std::path::Path) -> ControlPlane {
-    let mut child = Command::new(env!("CARGO_BIN_EXE_lookaside"))
+    // LOOKASIDE_BENCH_WRAP runs the binary under a tool, e.g.
+    // "valgrind --tool=massif --massif-out-file=/tmp/massif.out".
+    let wrap = std::env::var("LOOKASIDE_BENCH_WRAP").unwrap_or_default();
+    let mut words = wrap.split_whitespace();
+    let mut command = match words.next() {
+        Some(tool) => {
+            let mut command = Command::new(tool);
+            command.args(words).arg(env!("CARGO_BIN_EXE_lookaside"));
+            command
+        }
+        None => Command::new(env!("CARGO_BIN_EXE_lookaside")),
+    };
+    let mut child = command
         .args(["serve", "--config"])
         .arg(path)
         .args([

@@ -117,7 +117,7 @@ fn type_configs(view: &TypeView, snapshot: &Snapshot, contents: bool) -> Vec<Gen
                 .as_ref()
                 .filter(|_| contents)
                 .and_then(|v| snapshot.get(view.kind, name).filter(|r| &r.version == v))
-                .and_then(|resource| Any::decode(resource.any.clone()).ok());
+                .and_then(|resource| Any::decode(resource.any.message()).ok());
             GenericXdsConfig {
                 type_url: view.kind.type_url().to_string(),
                 name: name.clone(),

@@ -113,7 +113,7 @@ mod tests {
         let snapshot = build(weighted(&[("h", &[])]), 0, None);
         let resource = snapshot.get(ResourceType::Assignment, "h").cloned();
         let resource = resource.unwrap_or_else(|| panic!("no assignment"));
-        let any = lookaside_proto::google::protobuf::Any::decode(resource.any.clone())
+        let any = lookaside_proto::google::protobuf::Any::decode(resource.any.message())
             .unwrap_or_default();
         let cla = ClusterLoadAssignment::decode(any.value.as_slice()).unwrap_or_default();
         assert_eq!(cla.cluster_name, "h");
@@ -125,7 +125,7 @@ mod tests {
         let snapshot = build(weighted(&[("g", &[(1, 1), (2, 7)])]), 0, None);
         let resource = snapshot.get(ResourceType::Assignment, "g").cloned();
         let resource = resource.unwrap_or_else(|| panic!("no assignment"));
-        let any = lookaside_proto::google::protobuf::Any::decode(resource.any.clone())
+        let any = lookaside_proto::google::protobuf::Any::decode(resource.any.message())
             .unwrap_or_default();
         let cla = ClusterLoadAssignment::decode(any.value.as_slice()).unwrap_or_default();
         assert_eq!(cla.endpoints.len(), 2);

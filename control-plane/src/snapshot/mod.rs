@@ -13,7 +13,7 @@ mod stage;
 mod type_url;
 
 pub use build::build;
-pub use resource::Resource;
+pub use resource::{Framed, Resource};
 pub use stage::run;
 pub use type_url::ResourceType;
 

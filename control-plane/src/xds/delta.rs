@@ -68,7 +68,11 @@ impl Protocol for Delta {
     ) -> (DeltaResponse, String) {
         let response = DeltaResponse {
             system_version_info: snapshot.version.clone(),
-            resources: diff.updated.iter().map(|r| r.wrapped.clone()).collect(),
+            resources: diff
+                .updated
+                .iter()
+                .map(|r| r.wrapped.bytes.clone())
+                .collect(),
             type_url: kind.type_url().to_string(),
             nonce: nonce.to_string(),
             removed_resources: diff.removed.clone(),

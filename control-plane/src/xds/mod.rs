@@ -13,6 +13,7 @@
 //! ADS order); `sotw` and `delta` only phrase requests and responses.
 
 mod acks;
+mod body;
 mod clients;
 mod codec;
 mod delta;
@@ -30,7 +31,7 @@ pub use acks::{Acks, Nack};
 pub use clients::{ClientView, Clients, TypeView};
 pub use error::XdsError;
 pub use limits::Limits;
-pub use response::{DeltaResponse, SotwResponse};
+pub use response::{DeltaResponse, SotwResponse, Wire};
 pub use server::AdsServer;
 
 use crate::snapshot::ResourceType;

@@ -8,6 +8,7 @@ use prost::Message;
 
 use super::delta::Delta;
 use super::limits::Limits;
+use super::response::Wire;
 use super::sotw::Sotw;
 use super::stream::{Protocol, RESOURCE_IN_SOTW, Stream};
 use crate::snapshot::{ResourceType, Snapshot, build};

@@ -1,21 +1,34 @@
 //! Responses assembled from pre-encoded resources.
 //!
-//! `DiscoveryResponse` and `DeltaDiscoveryResponse` as prost would encode
-//! them, except that each resource is a shared, already-encoded byte string
-//! from the snapshot: building a response for a stream copies no resource and
-//! encodes nothing twice. They are only ever encoded, never decoded.
+//! `DiscoveryResponse` and `DeltaDiscoveryResponse` as gRPC messages, written
+//! as a list of byte strings: a small head (gRPC frame header and the scalar
+//! fields) followed by the snapshot's shared, already-framed resources. The
+//! resources are never copied per stream; h2 writes them from the shared
+//! allocation.
 
-use bytes::{Buf, BufMut, Bytes};
-use prost::encoding::{
-    DecodeContext, WireType, encode_key, encode_varint, encoded_len_varint, key_len,
-};
+use bytes::{BufMut, Bytes, BytesMut};
+use prost::encoding::{WireType, encode_key, encode_varint, encoded_len_varint, key_len};
+
+/// A response that goes on the wire as a list of byte strings.
+pub trait Wire {
+    /// The gRPC length-prefixed message, as chunks to write in order.
+    fn frames(&self) -> Vec<Bytes>;
+
+    /// The protobuf message alone (no gRPC header), for tests and tools.
+    fn encode_to_vec(&self) -> Vec<u8> {
+        let frames = self.frames();
+        let mut out: Vec<u8> = frames.iter().flat_map(|f| f.iter().copied()).collect();
+        out.drain(..5);
+        out
+    }
+}
 
 /// A `DiscoveryResponse` (state of the world).
 #[derive(Debug, Default, Clone, PartialEq)]
 pub struct SotwResponse {
     /// `version_info` (1).
     pub version_info: String,
-    /// Encoded `google.protobuf.Any` resources (2).
+    /// Resources, each framed as field 2.
     pub resources: Vec<Bytes>,
     /// `type_url` (4).
     pub type_url: String,
@@ -30,7 +43,7 @@ pub struct SotwResponse {
 pub struct DeltaResponse {
     /// `system_version_info` (1).
     pub system_version_info: String,
-    /// Encoded `envoy.service.discovery.v3.Resource`s (2).
+    /// Resources, each framed as field 2.
     pub resources: Vec<Bytes>,
     /// `type_url` (4).
     pub type_url: String,
@@ -42,111 +55,82 @@ pub struct DeltaResponse {
     pub control_plane: Bytes,
 }
 
-fn put_bytes(tag: u32, value: &[u8], buf: &mut impl BufMut) {
-    encode_key(tag, WireType::LengthDelimited, buf);
-    encode_varint(value.len() as u64, buf);
-    buf.put_slice(value);
-}
-
-fn bytes_len(tag: u32, value: &[u8]) -> usize {
-    key_len(tag) + encoded_len_varint(value.len() as u64) + value.len()
-}
-
-fn put_optional(tag: u32, value: &[u8], buf: &mut impl BufMut) {
-    if !value.is_empty() {
-        put_bytes(tag, value, buf);
-    }
-}
-
-fn optional_len(tag: u32, value: &[u8]) -> usize {
+fn field_len(tag: u32, value: &[u8]) -> usize {
     if value.is_empty() {
         0
     } else {
-        bytes_len(tag, value)
+        key_len(tag) + encoded_len_varint(value.len() as u64) + value.len()
     }
 }
 
-impl prost::Message for SotwResponse {
-    fn encode_raw(&self, buf: &mut impl BufMut) {
-        put_optional(1, self.version_info.as_bytes(), buf);
-        for resource in &self.resources {
-            put_bytes(2, resource, buf);
-        }
-        put_optional(4, self.type_url.as_bytes(), buf);
-        put_optional(5, self.nonce.as_bytes(), buf);
-        put_optional(6, &self.control_plane, buf);
-    }
-
-    fn merge_field(
-        &mut self,
-        tag: u32,
-        wire_type: WireType,
-        buf: &mut impl Buf,
-        ctx: DecodeContext,
-    ) -> Result<(), prost::DecodeError> {
-        prost::encoding::skip_field(wire_type, tag, buf, ctx)
-    }
-
-    fn encoded_len(&self) -> usize {
-        optional_len(1, self.version_info.as_bytes())
-            + self
-                .resources
-                .iter()
-                .map(|r| bytes_len(2, r))
-                .sum::<usize>()
-            + optional_len(4, self.type_url.as_bytes())
-            + optional_len(5, self.nonce.as_bytes())
-            + optional_len(6, &self.control_plane)
-    }
-
-    fn clear(&mut self) {
-        *self = Self::default();
+fn put_field(tag: u32, value: &[u8], buf: &mut BytesMut) {
+    if !value.is_empty() {
+        encode_key(tag, WireType::LengthDelimited, buf);
+        encode_varint(value.len() as u64, buf);
+        buf.put_slice(value);
     }
 }
 
-impl prost::Message for DeltaResponse {
-    fn encode_raw(&self, buf: &mut impl BufMut) {
-        put_optional(1, self.system_version_info.as_bytes(), buf);
-        for resource in &self.resources {
-            put_bytes(2, resource, buf);
-        }
-        put_optional(4, self.type_url.as_bytes(), buf);
-        put_optional(5, self.nonce.as_bytes(), buf);
-        for name in &self.removed_resources {
-            put_bytes(6, name.as_bytes(), buf);
-        }
-        put_optional(7, &self.control_plane, buf);
+/// Head (gRPC header + `fields`) followed by `resources`.
+fn assemble(
+    fields: &[(u32, &[u8])],
+    repeated: (u32, &[String]),
+    resources: &[Bytes],
+) -> Vec<Bytes> {
+    let (repeated_tag, repeated_values) = repeated;
+    let head_len: usize = fields
+        .iter()
+        .map(|(tag, v)| field_len(*tag, v))
+        .sum::<usize>()
+        + repeated_values
+            .iter()
+            .map(|v| key_len(repeated_tag) + encoded_len_varint(v.len() as u64) + v.len())
+            .sum::<usize>();
+    let total = head_len + resources.iter().map(Bytes::len).sum::<usize>();
+    let mut head = BytesMut::with_capacity(5 + head_len);
+    head.put_u8(0); // not compressed
+    head.put_u32(u32::try_from(total).unwrap_or(u32::MAX));
+    for (tag, value) in fields {
+        put_field(*tag, value, &mut head);
     }
-
-    fn merge_field(
-        &mut self,
-        tag: u32,
-        wire_type: WireType,
-        buf: &mut impl Buf,
-        ctx: DecodeContext,
-    ) -> Result<(), prost::DecodeError> {
-        prost::encoding::skip_field(wire_type, tag, buf, ctx)
+    for value in repeated_values {
+        encode_key(repeated_tag, WireType::LengthDelimited, &mut head);
+        encode_varint(value.len() as u64, &mut head);
+        head.put_slice(value.as_bytes());
     }
+    let mut frames = Vec::with_capacity(1 + resources.len());
+    frames.push(head.freeze());
+    frames.extend(resources.iter().cloned());
+    frames
+}
 
-    fn encoded_len(&self) -> usize {
-        optional_len(1, self.system_version_info.as_bytes())
-            + self
-                .resources
-                .iter()
-                .map(|r| bytes_len(2, r))
-                .sum::<usize>()
-            + optional_len(4, self.type_url.as_bytes())
-            + optional_len(5, self.nonce.as_bytes())
-            + self
-                .removed_resources
-                .iter()
-                .map(|n| bytes_len(6, n.as_bytes()))
-                .sum::<usize>()
-            + optional_len(7, &self.control_plane)
+impl Wire for SotwResponse {
+    fn frames(&self) -> Vec<Bytes> {
+        assemble(
+            &[
+                (1, self.version_info.as_bytes()),
+                (4, self.type_url.as_bytes()),
+                (5, self.nonce.as_bytes()),
+                (6, &self.control_plane),
+            ],
+            (0, &[]),
+            &self.resources,
+        )
     }
+}
 
-    fn clear(&mut self) {
-        *self = Self::default();
+impl Wire for DeltaResponse {
+    fn frames(&self) -> Vec<Bytes> {
+        assemble(
+            &[
+                (1, self.system_version_info.as_bytes()),
+                (4, self.type_url.as_bytes()),
+                (5, self.nonce.as_bytes()),
+                (7, &self.control_plane),
+            ],
+            (6, &self.removed_resources),
+            &self.resources,
+        )
     }
 }
 
@@ -168,6 +152,12 @@ mod tests {
         )
     }
 
+    fn grpc_length(frames: &[Bytes]) -> usize {
+        let head = &frames[0];
+        assert_eq!(head[0], 0, "uncompressed");
+        u32::from_be_bytes([head[1], head[2], head[3], head[4]]) as usize
+    }
+
     #[test]
     fn sotw_decodes_as_a_discovery_response() -> Result<(), prost::DecodeError> {
         let resource = sample();
@@ -176,13 +166,13 @@ mod tests {
         };
         let ours = SotwResponse {
             version_info: "v1".into(),
-            resources: vec![resource.any.clone(), resource.any.clone()],
+            resources: vec![resource.any.bytes.clone(), resource.any.bytes.clone()],
             type_url: ResourceType::Listener.type_url().into(),
             nonce: "7".into(),
             control_plane: control_plane.encode_to_vec().into(),
         };
         let bytes = ours.encode_to_vec();
-        assert_eq!(bytes.len(), ours.encoded_len());
+        assert_eq!(grpc_length(&ours.frames()), bytes.len());
         let theirs = DiscoveryResponse::decode(bytes.as_slice())?;
         assert_eq!(theirs.version_info, "v1");
         assert_eq!(theirs.resources.len(), 2);
@@ -192,6 +182,8 @@ mod tests {
         );
         assert_eq!(theirs.nonce, "7");
         assert_eq!(theirs.control_plane, Some(control_plane));
+        // The resources are the snapshot's own bytes, not copies.
+        assert_eq!(ours.frames()[1].as_ptr(), resource.any.bytes.as_ptr());
         Ok(())
     }
 
@@ -200,19 +192,22 @@ mod tests {
         let resource = sample();
         let ours = DeltaResponse {
             system_version_info: "s".into(),
-            resources: vec![resource.wrapped.clone()],
+            resources: vec![resource.wrapped.bytes.clone()],
             type_url: ResourceType::Listener.type_url().into(),
             nonce: "3".into(),
-            removed_resources: vec!["old".into()],
+            removed_resources: vec!["old".into(), "older".into()],
             control_plane: Bytes::new(),
         };
         let bytes = ours.encode_to_vec();
-        assert_eq!(bytes.len(), ours.encoded_len());
+        assert_eq!(grpc_length(&ours.frames()), bytes.len());
         let theirs = DeltaDiscoveryResponse::decode(bytes.as_slice())?;
         assert_eq!(theirs.resources.len(), 1);
         assert_eq!(theirs.resources[0].name, "greeter");
         assert_eq!(theirs.resources[0].version, resource.version);
-        assert_eq!(theirs.removed_resources, vec!["old".to_string()]);
+        assert_eq!(
+            theirs.removed_resources,
+            vec!["old".to_string(), "older".to_string()]
+        );
         assert_eq!(theirs.nonce, "3");
         Ok(())
     }

@@ -7,25 +7,24 @@
 //! snapshot, so a slow client never accumulates a backlog.
 
 use std::convert::Infallible;
-use std::marker::PhantomData;
 use std::sync::Arc;
 use std::sync::atomic::{AtomicU64, AtomicUsize, Ordering};
 use std::task::{Context, Poll};
 use std::time::Instant;
 
 use bytes::Bytes;
-use futures::StreamExt;
 use futures::future::BoxFuture;
-use prost::Message;
+use prost::Message as _;
 use tokio::sync::{mpsc, watch};
-use tokio_stream::wrappers::ReceiverStream;
 use tonic::body::Body;
-use tonic::{Request, Response, Status, Streaming};
+use tonic::transport::server::TcpConnectInfo;
+use tonic::{Status, Streaming};
 use tracing::{Instrument, debug, info, info_span};
 
 use super::acks::Reply;
+use super::body::{self, OutboundBody};
 use super::clients::Clients;
-use super::codec::AdsCodec;
+use super::codec::request_decoder;
 use super::delta::Delta;
 use super::error::XdsError;
 use super::limits::Limits;
@@ -113,46 +112,26 @@ async fn serve<P: Protocol>(
     shared: Arc<Shared>,
     request: http::Request<Body>,
 ) -> Result<http::Response<Body>, Infallible> {
-    let max = shared.limits.max_request_bytes;
-    let mut grpc = tonic::server::Grpc::new(AdsCodec::<Box<P::Response>, P::Request>::default())
-        .apply_max_message_size_config(Some(max), None);
-    Ok(grpc
-        .streaming(StreamService::<P>(shared, PhantomData), request)
-        .await)
+    Ok(open::<P>(shared, request).unwrap_or_else(|status| status.into_http::<Body>()))
 }
 
-/// The response stream of one ADS stream.
-type Outbound<P> = futures::stream::Map<ReceiverStream<Item<P>>, fn(Item<P>) -> Sent<P>>;
+/// What the stream task queues for [`OutboundBody`].
+type Item<P> = body::Item<<P as Protocol>::Response>;
 
-/// What the one-slot queue holds: boxed, so the channel's preallocated slots
-/// stay small (tokio allocates them 32 at a time, per stream).
-type Item<P> = Result<Box<<P as Protocol>::Response>, Box<Status>>;
-
-/// What tonic encodes.
-type Sent<P> = Result<Box<<P as Protocol>::Response>, Status>;
-
-fn unbox<P: Protocol>(item: Item<P>) -> Sent<P> {
-    item.map_err(|status| *status)
-}
-
-struct StreamService<P>(Arc<Shared>, PhantomData<P>);
-
-impl<P: Protocol> tonic::server::StreamingService<P::Request> for StreamService<P> {
-    type Response = Box<P::Response>;
-    type ResponseStream = Outbound<P>;
-    type Future = BoxFuture<'static, Result<Response<Self::ResponseStream>, Status>>;
-
-    fn call(&mut self, request: Request<Streaming<P::Request>>) -> Self::Future {
-        let shared = self.0.clone();
-        Box::pin(async move { open::<P>(shared, request) })
-    }
-}
-
-/// Admits a stream and spawns its task.
+/// Admits a stream, spawns its task and answers with the response headers;
+/// the body follows as the task produces responses.
 fn open<P: Protocol>(
     shared: Arc<Shared>,
-    request: Request<Streaming<P::Request>>,
-) -> Result<Response<Outbound<P>>, Status> {
+    request: http::Request<Body>,
+) -> Result<http::Response<Body>, Status> {
+    let (parts, request_body) = request.into_parts();
+    if let Some(encoding) = parts.headers.get("grpc-encoding")
+        && encoding.as_bytes() != b"identity"
+    {
+        return Err(Status::unimplemented(format!(
+            "request compression {encoding:?} is not supported; send identity"
+        )));
+    }
     let limit = shared.limits.max_streams;
     if shared.active.fetch_add(1, Ordering::AcqRel) >= limit {
         shared.active.fetch_sub(1, Ordering::AcqRel);
@@ -160,16 +139,27 @@ fn open<P: Protocol>(
         return Err(XdsError::TooManyStreams { limit }.into());
     }
     let id = shared.next_id.fetch_add(1, Ordering::Relaxed);
-    let address = request
-        .remote_addr()
+    let address = parts
+        .extensions
+        .get::<TcpConnectInfo>()
+        .and_then(TcpConnectInfo::remote_addr)
         .map(|a| a.to_string())
         .unwrap_or_default();
-    let inbound = request.into_inner();
+    let inbound = Streaming::new_request(
+        request_decoder::<P::Request>(),
+        request_body,
+        None,
+        Some(shared.limits.max_request_bytes),
+    );
     let (tx, rx) = mpsc::channel(1);
     let span = info_span!("ads", stream = id, protocol = P::NAME, peer = %address, node = tracing::field::Empty, cluster = tracing::field::Empty);
     tokio::spawn(drive::<P>(shared, id, address, inbound, tx).instrument(span));
-    let unbox: fn(Item<P>) -> Sent<P> = unbox::<P>;
-    Ok(Response::new(ReceiverStream::new(rx).map(unbox)))
+    let mut response = http::Response::new(Body::new(OutboundBody::new(rx)));
+    response.headers_mut().insert(
+        http::header::CONTENT_TYPE,
+        http::HeaderValue::from_static("application/grpc"),
+    );
+    Ok(response)
 }
 
 /// Releases a stream's slot and admin entry however the task ends.
@@ -195,7 +185,7 @@ async fn drive<P: Protocol>(
     shared: Arc<Shared>,
     id: u64,
     address: String,
-    mut inbound: Streaming<P::Request>,
+    inbound: Streaming<P::Request>,
     tx: mpsc::Sender<Item<P>>,
 ) {
     shared
@@ -210,12 +200,15 @@ async fn drive<P: Protocol>(
     };
     let mut snapshots = shared.snapshots.clone();
     snapshots.mark_unchanged();
-    let mut stream = Stream::new(
+    let mut inbound = Box::new(inbound);
+    // Boxed: the task's future stays small (thousands of idle streams each
+    // keep one alive), and the state lives in one allocation.
+    let mut stream = Box::new(Stream::new(
         id,
         address,
         shared.limits.clone(),
         shared.control_plane.clone(),
-    );
+    ));
     debug!("stream opened");
     let end = loop {
         let wants = stream.wants_to_send();
@@ -223,7 +216,7 @@ async fn drive<P: Protocol>(
             biased;
             message = inbound.message() => match message {
                 Ok(Some(request)) => {
-                    if let Err(error) = receive::<P>(&shared, &mut stream, request, &tx).await {
+                    if let Err(error) = Box::pin(receive::<P>(&shared, &mut stream, request, &tx)).await {
                         let _ = tx.send(Err(Box::new(error.into()))).await;
                         break "closed by server";
                     }
@@ -311,4 +304,39 @@ async fn receive<P: Protocol>(
     }
     super::log_reply(kind, &reply, P::NAME);
     Ok(())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn a_stream_task_stays_small() {
+        // Every idle stream keeps one of these alive; see docs/BENCHMARKS.md.
+        fn size_of_future<F: std::future::Future>(_: &F) -> usize {
+            std::mem::size_of::<F>()
+        }
+        let (tx, _rx) = mpsc::channel::<Item<Sotw>>(1);
+        let (_snapshots_tx, snapshots) = watch::channel(Arc::new(crate::snapshot::build(
+            Default::default(),
+            0,
+            None,
+        )));
+        let shared = Arc::new(Shared {
+            snapshots,
+            clients: Clients::default(),
+            metrics: Arc::new(Metrics::new()),
+            limits: Arc::new(Limits::default()),
+            next_id: AtomicU64::new(1),
+            active: AtomicUsize::new(0),
+            control_plane: Bytes::new(),
+        });
+        let size = size_of_future(&async move {
+            let inbound: Option<Streaming<<Sotw as Protocol>::Request>> = None;
+            if let Some(inbound) = inbound {
+                drive::<Sotw>(shared, 1, String::new(), inbound, tx).await;
+            }
+        });
+        assert!(size <= 2200, "stream task future is {size} bytes");
+    }
 }

@@ -65,9 +65,9 @@ impl Protocol for Sotw {
             .iter()
             .map(|r| {
                 if stream.resource_in_sotw {
-                    r.wrapped_any.clone()
+                    r.wrapped_any.bytes.clone()
                 } else {
-                    r.any.clone()
+                    r.any.bytes.clone()
                 }
             })
             .collect();

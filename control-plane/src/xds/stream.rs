@@ -23,7 +23,7 @@ pub(crate) trait Protocol: Send + Sync + 'static {
     /// The request message.
     type Request: prost::Message + Default + Send + 'static;
     /// The response message.
-    type Response: prost::Message + Default + Send + 'static;
+    type Response: super::response::Wire + Send + 'static;
     /// `sotw` or `delta`.
     const NAME: &'static str;
 
