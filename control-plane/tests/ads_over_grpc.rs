@@ -314,3 +314,59 @@ async fn streams_over_the_limit_are_refused_and_others_keep_working() {
     std::fs::write(dir.path().join("lookaside.yaml"), config(3)).expect("edit");
     assert_eq!(watcher.next_weight().await, 3);
 }
+
+#[tokio::test]
+async fn metrics_count_streams_pushes_and_acks() {
+    use tokio::io::{AsyncReadExt, AsyncWriteExt};
+    let dir = tempfile::tempdir().expect("tempdir");
+    let path = dir.path().join("lookaside.yaml");
+    std::fs::write(&path, config(1)).expect("write config");
+    let running = start(
+        ServeConfig {
+            config: path,
+            config_poll: Duration::from_millis(20),
+            xds_listen: "127.0.0.1:0".parse().expect("address"),
+            metrics_listen: Some("127.0.0.1:0".parse().expect("address")),
+            limits: Limits::default(),
+        },
+        futures::future::pending(),
+    )
+    .await
+    .expect("control plane starts");
+    let mut watcher = EdsWatcher::open(channel(&running).await).await;
+    assert_eq!(watcher.next_weight().await, 1);
+    std::fs::write(dir.path().join("lookaside.yaml"), config(5)).expect("edit");
+    assert_eq!(watcher.next_weight().await, 5);
+
+    let address = running.metrics_address.expect("metrics listening");
+    let scrape = || async move {
+        let mut socket = tokio::net::TcpStream::connect(address)
+            .await
+            .expect("connect");
+        socket
+            .write_all(b"GET /metrics HTTP/1.0\r\nHost: x\r\n\r\n")
+            .await
+            .expect("request");
+        let mut body = String::new();
+        socket.read_to_string(&mut body).await.expect("response");
+        body
+    };
+    let deadline = tokio::time::Instant::now() + Duration::from_secs(5);
+    loop {
+        let body = scrape().await;
+        let has = |needle: &str| body.lines().any(|l| l.starts_with(needle));
+        if has("lookaside_xds_streams{protocol=\"sotw\"} 1")
+            && has("lookaside_xds_pushes_total{protocol=\"sotw\",type=\"EDS\"} 2")
+            && has("lookaside_xds_acks_total{protocol=\"sotw\",type=\"EDS\"} 2")
+            && has("lookaside_xds_push_latency_seconds_count{protocol=\"sotw\",type=\"EDS\"} 2")
+            && has("lookaside_snapshots_total 2")
+        {
+            break;
+        }
+        assert!(
+            tokio::time::Instant::now() < deadline,
+            "metrics never matched:\n{body}"
+        );
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
+}
