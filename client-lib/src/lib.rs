@@ -2,7 +2,14 @@
 //! control plane streams over xDS, keeps a long-lived HTTP/2 connection to
 //! every endpoint, and splits calls by weight.
 //!
-//! Built in stages (see the project's issues); today it holds the weighted
-//! picker every call goes through.
+//! Layers, each in its own module:
+//! - [`balance`]: the lock-free weighted picker;
+//! - [`endpoint`]: one address and its HTTP/2 connection;
+//! - [`cluster`]: a cluster's endpoints, ejection and probing, and the
+//!   `tower::Service` tonic clients call through.
+//!
+//! The xDS subscription that feeds assignments comes next (issue 3).
 
 pub mod balance;
+pub mod cluster;
+pub mod endpoint;

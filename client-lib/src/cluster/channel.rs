@@ -1,0 +1,119 @@
+//! The `tower::Service` generated tonic clients call through.
+
+use std::net::SocketAddr;
+use std::sync::Arc;
+use std::task::{Context, Poll};
+use std::time::Duration;
+
+use arc_swap::ArcSwap;
+use futures::future::BoxFuture;
+use tokio::sync::{mpsc, watch};
+use tonic::Status;
+use tonic::body::Body;
+use tower::{Service, ServiceExt};
+
+use super::EndpointSet;
+
+/// Balances calls over a cluster's usable endpoints by weight. Cheap to
+/// clone; clones share everything.
+#[derive(Debug, Clone)]
+pub struct LbChannel {
+    name: Arc<str>,
+    set: Arc<ArcSwap<EndpointSet>>,
+    failures: mpsc::Sender<SocketAddr>,
+    published: watch::Receiver<()>,
+    first_assignment_timeout: Duration,
+}
+
+impl LbChannel {
+    pub(super) fn new(
+        name: &str,
+        set: Arc<ArcSwap<EndpointSet>>,
+        failures: mpsc::Sender<SocketAddr>,
+        published: watch::Receiver<()>,
+        first_assignment_timeout: Duration,
+    ) -> Self {
+        Self {
+            name: name.into(),
+            set,
+            failures,
+            published,
+            first_assignment_timeout,
+        }
+    }
+
+    /// The cluster's name.
+    pub fn cluster(&self) -> &str {
+        &self.name
+    }
+
+    /// Whether some endpoint can take a call now.
+    pub fn is_usable(&self) -> bool {
+        self.set.load().usable() > 0
+    }
+
+    /// Waits for the first assignment, up to the configured deadline.
+    async fn assigned(&self) -> Result<(), Status> {
+        let mut published = self.published.clone();
+        let wait = async {
+            while !self.set.load().assigned {
+                if published.changed().await.is_err() {
+                    break;
+                }
+            }
+        };
+        tokio::time::timeout(self.first_assignment_timeout, wait)
+            .await
+            .map_err(|_| {
+                Status::unavailable(format!(
+                    "cluster {}: no assignment from the control plane within {:?}",
+                    self.name, self.first_assignment_timeout
+                ))
+            })
+    }
+}
+
+impl Service<http::Request<Body>> for LbChannel {
+    type Response = http::Response<Body>;
+    type Error = Box<dyn std::error::Error + Send + Sync>;
+    type Future = BoxFuture<'static, Result<Self::Response, Self::Error>>;
+
+    fn poll_ready(&mut self, _cx: &mut Context<'_>) -> Poll<Result<(), Self::Error>> {
+        // Calls wait for the first assignment or fail fast with UNAVAILABLE
+        // (a status tonic passes through); readiness never blocks.
+        Poll::Ready(Ok(()))
+    }
+
+    fn call(&mut self, request: http::Request<Body>) -> Self::Future {
+        let this = self.clone();
+        Box::pin(async move {
+            if !this.set.load().assigned {
+                this.assigned().await?;
+            }
+            let set = this.set.load();
+            let Some(endpoint) = set.pick() else {
+                return Err(Status::unavailable(format!(
+                    "cluster {}: none of its {} endpoints is reachable",
+                    this.name, set.assigned_endpoints
+                ))
+                .into());
+            };
+            let address = endpoint.address;
+            let channel = endpoint.channel.clone();
+            drop(set);
+            match channel.oneshot(request).await {
+                Ok(response) => Ok(response),
+                Err(error) => {
+                    // A transport error: the connection failed. Eject the
+                    // endpoint; the balancer probes it back.
+                    let _ = this.failures.try_send(address);
+                    Err(Status::unavailable(format!(
+                        "cluster {} endpoint {address}: {error}",
+                        this.name
+                    ))
+                    .into())
+                }
+            }
+        })
+    }
+}

@@ -1,0 +1,15 @@
+//! One balanced cluster: its endpoints, the picker over the usable ones, and
+//! the `tower::Service` tonic clients call through.
+//!
+//! Owns: applying assignments (add, re-weight, remove endpoints), ejecting
+//! endpoints whose connection fails and probing them back, and publishing an
+//! immutable [`EndpointSet`] that calls read without locks.
+//! Must never: talk xDS. Assignments arrive from the outside.
+
+mod balancer;
+mod channel;
+mod set;
+
+pub use balancer::{Assignment, ClusterBalancer};
+pub use channel::LbChannel;
+pub use set::EndpointSet;

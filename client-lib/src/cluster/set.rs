@@ -1,0 +1,49 @@
+//! The immutable view calls read: usable endpoints and their picker.
+
+use crate::balance::Picker;
+use crate::endpoint::Endpoint;
+
+/// Usable endpoints of a cluster at one moment, with their picker.
+#[derive(Debug)]
+pub struct EndpointSet {
+    /// Whether any assignment arrived yet.
+    pub assigned: bool,
+    /// Endpoints in the assignment (usable or not).
+    pub assigned_endpoints: usize,
+    endpoints: Vec<Endpoint>,
+    picker: Option<Picker>,
+}
+
+impl EndpointSet {
+    /// The set before any assignment.
+    pub fn unassigned() -> Self {
+        Self {
+            assigned: false,
+            assigned_endpoints: 0,
+            endpoints: Vec::new(),
+            picker: None,
+        }
+    }
+
+    /// A set over `usable` endpoints with their weights (>= 1).
+    pub fn new(usable: Vec<(Endpoint, u32)>, assigned_endpoints: usize) -> Self {
+        let picker = Picker::new(usable.iter().map(|(_, w)| (*w).max(1))).ok();
+        Self {
+            assigned: true,
+            assigned_endpoints,
+            endpoints: usable.into_iter().map(|(e, _)| e).collect(),
+            picker,
+        }
+    }
+
+    /// The endpoint for the next call, if any is usable.
+    pub fn pick(&self) -> Option<&Endpoint> {
+        let picker = self.picker.as_ref()?;
+        self.endpoints.get(picker.pick())
+    }
+
+    /// Number of usable endpoints.
+    pub fn usable(&self) -> usize {
+        self.endpoints.len()
+    }
+}

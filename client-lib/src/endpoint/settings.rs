@@ -1,0 +1,30 @@
+//! Connection settings shared by every endpoint of a client.
+
+use std::time::Duration;
+
+/// How endpoint connections are made and watched.
+#[derive(Debug, Clone)]
+pub struct ConnectionSettings {
+    /// Give up on a connection attempt after this long.
+    pub connect_timeout: Duration,
+    /// Send an HTTP/2 PING this often, even when idle.
+    pub keepalive_interval: Duration,
+    /// Declare the peer dead when a PING is not answered in this long.
+    pub keepalive_timeout: Duration,
+    /// First delay before probing an endpoint that failed.
+    pub probe_backoff_initial: Duration,
+    /// Longest delay between probes.
+    pub probe_backoff_max: Duration,
+}
+
+impl Default for ConnectionSettings {
+    fn default() -> Self {
+        Self {
+            connect_timeout: Duration::from_secs(2),
+            keepalive_interval: Duration::from_secs(10),
+            keepalive_timeout: Duration::from_secs(5),
+            probe_backoff_initial: Duration::from_millis(100),
+            probe_backoff_max: Duration::from_secs(5),
+        }
+    }
+}
