@@ -55,6 +55,7 @@ fn serve(args: ServeArgs) -> anyhow::Result<()> {
         xds_listen: args.xds.xds_listen,
         metrics_listen,
         limits: args.xds.limits(),
+        shutdown_grace: Duration::from_millis(args.xds.shutdown_grace_ms),
     };
     let runtime = tokio::runtime::Builder::new_multi_thread()
         .enable_all()

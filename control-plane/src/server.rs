@@ -35,6 +35,9 @@ pub struct ServeConfig {
     pub metrics_listen: Option<SocketAddr>,
     /// ADS limits.
     pub limits: Limits,
+    /// After shutdown is asked for, how long open streams may take to end
+    /// before the server stops anyway.
+    pub shutdown_grace: Duration,
 }
 
 /// Why the control plane could not start.
@@ -117,8 +120,10 @@ pub async fn start(
     // snapshot -> xds, admin
     let clients = Clients::default();
     let identifier = format!("lookaside/{}", env!("CARGO_PKG_VERSION"));
+    let (stop_tx, stopping) = watch::channel(false);
     let ads = AdsServer::new(
         snapshots.clone(),
+        stopping.clone(),
         clients.clone(),
         metrics.clone(),
         config.limits.clone(),
@@ -205,7 +210,29 @@ pub async fn start(
         .add_service(reflection_v1)
         .add_service(reflection_v1alpha);
     let incoming = TcpListenerStream::new(listener);
-    let server = tokio::spawn(router.serve_with_incoming_shutdown(incoming, shutdown));
+    // On shutdown: stop accepting, end every ADS stream with UNAVAILABLE so
+    // clients move to another replica, and give the rest `shutdown_grace`.
+    let signal = async move {
+        shutdown.await;
+        tracing::info!("shutting down: ending ADS streams");
+        stop_tx.send_replace(true);
+    };
+    let grace = config.shutdown_grace;
+    let mut stopped = stopping;
+    let server = tokio::spawn(async move {
+        let serve = router.serve_with_incoming_shutdown(incoming, signal);
+        tokio::pin!(serve);
+        tokio::select! {
+            result = &mut serve => result,
+            () = async {
+                let _ = stopped.wait_for(|stop| *stop).await;
+                tokio::time::sleep(grace).await;
+            } => {
+                tracing::warn!(?grace, "streams still open after the shutdown grace period; stopping anyway");
+                Ok(())
+            }
+        }
+    });
     tracing::info!(address = %xds_address, "xDS listening");
 
     Ok(Running {

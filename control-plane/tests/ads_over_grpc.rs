@@ -41,6 +41,7 @@ async fn serve(dir: &Path, limits: Limits) -> Running {
             xds_listen: "127.0.0.1:0".parse().expect("address"),
             metrics_listen: None,
             limits,
+            shutdown_grace: Duration::from_secs(5),
         },
         futures::future::pending(),
     )
@@ -328,6 +329,7 @@ async fn metrics_count_streams_pushes_and_acks() {
             xds_listen: "127.0.0.1:0".parse().expect("address"),
             metrics_listen: Some("127.0.0.1:0".parse().expect("address")),
             limits: Limits::default(),
+            shutdown_grace: Duration::from_secs(5),
         },
         futures::future::pending(),
     )
@@ -369,4 +371,47 @@ async fn metrics_count_streams_pushes_and_acks() {
         );
         tokio::time::sleep(Duration::from_millis(50)).await;
     }
+}
+
+#[tokio::test]
+async fn shutdown_ends_open_streams_so_clients_move_on() {
+    let dir = tempfile::tempdir().expect("tempdir");
+    let path = dir.path().join("lookaside.yaml");
+    std::fs::write(&path, config(1)).expect("write config");
+    let (stop, stopped) = tokio::sync::oneshot::channel::<()>();
+    let running = start(
+        ServeConfig {
+            config: path,
+            config_poll: Duration::from_millis(20),
+            xds_listen: "127.0.0.1:0".parse().expect("address"),
+            metrics_listen: None,
+            limits: Limits::default(),
+            shutdown_grace: Duration::from_secs(30),
+        },
+        async {
+            let _ = stopped.await;
+        },
+    )
+    .await
+    .expect("control plane starts");
+    let mut watcher = EdsWatcher::open(channel(&running).await).await;
+    assert_eq!(watcher.next_weight().await, 1);
+
+    stop.send(()).expect("signal");
+    let ended = tokio::time::timeout(Duration::from_secs(5), watcher.responses.next())
+        .await
+        .expect("stream ended promptly")
+        .expect("an item");
+    let status = ended.expect_err("ended with a status");
+    assert_eq!(status.code(), tonic::Code::Unavailable);
+    assert!(
+        status.message().contains("shutting down"),
+        "{}",
+        status.message()
+    );
+    // Well inside the 30 s grace: nothing else holds the server.
+    tokio::time::timeout(Duration::from_secs(5), running.wait())
+        .await
+        .expect("server stopped")
+        .expect("cleanly");
 }

@@ -75,6 +75,9 @@ pub struct XdsArgs {
     /// Most resource names one request may carry.
     #[arg(long, env = "LOOKASIDE_XDS_MAX_NAMES_PER_REQUEST", default_value_t = Limits::default().max_names_per_request)]
     pub xds_max_names_per_request: usize,
+    /// On SIGTERM, how long open streams may take to end before the server stops anyway, in milliseconds.
+    #[arg(long, env = "LOOKASIDE_SHUTDOWN_GRACE_MS", default_value_t = 5000)]
+    pub shutdown_grace_ms: u64,
     /// Largest request message accepted, in bytes.
     #[arg(long, env = "LOOKASIDE_XDS_MAX_REQUEST_BYTES", default_value_t = Limits::default().max_request_bytes)]
     pub xds_max_request_bytes: usize,

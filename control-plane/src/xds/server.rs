@@ -43,6 +43,8 @@ const DELTA_PATH: &str =
 #[derive(Debug)]
 struct Shared {
     snapshots: watch::Receiver<Arc<Snapshot>>,
+    /// Becomes true when the server shuts down: every stream ends.
+    stopping: watch::Receiver<bool>,
     clients: Clients,
     metrics: Arc<Metrics>,
     limits: Arc<Limits>,
@@ -61,6 +63,7 @@ impl AdsServer {
     /// A server streaming `snapshots`.
     pub fn new(
         snapshots: watch::Receiver<Arc<Snapshot>>,
+        stopping: watch::Receiver<bool>,
         clients: Clients,
         metrics: Arc<Metrics>,
         limits: Limits,
@@ -70,6 +73,7 @@ impl AdsServer {
         Self {
             shared: Arc::new(Shared {
                 snapshots,
+                stopping,
                 clients,
                 metrics,
                 limits: Arc::new(limits),
@@ -201,6 +205,7 @@ async fn drive<P: Protocol>(
     let mut snapshots = shared.snapshots.clone();
     snapshots.mark_unchanged();
     let mut inbound = Box::new(inbound);
+    let mut stopping = shared.stopping.clone();
     // Boxed: the task's future stays small (thousands of idle streams each
     // keep one alive), and the state lives in one allocation.
     let mut stream = Box::new(Stream::new(
@@ -233,6 +238,17 @@ async fn drive<P: Protocol>(
                     )))));
                     break "stream error";
                 }
+            },
+            changed = stopping.changed() => {
+                let stop = changed.is_err() || *stopping.borrow_and_update();
+                if !stop {
+                    continue;
+                }
+                // Clients reconnect (with their backoff) to another replica.
+                let _ = tx.try_send(Err(Box::new(Status::unavailable(
+                    "control plane shutting down; reconnect to another replica",
+                ))));
+                break "server shutting down";
             },
             changed = snapshots.changed() => {
                 if changed.is_err() {
@@ -322,8 +338,10 @@ mod tests {
             0,
             None,
         )));
+        let (_stop, stopping) = watch::channel(false);
         let shared = Arc::new(Shared {
             snapshots,
+            stopping,
             clients: Clients::default(),
             metrics: Arc::new(Metrics::new()),
             limits: Arc::new(Limits::default()),
