@@ -2,14 +2,27 @@
 //! control plane streams over xDS, keeps a long-lived HTTP/2 connection to
 //! every endpoint, and splits calls by weight.
 //!
-//! Layers, each in its own module:
-//! - [`balance`]: the lock-free weighted picker;
-//! - [`endpoint`]: one address and its HTTP/2 connection;
-//! - [`cluster`]: a cluster's endpoints, ejection and probing, and the
-//!   `tower::Service` tonic clients call through.
+//! ```no_run
+//! # async fn example() -> Result<(), Box<dyn std::error::Error>> {
+//! let lb = lookaside_client::Client::connect("http://lookaside.lookaside-system:18000").await?;
+//! let channel = lb.channel("greeter"); // give it to any tonic-generated client
+//! # let _ = channel;
+//! # Ok(())
+//! # }
+//! ```
 //!
-//! The xDS subscription that feeds assignments comes next (issue 3).
+//! Layers, each in its own module, data flowing down:
+//! - [`xds`]: the ADS subscription and what the client accepts;
+//! - [`cluster`]: a cluster's endpoints, ejection and probing, and the
+//!   `tower::Service` tonic clients call through;
+//! - [`endpoint`]: one address and its HTTP/2 connection;
+//! - [`balance`]: the lock-free weighted picker.
 
 pub mod balance;
+mod client;
 pub mod cluster;
 pub mod endpoint;
+pub mod xds;
+
+pub use client::{Client, ClientBuilder, ClientError};
+pub use cluster::LbChannel;

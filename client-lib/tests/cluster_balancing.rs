@@ -4,108 +4,13 @@
 
 #![allow(clippy::expect_used, clippy::unwrap_used)]
 
-use std::net::SocketAddr;
-use std::sync::Arc;
-use std::sync::atomic::{AtomicU64, Ordering};
-use std::task::{Context, Poll};
+mod support;
+
 use std::time::Duration;
 
-use lookaside_client::cluster::{ClusterBalancer, LbChannel};
+use lookaside_client::cluster::ClusterBalancer;
 use lookaside_client::endpoint::ConnectionSettings;
-use tonic_health::pb::HealthCheckRequest;
-use tonic_health::pb::health_client::HealthClient;
-use tower::{Layer, Service};
-
-/// Counts the requests a backend served.
-#[derive(Clone)]
-struct Counting<S> {
-    inner: S,
-    count: Arc<AtomicU64>,
-}
-
-impl<S, R> Service<R> for Counting<S>
-where
-    S: Service<R>,
-{
-    type Response = S::Response;
-    type Error = S::Error;
-    type Future = S::Future;
-    fn poll_ready(&mut self, cx: &mut Context<'_>) -> Poll<Result<(), S::Error>> {
-        self.inner.poll_ready(cx)
-    }
-    fn call(&mut self, request: R) -> S::Future {
-        self.count.fetch_add(1, Ordering::Relaxed);
-        self.inner.call(request)
-    }
-}
-
-#[derive(Clone)]
-struct CountingLayer(Arc<AtomicU64>);
-
-impl<S> Layer<S> for CountingLayer {
-    type Service = Counting<S>;
-    fn layer(&self, inner: S) -> Counting<S> {
-        Counting {
-            inner,
-            count: self.0.clone(),
-        }
-    }
-}
-
-struct Backend {
-    address: SocketAddr,
-    count: Arc<AtomicU64>,
-    stop: Option<tokio::sync::oneshot::Sender<()>>,
-    task: tokio::task::JoinHandle<()>,
-}
-
-impl Backend {
-    async fn start() -> Self {
-        let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
-        let address = listener.local_addr().unwrap();
-        let count = Arc::new(AtomicU64::new(0));
-        let (_reporter, health) = tonic_health::server::health_reporter();
-        let (stop, stopped) = tokio::sync::oneshot::channel::<()>();
-        let layer = CountingLayer(count.clone());
-        let task = tokio::spawn(async move {
-            let _ = tonic::transport::Server::builder()
-                .layer(layer)
-                .add_service(health)
-                .serve_with_incoming_shutdown(
-                    tokio_stream::wrappers::TcpListenerStream::new(listener),
-                    async {
-                        let _ = stopped.await;
-                    },
-                )
-                .await;
-        });
-        Self {
-            address,
-            count,
-            stop: Some(stop),
-            task,
-        }
-    }
-
-    fn served(&self) -> u64 {
-        self.count.load(Ordering::Relaxed)
-    }
-
-    /// Stops listening and closes connections at once (like SIGKILL).
-    fn kill(&mut self) {
-        self.task.abort();
-        self.stop.take();
-    }
-}
-
-async fn call(channel: &LbChannel) -> Result<(), tonic::Status> {
-    HealthClient::new(channel.clone())
-        .check(HealthCheckRequest {
-            service: String::new(),
-        })
-        .await
-        .map(|_| ())
-}
+use support::{Backend, call};
 
 fn balancer(name: &str) -> ClusterBalancer {
     let settings = ConnectionSettings {

@@ -1,0 +1,178 @@
+//! The entry point: one xDS client per process, one balanced channel per
+//! cluster.
+
+use std::collections::HashMap;
+use std::net::SocketAddr;
+use std::sync::{Arc, Mutex};
+use std::time::Duration;
+
+use xds_client::{
+    ClientConfig, Node, ProstCodec, RetryPolicy, TokioRuntime, TonicTransportBuilder, XdsClient,
+};
+
+use crate::cluster::{Assignment, ClusterBalancer, LbChannel};
+use crate::endpoint::ConnectionSettings;
+use crate::xds::{AssignmentResource, follow};
+
+/// Why a client could not be built.
+#[derive(Debug, thiserror::Error)]
+pub enum ClientError {
+    /// The control plane address is not a URI with a scheme.
+    #[error("control plane address {address:?} must look like http://host:port")]
+    Address {
+        /// What was given.
+        address: String,
+    },
+    /// A backoff setting was rejected.
+    #[error("invalid reconnect backoff: {0}")]
+    Backoff(#[source] xds_client::Error),
+}
+
+/// Builds a [`Client`].
+#[derive(Debug, Clone)]
+pub struct ClientBuilder {
+    control_plane: String,
+    node_id: String,
+    first_assignment_timeout: Duration,
+    connection: ConnectionSettings,
+    reconnect_initial: Duration,
+    reconnect_max: Duration,
+    fallback: HashMap<String, Assignment>,
+}
+
+impl ClientBuilder {
+    /// Node id the control plane shows for this process (default:
+    /// `lookaside-client-<pid>`).
+    pub fn node_id(mut self, id: impl Into<String>) -> Self {
+        self.node_id = id.into();
+        self
+    }
+
+    /// How long calls on a new channel wait for its first assignment
+    /// (default 5 s).
+    pub fn first_assignment_timeout(mut self, timeout: Duration) -> Self {
+        self.first_assignment_timeout = timeout;
+        self
+    }
+
+    /// How endpoint connections are made and watched.
+    pub fn connection_settings(mut self, settings: ConnectionSettings) -> Self {
+        self.connection = settings;
+        self
+    }
+
+    /// Reconnect backoff towards the control plane: exponential with jitter
+    /// from `initial` up to `max` (default 200 ms .. 10 s).
+    pub fn reconnect_backoff(mut self, initial: Duration, max: Duration) -> Self {
+        self.reconnect_initial = initial;
+        self.reconnect_max = max;
+        self
+    }
+
+    /// Endpoints to use for `cluster` until the control plane sends its
+    /// assignment (and if it never does).
+    pub fn fallback(
+        mut self,
+        cluster: impl Into<String>,
+        endpoints: Vec<(SocketAddr, u32)>,
+    ) -> Self {
+        self.fallback.insert(cluster.into(), endpoints);
+        self
+    }
+
+    /// Starts the xDS client. Returns at once; the connection to the control
+    /// plane is made (and remade) in the background.
+    pub fn build(self) -> Result<Client, ClientError> {
+        if !self.control_plane.contains("://") {
+            return Err(ClientError::Address {
+                address: self.control_plane,
+            });
+        }
+        let node =
+            Node::new("lookaside-client", env!("CARGO_PKG_VERSION")).with_id(self.node_id.clone());
+        let retry = RetryPolicy::default()
+            .with_initial_backoff(self.reconnect_initial)
+            .and_then(|policy| policy.with_max_backoff(self.reconnect_max))
+            .map_err(ClientError::Backoff)?;
+        let config = ClientConfig::new(node, self.control_plane.clone()).with_retry_policy(retry);
+        let xds = XdsClient::builder(
+            config,
+            TonicTransportBuilder::new(),
+            ProstCodec,
+            TokioRuntime,
+        )
+        .build();
+        Ok(Client {
+            inner: Arc::new(Inner {
+                xds,
+                settings: self,
+                channels: Mutex::new(HashMap::new()),
+            }),
+        })
+    }
+}
+
+#[derive(Debug)]
+struct Inner {
+    xds: XdsClient,
+    settings: ClientBuilder,
+    channels: Mutex<HashMap<String, LbChannel>>,
+}
+
+/// A process's connection to a Lookaside control plane. Cheap to clone.
+#[derive(Debug, Clone)]
+pub struct Client {
+    inner: Arc<Inner>,
+}
+
+impl Client {
+    /// A builder for a client of the control plane at `control_plane`
+    /// (e.g. `http://lookaside.lookaside-system:18000`).
+    pub fn builder(control_plane: impl Into<String>) -> ClientBuilder {
+        ClientBuilder {
+            control_plane: control_plane.into(),
+            node_id: format!("lookaside-client-{}", std::process::id()),
+            first_assignment_timeout: Duration::from_secs(5),
+            connection: ConnectionSettings::default(),
+            reconnect_initial: Duration::from_millis(200),
+            reconnect_max: Duration::from_secs(10),
+            fallback: HashMap::new(),
+        }
+    }
+
+    /// A client with default settings.
+    pub async fn connect(control_plane: impl Into<String>) -> Result<Self, ClientError> {
+        Self::builder(control_plane).build()
+    }
+
+    /// The balanced channel of `cluster`, for any tonic-generated client:
+    /// `GreeterClient::new(lb.channel("greeter"))`. The first call for a
+    /// cluster subscribes to its assignment; later calls share it.
+    pub fn channel(&self, cluster: &str) -> LbChannel {
+        let mut channels = match self.inner.channels.lock() {
+            Ok(channels) => channels,
+            Err(poisoned) => poisoned.into_inner(),
+        };
+        if let Some(channel) = channels.get(cluster) {
+            return channel.clone();
+        }
+        let settings = &self.inner.settings;
+        let balancer = ClusterBalancer::spawn(
+            cluster,
+            settings.connection.clone(),
+            settings.first_assignment_timeout,
+        );
+        if let Some(fallback) = settings.fallback.get(cluster) {
+            balancer.assign(fallback.clone());
+        }
+        let channel = balancer.channel();
+        let xds = self.inner.xds.clone();
+        let name = cluster.to_string();
+        tokio::spawn(async move {
+            let watcher = xds.watch::<AssignmentResource>(name).await;
+            follow(watcher, balancer).await;
+        });
+        channels.insert(cluster.to_string(), channel.clone());
+        channel
+    }
+}

@@ -1,0 +1,193 @@
+//! ClusterLoadAssignment as the client accepts it.
+
+use std::net::{IpAddr, SocketAddr};
+
+use bytes::Bytes;
+use envoy_types::pb::envoy::config::core::v3::{HealthStatus, address, socket_address};
+use envoy_types::pb::envoy::config::endpoint::v3::{ClusterLoadAssignment, lb_endpoint};
+use prost::Message;
+use xds_client::resource::TypeUrl;
+
+use crate::cluster::Assignment;
+
+/// Type URL of ClusterLoadAssignment.
+pub const EDS_TYPE_URL: &str = "type.googleapis.com/envoy.config.endpoint.v3.ClusterLoadAssignment";
+
+/// A validated assignment: the endpoints that may take calls, with weights.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct AssignmentResource {
+    /// Cluster name.
+    pub cluster: String,
+    /// Serving endpoints and their weights (>= 1).
+    pub endpoints: Assignment,
+    /// Endpoints in the resource, serving or not.
+    pub total_endpoints: usize,
+}
+
+fn invalid(message: String) -> xds_client::Error {
+    xds_client::Error::Validation(message)
+}
+
+impl xds_client::Resource for AssignmentResource {
+    type Message = ClusterLoadAssignment;
+    const TYPE_URL: TypeUrl = TypeUrl::new(EDS_TYPE_URL);
+    const ALL_RESOURCES_REQUIRED_IN_SOTW: bool = false;
+
+    fn deserialize(bytes: Bytes) -> xds_client::Result<ClusterLoadAssignment> {
+        ClusterLoadAssignment::decode(bytes).map_err(Into::into)
+    }
+
+    fn name(message: &ClusterLoadAssignment) -> &str {
+        &message.cluster_name
+    }
+
+    /// An `Err` here NACKs the response with the message; the client keeps
+    /// its last good assignment.
+    fn validate(message: ClusterLoadAssignment) -> xds_client::Result<Self> {
+        let mut endpoints = Vec::new();
+        let mut total = 0;
+        for locality in &message.endpoints {
+            let locality_weight = locality.load_balancing_weight.map(|w| w.value);
+            if locality_weight == Some(0) {
+                return Err(invalid(format!(
+                    "cluster {}: locality {:?} has load_balancing_weight 0",
+                    message.cluster_name, locality.locality
+                )));
+            }
+            for endpoint in &locality.lb_endpoints {
+                total += 1;
+                let Some(lb_endpoint::HostIdentifier::Endpoint(inner)) = &endpoint.host_identifier
+                else {
+                    return Err(invalid(format!(
+                        "cluster {}: an endpoint has no address",
+                        message.cluster_name
+                    )));
+                };
+                let address = socket_address_of(inner.address.as_ref()).ok_or_else(|| {
+                    invalid(format!(
+                        "cluster {}: endpoint address {:?} is not an IP:port socket address",
+                        message.cluster_name, inner.address
+                    ))
+                })?;
+                let weight = match endpoint.load_balancing_weight.map(|w| w.value) {
+                    Some(0) => {
+                        return Err(invalid(format!(
+                            "cluster {}: endpoint {address} has load_balancing_weight 0",
+                            message.cluster_name
+                        )));
+                    }
+                    Some(weight) => weight,
+                    None => locality_weight.unwrap_or(1),
+                };
+                let health =
+                    HealthStatus::try_from(endpoint.health_status).unwrap_or(HealthStatus::Unknown);
+                if matches!(health, HealthStatus::Healthy | HealthStatus::Unknown) {
+                    endpoints.push((address, weight));
+                }
+            }
+        }
+        Ok(Self {
+            cluster: message.cluster_name,
+            endpoints,
+            total_endpoints: total,
+        })
+    }
+}
+
+fn socket_address_of(
+    address: Option<&envoy_types::pb::envoy::config::core::v3::Address>,
+) -> Option<SocketAddr> {
+    let Some(address::Address::SocketAddress(socket)) = address?.address.as_ref() else {
+        return None;
+    };
+    let ip: IpAddr = socket.address.parse().ok()?;
+    let Some(socket_address::PortSpecifier::PortValue(port)) = socket.port_specifier else {
+        return None;
+    };
+    Some(SocketAddr::new(ip, u16::try_from(port).ok()?))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use envoy_types::pb::envoy::config::core::v3::{Address, SocketAddress};
+    use envoy_types::pb::envoy::config::endpoint::v3::{Endpoint, LbEndpoint, LocalityLbEndpoints};
+    use envoy_types::pb::google::protobuf::UInt32Value;
+    use xds_client::Resource;
+
+    fn endpoint(port: u32, weight: Option<u32>, health: HealthStatus) -> LocalityLbEndpoints {
+        LocalityLbEndpoints {
+            load_balancing_weight: weight.map(|value| UInt32Value { value }),
+            lb_endpoints: vec![LbEndpoint {
+                host_identifier: Some(lb_endpoint::HostIdentifier::Endpoint(Endpoint {
+                    address: Some(Address {
+                        address: Some(address::Address::SocketAddress(SocketAddress {
+                            address: "10.0.0.1".into(),
+                            port_specifier: Some(socket_address::PortSpecifier::PortValue(port)),
+                            ..Default::default()
+                        })),
+                    }),
+                    ..Default::default()
+                })),
+                health_status: health as i32,
+                load_balancing_weight: weight.map(|value| UInt32Value { value }),
+                ..Default::default()
+            }],
+            ..Default::default()
+        }
+    }
+
+    fn cla(endpoints: Vec<LocalityLbEndpoints>) -> ClusterLoadAssignment {
+        ClusterLoadAssignment {
+            cluster_name: "g".into(),
+            endpoints,
+            ..Default::default()
+        }
+    }
+
+    #[test]
+    fn serving_endpoints_with_weights() {
+        let resource = AssignmentResource::validate(cla(vec![
+            endpoint(1, Some(3), HealthStatus::Healthy),
+            endpoint(2, None, HealthStatus::Unknown),
+            endpoint(3, Some(5), HealthStatus::Draining),
+        ]))
+        .expect("valid");
+        let ports: Vec<(u16, u32)> = resource
+            .endpoints
+            .iter()
+            .map(|(a, w)| (a.port(), *w))
+            .collect();
+        assert_eq!(
+            ports,
+            vec![(1, 3), (2, 1)],
+            "draining endpoints take no calls"
+        );
+        assert_eq!(resource.total_endpoints, 3);
+    }
+
+    #[test]
+    fn weight_zero_is_rejected_with_the_endpoint_named() {
+        let error =
+            AssignmentResource::validate(cla(vec![endpoint(7, Some(0), HealthStatus::Healthy)]))
+                .expect_err("NACK");
+        assert!(
+            error.to_string().contains("load_balancing_weight 0"),
+            "{error}"
+        );
+    }
+
+    #[test]
+    fn hostnames_are_rejected() {
+        let mut bad = cla(vec![endpoint(7, Some(1), HealthStatus::Healthy)]);
+        if let Some(lb_endpoint::HostIdentifier::Endpoint(e)) =
+            &mut bad.endpoints[0].lb_endpoints[0].host_identifier
+            && let Some(Address {
+                address: Some(address::Address::SocketAddress(s)),
+            }) = &mut e.address
+        {
+            s.address = "greeter.default".into();
+        }
+        assert!(AssignmentResource::validate(bad).is_err());
+    }
+}

@@ -1,0 +1,43 @@
+//! Following one cluster's assignment.
+
+use xds_client::{ResourceEvent, ResourceWatcher};
+
+use super::AssignmentResource;
+use crate::cluster::ClusterBalancer;
+
+/// Feeds every new valid assignment of the watched cluster to `balancer`
+/// until the watch ends. A rejected (NACKed) or vanished resource keeps the
+/// last good assignment serving; so does a control plane that went away
+/// (the xDS client reconnects on its own and re-subscribes).
+pub async fn follow(mut watcher: ResourceWatcher<AssignmentResource>, balancer: ClusterBalancer) {
+    let cluster = balancer.channel().cluster().to_string();
+    let mut last: Option<AssignmentResource> = None;
+    while let Some(event) = watcher.next().await {
+        match event {
+            ResourceEvent::ResourceChanged {
+                result: Ok(resource),
+                done,
+            } => {
+                if last.as_ref() != Some(&*resource) {
+                    tracing::info!(
+                        cluster,
+                        serving = resource.endpoints.len(),
+                        total = resource.total_endpoints,
+                        "assignment received"
+                    );
+                    balancer.assign(resource.endpoints.clone());
+                    last = Some((*resource).clone());
+                }
+                drop(done);
+            }
+            ResourceEvent::ResourceChanged {
+                result: Err(error), ..
+            } => {
+                tracing::warn!(cluster, %error, "assignment unusable; keeping the last good one");
+            }
+            ResourceEvent::AmbientError { error, .. } => {
+                tracing::warn!(cluster, %error, "xDS error; keeping the last good assignment");
+            }
+        }
+    }
+}

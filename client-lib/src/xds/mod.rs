@@ -1,0 +1,15 @@
+//! The xDS side: one ADS stream per process (hyperium `xds-client`, state of
+//! the world), a ClusterLoadAssignment watch per cluster, and the rules for
+//! what the client accepts.
+//!
+//! Owns: decoding and validating assignments (a resource the client cannot
+//! use is NACKed with the reason), keeping the last good assignment of every
+//! cluster (through NACKs, control-plane outages and reconnects), and feeding
+//! changes to the cluster's balancer.
+//! Must never: drop a working assignment because the control plane is away.
+
+mod assignment;
+mod follow;
+
+pub use assignment::{AssignmentResource, EDS_TYPE_URL};
+pub use follow::follow;

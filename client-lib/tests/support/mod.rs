@@ -1,0 +1,110 @@
+//! Shared fixtures of the client-lib tests: in-process tonic backends that
+//! count the calls they serve.
+
+#![allow(dead_code, unreachable_pub, clippy::expect_used, clippy::unwrap_used)]
+
+use std::net::SocketAddr;
+use std::sync::Arc;
+use std::sync::atomic::{AtomicU64, Ordering};
+use std::task::{Context, Poll};
+
+use tower::{Layer, Service};
+
+/// Counts the requests a backend served.
+#[derive(Clone)]
+struct Counting<S> {
+    inner: S,
+    count: Arc<AtomicU64>,
+}
+
+impl<S, R> Service<R> for Counting<S>
+where
+    S: Service<R>,
+{
+    type Response = S::Response;
+    type Error = S::Error;
+    type Future = S::Future;
+    fn poll_ready(&mut self, cx: &mut Context<'_>) -> Poll<Result<(), S::Error>> {
+        self.inner.poll_ready(cx)
+    }
+    fn call(&mut self, request: R) -> S::Future {
+        self.count.fetch_add(1, Ordering::Relaxed);
+        self.inner.call(request)
+    }
+}
+
+#[derive(Clone)]
+struct CountingLayer(Arc<AtomicU64>);
+
+impl<S> Layer<S> for CountingLayer {
+    type Service = Counting<S>;
+    fn layer(&self, inner: S) -> Counting<S> {
+        Counting {
+            inner,
+            count: self.0.clone(),
+        }
+    }
+}
+
+pub struct Backend {
+    pub address: SocketAddr,
+    count: Arc<AtomicU64>,
+    stop: Option<tokio::sync::oneshot::Sender<()>>,
+    task: tokio::task::JoinHandle<()>,
+}
+
+impl Backend {
+    pub async fn start() -> Self {
+        let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+        let address = listener.local_addr().unwrap();
+        let count = Arc::new(AtomicU64::new(0));
+        let (_reporter, health) = tonic_health::server::health_reporter();
+        let (stop, stopped) = tokio::sync::oneshot::channel::<()>();
+        let layer = CountingLayer(count.clone());
+        let task = tokio::spawn(async move {
+            let _ = tonic::transport::Server::builder()
+                .layer(layer)
+                .add_service(health)
+                .serve_with_incoming_shutdown(
+                    tokio_stream::wrappers::TcpListenerStream::new(listener),
+                    async {
+                        let _ = stopped.await;
+                    },
+                )
+                .await;
+        });
+        Self {
+            address,
+            count,
+            stop: Some(stop),
+            task,
+        }
+    }
+
+    pub fn served(&self) -> u64 {
+        self.count.load(Ordering::Relaxed)
+    }
+
+    /// Stops listening and closes connections at once (like SIGKILL).
+    pub fn kill(&mut self) {
+        self.task.abort();
+        self.stop.take();
+    }
+}
+
+/// Calls Health/Check once through `channel`.
+pub async fn call<S>(channel: &S) -> Result<(), tonic::Status>
+where
+    S: tonic::client::GrpcService<tonic::body::Body> + Clone,
+    S::Error: Into<Box<dyn std::error::Error + Send + Sync>>,
+    S::ResponseBody: http_body::Body<Data = bytes::Bytes> + Send + 'static,
+    <S::ResponseBody as http_body::Body>::Error:
+        Into<Box<dyn std::error::Error + Send + Sync>> + Send,
+{
+    tonic_health::pb::health_client::HealthClient::new(channel.clone())
+        .check(tonic_health::pb::HealthCheckRequest {
+            service: String::new(),
+        })
+        .await
+        .map(|_| ())
+}
