@@ -82,7 +82,13 @@ impl AggregatedDiscoveryService for Scripted {
         &self,
         request: Request<Streaming<DiscoveryRequest>>,
     ) -> Result<Response<Out>, Status> {
-        let mut script = self.responses.lock().unwrap().take().unwrap_or_default().into_iter();
+        let mut script = self
+            .responses
+            .lock()
+            .unwrap()
+            .take()
+            .unwrap_or_default()
+            .into_iter();
         let seen = self.requests.clone();
         let (tx, rx) = mpsc::channel(4);
         let mut inbound = request.into_inner();
@@ -113,14 +119,20 @@ async fn weight_zero_is_nacked_and_the_last_good_assignment_keeps_serving() {
     let backends = [Backend::start().await, Backend::start().await];
     let good = DiscoveryResponse {
         version_info: "1".into(),
-        resources: vec![assignment(&[(backends[0].address, 1), (backends[1].address, 1)])],
+        resources: vec![assignment(&[
+            (backends[0].address, 1),
+            (backends[1].address, 1),
+        ])],
         type_url: EDS.into(),
         nonce: "n1".into(),
         ..Default::default()
     };
     let bad = DiscoveryResponse {
         version_info: "2".into(),
-        resources: vec![assignment(&[(backends[0].address, 0), (backends[1].address, 1)])],
+        resources: vec![assignment(&[
+            (backends[0].address, 0),
+            (backends[1].address, 1),
+        ])],
         type_url: EDS.into(),
         nonce: "n2".into(),
         ..Default::default()
@@ -138,7 +150,9 @@ async fn weight_zero_is_nacked_and_the_last_good_assignment_keeps_serving() {
             .serve_with_incoming(tokio_stream::wrappers::TcpListenerStream::new(listener)),
     );
 
-    let lb = Client::builder(format!("http://{address}")).build().expect("client");
+    let lb = Client::builder(format!("http://{address}"))
+        .build()
+        .expect("client");
     let channel = lb.channel("greeter");
     for _ in 0..10 {
         call(&channel).await.expect("call");
@@ -158,7 +172,10 @@ async fn weight_zero_is_nacked_and_the_last_good_assignment_keeps_serving() {
     .await
     .expect("a NACK arrives");
     assert_eq!(nack.response_nonce, "n2");
-    assert_eq!(nack.version_info, "1", "the NACK names the last good version");
+    assert_eq!(
+        nack.version_info, "1",
+        "the NACK names the last good version"
+    );
     let message = nack.error_detail.map(|s| s.message).unwrap_or_default();
     assert!(message.contains("load_balancing_weight 0"), "{message}");
 
