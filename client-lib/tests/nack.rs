@@ -96,10 +96,10 @@ impl AggregatedDiscoveryService for Scripted {
             while let Some(Ok(request)) = inbound.next().await {
                 let _ = seen.send(request.clone());
                 // Answer each request carrying no error with the next script line.
-                if request.error_detail.is_none() {
-                    if let Some(response) = script.next() {
-                        let _ = tx.send(Ok(response)).await;
-                    }
+                if request.error_detail.is_none()
+                    && let Some(response) = script.next()
+                {
+                    let _ = tx.send(Ok(response)).await;
                 }
             }
         });
