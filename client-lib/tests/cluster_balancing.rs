@@ -153,3 +153,62 @@ async fn no_usable_endpoint_fails_fast_naming_the_cluster() {
     assert_eq!(status.code(), tonic::Code::Unavailable);
     assert!(status.message().contains("lonely"), "{}", status.message());
 }
+
+/// Runs `calls` calls from `concurrency` tasks; returns the failures.
+async fn load(
+    channel: &lookaside_client::LbChannel,
+    concurrency: usize,
+    calls: usize,
+) -> Vec<tonic::Status> {
+    let mut tasks = Vec::new();
+    for _ in 0..concurrency {
+        let channel = channel.clone();
+        tasks.push(tokio::spawn(async move {
+            let mut failures = Vec::new();
+            for _ in 0..calls / concurrency {
+                if let Err(status) = call(&channel).await {
+                    failures.push(status);
+                }
+            }
+            failures
+        }));
+    }
+    let mut failures = Vec::new();
+    for task in tasks {
+        failures.extend(task.await.unwrap());
+    }
+    failures
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_gracefully_stopped_endpoint_costs_no_call() {
+    let mut backends = [
+        Backend::start().await,
+        Backend::start().await,
+        Backend::start().await,
+    ];
+    let cluster = balancer("greeter");
+    cluster.assign(backends.iter().map(|b| (b.address, 1)).collect());
+    let channel = cluster.channel();
+    let running = {
+        let channel = channel.clone();
+        tokio::spawn(async move { load(&channel, 8, 4000).await })
+    };
+    tokio::time::sleep(Duration::from_millis(100)).await;
+    backends[0].drain();
+    let failures = running.await.unwrap();
+    assert!(
+        failures.is_empty(),
+        "{} failed: {:?}",
+        failures.len(),
+        failures.first()
+    );
+    let after = backends[0].served();
+    let more = load(&channel, 4, 400).await;
+    assert!(more.is_empty());
+    assert_eq!(
+        backends[0].served(),
+        after,
+        "the stopped endpoint gets no more calls"
+    );
+}

@@ -13,6 +13,10 @@ use tonic::body::Body;
 use tower::{Service, ServiceExt};
 
 use super::EndpointSet;
+use super::retry::{self, RequestBody};
+
+/// Extra attempts on other endpoints for a request no server processed.
+const MAX_TRANSPARENT_RETRIES: usize = 2;
 
 /// Balances calls over a cluster's usable endpoints by weight. Cheap to
 /// clone; clones share everything.
@@ -50,6 +54,22 @@ impl LbChannel {
     /// Whether some endpoint can take a call now.
     pub fn is_usable(&self) -> bool {
         self.set.load().usable() > 0
+    }
+
+    /// Picks an endpoint not in `tried` (a few draws: the set may still list
+    /// an endpoint that just failed).
+    fn pick_untried(
+        &self,
+        tried: &[SocketAddr],
+    ) -> Option<(SocketAddr, tonic::transport::Channel)> {
+        let set = self.set.load();
+        for _ in 0..8 {
+            let endpoint = set.pick()?;
+            if !tried.contains(&endpoint.address) {
+                return Some((endpoint.address, endpoint.channel.clone()));
+            }
+        }
+        None
     }
 
     /// Waits for the first assignment, up to the configured deadline.
@@ -90,28 +110,39 @@ impl Service<http::Request<Body>> for LbChannel {
             if !this.set.load().assigned {
                 this.assigned().await?;
             }
-            let set = this.set.load();
-            let Some(endpoint) = set.pick() else {
-                return Err(Status::unavailable(format!(
-                    "cluster {}: none of its {} endpoints is reachable",
-                    this.name, set.assigned_endpoints
-                ))
-                .into());
-            };
-            let address = endpoint.address;
-            let channel = endpoint.channel.clone();
-            drop(set);
-            match channel.oneshot(request).await {
-                Ok(response) => Ok(response),
-                Err(error) => {
-                    // A transport error: the connection failed. Eject the
-                    // endpoint; the balancer probes it back.
-                    let _ = this.failures.try_send(address);
-                    Err(Status::unavailable(format!(
-                        "cluster {} endpoint {address}: {error}",
-                        this.name
+            let (parts, body) = request.into_parts();
+            let mut body = RequestBody::read(body).await?;
+            let mut tried: Vec<SocketAddr> = Vec::new();
+            loop {
+                let Some((address, channel)) = this.pick_untried(&tried) else {
+                    let set = this.set.load();
+                    return Err(Status::unavailable(format!(
+                        "cluster {}: none of its {} endpoints is reachable",
+                        this.name, set.assigned_endpoints
                     ))
-                    .into())
+                    .into());
+                };
+                let attempt = http::Request::from_parts(parts.clone(), body.attempt());
+                match channel.oneshot(attempt).await {
+                    Ok(response) => return Ok(response),
+                    Err(error) => {
+                        // The connection failed: eject the endpoint; the
+                        // balancer probes it back.
+                        let _ = this.failures.try_send(address);
+                        tried.push(address);
+                        let retry = body.replayable()
+                            && tried.len() <= MAX_TRANSPARENT_RETRIES
+                            && retry::unprocessed(&error);
+                        if !retry {
+                            return Err(Status::unavailable(format!(
+                                "cluster {} endpoint {address}: {}",
+                                this.name,
+                                retry::describe(&error)
+                            ))
+                            .into());
+                        }
+                        tracing::debug!(cluster = %this.name, endpoint = %address, %error, "request not processed; trying another endpoint");
+                    }
                 }
             }
         })

@@ -8,6 +8,7 @@
 
 mod balancer;
 mod channel;
+mod retry;
 mod set;
 
 pub use balancer::{Assignment, ClusterBalancer};

@@ -85,6 +85,13 @@ impl Backend {
         self.count.load(Ordering::Relaxed)
     }
 
+    /// Graceful stop (like SIGTERM): GOAWAY, in-flight calls finish.
+    pub fn drain(&mut self) {
+        if let Some(stop) = self.stop.take() {
+            let _ = stop.send(());
+        }
+    }
+
     /// Stops listening and closes connections at once (like SIGKILL).
     pub fn kill(&mut self) {
         self.task.abort();
