@@ -17,11 +17,15 @@
 //!   `tower::Service` tonic clients call through;
 //! - [`endpoint`]: one address and its HTTP/2 connection;
 //! - [`balance`]: the lock-free weighted picker.
+//!
+//! Metrics go through the `metrics` facade (see the `telemetry` module's
+//! table); logs and spans through `tracing`, with cluster and endpoint.
 
 pub mod balance;
 mod client;
 pub mod cluster;
 pub mod endpoint;
+mod telemetry;
 pub mod xds;
 
 pub use client::{Client, ClientBuilder, ClientError};

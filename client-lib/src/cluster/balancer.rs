@@ -11,6 +11,7 @@ use tracing::{debug, info, warn};
 
 use super::{EndpointSet, LbChannel};
 use crate::endpoint::{ConnectionSettings, Endpoint};
+use crate::telemetry::ClusterMetrics;
 
 /// Endpoints and weights for a cluster, as the control plane sent them.
 pub type Assignment = Vec<(SocketAddr, u32)>;
@@ -37,12 +38,14 @@ impl ClusterBalancer {
         let (assignments, assignments_rx) = watch::channel(None);
         let (failures_tx, failures_rx) = mpsc::channel(FAILURE_QUEUE);
         let (published_tx, published_rx) = watch::channel(());
+        let metrics = ClusterMetrics::new(name);
         let channel = LbChannel::new(
             name,
             set.clone(),
             failures_tx,
             published_rx,
             first_assignment_timeout,
+            metrics.clone(),
         );
         let task = Task {
             name: name.to_string(),
@@ -50,6 +53,7 @@ impl ClusterBalancer {
             set,
             endpoints: BTreeMap::new(),
             published: published_tx,
+            metrics: metrics.clone(),
         };
         tokio::spawn(task.run(assignments_rx, failures_rx));
         Self {
@@ -61,6 +65,11 @@ impl ClusterBalancer {
     /// Replaces the cluster's endpoints and weights.
     pub fn assign(&self, assignment: Assignment) {
         self.assignments.send_replace(Some(assignment));
+    }
+
+    /// Counts an assignment that was rejected (NACKed or unusable).
+    pub fn rejected(&self) {
+        self.channel.metrics.rejected.increment(1);
     }
 
     /// The channel calls go through. Cheap to clone.
@@ -76,6 +85,7 @@ struct Task {
     /// Every assigned endpoint with its weight.
     endpoints: BTreeMap<SocketAddr, (Endpoint, u32)>,
     published: watch::Sender<()>,
+    metrics: ClusterMetrics,
 }
 
 impl Task {
@@ -101,6 +111,7 @@ impl Task {
                         && endpoint.set_usable(false)
                     {
                         warn!(cluster = %self.name, endpoint = %address, "connection failed; endpoint ejected until it answers again");
+                        endpoint.metrics.ejections.increment(1);
                         self.publish();
                         tokio::spawn(probe(address, self.settings.clone(), recovered_tx.clone()));
                     }
@@ -110,6 +121,7 @@ impl Task {
                         && endpoint.set_usable(true)
                     {
                         info!(cluster = %self.name, endpoint = %address, "endpoint reachable again");
+                        endpoint.metrics.recoveries.increment(1);
                         self.publish();
                     }
                 }
@@ -124,7 +136,7 @@ impl Task {
                 Some((endpoint, _)) => endpoint,
                 None => {
                     debug!(cluster = %self.name, endpoint = %address, "endpoint added");
-                    Endpoint::new(address, &self.settings)
+                    Endpoint::new(&self.name, address, &self.settings)
                 }
             };
             next.insert(address, (endpoint, weight));
@@ -135,6 +147,7 @@ impl Task {
             debug!(cluster = %self.name, endpoint = %address, "endpoint removed");
         }
         self.endpoints = next;
+        self.metrics.assignments.increment(1);
         self.publish();
     }
 
@@ -147,6 +160,7 @@ impl Task {
             .collect();
         let set = EndpointSet::new(usable, self.endpoints.len());
         debug!(cluster = %self.name, usable = set.usable(), assigned = set.assigned_endpoints, "endpoint set published");
+        self.metrics.usable.set(set.usable() as f64);
         self.set.store(Arc::new(set));
         self.published.send_replace(());
     }

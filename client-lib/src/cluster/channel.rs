@@ -14,6 +14,7 @@ use tower::{Service, ServiceExt};
 
 use super::EndpointSet;
 use super::retry::{self, RequestBody};
+use crate::telemetry::ClusterMetrics;
 
 /// Extra attempts on other endpoints for a request no server processed.
 const MAX_TRANSPARENT_RETRIES: usize = 2;
@@ -27,6 +28,7 @@ pub struct LbChannel {
     failures: mpsc::Sender<SocketAddr>,
     published: watch::Receiver<()>,
     first_assignment_timeout: Duration,
+    pub(super) metrics: ClusterMetrics,
 }
 
 impl LbChannel {
@@ -36,6 +38,7 @@ impl LbChannel {
         failures: mpsc::Sender<SocketAddr>,
         published: watch::Receiver<()>,
         first_assignment_timeout: Duration,
+        metrics: ClusterMetrics,
     ) -> Self {
         Self {
             name: name.into(),
@@ -43,6 +46,7 @@ impl LbChannel {
             failures,
             published,
             first_assignment_timeout,
+            metrics,
         }
     }
 
@@ -66,6 +70,7 @@ impl LbChannel {
         for _ in 0..8 {
             let endpoint = set.pick()?;
             if !tried.contains(&endpoint.address) {
+                endpoint.metrics.picks.increment(1);
                 return Some((endpoint.address, endpoint.channel.clone()));
             }
         }
@@ -141,6 +146,7 @@ impl Service<http::Request<Body>> for LbChannel {
                             ))
                             .into());
                         }
+                        this.metrics.retries.increment(1);
                         tracing::debug!(cluster = %this.name, endpoint = %address, %error, "request not processed; trying another endpoint");
                     }
                 }

@@ -7,6 +7,7 @@ use std::sync::atomic::{AtomicBool, Ordering};
 use tonic::transport::Channel;
 
 use super::ConnectionSettings;
+use crate::telemetry::EndpointMetrics;
 
 /// A backend address with its connection. Cheap to clone.
 #[derive(Debug, Clone)]
@@ -16,11 +17,13 @@ pub struct Endpoint {
     /// The HTTP/2 connection (reconnects on its own; clones share it).
     pub channel: Channel,
     usable: Arc<AtomicBool>,
+    pub(crate) metrics: EndpointMetrics,
 }
 
 impl Endpoint {
-    /// An endpoint for `address`. The connection is made on first use.
-    pub fn new(address: SocketAddr, settings: &ConnectionSettings) -> Self {
+    /// An endpoint of `cluster` at `address`. The connection is made on
+    /// first use.
+    pub fn new(cluster: &str, address: SocketAddr, settings: &ConnectionSettings) -> Self {
         let uri = format!("http://{address}");
         // A SocketAddr always makes a valid authority; fall back to a channel
         // that fails on use rather than panicking if that ever changes.
@@ -35,6 +38,7 @@ impl Endpoint {
             address,
             channel: endpoint.connect_lazy(),
             usable: Arc::new(AtomicBool::new(true)),
+            metrics: EndpointMetrics::new(cluster, address),
         }
     }
 

@@ -34,6 +34,7 @@ pub async fn follow(mut watcher: ResourceWatcher<AssignmentResource>, balancer: 
                 result: Err(error), ..
             } => {
                 tracing::warn!(cluster, %error, "assignment unusable; keeping the last good one");
+                balancer.rejected();
             }
             ResourceEvent::AmbientError { error, .. } => {
                 tracing::warn!(cluster, %error, "xDS error; keeping the last good assignment");

@@ -1,0 +1,61 @@
+//! Metrics the client reports through the `metrics` facade (install any
+//! recorder, e.g. `metrics-exporter-prometheus`; without one they cost
+//! nothing). Handles are registered once per endpoint, so a call only
+//! increments an atomic.
+//!
+//! | metric | labels | meaning |
+//! |---|---|---|
+//! | `lookaside_client_picks_total` | cluster, endpoint | calls sent to the endpoint |
+//! | `lookaside_client_ejections_total` | cluster, endpoint | connection failures that ejected it |
+//! | `lookaside_client_recoveries_total` | cluster, endpoint | probes that brought it back |
+//! | `lookaside_client_usable_endpoints` | cluster | endpoints taking calls now |
+//! | `lookaside_client_assignments_total` | cluster | new assignments applied |
+//! | `lookaside_client_assignments_rejected_total` | cluster | assignments NACKed or unusable |
+//! | `lookaside_client_transparent_retries_total` | cluster | unprocessed requests moved to another endpoint |
+
+use std::net::SocketAddr;
+
+use metrics::{Counter, Gauge, counter, gauge};
+
+/// Per-endpoint handles.
+#[derive(Debug, Clone)]
+pub(crate) struct EndpointMetrics {
+    pub(crate) picks: Counter,
+    pub(crate) ejections: Counter,
+    pub(crate) recoveries: Counter,
+}
+
+impl EndpointMetrics {
+    pub(crate) fn new(cluster: &str, endpoint: SocketAddr) -> Self {
+        let labels = [
+            ("cluster", cluster.to_string()),
+            ("endpoint", endpoint.to_string()),
+        ];
+        Self {
+            picks: counter!("lookaside_client_picks_total", &labels),
+            ejections: counter!("lookaside_client_ejections_total", &labels),
+            recoveries: counter!("lookaside_client_recoveries_total", &labels),
+        }
+    }
+}
+
+/// Per-cluster handles.
+#[derive(Debug, Clone)]
+pub(crate) struct ClusterMetrics {
+    pub(crate) usable: Gauge,
+    pub(crate) assignments: Counter,
+    pub(crate) rejected: Counter,
+    pub(crate) retries: Counter,
+}
+
+impl ClusterMetrics {
+    pub(crate) fn new(cluster: &str) -> Self {
+        let labels = [("cluster", cluster.to_string())];
+        Self {
+            usable: gauge!("lookaside_client_usable_endpoints", &labels),
+            assignments: counter!("lookaside_client_assignments_total", &labels),
+            rejected: counter!("lookaside_client_assignments_rejected_total", &labels),
+            retries: counter!("lookaside_client_transparent_retries_total", &labels),
+        }
+    }
+}
