@@ -11,6 +11,7 @@ use tokio::sync::{mpsc, watch};
 use tonic::Status;
 use tonic::body::Body;
 use tower::{Service, ServiceExt};
+use tracing::Instrument;
 
 use super::EndpointSet;
 use super::retry::{self, RequestBody};
@@ -128,7 +129,8 @@ impl Service<http::Request<Body>> for LbChannel {
                     .into());
                 };
                 let attempt = http::Request::from_parts(parts.clone(), body.attempt());
-                match channel.oneshot(attempt).await {
+                let span = tracing::debug_span!("lookaside_call", cluster = %this.name, endpoint = %address);
+                match channel.oneshot(attempt).instrument(span).await {
                     Ok(response) => return Ok(response),
                     Err(error) => {
                         // The connection failed: eject the endpoint; the
