@@ -66,6 +66,22 @@ where
     }
 }
 
+/// One call through `channel`.
+async fn say_hello<S>(channel: S) -> Result<(), String>
+where
+    S: tonic::client::GrpcService<tonic::body::Body>,
+    S::Error: Into<Box<dyn std::error::Error + Send + Sync>>,
+    S::ResponseBody: http_body::Body<Data = bytes::Bytes> + Send + 'static,
+    <S::ResponseBody as http_body::Body>::Error:
+        Into<Box<dyn std::error::Error + Send + Sync>> + Send,
+{
+    GreeterClient::new(channel)
+        .say_hello(hello())
+        .await
+        .map(|_| ())
+        .map_err(|s| s.to_string())
+}
+
 fn hello() -> HelloRequest {
     HelloRequest {
         name: "classic".into(),
@@ -162,56 +178,22 @@ async fn run(args: Args, backends: &[Backend]) {
                                 .connect()
                                 .await
                                 .map_err(|e| format!("connect: {e}"))?;
-                            GreeterClient::new(channel)
-                                .say_hello(hello())
-                                .await
-                                .map(|_| ())
-                                .map_err(|s| s.to_string())
+                            say_hello(channel).await
                         }
                     })
                     .await
                 }
                 "b" => {
                     let reused = reused.clone();
-                    fire(n, move |_| {
-                        let channel = reused.clone();
-                        async move {
-                            GreeterClient::new(channel)
-                                .say_hello(hello())
-                                .await
-                                .map(|_| ())
-                                .map_err(|s| s.to_string())
-                        }
-                    })
-                    .await
+                    fire(n, move |_| say_hello(reused.clone())).await
                 }
                 "d" => {
                     let plain = plain.clone();
-                    fire(n, move |i| {
-                        let channel = plain[i % plain.len()].clone();
-                        async move {
-                            GreeterClient::new(channel)
-                                .say_hello(hello())
-                                .await
-                                .map(|_| ())
-                                .map_err(|s| s.to_string())
-                        }
-                    })
-                    .await
+                    fire(n, move |i| say_hello(plain[i % plain.len()].clone())).await
                 }
                 _ => {
                     let balanced = balanced.clone();
-                    fire(n, move |_| {
-                        let channel = balanced.clone();
-                        async move {
-                            GreeterClient::new(channel)
-                                .say_hello(hello())
-                                .await
-                                .map(|_| ())
-                                .map_err(|s| s.to_string())
-                        }
-                    })
-                    .await
+                    fire(n, move |_| say_hello(balanced.clone())).await
                 }
             };
             let counts: Vec<u64> = backends

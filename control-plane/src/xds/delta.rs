@@ -3,12 +3,11 @@
 
 use lookaside_proto::envoy::service::discovery::v3::DeltaDiscoveryRequest;
 
-use super::acks::Reply;
-use super::error::XdsError;
 use super::response::DeltaResponse;
 use super::stream::{Protocol, Stream};
-use super::subscription::Diff;
+use super::subscription::{Change, Diff, Subscription};
 use crate::snapshot::{ResourceType, Snapshot};
+use lookaside_proto::envoy::config::core::v3::Node;
 
 /// `DeltaAggregatedResources`.
 #[derive(Debug)]
@@ -27,36 +26,37 @@ impl Protocol for Delta {
         &request.response_nonce
     }
 
-    fn apply(
-        stream: &mut Stream,
-        request: DeltaDiscoveryRequest,
-    ) -> Result<(ResourceType, Reply), XdsError> {
-        stream.cache_node(request.node.as_ref());
-        stream.check_names(
-            request.resource_names_subscribe.len()
-                + request.resource_names_unsubscribe.len()
-                + request.initial_resource_versions.len(),
-        )?;
-        let Some(kind) = ResourceType::from_type_url(&request.type_url) else {
-            return Err(XdsError::MissingTypeUrl);
-        };
-        let error = request.error_detail.map(|s| (s.code, s.message));
-        let state = stream.type_stream(kind);
-        let reply = state.acks.on_request(&request.response_nonce, error);
-        let change = if state.subscription.started() {
-            state.subscription.update_delta(
+    fn node(request: &DeltaDiscoveryRequest) -> Option<&Node> {
+        request.node.as_ref()
+    }
+
+    fn name_count(request: &DeltaDiscoveryRequest) -> usize {
+        request.resource_names_subscribe.len()
+            + request.resource_names_unsubscribe.len()
+            + request.initial_resource_versions.len()
+    }
+
+    fn error_detail(request: &DeltaDiscoveryRequest) -> Option<(i32, String)> {
+        request
+            .error_detail
+            .as_ref()
+            .map(|s| (s.code, s.message.clone()))
+    }
+
+    /// The first request of a type also says what the client already has.
+    fn subscribe(subscription: &mut Subscription, request: &DeltaDiscoveryRequest) -> Change {
+        if subscription.started() {
+            subscription.update_delta(
                 &request.resource_names_subscribe,
                 &request.resource_names_unsubscribe,
             )
         } else {
-            state.subscription.start_delta(
+            subscription.start_delta(
                 &request.resource_names_subscribe,
                 &request.resource_names_unsubscribe,
                 &request.initial_resource_versions,
             )
-        };
-        state.on_change(&change);
-        Ok((kind, reply))
+        }
     }
 
     fn respond(

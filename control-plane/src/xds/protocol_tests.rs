@@ -91,7 +91,10 @@ impl SotwClient {
     }
 
     fn raw(&mut self, request: DiscoveryRequest) {
-        let _ = Sotw::apply(&mut self.stream, request).expect("request accepted");
+        let _ = self
+            .stream
+            .apply::<Sotw>(&request)
+            .expect("request accepted");
     }
 
     fn set_snapshot(&mut self, snapshot: Snapshot) {
@@ -483,7 +486,7 @@ impl DeltaClient {
     }
 
     fn request(&mut self, request: DeltaDiscoveryRequest) {
-        let _ = Delta::apply(&mut self.stream, request).expect("accepted");
+        let _ = self.stream.apply::<Delta>(&request).expect("accepted");
     }
 
     fn subscribe(
@@ -615,15 +618,13 @@ fn too_many_names_is_refused_with_the_limit_named() {
         }),
         Default::default(),
     );
-    let error = Sotw::apply(
-        &mut stream,
-        DiscoveryRequest {
+    let error = stream
+        .apply::<Sotw>(&DiscoveryRequest {
             type_url: EDS.type_url().into(),
             resource_names: names(&["a", "b", "c", "d"]),
             ..Default::default()
-        },
-    )
-    .expect_err("refused");
+        })
+        .expect_err("refused");
     assert!(error.to_string().contains("limit is 3"), "{error}");
 }
 

@@ -301,7 +301,7 @@ async fn receive<P: Protocol>(
         }
         return Ok(());
     }
-    let (kind, reply) = P::apply(stream, request)?;
+    let (kind, reply) = stream.apply::<P>(&request)?;
     if first_node && !stream.peer.node_id.is_empty() {
         let span = tracing::Span::current();
         span.record("node", stream.peer.node_id.as_str());

@@ -3,12 +3,11 @@
 
 use lookaside_proto::envoy::service::discovery::v3::DiscoveryRequest;
 
-use super::acks::Reply;
-use super::error::XdsError;
 use super::response::SotwResponse;
 use super::stream::{Protocol, Stream};
-use super::subscription::Diff;
+use super::subscription::{Change, Diff, Subscription};
 use crate::snapshot::{ResourceType, Snapshot};
+use lookaside_proto::envoy::config::core::v3::Node;
 
 /// `StreamAggregatedResources`.
 #[derive(Debug)]
@@ -27,21 +26,24 @@ impl Protocol for Sotw {
         &request.response_nonce
     }
 
-    fn apply(
-        stream: &mut Stream,
-        request: DiscoveryRequest,
-    ) -> Result<(ResourceType, Reply), XdsError> {
-        stream.cache_node(request.node.as_ref());
-        stream.check_names(request.resource_names.len())?;
-        let Some(kind) = ResourceType::from_type_url(&request.type_url) else {
-            return Err(XdsError::MissingTypeUrl);
-        };
-        let error = request.error_detail.map(|s| (s.code, s.message));
-        let state = stream.type_stream(kind);
-        let reply = state.acks.on_request(&request.response_nonce, error);
-        let change = state.subscription.replace(&request.resource_names);
-        state.on_change(&change);
-        Ok((kind, reply))
+    fn node(request: &DiscoveryRequest) -> Option<&Node> {
+        request.node.as_ref()
+    }
+
+    fn name_count(request: &DiscoveryRequest) -> usize {
+        request.resource_names.len()
+    }
+
+    fn error_detail(request: &DiscoveryRequest) -> Option<(i32, String)> {
+        request
+            .error_detail
+            .as_ref()
+            .map(|s| (s.code, s.message.clone()))
+    }
+
+    /// The request's names replace the subscription.
+    fn subscribe(subscription: &mut Subscription, request: &DiscoveryRequest) -> Change {
+        subscription.replace(&request.resource_names)
     }
 
     fn respond(

@@ -33,11 +33,17 @@ pub(crate) trait Protocol: Send + Sync + 'static {
     /// The request's `response_nonce`.
     fn response_nonce(request: &Self::Request) -> &str;
 
-    /// Applies one request for a type we serve to the stream's state.
-    fn apply(
-        stream: &mut Stream,
-        request: Self::Request,
-    ) -> Result<(ResourceType, Reply), XdsError>;
+    /// The request's node, if it carries one.
+    fn node(request: &Self::Request) -> Option<&Node>;
+
+    /// How many resource names the request carries (for the limit).
+    fn name_count(request: &Self::Request) -> usize;
+
+    /// The request's `error_detail` as (code, message): a NACK.
+    fn error_detail(request: &Self::Request) -> Option<(i32, String)>;
+
+    /// Applies the request's subscription change.
+    fn subscribe(subscription: &mut Subscription, request: &Self::Request) -> Change;
 
     /// Phrases `diff` for type `kind` as a response. Returns the response and
     /// the version it carries.
@@ -152,6 +158,25 @@ impl Stream {
             .trim()
             .to_string();
         self.resource_in_sotw = node.client_features.iter().any(|f| f == RESOURCE_IN_SOTW);
+    }
+
+    /// Applies one request for a type we serve: node, limits, ACK/NACK, then
+    /// the protocol's subscription change. The same steps for SotW and Delta.
+    pub(crate) fn apply<P: Protocol>(
+        &mut self,
+        request: &P::Request,
+    ) -> Result<(ResourceType, Reply), XdsError> {
+        self.cache_node(P::node(request));
+        self.check_names(P::name_count(request))?;
+        let kind =
+            ResourceType::from_type_url(P::type_url(request)).ok_or(XdsError::MissingTypeUrl)?;
+        let state = self.type_stream(kind);
+        let reply = state
+            .acks
+            .on_request(P::response_nonce(request), P::error_detail(request));
+        let change = P::subscribe(&mut state.subscription, request);
+        state.on_change(&change);
+        Ok((kind, reply))
     }
 
     /// Checks the number of names in a request.
