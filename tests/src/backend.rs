@@ -1,21 +1,33 @@
 //! Test backends: `test-backend` processes serving `lookaside.test.v1.Echo`,
 //! each answering `Who` with its own name. Separate processes, so a test can
-//! kill one the way a pod dies.
+//! stop one the way a pod stops: gracefully ([`Backend::terminate`], SIGTERM:
+//! GOAWAY, calls in flight finish) or abruptly ([`Backend::kill`], SIGKILL).
 
 use std::net::SocketAddr;
+use std::process::ExitStatus;
 use std::time::Duration;
 
-use anyhow::{Context, Result};
+use anyhow::{Context, Result, ensure};
 use tokio::process::Command;
 
-use crate::process::ChildProcess;
+use crate::process::{ChildProcess, Output};
 use crate::workspace;
 
 /// What `test-backend` prints once it listens, followed by the address.
 pub const LISTENING: &str = "listening on ";
+/// What `test-backend` prints when SIGTERM starts its graceful shutdown.
+pub const DRAINING: &str = "draining";
+/// What `test-backend` prints when its graceful shutdown has finished.
+pub const STOPPED: &str = "stopped";
+/// What `test-backend` prints when calls outlived its shutdown grace.
+pub const GRACE_EXPIRED: &str = "shutdown grace expired";
 
 /// How long a backend may take to start listening.
 const START_TIMEOUT: Duration = Duration::from_secs(10);
+
+/// How long [`Backend::terminate`] waits for a graceful exit (the backend's
+/// own grace is 5 s).
+const TERMINATE_TIMEOUT: Duration = Duration::from_secs(8);
 
 /// A running test backend.
 #[derive(Debug)]
@@ -28,11 +40,17 @@ pub struct Backend {
 impl Backend {
     /// Starts a backend called `name` on a port the OS picks.
     pub async fn start(name: &str) -> Result<Self> {
+        Self::start_with_delay(name, Duration::ZERO).await
+    }
+
+    /// Starts a backend called `name` whose `Who` calls each take `delay`.
+    pub async fn start_with_delay(name: &str, delay: Duration) -> Result<Self> {
         let binary = workspace::binary("test-backend")?;
         let mut command = Command::new(binary);
         command
             .args(["--name", name])
-            .args(["--listen", "127.0.0.1:0"]);
+            .args(["--listen", "127.0.0.1:0"])
+            .args(["--delay-ms", &delay.as_millis().to_string()]);
         let mut process = ChildProcess::spawn(&format!("test-backend {name}"), command)?;
         let address = process
             .wait_for_line(0, "its address", START_TIMEOUT, |line| {
@@ -48,7 +66,13 @@ impl Backend {
 
     /// Starts one backend per name, concurrently.
     pub async fn start_all(names: &[&str]) -> Result<Vec<Self>> {
-        futures::future::try_join_all(names.iter().map(|name| Self::start(name))).await
+        Self::start_all_with_delay(names, Duration::ZERO).await
+    }
+
+    /// Starts one backend per name, concurrently, each call taking `delay`.
+    pub async fn start_all_with_delay(names: &[&str], delay: Duration) -> Result<Vec<Self>> {
+        futures::future::try_join_all(names.iter().map(|name| Self::start_with_delay(name, delay)))
+            .await
     }
 
     /// The name it answers `Who` with.
@@ -59,6 +83,31 @@ impl Backend {
     /// Where it listens.
     pub fn address(&self) -> SocketAddr {
         self.address
+    }
+
+    /// What it printed so far.
+    pub fn output(&self) -> &Output {
+        self.process.output()
+    }
+
+    /// Stops it gracefully, as Kubernetes stops a pod: SIGTERM, then waits
+    /// until it has exited. It sends GOAWAY on every connection and lets the
+    /// calls in flight finish first. Fails unless it exits 0 after finishing
+    /// its graceful shutdown.
+    pub async fn terminate(&mut self) -> Result<ExitStatus> {
+        let name = &self.name;
+        self.process
+            .signal("TERM")
+            .await
+            .with_context(|| format!("terminating backend {name}"))?;
+        let status = self.process.wait(TERMINATE_TIMEOUT).await?;
+        let output = self.process.output();
+        ensure!(
+            status.success() && output.lines().iter().any(|line| line == STOPPED),
+            "backend {name} did not stop gracefully after SIGTERM ({status}); its last output:\n{}",
+            output.tail(20)
+        );
+        Ok(status)
     }
 
     /// Kills it (SIGKILL), as when a pod dies.

@@ -1,18 +1,20 @@
 //! A running `lookaside serve`: started with a config file in a temporary
 //! folder, ports chosen by the OS and read back from its JSON log lines,
-//! killed when dropped.
+//! killed when dropped. A test can kill it and start it again on the same
+//! xDS port, as when a control-plane pod dies and comes back.
 
 use std::net::SocketAddr;
 use std::path::{Path, PathBuf};
 use std::time::Duration;
 
-use anyhow::{Context, Result};
+use anyhow::{Context, Result, ensure};
 use lookaside_proto::admin::v1::admin_client::AdminClient;
 use lookaside_proto::admin::v1::{
     Client, ClusterAssignment, GetAssignmentRequest, ListClientsRequest, ListSourcesRequest, Source,
 };
 use tempfile::TempDir;
 use tokio::process::Command;
+use tokio::time::Instant;
 use tonic::transport::Channel;
 
 use crate::config::Config;
@@ -32,6 +34,12 @@ pub const ENDPOINT_TYPE: &str =
 
 /// How long `lookaside` may take to start listening.
 const START_TIMEOUT: Duration = Duration::from_secs(20);
+
+/// How long [`ControlPlane::restart`] retries while its port is still taken.
+const RESTART_BIND_TIMEOUT: Duration = Duration::from_secs(5);
+
+/// What the OS says when a port is taken (`EADDRINUSE`).
+const ADDRESS_IN_USE: &str = "in use";
 
 /// How often the control plane re-reads its config file, in milliseconds.
 pub const CONFIG_POLL_MS: u64 = 100;
@@ -56,35 +64,14 @@ impl ControlPlane {
 
     /// Like [`ControlPlane::start`], with the config file's text as is.
     pub async fn start_with_yaml(yaml: &str) -> Result<Self> {
-        let binary = workspace::binary("lookaside")?;
         let dir = tempfile::Builder::new()
             .prefix("lookaside-e2e-")
             .tempdir()
             .context("creating a temporary folder")?;
         let config_path = dir.path().join("lookaside.yaml");
         write_atomically(&config_path, yaml).await?;
-
-        let mut command = Command::new(&binary);
-        command
-            .arg("serve")
-            .arg("--config")
-            .arg(&config_path)
-            .args(["--xds-listen", "127.0.0.1:0"])
-            .args(["--metrics-listen", "127.0.0.1:0"])
-            .args(["--log-format", "json"])
-            .args(["--config-poll-ms", &CONFIG_POLL_MS.to_string()])
-            .env_remove("RUST_LOG");
-        let mut process = ChildProcess::spawn("lookaside", command)?;
-        let xds_addr = process
-            .wait_for_line(0, "\"xDS listening\"", START_TIMEOUT, |line| {
-                listening_address(line, "xDS listening")
-            })
-            .await?;
-        let metrics_addr = process
-            .wait_for_line(0, "\"metrics listening\"", START_TIMEOUT, |line| {
-                listening_address(line, "metrics listening")
-            })
-            .await?;
+        let any_port = SocketAddr::from(([127, 0, 0, 1], 0));
+        let (process, xds_addr, metrics_addr) = spawn(&config_path, any_port).await?;
         Ok(Self {
             process,
             config_path,
@@ -92,6 +79,50 @@ impl ControlPlane {
             metrics_addr,
             _dir: dir,
         })
+    }
+
+    /// Kills the control plane (SIGKILL), as when its pod dies: ADS streams
+    /// end without a goodbye. The config file stays; see
+    /// [`ControlPlane::restart`].
+    pub async fn kill(&mut self) -> Result<()> {
+        self.process.kill().await
+    }
+
+    /// Starts the control plane again (killing it first if it still runs) on
+    /// the same xDS address, so clients find it where they were told to, and
+    /// with whatever the config file holds now. Binding is retried for a few
+    /// seconds while the port is still taken. The metrics port may change.
+    pub async fn restart(&mut self) -> Result<()> {
+        if !self.process.has_exited()? {
+            self.process.kill().await?;
+        }
+        let deadline = Instant::now() + RESTART_BIND_TIMEOUT;
+        loop {
+            match spawn(&self.config_path, self.xds_addr).await {
+                Ok((process, xds_addr, metrics_addr)) => {
+                    // The old process's output is shown when it is dropped.
+                    self.process = process;
+                    self.metrics_addr = metrics_addr;
+                    ensure!(
+                        xds_addr == self.xds_addr,
+                        "restarted control plane listens on {xds_addr}, not {}",
+                        self.xds_addr
+                    );
+                    return Ok(());
+                }
+                Err(error)
+                    if Instant::now() < deadline
+                        && format!("{error:#}").contains(ADDRESS_IN_USE) =>
+                {
+                    tokio::time::sleep(poll::INTERVAL).await;
+                }
+                Err(error) => {
+                    return Err(
+                        error.context(format!("restarting the control plane on {}", self.xds_addr))
+                    );
+                }
+            }
+        }
     }
 
     /// Where ADS, the admin API, health and reflection are served.
@@ -214,6 +245,38 @@ impl ControlPlane {
             .into_inner()
             .sources)
     }
+}
+
+/// Starts `lookaside serve` on `config_path` with xDS on `xds_listen` and
+/// metrics on a port the OS picks; returns once both listen, with their
+/// addresses.
+async fn spawn(
+    config_path: &Path,
+    xds_listen: SocketAddr,
+) -> Result<(ChildProcess, SocketAddr, SocketAddr)> {
+    let binary = workspace::binary("lookaside")?;
+    let mut command = Command::new(&binary);
+    command
+        .arg("serve")
+        .arg("--config")
+        .arg(config_path)
+        .args(["--xds-listen", &xds_listen.to_string()])
+        .args(["--metrics-listen", "127.0.0.1:0"])
+        .args(["--log-format", "json"])
+        .args(["--config-poll-ms", &CONFIG_POLL_MS.to_string()])
+        .env_remove("RUST_LOG");
+    let mut process = ChildProcess::spawn("lookaside", command)?;
+    let xds_addr = process
+        .wait_for_line(0, "\"xDS listening\"", START_TIMEOUT, |line| {
+            listening_address(line, "xDS listening")
+        })
+        .await?;
+    let metrics_addr = process
+        .wait_for_line(0, "\"metrics listening\"", START_TIMEOUT, |line| {
+            listening_address(line, "metrics listening")
+        })
+        .await?;
+    Ok((process, xds_addr, metrics_addr))
 }
 
 /// The `address` of a JSON log line whose `message` is `message`.

@@ -1,8 +1,9 @@
 //! End-to-end test fixtures for Lookaside.
 //!
 //! The tests in `tests/tests/` run the real `lookaside` binary against real
-//! third-party xDS clients (Envoy, gRPC Python, grpcurl) and real gRPC
-//! backends, each in its own process. This library starts and stops those
+//! xDS clients (Envoy, gRPC Python, grpcurl, hyperium `tonic-xds`, and our own
+//! `lookaside-client` through the `lb-load` binary) and real gRPC backends,
+//! each in its own process. This library starts and stops those
 //! processes and reads what they report; one concept per module:
 //!
 //! - [`workspace`]: where the repository and its built binaries are;
@@ -10,10 +11,14 @@
 //! - [`process`]: a child process that is killed on drop and keeps its output;
 //! - [`poll`]: waiting for a condition with a deadline;
 //! - [`config`]: writing Lookaside config files;
-//! - [`control_plane`]: a running `lookaside serve`;
-//! - [`backend`]: running test backends (`test-backend`, the Echo service);
+//! - [`control_plane`]: a running `lookaside serve`, killed and restarted on
+//!   its port;
+//! - [`backend`]: running test backends (`test-backend`, the Echo service),
+//!   stopped gracefully or killed;
 //! - [`echo`]: the Echo service's generated code;
 //! - [`load`]: sending calls to the Echo service and counting where they land;
+//! - [`client_load`]: the same through `lookaside-client`, from the `lb-load`
+//!   binary, with progress while it runs;
 //! - [`split`]: per-backend call counts and how they compare to weights;
 //! - [`envoy`]: a running Envoy fed by ADS;
 //! - [`http`]: the tiny HTTP/1.1 client that reads Envoy's admin pages;
@@ -33,6 +38,7 @@
 //! command to run; nothing is skipped.
 
 pub mod backend;
+pub mod client_load;
 pub mod config;
 pub mod control_plane;
 pub mod echo;

@@ -3,11 +3,11 @@
 //! fixtures can wait for a line and a failed test shows the process's last
 //! output.
 
-use std::process::Stdio;
+use std::process::{ExitStatus, Stdio};
 use std::sync::{Arc, Mutex, MutexGuard};
 use std::time::Duration;
 
-use anyhow::{Context, Result, bail};
+use anyhow::{Context, Result, bail, ensure};
 use tokio::io::{AsyncBufReadExt, AsyncRead, AsyncWriteExt, BufReader};
 use tokio::process::{Child, ChildStdin, Command};
 use tokio::sync::Notify;
@@ -207,6 +207,42 @@ impl ChildProcess {
             .kill()
             .await
             .with_context(|| format!("killing {}", self.name))
+    }
+
+    /// Sends `signal` (a name `kill -s` knows: `TERM`, `INT`, `HUP`, ...) to
+    /// the process, without waiting for it to act on it. Uses the `kill`
+    /// command, so the tests need no `unsafe` and no signal crate.
+    pub async fn signal(&self, signal: &str) -> Result<()> {
+        let name = &self.name;
+        let pid = self
+            .child
+            .id()
+            .with_context(|| format!("cannot send SIG{signal} to {name}: it has exited"))?;
+        let output = Command::new("kill")
+            .args(["-s", signal, &pid.to_string()])
+            .output()
+            .await
+            .with_context(|| format!("running `kill -s {signal} {pid}` for {name}"))?;
+        ensure!(
+            output.status.success(),
+            "`kill -s {signal} {pid}` for {name} failed ({}): {}",
+            output.status,
+            String::from_utf8_lossy(&output.stderr)
+        );
+        Ok(())
+    }
+
+    /// Waits up to `timeout` for the process to exit by itself; returns how
+    /// it exited. On timeout the process keeps running (drop kills it).
+    pub async fn wait(&mut self, timeout: Duration) -> Result<ExitStatus> {
+        let name = &self.name;
+        match tokio::time::timeout(timeout, self.child.wait()).await {
+            Ok(status) => status.with_context(|| format!("waiting for {name} to exit")),
+            Err(_) => bail!(
+                "{name} did not exit within {timeout:?}; its last output:\n{}",
+                self.output.tail(TAIL_LINES)
+            ),
+        }
     }
 }
 

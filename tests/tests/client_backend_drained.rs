@@ -1,0 +1,44 @@
+//! A backend stops gracefully (SIGTERM: it sends GOAWAY and lets the calls in
+//! flight finish) while `lookaside-client` sends steady load through it and
+//! two others, and the control plane still lists it: not one call fails.
+
+mod backend_stop;
+
+use backend_stop::Stop;
+
+#[tokio::test(flavor = "multi_thread")]
+async fn a_drained_backend_fails_no_call() -> anyhow::Result<()> {
+    let outcome = backend_stop::run(Stop::Terminate).await?;
+    let report = &outcome.report;
+    println!(
+        "{} drained in {} ms; {} calls failed",
+        outcome.victim,
+        outcome.exited_ms - outcome.stop_ms,
+        report.failed
+    );
+    assert_eq!(
+        report.failed,
+        0,
+        "calls failed around the graceful stop at {} ms: {:?}; first failures: {:?}",
+        outcome.stop_ms,
+        report.messages,
+        report.failures.iter().take(10).collect::<Vec<_>>()
+    );
+    assert_eq!(
+        outcome
+            .after
+            .counts()
+            .get(&outcome.victim)
+            .copied()
+            .unwrap_or(0),
+        0,
+        "the drained backend answered after it exited: {}",
+        outcome.after
+    );
+    assert!(
+        outcome.after.total() >= 500,
+        "too few calls after the drain: {}",
+        outcome.after
+    );
+    Ok(())
+}
