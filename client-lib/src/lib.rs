@@ -18,6 +18,8 @@
 //! - [`endpoint`]: one address and its HTTP/2 connection;
 //! - [`balance`]: the lock-free weighted picker.
 //!
+//! And for backends: [`orca`], the load reporter a tonic server links in.
+//!
 //! Metrics go through the `metrics` facade (see the `telemetry` module's
 //! table); logs and spans through `tracing`, with cluster and endpoint.
 
@@ -25,6 +27,7 @@ pub mod balance;
 mod client;
 pub mod cluster;
 pub mod endpoint;
+pub mod orca;
 mod telemetry;
 pub mod xds;
 

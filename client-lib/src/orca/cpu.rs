@@ -1,0 +1,95 @@
+//! CPU utilization of this process, as a fraction of the CPU it may use.
+
+use std::fmt::Debug;
+use std::time::Instant;
+
+/// Where CPU utilization comes from. Implement it to report your own.
+pub trait CpuSource: Debug + Send + Sync + 'static {
+    /// CPU seconds this process has used so far.
+    fn cpu_seconds(&self) -> Option<f64>;
+    /// CPUs available to the process (cgroup quota or cores).
+    fn cpus(&self) -> f64;
+}
+
+/// Reads `/proc/self/stat` and the cgroup v2 CPU quota.
+#[derive(Debug, Clone, Default)]
+pub struct ProcessCpu;
+
+/// Clock ticks per second of `/proc` times (USER_HZ, 100 on Linux).
+const TICKS_PER_SECOND: f64 = 100.0;
+
+impl CpuSource for ProcessCpu {
+    fn cpu_seconds(&self) -> Option<f64> {
+        let stat = std::fs::read_to_string("/proc/self/stat").ok()?;
+        // Fields after the command name (which may contain spaces).
+        let fields: Vec<&str> = stat.rsplit_once(')')?.1.split_whitespace().collect();
+        let user: f64 = fields.get(11)?.parse().ok()?;
+        let system: f64 = fields.get(12)?.parse().ok()?;
+        Some((user + system) / TICKS_PER_SECOND)
+    }
+
+    fn cpus(&self) -> f64 {
+        cgroup_cpus().unwrap_or_else(|| {
+            std::thread::available_parallelism()
+                .map(|n| n.get() as f64)
+                .unwrap_or(1.0)
+        })
+    }
+}
+
+/// `cpu.max` of cgroup v2: "QUOTA PERIOD" or "max PERIOD".
+fn cgroup_cpus() -> Option<f64> {
+    let text = std::fs::read_to_string("/sys/fs/cgroup/cpu.max").ok()?;
+    let mut parts = text.split_whitespace();
+    let quota: f64 = parts.next()?.parse().ok()?;
+    let period: f64 = parts.next()?.parse().ok()?;
+    (period > 0.0 && quota > 0.0).then(|| quota / period)
+}
+
+/// Utilization between two readings.
+#[derive(Debug)]
+pub(crate) struct CpuWindow {
+    last: Option<(Instant, f64)>,
+}
+
+impl CpuWindow {
+    pub(crate) fn new(source: &dyn CpuSource) -> Self {
+        Self {
+            last: source.cpu_seconds().map(|s| (Instant::now(), s)),
+        }
+    }
+
+    /// Fraction of available CPU used since the previous call.
+    pub(crate) fn utilization(&mut self, source: &dyn CpuSource) -> Option<f64> {
+        let now = Instant::now();
+        let seconds = source.cpu_seconds()?;
+        let previous = self.last.replace((now, seconds));
+        let (then, before) = previous?;
+        let wall = now.duration_since(then).as_secs_f64();
+        let cpus = source.cpus();
+        if wall <= 0.0 || cpus <= 0.0 {
+            return None;
+        }
+        Some(((seconds - before) / wall / cpus).max(0.0))
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn process_cpu_is_readable_and_grows_with_work() {
+        let source = ProcessCpu;
+        let before = source.cpu_seconds().expect("readable on Linux");
+        let started = Instant::now();
+        let mut x = 0u64;
+        while started.elapsed().as_millis() < 50 {
+            x = x.wrapping_mul(6364136223846793005).wrapping_add(1);
+        }
+        std::hint::black_box(x);
+        let after = source.cpu_seconds().expect("readable");
+        assert!(after >= before);
+        assert!(source.cpus() > 0.0);
+    }
+}

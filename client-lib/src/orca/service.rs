@@ -1,0 +1,124 @@
+//! `xds.service.orca.v3.OpenRcaService/StreamCoreMetrics`.
+
+use std::pin::Pin;
+use std::sync::Arc;
+use std::time::{Duration, Instant};
+
+use futures::Stream;
+use lookaside_proto::orca::data::OrcaLoadReport;
+use lookaside_proto::orca::service::OrcaLoadReportRequest;
+use lookaside_proto::orca::service::open_rca_service_server::OpenRcaService;
+use tokio::sync::mpsc;
+use tokio_stream::wrappers::ReceiverStream;
+use tonic::{Request, Response, Status};
+
+use super::LoadRecorder;
+use super::cpu::{CpuSource, CpuWindow};
+
+/// Serves this server's load reports, one stream per asking client.
+#[derive(Debug, Clone)]
+pub struct OrcaStreamService {
+    recorder: LoadRecorder,
+    cpu: Arc<dyn CpuSource>,
+    min_interval: Duration,
+}
+
+impl OrcaStreamService {
+    pub(crate) fn new(
+        recorder: LoadRecorder,
+        cpu: Arc<dyn CpuSource>,
+        min_interval: Duration,
+    ) -> Self {
+        Self {
+            recorder,
+            cpu,
+            min_interval,
+        }
+    }
+
+    /// The interval a request gets: what it asks for, never below the floor.
+    fn interval(&self, request: &OrcaLoadReportRequest) -> Duration {
+        let asked = request
+            .report_interval
+            .as_ref()
+            .map(|d| {
+                let seconds = u64::try_from(d.seconds).unwrap_or(0);
+                let nanos = u32::try_from(d.nanos).unwrap_or(0);
+                Duration::new(seconds, nanos.min(999_999_999))
+            })
+            .unwrap_or_default();
+        asked.max(self.min_interval)
+    }
+}
+
+/// One stream's view: rates are computed over its own interval.
+struct Window {
+    at: Instant,
+    completed: u64,
+    errors: u64,
+    cpu: CpuWindow,
+}
+
+impl Window {
+    fn report(&mut self, recorder: &LoadRecorder, cpu: &dyn CpuSource) -> OrcaLoadReport {
+        let now = Instant::now();
+        let elapsed = now.duration_since(self.at).as_secs_f64().max(1e-3);
+        let completed = recorder.completed();
+        let errors = recorder.errors();
+        let rps = completed.saturating_sub(self.completed) as f64 / elapsed;
+        let eps = errors.saturating_sub(self.errors) as f64 / elapsed;
+        self.at = now;
+        self.completed = completed;
+        self.errors = errors;
+        let mut named_metrics: std::collections::HashMap<String, f64> =
+            recorder.named().into_iter().collect();
+        named_metrics.insert("in_flight".to_string(), recorder.in_flight() as f64);
+        OrcaLoadReport {
+            cpu_utilization: self.cpu.utilization(cpu).unwrap_or(0.0),
+            rps_fractional: rps,
+            eps,
+            named_metrics,
+            application_utilization: recorder.application_utilization().unwrap_or(0.0),
+            ..Default::default()
+        }
+    }
+}
+
+type ReportStream = Pin<Box<dyn Stream<Item = Result<OrcaLoadReport, Status>> + Send>>;
+
+#[tonic::async_trait]
+impl OpenRcaService for OrcaStreamService {
+    type StreamCoreMetricsStream = ReportStream;
+
+    async fn stream_core_metrics(
+        &self,
+        request: Request<OrcaLoadReportRequest>,
+    ) -> Result<Response<ReportStream>, Status> {
+        let interval = self.interval(request.get_ref());
+        let recorder = self.recorder.clone();
+        let cpu = self.cpu.clone();
+        let (tx, rx) = mpsc::channel(1);
+        tokio::spawn(async move {
+            let mut window = Window {
+                at: Instant::now(),
+                completed: recorder.completed(),
+                errors: recorder.errors(),
+                cpu: CpuWindow::new(cpu.as_ref()),
+            };
+            let mut ticker = tokio::time::interval(interval);
+            ticker.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
+            ticker.tick().await;
+            loop {
+                tokio::select! {
+                    _ = ticker.tick() => {}
+                    () = tx.closed() => return,
+                }
+                let report = window.report(&recorder, cpu.as_ref());
+                if tx.send(Ok(report)).await.is_err() {
+                    return;
+                }
+            }
+        });
+        Ok(Response::new(Box::pin(ReceiverStream::new(rx))))
+    }
+}
