@@ -6,8 +6,8 @@ use std::time::Duration;
 
 use anyhow::Context;
 use clap::Parser;
-use lookaside_control_plane::cli::{Cli, Command, ServeArgs};
-use lookaside_control_plane::server::{ServeConfig, start};
+use lookaside_control_plane::cli::{Cli, Command, ServeArgs, SimulateArgs};
+use lookaside_control_plane::server::{Discovery, ServeConfig, start_with};
 use lookaside_control_plane::sources::file::parse_file;
 use lookaside_control_plane::telemetry::init_logging;
 
@@ -30,6 +30,10 @@ fn main() -> ExitCode {
                 ExitCode::FAILURE
             }
         },
+        Command::Simulate(args) => {
+            simulate(&args);
+            ExitCode::SUCCESS
+        }
         Command::Serve(args) => match serve(args) {
             Ok(()) => ExitCode::SUCCESS,
             Err(error) => {
@@ -37,6 +41,69 @@ fn main() -> ExitCode {
                 ExitCode::FAILURE
             }
         },
+    }
+}
+
+/// Prints a simulated run: per step, weights pushed to clients and true
+/// utilization of each server.
+fn simulate(args: &SimulateArgs) {
+    use lookaside_control_plane::weigh::ControllerConfig;
+    use lookaside_control_plane::weigh::simulator::{SimServer, Simulator};
+    let servers: Vec<SimServer> = args
+        .capacities
+        .iter()
+        .map(|&capacity| SimServer {
+            capacity,
+            error_rate: 0.0,
+        })
+        .collect();
+    let load = args.capacities.iter().sum::<f64>() * args.utilization;
+    let mut sim = Simulator::new(
+        servers,
+        load,
+        args.noise,
+        args.seed,
+        ControllerConfig::default(),
+    );
+    println!(
+        "capacities {:?} rps, offered {load:.0} rps ({:.0} %), noise +-{:.0} %",
+        args.capacities,
+        args.utilization * 100.0,
+        args.noise * 100.0
+    );
+    println!("{:>4}  {:<28}  utilization", "step", "weights at clients");
+    for step in 1..=args.steps {
+        if args.change_at == Some(step) {
+            let capacity = args
+                .capacities
+                .get(args.change_server)
+                .copied()
+                .unwrap_or(0.0);
+            sim.set_capacity(args.change_server, capacity * args.change_factor);
+            println!(
+                "      -- server {} capacity x{} --",
+                args.change_server, args.change_factor
+            );
+        }
+        let result = sim.step();
+        let weights = result
+            .weights
+            .iter()
+            .map(|w| format!("{w:>5}"))
+            .collect::<Vec<_>>()
+            .join(" ");
+        let utilization = result
+            .utilization
+            .iter()
+            .map(|u| format!("{:>4.0}%", u * 100.0))
+            .collect::<Vec<_>>()
+            .join(" ");
+        let max = result.utilization.iter().copied().fold(0.0, f64::max);
+        let mean = result.utilization.iter().sum::<f64>() / result.utilization.len().max(1) as f64;
+        println!(
+            "{step:>4}  {weights:<28}  {utilization}   max/mean {:.2}",
+            max / mean.max(1e-9)
+        );
     }
 }
 
@@ -49,8 +116,12 @@ fn serve(args: ServeArgs) -> anyhow::Result<()> {
                 .with_context(|| format!("--metrics-listen {text:?} is not an address"))?,
         ),
     };
+    let discovery = Discovery {
+        file: args.source.config.is_some(),
+        kube: args.source.kube.options(),
+    };
     let config = ServeConfig {
-        config: args.source.config.clone(),
+        config: args.source.config.clone().unwrap_or_default(),
         config_poll: Duration::from_millis(args.source.config_poll_ms.max(10)),
         xds_listen: args.xds.xds_listen,
         metrics_listen,
@@ -62,7 +133,7 @@ fn serve(args: ServeArgs) -> anyhow::Result<()> {
         .build()
         .context("cannot start the async runtime")?;
     runtime.block_on(async move {
-        let running = start(config, shutdown_signal()).await?;
+        let running = start_with(config, discovery, shutdown_signal()).await?;
         running.wait().await.context("gRPC server failed")?;
         tracing::info!("stopped");
         Ok(())

@@ -18,6 +18,7 @@ use crate::registry::RegistryWriter;
 use crate::snapshot::{self, Snapshot};
 use crate::sources::SourceStatus;
 use crate::sources::file::{ConfigError, FileSource};
+use crate::sources::kube::{KubeOptions, KubeSource};
 use crate::telemetry::{Metrics, serve_metrics};
 use crate::weigh;
 use crate::xds::{AdsServer, Clients, Limits};
@@ -40,12 +41,34 @@ pub struct ServeConfig {
     pub shutdown_grace: Duration,
 }
 
+/// Which discovery sources run. `start` runs the file alone.
+#[derive(Debug, Clone)]
+pub struct Discovery {
+    /// Serve the YAML file `ServeConfig::config` (ignored when `false`).
+    pub file: bool,
+    /// Watch the EndpointSlices of opted-in Kubernetes Services.
+    pub kube: Option<KubeOptions>,
+}
+
+impl Default for Discovery {
+    fn default() -> Self {
+        Self {
+            file: true,
+            kube: None,
+        }
+    }
+}
+
 /// Why the control plane could not start.
 #[derive(Debug, thiserror::Error)]
 pub enum StartError {
     /// The initial config is unusable.
     #[error("initial config rejected: {0}")]
     Config(#[from] ConfigError),
+    /// No Kubernetes client could be configured (neither in-cluster
+    /// service account nor kubeconfig).
+    #[error("no Kubernetes client configuration")]
+    Kube(#[from] kube::Error),
     /// The reflection descriptors are inconsistent (a build defect).
     #[error("server reflection: {0}")]
     Reflection(#[from] tonic_reflection::server::Error),
@@ -88,29 +111,49 @@ impl Running {
     }
 }
 
-/// Starts every stage and both listeners. Returns once they listen; the
-/// server stops when `shutdown` completes.
+/// Starts every stage and both listeners with the file source alone.
+/// Returns once they listen; the server stops when `shutdown` completes.
 pub async fn start(
     config: ServeConfig,
+    shutdown: impl std::future::Future<Output = ()> + Send + 'static,
+) -> Result<Running, StartError> {
+    start_with(config, Discovery::default(), shutdown).await
+}
+
+/// Like `start`, with the discovery sources `discovery` selects.
+pub async fn start_with(
+    config: ServeConfig,
+    discovery: Discovery,
     shutdown: impl std::future::Future<Output = ()> + Send + 'static,
 ) -> Result<Running, StartError> {
     let metrics = Arc::new(Metrics::new());
     let sources = SourceStatus::default();
 
     // sources -> registry
-    let mut file = FileSource::new(
-        config.config.clone(),
-        config.config_poll,
-        sources.clone(),
-        metrics.clone(),
-    );
-    let initial = file.load()?;
     let mut registry = RegistryWriter::new();
-    registry.replace(file.id(), initial);
-    let registry_rx = registry.subscribe();
     let (updates_tx, updates_rx) = mpsc::channel(16);
+    if discovery.file {
+        let mut file = FileSource::new(
+            config.config.clone(),
+            config.config_poll,
+            sources.clone(),
+            metrics.clone(),
+        );
+        let initial = file.load()?;
+        registry.replace(file.id(), initial);
+        tokio::spawn(file.run(updates_tx.clone()));
+    }
+    if let Some(options) = discovery.kube {
+        // In-cluster service account, else the kubeconfig. The first list
+        // arrives asynchronously; its errors show in the source status.
+        let client = kube::Client::try_default().await?;
+        let kube = KubeSource::new(client, options, sources.clone(), metrics.clone());
+        tracing::info!(source = %kube.id(), "watching Kubernetes EndpointSlices");
+        tokio::spawn(kube.run(updates_tx.clone()));
+    }
+    drop(updates_tx);
+    let registry_rx = registry.subscribe();
     tokio::spawn(registry.run(updates_rx));
-    tokio::spawn(file.run(updates_tx));
 
     // registry -> weigh -> snapshot
     let weighted = weigh::run(registry_rx);

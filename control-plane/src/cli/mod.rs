@@ -9,6 +9,7 @@ use std::path::PathBuf;
 
 use clap::{Args, Parser, Subcommand};
 
+use crate::sources::kube::{DEFAULT_LABEL_SELECTOR, KubeOptions};
 use crate::telemetry::LogFormat;
 use crate::xds::Limits;
 
@@ -28,6 +29,42 @@ pub enum Command {
     Serve(ServeArgs),
     /// Check a config file and exit non-zero, naming file, line and reason, if it is invalid.
     Validate(ValidateArgs),
+    /// Run the weight controller against simulated servers and print each step.
+    Simulate(SimulateArgs),
+}
+
+/// `lookaside simulate`.
+#[derive(Debug, Clone, Args)]
+pub struct SimulateArgs {
+    /// Server capacities in requests per second, comma-separated.
+    #[arg(
+        long,
+        env = "LOOKASIDE_SIM_CAPACITIES",
+        value_delimiter = ',',
+        default_value = "100,100,200"
+    )]
+    pub capacities: Vec<f64>,
+    /// Offered load as a fraction of total capacity.
+    #[arg(long, env = "LOOKASIDE_SIM_UTILIZATION", default_value_t = 0.7)]
+    pub utilization: f64,
+    /// Relative noise on reported utilization (0.2 = +-20 %).
+    #[arg(long, env = "LOOKASIDE_SIM_NOISE", default_value_t = 0.0)]
+    pub noise: f64,
+    /// Control steps to run.
+    #[arg(long, env = "LOOKASIDE_SIM_STEPS", default_value_t = 20)]
+    pub steps: usize,
+    /// Random seed (runs are deterministic).
+    #[arg(long, env = "LOOKASIDE_SIM_SEED", default_value_t = 1)]
+    pub seed: u64,
+    /// At this step, multiply server `--change-server`'s capacity by `--change-factor`.
+    #[arg(long, env = "LOOKASIDE_SIM_CHANGE_AT")]
+    pub change_at: Option<usize>,
+    /// Which server changes (0-based).
+    #[arg(long, env = "LOOKASIDE_SIM_CHANGE_SERVER", default_value_t = 0)]
+    pub change_server: usize,
+    /// Capacity factor of the change.
+    #[arg(long, env = "LOOKASIDE_SIM_CHANGE_FACTOR", default_value_t = 0.5)]
+    pub change_factor: f64,
 }
 
 /// `lookaside serve`.
@@ -56,11 +93,43 @@ pub struct ValidateArgs {
 #[derive(Debug, Clone, Args)]
 pub struct SourceArgs {
     /// YAML file of clusters and endpoints; edits apply while running.
-    #[arg(long, env = "LOOKASIDE_CONFIG")]
-    pub config: PathBuf,
+    /// Required unless `--kube` is on.
+    #[arg(long, env = "LOOKASIDE_CONFIG", required_unless_present = "kube")]
+    pub config: Option<PathBuf>,
     /// How often the config file is checked for edits, in milliseconds.
     #[arg(long, env = "LOOKASIDE_CONFIG_POLL_MS", default_value_t = 200)]
     pub config_poll_ms: u64,
+    /// Kubernetes discovery.
+    #[command(flatten)]
+    pub kube: KubeArgs,
+}
+
+/// Kubernetes discovery: EndpointSlices of opted-in Services.
+#[derive(Debug, Clone, Args)]
+pub struct KubeArgs {
+    /// Serve every Service labelled for Lookaside as clusters
+    /// `SERVICE.NAMESPACE:PORT` (credentials from the pod's service account
+    /// or the kubeconfig).
+    #[arg(long, env = "LOOKASIDE_KUBE")]
+    pub kube: bool,
+    /// Watch only this namespace; empty for every namespace.
+    #[arg(long, env = "LOOKASIDE_KUBE_NAMESPACE", default_value = "")]
+    pub kube_namespace: String,
+    /// Label selector that opts a Service (and so its EndpointSlices) in.
+    #[arg(long, env = "LOOKASIDE_KUBE_LABEL_SELECTOR", default_value = DEFAULT_LABEL_SELECTOR)]
+    pub kube_label_selector: String,
+}
+
+impl KubeArgs {
+    /// The Kubernetes source to run, if `--kube` is on.
+    pub fn options(&self) -> Option<KubeOptions> {
+        self.kube.then(|| KubeOptions {
+            namespace: Some(self.kube_namespace.trim())
+                .filter(|namespace| !namespace.is_empty())
+                .map(str::to_string),
+            label_selector: self.kube_label_selector.clone(),
+        })
+    }
 }
 
 /// The gRPC listener serving ADS, the admin API, health, and reflection.
@@ -145,5 +214,24 @@ mod tests {
         };
         assert_eq!(args.xds.xds_listen.port(), 18000);
         assert_eq!(args.source.config_poll_ms, 200);
+        assert_eq!(args.source.kube.options(), None);
+    }
+
+    #[test]
+    fn kube_makes_the_config_file_optional() {
+        assert!(Cli::try_parse_from(["lookaside", "serve"]).is_err());
+        let cli = Cli::parse_from(["lookaside", "serve", "--kube", "--kube-namespace", "prod"]);
+        let Command::Serve(args) = cli.command else {
+            panic!("not serve")
+        };
+        assert_eq!(args.source.config, None);
+        let options = args.source.kube.options().ok_or("kube is on");
+        assert_eq!(
+            options,
+            Ok(KubeOptions {
+                namespace: Some("prod".into()),
+                label_selector: DEFAULT_LABEL_SELECTOR.into(),
+            })
+        );
     }
 }
