@@ -13,6 +13,7 @@
 
 pub mod admin;
 pub mod cli;
+pub mod load;
 pub mod registry;
 pub mod server;
 pub mod snapshot;
