@@ -8,4 +8,4 @@
 
 mod validate;
 
-pub use validate::{Rejection, ReportValidator, Verdict};
+pub use validate::{FROZEN_AFTER, MAX_UTILIZATION, Rejection, ReportValidator, Verdict};
