@@ -13,16 +13,16 @@ use prometheus_client::registry::Registry;
 #[derive(Debug, Clone, Hash, PartialEq, Eq, EncodeLabelSet)]
 pub struct TypeLabels {
     /// `sotw` or `delta`.
-    pub protocol: String,
+    pub protocol: &'static str,
     /// `LDS`, `RDS`, `CDS`, `EDS`.
-    pub r#type: String,
+    pub r#type: &'static str,
 }
 
 /// Labels of per-protocol metrics.
 #[derive(Debug, Clone, Hash, PartialEq, Eq, EncodeLabelSet)]
 pub struct ProtocolLabels {
     /// `sotw` or `delta`.
-    pub protocol: String,
+    pub protocol: &'static str,
 }
 
 /// Labels of per-source metrics.
@@ -103,19 +103,18 @@ impl Metrics {
         }
     }
 
-    /// Labels for `protocol` and resource `type`.
-    pub fn labels(protocol: &str, kind: &str) -> TypeLabels {
+    /// Labels for `protocol` and resource `type` (static: building them on
+    /// every push allocates nothing).
+    pub fn labels(protocol: &'static str, kind: &'static str) -> TypeLabels {
         TypeLabels {
-            protocol: protocol.to_string(),
-            r#type: kind.to_string(),
+            protocol,
+            r#type: kind,
         }
     }
 
     /// Labels for `protocol`.
-    pub fn protocol(protocol: &str) -> ProtocolLabels {
-        ProtocolLabels {
-            protocol: protocol.to_string(),
-        }
+    pub fn protocol(protocol: &'static str) -> ProtocolLabels {
+        ProtocolLabels { protocol }
     }
 
     /// Labels for a source.

@@ -10,7 +10,7 @@ use super::delta::Delta;
 use super::limits::Limits;
 use super::response::Wire;
 use super::sotw::Sotw;
-use super::stream::{Protocol, RESOURCE_IN_SOTW, Stream};
+use super::stream::{RESOURCE_IN_SOTW, Stream};
 use crate::snapshot::{ResourceType, Snapshot, build};
 use crate::weigh::weighted_for_test as weighted;
 use lookaside_proto::envoy::config::core::v3::Node;
@@ -657,11 +657,6 @@ fn unknown_types_get_an_empty_answer_once_and_are_bounded() {
         stream.unknown_type::<Sotw>("", "").is_err(),
         "ADS needs a type URL"
     );
-}
-
-#[test]
-fn protocol_names_are_distinct() {
-    assert_ne!(<Sotw as Protocol>::NAME, <Delta as Protocol>::NAME);
 }
 
 // --- slow clients ----------------------------------------------------------

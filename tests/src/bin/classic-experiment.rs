@@ -2,7 +2,8 @@
 //! n concurrent calls to 3 test backends (separate processes) that sleep
 //! 500 ms, through (a) a new connection per call, (b) one reused tonic
 //! channel, (c) lookaside-client following a real `lookaside serve`
-//! (separate process). Prints a Markdown table.
+//! (separate process), (d) round robin over three plain tonic channels
+//! (what "watch endpoints + round robin" gives). Prints a Markdown table.
 //!
 //! ```text
 //! cargo build --release --workspace --all-targets
@@ -32,8 +33,8 @@ struct Args {
     /// Weights of the three backends for (c).
     #[arg(long, value_delimiter = ',', default_value = "1,2,7")]
     weights: Vec<u32>,
-    /// Modes: a, b, c.
-    #[arg(long, value_delimiter = ',', default_value = "a,b,c")]
+    /// Modes: a, b, c, d.
+    #[arg(long, value_delimiter = ',', default_value = "a,b,c,d")]
     modes: Vec<String>,
 }
 
@@ -76,6 +77,10 @@ async fn main() -> Result<()> {
         .iter()
         .map(|b| format!("http://{}", b.address()))
         .collect();
+    let mut plain = Vec::new();
+    for address in &addresses {
+        plain.push(Endpoint::from_shared(address.clone())?.connect().await?);
+    }
 
     println!(
         "classic-experiment: 3 backend processes, {} ms per call; weights for (c) {:?}",
@@ -91,6 +96,7 @@ async fn main() -> Result<()> {
                     let mode = mode.clone();
                     let balanced = balanced.clone();
                     let reused = reused.clone();
+                    let round_robin = plain[i % plain.len()].clone();
                     let address = addresses[i % addresses.len()].clone();
                     tokio::spawn(async move {
                         match mode.as_str() {
@@ -103,6 +109,7 @@ async fn main() -> Result<()> {
                                 who(channel).await
                             }
                             "b" => who(reused).await,
+                            "d" => who(round_robin).await,
                             _ => who(balanced).await,
                         }
                     })
@@ -128,6 +135,7 @@ async fn main() -> Result<()> {
             let label = match mode.as_str() {
                 "a" => "(a) new connection per call",
                 "b" => "(b) one reused channel",
+                "d" => "(d) round robin over plain channels",
                 _ => "(c) lookaside-client",
             };
             let counts: Vec<String> = ["a", "b", "c"]

@@ -118,3 +118,21 @@ pub(crate) async fn run(stop: Stop) -> anyhow::Result<Outcome> {
         after,
     })
 }
+
+impl Outcome {
+    /// After the stop the load goes on over the other backends, and the
+    /// stopped one answers no call (`what`: "killed" or "drained").
+    pub(crate) fn assert_routed_around(&self, what: &str) {
+        let answered = self.after.counts().get(&self.victim).copied().unwrap_or(0);
+        assert_eq!(
+            answered, 0,
+            "the {what} backend answered afterwards: {}",
+            self.after
+        );
+        assert!(
+            self.after.total() >= 500,
+            "too few calls after the backend was {what}: {}",
+            self.after
+        );
+    }
+}
