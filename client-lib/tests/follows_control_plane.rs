@@ -36,6 +36,8 @@ async fn control_plane(
             metrics_listen: None,
             limits: Limits::default(),
             shutdown_grace: Duration::from_secs(1),
+            weigh: Default::default(),
+            load: Default::default(),
         },
         async {
             let _ = stop.await;

@@ -47,7 +47,8 @@ fn main() -> ExitCode {
 /// Prints a simulated run: per step, weights pushed to clients and true
 /// utilization of each server.
 fn simulate(args: &SimulateArgs) {
-    use lookaside_control_plane::weigh::ControllerConfig;
+    use lookaside_control_plane::registry::Policy;
+    use lookaside_control_plane::weigh::WeighConfig;
     use lookaside_control_plane::weigh::simulator::{SimServer, Simulator};
     let servers: Vec<SimServer> = args
         .capacities
@@ -63,7 +64,8 @@ fn simulate(args: &SimulateArgs) {
         load,
         args.noise,
         args.seed,
-        ControllerConfig::default(),
+        Policy::parse(&args.policy).unwrap_or_default(),
+        WeighConfig::default(),
     );
     println!(
         "capacities {:?} rps, offered {load:.0} rps ({:.0} %), noise +-{:.0} %",
@@ -127,6 +129,8 @@ fn serve(args: ServeArgs) -> anyhow::Result<()> {
         metrics_listen,
         limits: args.xds.limits(),
         shutdown_grace: Duration::from_millis(args.xds.shutdown_grace_ms),
+        weigh: args.weigh.config(),
+        load: args.load.config(),
     };
     let runtime = tokio::runtime::Builder::new_multi_thread()
         .enable_all()

@@ -14,13 +14,14 @@ use tokio::sync::{mpsc, watch};
 use tokio_stream::wrappers::TcpListenerStream;
 
 use crate::admin::{AdminService, CsdsService};
+use crate::load::{self, CollectorConfig, LoadTable};
 use crate::registry::RegistryWriter;
 use crate::snapshot::{self, Snapshot};
 use crate::sources::SourceStatus;
 use crate::sources::file::{ConfigError, FileSource};
 use crate::sources::kube::{KubeOptions, KubeSource};
 use crate::telemetry::{Metrics, serve_metrics};
-use crate::weigh;
+use crate::weigh::{self, WeighConfig, Weighted};
 use crate::xds::{AdsServer, Clients, Limits};
 
 /// What `serve` needs.
@@ -39,6 +40,27 @@ pub struct ServeConfig {
     /// After shutdown is asked for, how long open streams may take to end
     /// before the server stops anyway.
     pub shutdown_grace: Duration,
+    /// How weights are computed and pushed.
+    pub weigh: WeighConfig,
+    /// How load reports are collected.
+    pub load: CollectorConfig,
+}
+
+impl ServeConfig {
+    /// Defaults for serving `config` on an ephemeral local port, without
+    /// metrics: what tests and the demo start from.
+    pub fn local(config: PathBuf) -> Self {
+        Self {
+            config,
+            config_poll: Duration::from_millis(200),
+            xds_listen: SocketAddr::from(([127, 0, 0, 1], 0)),
+            metrics_listen: None,
+            limits: Limits::default(),
+            shutdown_grace: Duration::from_secs(5),
+            weigh: WeighConfig::default(),
+            load: CollectorConfig::default(),
+        }
+    }
 }
 
 /// Which discovery sources run. `start` runs the file alone.
@@ -98,6 +120,10 @@ pub struct Running {
     pub sources: SourceStatus,
     /// Metrics.
     pub metrics: Arc<Metrics>,
+    /// The published weights.
+    pub weighted: watch::Receiver<Arc<Weighted>>,
+    /// Every watched endpoint's latest load.
+    pub loads: LoadTable,
     server: tokio::task::JoinHandle<Result<(), tonic::transport::Error>>,
 }
 
@@ -155,9 +181,21 @@ pub async fn start_with(
     let registry_rx = registry.subscribe();
     tokio::spawn(registry.run(updates_rx));
 
-    // registry -> weigh -> snapshot
-    let weighted = weigh::run(registry_rx);
-    let snapshots = snapshot::run(weighted);
+    // registry -> load -> weigh -> snapshot
+    let loads = LoadTable::with_metrics(metrics.clone());
+    let collector = tokio::spawn(load::run(
+        registry_rx.clone(),
+        loads.clone(),
+        config.load.clone(),
+        metrics.clone(),
+    ));
+    let weighted = weigh::run(
+        registry_rx,
+        loads.clone(),
+        config.weigh.clone(),
+        metrics.clone(),
+    );
+    let snapshots = snapshot::run(weighted.clone());
     spawn_snapshot_counter(snapshots.clone(), metrics.clone());
 
     // snapshot -> xds, admin
@@ -172,7 +210,12 @@ pub async fn start_with(
         config.limits.clone(),
         identifier,
     );
-    let admin = AdminService::new(snapshots.clone(), clients.clone(), sources.clone());
+    let admin = AdminService::new(
+        snapshots.clone(),
+        clients.clone(),
+        sources.clone(),
+        loads.clone(),
+    );
     let csds = CsdsService::new(snapshots.clone(), clients.clone());
 
     let (health_reporter, health) = tonic_health::server::health_reporter();
@@ -265,6 +308,8 @@ pub async fn start_with(
     let server = tokio::spawn(async move {
         let serve = router.serve_with_incoming_shutdown(incoming, signal);
         tokio::pin!(serve);
+        // The ORCA streams stop with the server.
+        let _collector = AbortOnDrop(collector);
         tokio::select! {
             result = &mut serve => result,
             () = async {
@@ -285,8 +330,19 @@ pub async fn start_with(
         clients,
         sources,
         metrics,
+        weighted,
+        loads,
         server,
     })
+}
+
+/// Aborts a task when dropped.
+struct AbortOnDrop(tokio::task::JoinHandle<()>);
+
+impl Drop for AbortOnDrop {
+    fn drop(&mut self) {
+        self.0.abort();
+    }
 }
 
 fn spawn_snapshot_counter(mut snapshots: watch::Receiver<Arc<Snapshot>>, metrics: Arc<Metrics>) {

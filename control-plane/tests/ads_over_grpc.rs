@@ -42,6 +42,8 @@ async fn serve(dir: &Path, limits: Limits) -> Running {
             metrics_listen: None,
             limits,
             shutdown_grace: Duration::from_secs(5),
+            weigh: Default::default(),
+            load: Default::default(),
         },
         futures::future::pending(),
     )
@@ -330,6 +332,8 @@ async fn metrics_count_streams_pushes_and_acks() {
             metrics_listen: Some("127.0.0.1:0".parse().expect("address")),
             limits: Limits::default(),
             shutdown_grace: Duration::from_secs(5),
+            weigh: Default::default(),
+            load: Default::default(),
         },
         futures::future::pending(),
     )
@@ -387,6 +391,8 @@ async fn shutdown_ends_open_streams_so_clients_move_on() {
             metrics_listen: None,
             limits: Limits::default(),
             shutdown_grace: Duration::from_secs(30),
+            weigh: Default::default(),
+            load: Default::default(),
         },
         async {
             let _ = stopped.await;

@@ -17,9 +17,9 @@ struct Counting<S> {
     count: Arc<AtomicU64>,
 }
 
-impl<S, R> Service<R> for Counting<S>
+impl<S, B> Service<http::Request<B>> for Counting<S>
 where
-    S: Service<R>,
+    S: Service<http::Request<B>>,
 {
     type Response = S::Response;
     type Error = S::Error;
@@ -27,8 +27,11 @@ where
     fn poll_ready(&mut self, cx: &mut Context<'_>) -> Poll<Result<(), S::Error>> {
         self.inner.poll_ready(cx)
     }
-    fn call(&mut self, request: R) -> S::Future {
-        self.count.fetch_add(1, Ordering::Relaxed);
+    fn call(&mut self, request: http::Request<B>) -> S::Future {
+        // Not the control plane asking for ORCA load reports.
+        if !request.uri().path().starts_with("/xds.service.orca.v3.") {
+            self.count.fetch_add(1, Ordering::Relaxed);
+        }
         self.inner.call(request)
     }
 }

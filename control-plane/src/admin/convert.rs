@@ -1,9 +1,10 @@
 //! Domain values to admin messages.
 
-use std::time::SystemTime;
+use std::time::{Instant, SystemTime};
 
 use lookaside_proto::admin::v1 as pb;
 
+use crate::load::LoadTable;
 use crate::sources::SourceState;
 use crate::weigh::WeightedCluster;
 use crate::xds::{ClientView, Nack};
@@ -15,7 +16,9 @@ pub(super) fn timestamp(at: SystemTime) -> prost_types::Timestamp {
 pub(super) fn cluster(
     cluster: &WeightedCluster,
     assignment_version: String,
+    loads: &LoadTable,
 ) -> pb::ClusterAssignment {
+    let now = Instant::now();
     let total: u64 = cluster.endpoints.iter().map(|e| u64::from(e.weight)).sum();
     pb::ClusterAssignment {
         name: cluster.name.clone(),
@@ -41,9 +44,40 @@ pub(super) fn cluster(
                 } else {
                     f64::from(endpoint.weight) * 100.0 / total as f64
                 },
+                weight_reason: endpoint.reason.as_str().to_string(),
+                load: endpoint
+                    .load_address
+                    .map(|address| load(address, loads, now)),
             })
             .collect(),
     }
+}
+
+fn load(address: std::net::SocketAddr, loads: &LoadTable, now: Instant) -> pb::EndpointLoad {
+    let mut out = pb::EndpointLoad {
+        orca_address: address.to_string(),
+        ..Default::default()
+    };
+    let Some(load) = loads.get(&address) else {
+        return out;
+    };
+    out.connected = load.connected;
+    out.last_error = load.last_error.unwrap_or_default();
+    out.over_cap = load.over_cap;
+    out.reports_accepted = load.accepted;
+    out.reports_rejected = load.rejected;
+    out.last_rejection = load
+        .last_rejection
+        .map(|r| r.as_str().to_string())
+        .unwrap_or_default();
+    if let Some(report) = load.report {
+        out.has_report = true;
+        out.age_seconds = now.saturating_duration_since(report.at).as_secs_f64();
+        out.utilization = report.utilization;
+        out.rps = report.rps;
+        out.eps = report.eps;
+    }
+    out
 }
 
 fn nack(nack: &Nack) -> pb::Nack {

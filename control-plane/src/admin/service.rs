@@ -9,6 +9,7 @@ use lookaside_proto::admin::v1 as pb;
 use lookaside_proto::admin::v1::admin_server::Admin;
 
 use super::convert;
+use crate::load::LoadTable;
 use crate::snapshot::{ResourceType, Snapshot};
 use crate::sources::SourceStatus;
 use crate::xds::Clients;
@@ -19,6 +20,7 @@ pub struct AdminService {
     snapshots: watch::Receiver<Arc<Snapshot>>,
     clients: Clients,
     sources: SourceStatus,
+    loads: LoadTable,
 }
 
 impl AdminService {
@@ -27,11 +29,13 @@ impl AdminService {
         snapshots: watch::Receiver<Arc<Snapshot>>,
         clients: Clients,
         sources: SourceStatus,
+        loads: LoadTable,
     ) -> Self {
         Self {
             snapshots,
             clients,
             sources,
+            loads,
         }
     }
 
@@ -78,7 +82,7 @@ impl Admin for AdminService {
             .clusters
             .values()
             .filter(|c| wanted.is_empty() || c.name == wanted)
-            .map(|c| convert::cluster(c, Self::assignment_version(&snapshot, &c.name)))
+            .map(|c| convert::cluster(c, Self::assignment_version(&snapshot, &c.name), &self.loads))
             .collect();
         if !wanted.is_empty() && clusters.is_empty() {
             return Err(Status::not_found(format!(

@@ -9,6 +9,10 @@ use std::path::PathBuf;
 
 use clap::{Args, Parser, Subcommand};
 
+mod weigh;
+
+pub use weigh::{LoadArgs, WeighArgs};
+
 use crate::sources::kube::{DEFAULT_LABEL_SELECTOR, KubeOptions};
 use crate::telemetry::LogFormat;
 use crate::xds::Limits;
@@ -65,6 +69,9 @@ pub struct SimulateArgs {
     /// Capacity factor of the change.
     #[arg(long, env = "LOOKASIDE_SIM_CHANGE_FACTOR", default_value_t = 0.5)]
     pub change_factor: f64,
+    /// The policy simulated: `utilization` or `wrr`.
+    #[arg(long, env = "LOOKASIDE_SIM_POLICY", default_value = "utilization", value_parser = ["utilization", "wrr", "static"])]
+    pub policy: String,
 }
 
 /// `lookaside serve`.
@@ -76,6 +83,12 @@ pub struct ServeArgs {
     /// The xDS and admin listener.
     #[command(flatten)]
     pub xds: XdsArgs,
+    /// Weight policies.
+    #[command(flatten)]
+    pub weigh: WeighArgs,
+    /// Load report collection.
+    #[command(flatten)]
+    pub load: LoadArgs,
     /// Logs and metrics.
     #[command(flatten)]
     pub telemetry: TelemetryArgs,

@@ -9,7 +9,7 @@ use lookaside_proto::orca::service::open_rca_service_client::OpenRcaServiceClien
 use rand::{RngExt, SeedableRng};
 use tonic::transport::Endpoint;
 
-use super::{LoadTable, ReportValidator, Verdict};
+use super::{LoadTable, ReportValidator, StreamError, Verdict};
 
 /// How one endpoint's reports are fetched.
 #[derive(Debug, Clone)]
@@ -52,13 +52,25 @@ pub async fn follow_endpoint(address: SocketAddr, table: LoadTable, config: Orca
     let mut rng = rand::rngs::StdRng::seed_from_u64(seed);
     loop {
         let opened = Instant::now();
-        if let Err(error) = stream_once(address, &table, &config, &mut validator).await {
+        let ended = stream_once(address, &table, &config, &mut validator).await;
+        if let Err(error) = &ended {
             tracing::debug!(endpoint = %address, %error, "ORCA stream ended");
         }
-        table.update(address, |load| load.connected = false);
-        // A stream that lived a while resets the backoff.
+        table.update(address, |load| {
+            load.connected = false;
+            load.last_error = Some(match &ended {
+                Ok(()) => "the server ended the stream".to_string(),
+                Err(error) => error.to_string(),
+            });
+        });
+        // A stream that lived a while resets the backoff; a server that
+        // does not serve ORCA is asked again only rarely.
         if opened.elapsed() > config.backoff_max {
             delay = config.backoff_initial;
+        }
+        if matches!(&ended, Err(StreamError::Status(status)) if status.code() == tonic::Code::Unimplemented)
+        {
+            delay = config.backoff_max;
         }
         let jitter = rng.random_range(0.8..=1.2);
         tokio::time::sleep(delay.mul_f64(jitter)).await;
@@ -71,11 +83,13 @@ async fn stream_once(
     table: &LoadTable,
     config: &OrcaStreamConfig,
     validator: &mut ReportValidator,
-) -> Result<(), Box<dyn std::error::Error + Send + Sync>> {
-    let channel = Endpoint::from_shared(format!("http://{address}"))?
+) -> Result<(), StreamError> {
+    let channel = Endpoint::from_shared(format!("http://{address}"))
+        .map_err(StreamError::Uri)?
         .connect_timeout(config.connect_timeout)
         .connect()
-        .await?;
+        .await
+        .map_err(StreamError::Connect)?;
     let interval = prost_types::Duration {
         seconds: i64::try_from(config.interval.as_secs()).unwrap_or(i64::MAX),
         nanos: i32::try_from(config.interval.subsec_nanos()).unwrap_or(0),
@@ -85,26 +99,19 @@ async fn stream_once(
             report_interval: Some(interval),
             request_cost_names: vec![],
         })
-        .await?
+        .await
+        .map_err(StreamError::Status)?
         .into_inner();
-    table.update(address, |load| load.connected = true);
+    table.update(address, |load| {
+        load.connected = true;
+        load.last_error = None;
+    });
     while let Some(report) = reports.next().await {
-        let report = report?;
-        match validator.judge(&report, Instant::now()) {
-            Verdict::Accepted(accepted) | Verdict::Clamped(accepted) => {
-                table.update(address, |load| {
-                    load.report = Some(accepted);
-                    load.accepted += 1;
-                })
-            }
-            Verdict::Rejected(reason) => {
-                tracing::debug!(endpoint = %address, reason = reason.as_str(), "load report dropped");
-                table.update(address, |load| {
-                    load.rejected += 1;
-                    load.last_rejection = Some(reason);
-                });
-            }
+        let verdict = validator.judge(&report.map_err(StreamError::Status)?, Instant::now());
+        if let Verdict::Rejected(reason) = &verdict {
+            tracing::debug!(endpoint = %address, reason = reason.as_str(), "load report dropped");
         }
+        table.record(address, verdict);
     }
     Ok(())
 }

@@ -17,6 +17,70 @@ pub struct Cluster {
     pub endpoints: Vec<Endpoint>,
     /// Which source the cluster came from, e.g. `file:/etc/lookaside.yaml`.
     pub source: String,
+    /// How its weights are computed.
+    pub policy: Policy,
+    /// Where its endpoints serve ORCA load reports.
+    pub orca_port: OrcaPort,
+}
+
+/// The weight policy of a cluster.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Hash)]
+pub enum Policy {
+    /// The source's weights, as they are.
+    Static,
+    /// A feedback controller that evens out utilization (the default).
+    #[default]
+    Utilization,
+    /// gRPC's weighted round robin formula (gRFC A58):
+    /// `qps / (utilization + eps / qps * penalty)`.
+    Wrr,
+}
+
+impl Policy {
+    /// The name used in config files and the admin API.
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Policy::Static => "static",
+            Policy::Utilization => "utilization",
+            Policy::Wrr => "wrr",
+        }
+    }
+
+    /// The policy named `name`, if any.
+    pub fn parse(name: &str) -> Option<Self> {
+        match name {
+            "static" => Some(Policy::Static),
+            "utilization" => Some(Policy::Utilization),
+            "wrr" => Some(Policy::Wrr),
+            _ => None,
+        }
+    }
+
+    /// Whether the policy needs load reports.
+    pub fn needs_load(self) -> bool {
+        !matches!(self, Policy::Static)
+    }
+}
+
+/// The port each endpoint of a cluster serves `OpenRcaService` on.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Hash)]
+pub enum OrcaPort {
+    /// The endpoint's own port (gRPC servers add the service beside their
+    /// own; the default).
+    #[default]
+    Same,
+    /// A separate port on the same IP.
+    Port(u16),
+}
+
+impl OrcaPort {
+    /// Where `endpoint`'s load reports are served.
+    pub fn address_of(self, endpoint: SocketAddr) -> SocketAddr {
+        match self {
+            OrcaPort::Same => endpoint,
+            OrcaPort::Port(port) => SocketAddr::new(endpoint.ip(), port),
+        }
+    }
 }
 
 /// One backend address of a cluster.

@@ -8,5 +8,5 @@
 mod cluster;
 mod store;
 
-pub use cluster::{Cluster, Endpoint, Health, Locality, MAX_WEIGHT, MIN_WEIGHT};
+pub use cluster::{Cluster, Endpoint, Health, Locality, MAX_WEIGHT, MIN_WEIGHT, OrcaPort, Policy};
 pub use store::{Registry, RegistryWriter, SourceId};

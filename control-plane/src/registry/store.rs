@@ -112,6 +112,8 @@ mod tests {
                 health: Health::Healthy,
             }],
             source: source.into(),
+            policy: Default::default(),
+            orca_port: Default::default(),
         }
     }
 

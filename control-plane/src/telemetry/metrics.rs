@@ -32,6 +32,20 @@ pub struct SourceLabels {
     pub source: String,
 }
 
+/// Labels of load report outcomes.
+#[derive(Debug, Clone, Hash, PartialEq, Eq, EncodeLabelSet)]
+pub struct ReportLabels {
+    /// `accepted`, `clamped`, or the rejection reason.
+    pub outcome: &'static str,
+}
+
+/// Labels of per-cluster weigh metrics.
+#[derive(Debug, Clone, Hash, PartialEq, Eq, EncodeLabelSet)]
+pub struct ClusterLabels {
+    /// Cluster name.
+    pub cluster: String,
+}
+
 /// Every exported metric. Cheap to share: handles are atomics.
 #[derive(Debug)]
 pub struct Metrics {
@@ -51,6 +65,16 @@ pub struct Metrics {
     pub snapshots: Counter,
     /// Config inputs rejected.
     pub config_rejections: Family<SourceLabels, Counter>,
+    /// ORCA streams the control plane keeps open (or is opening).
+    pub orca_streams: Gauge,
+    /// Endpoints whose load is wanted but not watched: over the cap.
+    pub orca_streams_over_cap: Gauge,
+    /// The cap on ORCA streams of this replica.
+    pub orca_streams_limit: Gauge,
+    /// Load reports received, by outcome.
+    pub load_reports: Family<ReportLabels, Counter>,
+    /// Load-driven weight pushes per cluster.
+    pub weight_pushes: Family<ClusterLabels, Counter>,
     registry: Mutex<Registry>,
 }
 
@@ -90,7 +114,42 @@ impl Metrics {
             "Config inputs rejected (the last good one keeps serving)",
             config_rejections.clone(),
         );
+        let orca_streams = Gauge::default();
+        registry.register(
+            "orca_streams",
+            "ORCA load report streams open or being opened",
+            orca_streams.clone(),
+        );
+        let orca_streams_over_cap = Gauge::default();
+        registry.register(
+            "orca_streams_over_cap",
+            "Endpoints whose load is wanted but not watched because of the stream cap",
+            orca_streams_over_cap.clone(),
+        );
+        let orca_streams_limit = Gauge::default();
+        registry.register(
+            "orca_streams_limit",
+            "The cap on ORCA streams of this replica",
+            orca_streams_limit.clone(),
+        );
+        let load_reports = Family::<ReportLabels, Counter>::default();
+        registry.register(
+            "load_reports",
+            "Load reports received, by outcome (accepted, clamped, or why dropped)",
+            load_reports.clone(),
+        );
+        let weight_pushes = Family::<ClusterLabels, Counter>::default();
+        registry.register(
+            "weight_pushes",
+            "Load-driven weight changes published, per cluster",
+            weight_pushes.clone(),
+        );
         Self {
+            orca_streams,
+            orca_streams_over_cap,
+            orca_streams_limit,
+            load_reports,
+            weight_pushes,
             streams,
             streams_refused,
             pushes,
@@ -121,6 +180,18 @@ impl Metrics {
     pub fn source(source: &str) -> SourceLabels {
         SourceLabels {
             source: source.to_string(),
+        }
+    }
+
+    /// Labels for a load report outcome.
+    pub fn report(outcome: &'static str) -> ReportLabels {
+        ReportLabels { outcome }
+    }
+
+    /// Labels for a cluster.
+    pub fn cluster(cluster: &str) -> ClusterLabels {
+        ClusterLabels {
+            cluster: cluster.to_string(),
         }
     }
 

@@ -1,21 +1,35 @@
-//! Weighing: turns the registry's endpoints into the weights clients get.
+//! Weighing: turns the registry's endpoints and their latest load into the
+//! weights clients get.
 //!
-//! Owns: weight policies and the `Weighted` view the snapshot stage reads.
-//! Policies: `static` (the source's weights, clamped to `[1, 10000]`, what
-//! the stage runs today) and `utilization` (a feedback controller driven by
-//! load reports; see `controller`, tested in the deterministic `simulator`,
-//! not yet wired to live ORCA reports).
-//! Must never: encode xDS or talk to clients.
+//! Owns: the weight policies, chosen per cluster: `static` (the source's
+//! weights), `utilization` (a feedback controller, `controller`) and `wrr`
+//! (gRPC's A58 formula, `wrr`); what they share (`render`: stale endpoints
+//! get the mean, bounds, slow start); each cluster's state (`cluster`); and
+//! the task that steps them and decides when to push (`stage`). The
+//! deterministic `simulator` runs the same code against modelled servers.
+//! Must never: encode xDS, talk to clients or open connections; load comes
+//! in through the load table, time through arguments.
 
+mod cluster;
+mod config;
 mod controller;
+mod input;
+mod reason;
+mod render;
 mod report;
 pub mod simulator;
 mod stage;
 mod weighted;
+mod wrr;
 
-pub use controller::{ControllerConfig, MEAN_WEIGHT, UtilizationController, WeightReason};
+pub use cluster::{ClusterWeigher, largest_change, next_push};
+pub use config::{ControllerConfig, WeighConfig};
+pub use controller::UtilizationController;
+pub use input::EndpointInput;
+pub use reason::WeightReason;
+pub use render::MEAN_WEIGHT;
 pub use report::LoadReport;
-pub use stage::run;
+pub use stage::{Weigher, run};
 #[cfg(test)]
 pub(crate) use weighted::weighted_for_test;
-pub use weighted::{Weighted, WeightedCluster, WeightedEndpoint, weigh_static};
+pub use weighted::{Weighted, WeightedCluster, WeightedEndpoint};

@@ -1,26 +1,221 @@
-//! The weigh task: reads each new registry, publishes weights.
+//! The weigh task: reads each new registry and, every control step, the
+//! load table; publishes weights.
+//!
+//! A source change (endpoints added, removed, drained) is published at
+//! once. A load-driven change is published for a cluster only when some
+//! weight moved by more than the push threshold and the cluster's last
+//! push is at least the minimum interval old, so clients are not flooded.
 
+use std::collections::BTreeMap;
 use std::sync::Arc;
+use std::time::Instant;
 
 use tokio::sync::watch;
+use tokio::time::MissedTickBehavior;
 
-use super::{Weighted, weigh_static};
-use crate::registry::Registry;
+use super::{
+    ClusterWeigher, EndpointInput, WeighConfig, WeightReason, Weighted, WeightedCluster,
+    WeightedEndpoint,
+};
+use crate::load::LoadTable;
+use crate::registry::{Cluster, Registry};
+use crate::telemetry::Metrics;
+use crate::weigh::next_push;
 
-/// Publishes a `Weighted` for every registry change until the registry's
-/// writer is gone. The returned receiver starts with the current registry's
-/// weights.
-pub fn run(mut registry: watch::Receiver<Arc<Registry>>) -> watch::Receiver<Arc<Weighted>> {
-    let initial = weigh_static(&registry.borrow_and_update());
+/// Every cluster's weigher and what was last published.
+#[derive(Debug)]
+pub struct Weigher {
+    config: WeighConfig,
+    loads: LoadTable,
+    clusters: BTreeMap<String, (ClusterWeigher, Option<Instant>)>,
+    published: Weighted,
+}
+
+impl Weigher {
+    /// A weigher reading load from `loads`.
+    pub fn new(config: WeighConfig, loads: LoadTable) -> Self {
+        Self {
+            config,
+            loads,
+            clusters: BTreeMap::new(),
+            published: Weighted::default(),
+        }
+    }
+
+    /// Weights after the sources changed: every cluster re-weighed and
+    /// published, without a control step.
+    pub fn on_registry(&mut self, registry: &Registry, now: Instant) -> &Weighted {
+        self.clusters
+            .retain(|name, _| registry.clusters.contains_key(name));
+        let mut next = Weighted::default();
+        for cluster in registry.clusters.values() {
+            let weighted = self.weigh_cluster(cluster, now, false);
+            next.clusters.insert(cluster.name.clone(), weighted);
+        }
+        self.published = next;
+        &self.published
+    }
+
+    /// Weights after one control step. Returns the clusters whose weights
+    /// were published (moved past the threshold, not pushed too recently).
+    pub fn on_step(&mut self, registry: &Registry, now: Instant) -> Vec<String> {
+        let mut pushed = Vec::new();
+        for cluster in registry.clusters.values() {
+            if !cluster.policy.needs_load() {
+                continue;
+            }
+            let candidate = self.weigh_cluster(cluster, now, true);
+            let Some(current) = self.published.clusters.get(&cluster.name) else {
+                self.published
+                    .clusters
+                    .insert(cluster.name.clone(), candidate);
+                continue;
+            };
+            let old: Vec<u32> = current.endpoints.iter().map(|e| e.weight).collect();
+            let new: Vec<u32> = candidate.endpoints.iter().map(|e| e.weight).collect();
+            let recent = self
+                .clusters
+                .get(&cluster.name)
+                .and_then(|(_, last)| *last)
+                .is_some_and(|last| {
+                    now.saturating_duration_since(last) < self.config.push_min_interval
+                });
+            if recent {
+                continue;
+            }
+            let Some(limited) = next_push(
+                &old,
+                &new,
+                self.config.push_threshold,
+                self.config.max_push_change,
+            ) else {
+                continue;
+            };
+            let mut candidate = candidate;
+            for (endpoint, weight) in candidate.endpoints.iter_mut().zip(limited) {
+                endpoint.weight = weight;
+            }
+            let inputs = self.inputs(cluster);
+            let weights: Vec<(u32, WeightReason)> = candidate
+                .endpoints
+                .iter()
+                .map(|e| (e.weight, e.reason))
+                .collect();
+            if let Some((weigher, _)) = self.clusters.get_mut(&cluster.name) {
+                weigher.pushed(&inputs, &weights);
+            }
+            self.published
+                .clusters
+                .insert(cluster.name.clone(), candidate);
+            if let Some((_, last)) = self.clusters.get_mut(&cluster.name) {
+                *last = Some(now);
+            }
+            pushed.push(cluster.name.clone());
+        }
+        pushed
+    }
+
+    /// What was last published.
+    pub fn published(&self) -> &Weighted {
+        &self.published
+    }
+
+    fn inputs(&self, cluster: &Cluster) -> Vec<EndpointInput> {
+        let load_driven = cluster.policy.needs_load();
+        cluster
+            .endpoints
+            .iter()
+            .map(|endpoint| EndpointInput {
+                address: endpoint.address,
+                configured_weight: endpoint.weight,
+                report: if load_driven {
+                    self.loads
+                        .report(&cluster.orca_port.address_of(endpoint.address))
+                } else {
+                    None
+                },
+            })
+            .collect()
+    }
+
+    fn weigh_cluster(&mut self, cluster: &Cluster, now: Instant, advance: bool) -> WeightedCluster {
+        let inputs = self.inputs(cluster);
+        let config = &self.config;
+        let (weigher, _) = self
+            .clusters
+            .entry(cluster.name.clone())
+            .or_insert_with(|| (ClusterWeigher::new(cluster.policy, config.clone()), None));
+        if weigher.policy() != cluster.policy {
+            *weigher = ClusterWeigher::new(cluster.policy, config.clone());
+        }
+        let load_driven = cluster.policy.needs_load();
+        let weights = weigher.weigh(&inputs, now, advance);
+        WeightedCluster {
+            name: cluster.name.clone(),
+            policy: cluster.policy.as_str(),
+            source: cluster.source.clone(),
+            endpoints: cluster
+                .endpoints
+                .iter()
+                .zip(weights)
+                .map(|(endpoint, (weight, reason))| WeightedEndpoint {
+                    address: endpoint.address,
+                    weight,
+                    configured_weight: endpoint.weight,
+                    reason,
+                    load_address: load_driven
+                        .then(|| cluster.orca_port.address_of(endpoint.address)),
+                    locality: endpoint.locality.clone(),
+                    health: endpoint.health,
+                })
+                .collect(),
+        }
+    }
+}
+
+/// Publishes weights for every registry change and every control step
+/// until the registry's writer is gone. The returned receiver starts with
+/// the current registry's weights.
+pub fn run(
+    mut registry: watch::Receiver<Arc<Registry>>,
+    loads: LoadTable,
+    config: WeighConfig,
+    metrics: Arc<Metrics>,
+) -> watch::Receiver<Arc<Weighted>> {
+    let step = config.step;
+    let mut weigher = Weigher::new(config, loads);
+    let mut current = registry.borrow_and_update().clone();
+    let initial = weigher.on_registry(&current, Instant::now()).clone();
     let (tx, rx) = watch::channel(Arc::new(initial));
     tokio::spawn(async move {
-        while registry.changed().await.is_ok() {
-            let weighted = weigh_static(&registry.borrow_and_update());
-            tx.send_if_modified(|current| {
-                if **current == weighted {
+        let mut ticker = tokio::time::interval_at(tokio::time::Instant::now() + step, step);
+        ticker.set_missed_tick_behavior(MissedTickBehavior::Delay);
+        loop {
+            tokio::select! {
+                changed = registry.changed() => {
+                    if changed.is_err() {
+                        break;
+                    }
+                    current = registry.borrow_and_update().clone();
+                    weigher.on_registry(&current, Instant::now());
+                }
+                _ = ticker.tick() => {
+                    let pushed = weigher.on_step(&current, Instant::now());
+                    if pushed.is_empty() {
+                        continue;
+                    }
+                    for cluster in &pushed {
+                        tracing::debug!(cluster, "weights moved past the threshold");
+                        metrics.weight_pushes.get_or_create(&Metrics::cluster(cluster)).inc();
+                    }
+                }
+            }
+            let weighted = weigher.published();
+            tx.send_if_modified(|published| {
+                if **published == *weighted {
                     false
                 } else {
-                    *current = Arc::new(weighted);
+                    *published = Arc::new(weighted.clone());
                     true
                 }
             });

@@ -1,9 +1,10 @@
-//! The weighted view of the registry, and the static policy.
+//! The weighted view of the registry: what the snapshot stage reads.
 
 use std::collections::BTreeMap;
 use std::net::SocketAddr;
 
-use crate::registry::{Health, Locality, MAX_WEIGHT, MIN_WEIGHT, Registry};
+use super::WeightReason;
+use crate::registry::{Health, Locality};
 
 /// Every cluster with the weights clients should use.
 #[derive(Debug, Clone, Default, PartialEq, Eq)]
@@ -34,39 +35,14 @@ pub struct WeightedEndpoint {
     pub weight: u32,
     /// Weight the source asked for.
     pub configured_weight: u32,
+    /// Why it has this weight.
+    pub reason: WeightReason,
+    /// Where its load reports come from, when its policy uses load.
+    pub load_address: Option<SocketAddr>,
     /// Where it runs.
     pub locality: Locality,
     /// Whether it takes new calls.
     pub health: Health,
-}
-
-/// The `static` policy: the source's weights, clamped to `[1, 10000]`.
-pub fn weigh_static(registry: &Registry) -> Weighted {
-    let clusters = registry
-        .clusters
-        .values()
-        .map(|cluster| {
-            let endpoints = cluster
-                .endpoints
-                .iter()
-                .map(|endpoint| WeightedEndpoint {
-                    address: endpoint.address,
-                    weight: endpoint.weight.clamp(MIN_WEIGHT, MAX_WEIGHT),
-                    configured_weight: endpoint.weight,
-                    locality: endpoint.locality.clone(),
-                    health: endpoint.health,
-                })
-                .collect();
-            let weighted = WeightedCluster {
-                name: cluster.name.clone(),
-                policy: "static",
-                source: cluster.source.clone(),
-                endpoints,
-            };
-            (cluster.name.clone(), weighted)
-        })
-        .collect();
-    Weighted { clusters }
 }
 
 /// Test fixture: clusters of `(name, [(port, weight)])` on 127.0.0.1.
@@ -80,6 +56,8 @@ pub(crate) fn weighted_for_test(clusters: &[(&str, &[(u16, u32)])]) -> std::sync
                 address: SocketAddr::from(([127, 0, 0, 1], *port)),
                 weight: *weight,
                 configured_weight: *weight,
+                reason: WeightReason::Configured,
+                load_address: None,
                 locality: Locality::default(),
                 health: Health::Healthy,
             })
@@ -93,36 +71,4 @@ pub(crate) fn weighted_for_test(clusters: &[(&str, &[(u16, u32)])]) -> std::sync
         out.clusters.insert(name.to_string(), cluster);
     }
     std::sync::Arc::new(out)
-}
-
-#[cfg(test)]
-mod tests {
-    use super::*;
-    use crate::registry::{Cluster, Endpoint};
-
-    #[test]
-    fn static_policy_clamps_into_the_routable_range() {
-        let mut registry = Registry::default();
-        let endpoint = |port: u16, weight: u32| Endpoint {
-            address: SocketAddr::from(([10, 0, 0, 1], port)),
-            weight,
-            locality: Locality::default(),
-            health: Health::Healthy,
-        };
-        registry.clusters.insert(
-            "g".into(),
-            Cluster {
-                name: "g".into(),
-                endpoints: vec![endpoint(1, 0), endpoint(2, 7), endpoint(3, 50_000)],
-                source: "test".into(),
-            },
-        );
-        let weighted = weigh_static(&registry);
-        let weights: Vec<u32> = weighted.clusters["g"]
-            .endpoints
-            .iter()
-            .map(|e| e.weight)
-            .collect();
-        assert_eq!(weights, vec![1, 7, 10_000]);
-    }
 }

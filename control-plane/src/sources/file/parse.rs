@@ -5,7 +5,7 @@ use std::path::Path;
 
 use super::error::ConfigError;
 use super::schema::ConfigFile;
-use crate::registry::{Cluster, Endpoint, Locality};
+use crate::registry::{Cluster, Endpoint, Locality, OrcaPort};
 
 /// Reads and validates `path`.
 pub fn parse_file(path: &Path) -> Result<Vec<Cluster>, ConfigError> {
@@ -83,6 +83,10 @@ pub fn parse(text: &str, path: &Path) -> Result<Vec<Cluster>, ConfigError> {
             name,
             endpoints,
             source: source.clone(),
+            policy: entry.policy.0,
+            orca_port: entry
+                .orca_port
+                .map_or(OrcaPort::Same, |port| OrcaPort::Port(port.0)),
         });
     }
     Ok(clusters)
@@ -114,7 +118,7 @@ fn locate(text: &str, needle: &str, nth: usize) -> (u32, u32) {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::registry::Health;
+    use crate::registry::{Health, Policy};
 
     fn err(text: &str) -> (u32, u32, String) {
         match parse(text, Path::new("lookaside.yaml")) {
@@ -232,6 +236,28 @@ mod tests {
         assert!(reason.contains("expected IP:port"), "{reason}");
         let (_, _, reason) = err("clusters:\n  - name: \"bad name\"\n");
         assert!(reason.contains("contains ' '"), "{reason}");
+    }
+
+    #[test]
+    fn policy_and_orca_port_are_read_and_checked() {
+        let text = "clusters:\n  - name: a\n  - name: b\n    policy: static\n  - name: c\n    policy: wrr\n    orca_port: 9001\n";
+        let clusters = parse(text, Path::new("x")).unwrap_or_default();
+        let options: Vec<(Policy, OrcaPort)> =
+            clusters.iter().map(|c| (c.policy, c.orca_port)).collect();
+        assert_eq!(
+            options,
+            vec![
+                (Policy::Utilization, OrcaPort::Same),
+                (Policy::Static, OrcaPort::Same),
+                (Policy::Wrr, OrcaPort::Port(9001)),
+            ]
+        );
+        let (line, _, reason) = err("clusters:\n  - name: g\n    policy: fastest\n");
+        assert_eq!(line, 3);
+        assert!(reason.contains("unknown policy \"fastest\""), "{reason}");
+        let (line, _, reason) = err("clusters:\n  - name: g\n    orca_port: 0\n");
+        assert_eq!(line, 3);
+        assert!(reason.contains("orca_port 0"), "{reason}");
     }
 
     #[test]

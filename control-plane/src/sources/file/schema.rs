@@ -6,7 +6,7 @@ use std::net::SocketAddr;
 
 use serde::{Deserialize, Deserializer, de};
 
-use crate::registry::{Health, MAX_WEIGHT, MIN_WEIGHT};
+use crate::registry::{Health, MAX_WEIGHT, MIN_WEIGHT, Policy};
 
 /// The whole file.
 #[derive(Debug, Deserialize)]
@@ -22,8 +22,73 @@ pub(super) struct ConfigFile {
 #[serde(deny_unknown_fields)]
 pub(super) struct ClusterEntry {
     pub(super) name: ClusterName,
+    /// Weight policy: `static`, `utilization` (default) or `wrr`.
+    #[serde(default)]
+    pub(super) policy: PolicyEntry,
+    /// Port the endpoints serve ORCA on, when not their own port.
+    #[serde(default)]
+    pub(super) orca_port: Option<OrcaPortEntry>,
     #[serde(default)]
     pub(super) endpoints: Vec<EndpointEntry>,
+}
+
+/// A policy name as written in the file.
+#[derive(Debug, Default)]
+pub(super) struct PolicyEntry(pub(super) Policy);
+
+impl<'de> Deserialize<'de> for PolicyEntry {
+    fn deserialize<D: Deserializer<'de>>(deserializer: D) -> Result<Self, D::Error> {
+        // Judged inside the visitor, so the error carries the value's line.
+        struct Visitor;
+        impl de::Visitor<'_> for Visitor {
+            type Value = PolicyEntry;
+            fn expecting(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+                write!(f, "a policy: static, utilization or wrr")
+            }
+            fn visit_str<E: de::Error>(self, name: &str) -> Result<PolicyEntry, E> {
+                Policy::parse(name).map(PolicyEntry).ok_or_else(|| {
+                    E::custom(format!(
+                        "unknown policy {name:?}: expected static, utilization or wrr"
+                    ))
+                })
+            }
+        }
+        deserializer.deserialize_str(Visitor)
+    }
+}
+
+/// A non-zero port.
+#[derive(Debug)]
+pub(super) struct OrcaPortEntry(pub(super) u16);
+
+impl<'de> Deserialize<'de> for OrcaPortEntry {
+    fn deserialize<D: Deserializer<'de>>(deserializer: D) -> Result<Self, D::Error> {
+        // Judged inside the visitor, so the error carries the value's line.
+        struct Visitor;
+        impl de::Visitor<'_> for Visitor {
+            type Value = OrcaPortEntry;
+            fn expecting(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+                write!(f, "a port in 1..=65535")
+            }
+            fn visit_u64<E: de::Error>(self, v: u64) -> Result<OrcaPortEntry, E> {
+                match u16::try_from(v) {
+                    Ok(port) if port > 0 => Ok(OrcaPortEntry(port)),
+                    _ => Err(E::custom(format!(
+                        "orca_port {v}: expected a port in 1..=65535"
+                    ))),
+                }
+            }
+            fn visit_i64<E: de::Error>(self, v: i64) -> Result<OrcaPortEntry, E> {
+                match u64::try_from(v) {
+                    Ok(v) => self.visit_u64(v),
+                    Err(_) => Err(E::custom(format!(
+                        "orca_port {v}: expected a port in 1..=65535"
+                    ))),
+                }
+            }
+        }
+        deserializer.deserialize_any(Visitor)
+    }
 }
 
 /// One endpoint.

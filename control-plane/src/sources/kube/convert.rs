@@ -10,10 +10,18 @@ use std::net::{IpAddr, SocketAddr};
 
 use k8s_openapi::api::discovery::v1::{Endpoint as SliceEndpoint, EndpointSlice};
 
-use crate::registry::{Cluster, Endpoint, Health, Locality};
+use crate::registry::{Cluster, Endpoint, Health, Locality, OrcaPort, Policy};
 
 /// The label naming the Service an EndpointSlice belongs to.
 pub const SERVICE_NAME_LABEL: &str = "kubernetes.io/service-name";
+
+/// Optional Service label (copied onto its slices) choosing the weight
+/// policy: `static`, `utilization` (default) or `wrr`.
+pub const POLICY_LABEL: &str = "lookaside.io/policy";
+
+/// Optional Service label (copied onto its slices): the port the pods serve
+/// ORCA load reports on, when it is not the balanced port.
+pub const ORCA_PORT_LABEL: &str = "lookaside.io/orca-port";
 
 /// Suffix of the fully qualified alias of every cluster name.
 const CLUSTER_DOMAIN: &str = "svc.cluster.local";
@@ -27,10 +35,15 @@ pub fn clusters_from_slices<'a>(
     // (namespace, service, port) -> address -> endpoint
     let mut merged: BTreeMap<(String, String, u16), BTreeMap<SocketAddr, Endpoint>> =
         BTreeMap::new();
+    // (namespace, service) -> options, from the first slice that names them.
+    let mut options: BTreeMap<(String, String), (Policy, OrcaPort)> = BTreeMap::new();
     for slice in slices {
         let Some((namespace, service)) = owner(slice) else {
             continue;
         };
+        options
+            .entry((namespace.clone(), service.clone()))
+            .or_insert_with(|| balancing_options(slice));
         if !matches!(slice.address_type.as_str(), "IPv4" | "IPv6") {
             continue; // FQDN slices name hosts; xDS clients need IPs.
         }
@@ -72,6 +85,10 @@ pub fn clusters_from_slices<'a>(
     let mut clusters = Vec::with_capacity(merged.len() * 2);
     for ((namespace, service, port), endpoints) in merged {
         let endpoints: Vec<Endpoint> = endpoints.into_values().collect();
+        let (policy, orca_port) = options
+            .get(&(namespace.clone(), service.clone()))
+            .copied()
+            .unwrap_or_default();
         for name in [
             format!("{service}.{namespace}:{port}"),
             format!("{service}.{namespace}.{CLUSTER_DOMAIN}:{port}"),
@@ -80,11 +97,46 @@ pub fn clusters_from_slices<'a>(
                 name,
                 endpoints: endpoints.clone(),
                 source: source.to_string(),
+                policy,
+                orca_port,
             });
         }
     }
     clusters.sort_by(|a, b| a.name.cmp(&b.name));
     clusters
+}
+
+/// The policy and ORCA port a slice's labels ask for. An unknown value
+/// keeps the default and is logged, so a typo never drops a Service.
+fn balancing_options(slice: &EndpointSlice) -> (Policy, OrcaPort) {
+    let labels = slice.metadata.labels.as_ref();
+    let label = |key: &str| labels.and_then(|l| l.get(key)).map(String::as_str);
+    let policy = match label(POLICY_LABEL) {
+        None => Policy::default(),
+        Some(value) => Policy::parse(value).unwrap_or_else(|| {
+            tracing::warn!(
+                slice = slice.metadata.name.as_deref().unwrap_or(""),
+                value,
+                "unknown {POLICY_LABEL}; expected static, utilization or wrr; using utilization"
+            );
+            Policy::default()
+        }),
+    };
+    let orca_port = match label(ORCA_PORT_LABEL) {
+        None => OrcaPort::Same,
+        Some(value) => match value.parse::<u16>() {
+            Ok(port) if port > 0 => OrcaPort::Port(port),
+            _ => {
+                tracing::warn!(
+                    slice = slice.metadata.name.as_deref().unwrap_or(""),
+                    value,
+                    "invalid {ORCA_PORT_LABEL}; expected a port number; using the balanced port"
+                );
+                OrcaPort::Same
+            }
+        },
+    };
+    (policy, orca_port)
 }
 
 /// The slice's (namespace, Service name), if it belongs to a Service.

@@ -32,6 +32,6 @@ mod convert;
 mod options;
 mod watch;
 
-pub use convert::{SERVICE_NAME_LABEL, clusters_from_slices};
+pub use convert::{ORCA_PORT_LABEL, POLICY_LABEL, SERVICE_NAME_LABEL, clusters_from_slices};
 pub use options::{DEFAULT_LABEL_SELECTOR, KubeOptions, source_id};
 pub use watch::KubeSource;

@@ -1,0 +1,221 @@
+//! One cluster's weigher: its policy's state, slow-start ages, and the
+//! push decision.
+
+use std::collections::BTreeMap;
+use std::net::SocketAddr;
+use std::time::Instant;
+
+use super::{EndpointInput, UtilizationController, WeighConfig, WeightReason, render, wrr};
+use crate::registry::{MAX_WEIGHT, MIN_WEIGHT, Policy};
+
+/// A cluster's policy and everything it remembers between steps.
+#[derive(Debug, Clone)]
+pub struct ClusterWeigher {
+    policy: Policy,
+    config: WeighConfig,
+    controller: UtilizationController,
+    /// Steps each endpoint has been in the cluster, for slow start.
+    ages: BTreeMap<SocketAddr, u32>,
+}
+
+impl ClusterWeigher {
+    /// A weigher running `policy`.
+    pub fn new(policy: Policy, config: WeighConfig) -> Self {
+        Self {
+            policy,
+            controller: UtilizationController::new(config.controller.clone()),
+            config,
+            ages: BTreeMap::new(),
+        }
+    }
+
+    /// The policy it runs.
+    pub fn policy(&self) -> Policy {
+        self.policy
+    }
+
+    /// Weights and reasons for `inputs` at `now`, in their order. With
+    /// `advance`, this is a control step (reports are acted on, new
+    /// endpoints age); without, only membership changed.
+    pub fn weigh(
+        &mut self,
+        inputs: &[EndpointInput],
+        now: Instant,
+        advance: bool,
+    ) -> Vec<(u32, WeightReason)> {
+        let ages = self.sync_ages(inputs, advance);
+        let raw = match self.policy {
+            Policy::Static => return render::configured(inputs, WeightReason::Configured),
+            Policy::Utilization => self.controller.weigh(inputs, now, advance),
+            Policy::Wrr => wrr::weigh(
+                inputs,
+                now,
+                self.config.controller.expiry,
+                self.config.wrr_error_penalty,
+            ),
+        };
+        render::render(inputs, &raw, &ages, &self.config.controller)
+    }
+
+    /// Tells the policy which weights were pushed for `inputs` (they may
+    /// differ from what it computed: held back by the threshold, limited by
+    /// the per-push cap).
+    pub fn pushed(&mut self, inputs: &[EndpointInput], pushed: &[(u32, WeightReason)]) {
+        if self.policy == Policy::Utilization {
+            self.controller.pushed(inputs, pushed);
+        }
+    }
+
+    fn sync_ages(&mut self, inputs: &[EndpointInput], advance: bool) -> Vec<u32> {
+        // Endpoints present when the cluster is first seen need no
+        // protecting: nobody sends them traffic yet.
+        let initial = if self.ages.is_empty() {
+            self.config.controller.slow_start_steps
+        } else {
+            0
+        };
+        self.ages
+            .retain(|address, _| inputs.iter().any(|i| i.address == *address));
+        inputs
+            .iter()
+            .map(|input| {
+                let age = self.ages.entry(input.address).or_insert(initial);
+                if advance {
+                    *age = age.saturating_add(1);
+                }
+                *age
+            })
+            .collect()
+    }
+}
+
+/// The weights to push after a control step, if any: `candidate` when some
+/// weight moved from `published` by more than `threshold`, each weight
+/// limited to within `max_change` of its published value.
+pub fn next_push(
+    published: &[u32],
+    candidate: &[u32],
+    threshold: f64,
+    max_change: f64,
+) -> Option<Vec<u32>> {
+    if published.len() != candidate.len() {
+        return Some(candidate.to_vec());
+    }
+    if largest_change(published, candidate) <= threshold {
+        return None;
+    }
+    let limited = published
+        .iter()
+        .zip(candidate)
+        .map(|(&old, &new)| {
+            let old = f64::from(old);
+            let low = (old / (1.0 + max_change)).ceil();
+            let high = (old * (1.0 + max_change)).floor();
+            let limited = f64::from(new).clamp(low.min(high), high.max(low));
+            // Within [MIN_WEIGHT, MAX_WEIGHT] by the clamp.
+            limited.clamp(f64::from(MIN_WEIGHT), f64::from(MAX_WEIGHT)) as u32
+        })
+        .collect();
+    Some(limited)
+}
+
+/// The largest relative change from `old` to `new` weights of the same
+/// endpoints (1.0 when the endpoints differ).
+pub fn largest_change(old: &[u32], new: &[u32]) -> f64 {
+    if old.len() != new.len() {
+        return 1.0;
+    }
+    old.iter()
+        .zip(new)
+        .map(|(&o, &n)| (f64::from(n) - f64::from(o)).abs() / f64::from(o.max(1)))
+        .fold(0.0, f64::max)
+}
+
+#[cfg(test)]
+mod tests {
+    use std::time::Duration;
+
+    use super::*;
+    use crate::weigh::LoadReport;
+
+    fn inputs(reports: &[Option<f64>], at: Instant) -> Vec<EndpointInput> {
+        reports
+            .iter()
+            .enumerate()
+            .map(|(i, utilization)| EndpointInput {
+                address: SocketAddr::from(([10, 0, 0, 1], 8000 + i as u16)),
+                configured_weight: 1,
+                report: utilization.map(|utilization| LoadReport {
+                    utilization,
+                    rps: 100.0,
+                    eps: 0.0,
+                    at,
+                }),
+            })
+            .collect()
+    }
+
+    #[test]
+    fn static_ignores_load() {
+        let now = Instant::now();
+        let mut weigher = ClusterWeigher::new(Policy::Static, WeighConfig::default());
+        let out = weigher.weigh(&inputs(&[Some(0.9), Some(0.1)], now), now, true);
+        assert_eq!(out, vec![(1, WeightReason::Configured); 2]);
+    }
+
+    #[test]
+    fn a_hot_endpoint_loses_weight_and_a_stale_one_gets_the_mean() {
+        let start = Instant::now();
+        let mut weigher = ClusterWeigher::new(Policy::Utilization, WeighConfig::default());
+        let mut now = start;
+        let mut out = Vec::new();
+        for _ in 0..5 {
+            now += Duration::from_secs(1);
+            out = weigher.weigh(&inputs(&[Some(0.9), Some(0.3), Some(0.3)], now), now, true);
+        }
+        assert!(out[0].0 < out[1].0, "{out:?}");
+        assert_eq!(out[0].1, WeightReason::Feedback);
+        // The hot one's stream dies; after the expiry it gets the mean.
+        let reports = inputs(&[Some(0.9), Some(0.3), Some(0.3)], now);
+        let later = now + weigher.config.controller.expiry + Duration::from_secs(1);
+        let mut fresh = reports.clone();
+        for input in &mut fresh[1..] {
+            if let Some(report) = &mut input.report {
+                report.at = later;
+            }
+        }
+        let out = weigher.weigh(&fresh, later, true);
+        assert_eq!(out[0].1, WeightReason::Stale);
+        assert_eq!(out[0].0, out[1].0.midpoint(out[2].0));
+    }
+
+    #[test]
+    fn a_new_endpoint_slow_starts_but_a_cold_cluster_does_not() {
+        let now = Instant::now();
+        let mut weigher = ClusterWeigher::new(Policy::Wrr, WeighConfig::default());
+        let out = weigher.weigh(&inputs(&[Some(0.5), Some(0.5)], now), now, false);
+        assert_eq!(out, vec![(1000, WeightReason::Formula); 2]);
+        let out = weigher.weigh(&inputs(&[Some(0.5), Some(0.5), Some(0.5)], now), now, false);
+        assert_eq!(out[2].1, WeightReason::SlowStart);
+        assert!(out[2].0 < out[0].0 / 2, "{out:?}");
+    }
+
+    #[test]
+    fn a_push_needs_the_threshold_and_moves_at_most_the_cap() {
+        assert_eq!(next_push(&[1000, 1000], &[1040, 960], 0.05, 0.1), None);
+        assert_eq!(
+            next_push(&[1000, 1000], &[1500, 700], 0.05, 0.1),
+            Some(vec![1100, 910])
+        );
+        assert_eq!(
+            next_push(&[1000], &[1000, 250], 0.05, 0.1),
+            Some(vec![1000, 250])
+        );
+    }
+
+    #[test]
+    fn largest_change_is_relative() {
+        assert_eq!(largest_change(&[100, 200], &[100, 210]), 0.05);
+        assert_eq!(largest_change(&[100], &[100, 1]), 1.0);
+    }
+}

@@ -1,0 +1,166 @@
+//! The last part every load-driven policy shares: from raw per-endpoint
+//! weights to the integers clients get.
+//!
+//! 1. no fresh load anywhere in the cluster: the source's weights;
+//! 2. stale endpoints take the mean of the fed ones;
+//! 3. scale so the mean is `MEAN_WEIGHT` (resolution for integers);
+//! 4. bound the spread: nothing below `max / max_ratio`;
+//! 5. slow start: a new endpoint ramps from a fraction of the mean;
+//! 6. round and clamp into `[MIN_WEIGHT, MAX_WEIGHT]`.
+
+use super::{ControllerConfig, EndpointInput, WeightReason};
+use crate::registry::{MAX_WEIGHT, MIN_WEIGHT};
+
+/// The mean weight load-driven policies scale to.
+pub const MEAN_WEIGHT: f64 = 1000.0;
+
+/// The source's weights for `inputs`, clamped, all with `reason`.
+pub(super) fn configured(
+    inputs: &[EndpointInput],
+    reason: WeightReason,
+) -> Vec<(u32, WeightReason)> {
+    inputs
+        .iter()
+        .map(|input| {
+            (
+                input.configured_weight.clamp(MIN_WEIGHT, MAX_WEIGHT),
+                reason,
+            )
+        })
+        .collect()
+}
+
+/// Final weights for `inputs`. `raw[i]` is the policy's weight for
+/// endpoint `i` and why, or `None` when it has no fresh load; `ages[i]` is
+/// how many steps endpoint `i` has been in the cluster.
+pub(super) fn render(
+    inputs: &[EndpointInput],
+    raw: &[Option<(f64, WeightReason)>],
+    ages: &[u32],
+    config: &ControllerConfig,
+) -> Vec<(u32, WeightReason)> {
+    let fed: Vec<f64> = raw.iter().flatten().map(|(w, _)| *w).collect();
+    if fed.is_empty() {
+        return configured(inputs, WeightReason::NoReports);
+    }
+    let fed_mean = fed.iter().sum::<f64>() / fed.len() as f64;
+    let mut weights: Vec<(f64, WeightReason)> = raw
+        .iter()
+        .map(|entry| entry.unwrap_or((fed_mean, WeightReason::Stale)))
+        .map(|(w, reason)| {
+            (
+                if w.is_finite() && w > 0.0 {
+                    w
+                } else {
+                    fed_mean
+                },
+                reason,
+            )
+        })
+        .collect();
+    let mean = weights.iter().map(|(w, _)| w).sum::<f64>() / weights.len().max(1) as f64;
+    if mean > 0.0 {
+        for (w, _) in &mut weights {
+            *w *= MEAN_WEIGHT / mean;
+        }
+    }
+    let max = weights.iter().map(|(w, _)| *w).fold(0.0_f64, f64::max);
+    let floor = max / config.max_ratio.max(1.0);
+    for (w, reason) in &mut weights {
+        if *w < floor {
+            *w = floor;
+            *reason = WeightReason::Bounded;
+        }
+    }
+    weights
+        .into_iter()
+        .zip(ages)
+        .map(|((mut weight, mut reason), &age)| {
+            if config.slow_start_steps > 0 && age < config.slow_start_steps {
+                let progress = f64::from(age) / f64::from(config.slow_start_steps);
+                let start = MEAN_WEIGHT * config.slow_start_floor;
+                weight = start + (weight - start) * progress;
+                reason = WeightReason::SlowStart;
+            }
+            let integer = weight
+                .round()
+                .clamp(f64::from(MIN_WEIGHT), f64::from(MAX_WEIGHT));
+            // In range by the clamp above.
+            (integer as u32, reason)
+        })
+        .collect()
+}
+
+#[cfg(test)]
+mod tests {
+    use std::net::SocketAddr;
+
+    use super::*;
+
+    fn inputs(configured: &[u32]) -> Vec<EndpointInput> {
+        configured
+            .iter()
+            .enumerate()
+            .map(|(i, &w)| EndpointInput {
+                address: SocketAddr::from(([10, 0, 0, 1], 8000 + i as u16)),
+                configured_weight: w,
+                report: None,
+            })
+            .collect()
+    }
+
+    #[test]
+    fn no_fresh_load_keeps_the_configured_weights() {
+        let out = render(
+            &inputs(&[1, 2, 7]),
+            &[None, None, None],
+            &[9, 9, 9],
+            &ControllerConfig::default(),
+        );
+        assert_eq!(
+            out,
+            vec![
+                (1, WeightReason::NoReports),
+                (2, WeightReason::NoReports),
+                (7, WeightReason::NoReports)
+            ]
+        );
+    }
+
+    #[test]
+    fn stale_gets_the_mean_and_the_spread_is_bounded() {
+        let f = WeightReason::Feedback;
+        let out = render(
+            &inputs(&[1, 1, 1, 1]),
+            &[Some((100.0, f)), Some((300.0, f)), None, Some((1.0, f))],
+            &[9, 9, 9, 9],
+            &ControllerConfig::default(),
+        );
+        let weights: Vec<u32> = out.iter().map(|(w, _)| *w).collect();
+        let reasons: Vec<WeightReason> = out.iter().map(|(_, r)| *r).collect();
+        assert_eq!(
+            reasons,
+            vec![f, f, WeightReason::Stale, WeightReason::Bounded]
+        );
+        // Stale = mean of fed (133.7), bounded = max / 10.
+        assert!(weights[3].abs_diff(weights[1] / 10) <= 1, "{weights:?}");
+        assert!(weights[0] < weights[2] && weights[2] < weights[1]);
+    }
+
+    #[test]
+    fn a_new_endpoint_ramps_up() {
+        let f = WeightReason::Feedback;
+        let config = ControllerConfig::default();
+        let weight_at = |age: u32| {
+            render(
+                &inputs(&[1, 1]),
+                &[Some((1000.0, f)), Some((1000.0, f))],
+                &[9, age],
+                &config,
+            )[1]
+        };
+        assert_eq!(weight_at(0), (250, WeightReason::SlowStart));
+        assert!(weight_at(2).0 > 250 && weight_at(2).0 < 1000);
+        assert_eq!(weight_at(config.slow_start_steps), (1000, f));
+    }
+}
