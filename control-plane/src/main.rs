@@ -121,6 +121,7 @@ fn serve(args: ServeArgs) -> anyhow::Result<()> {
     let discovery = Discovery {
         file: args.source.config.is_some(),
         kube: args.source.kube.options(),
+        kube_client: None,
     };
     let config = ServeConfig {
         config: args.source.config.clone().unwrap_or_default(),

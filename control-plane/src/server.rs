@@ -24,6 +24,9 @@ use crate::telemetry::{Metrics, serve_metrics};
 use crate::weigh::{self, WeighConfig, Weighted};
 use crate::xds::{AdsServer, Clients, Limits};
 
+/// The ADS service name, as the readiness probe asks for it.
+pub const ADS_SERVICE: &str = "envoy.service.discovery.v3.AggregatedDiscoveryService";
+
 /// What `serve` needs.
 #[derive(Debug, Clone)]
 pub struct ServeConfig {
@@ -64,12 +67,15 @@ impl ServeConfig {
 }
 
 /// Which discovery sources run. `start` runs the file alone.
-#[derive(Debug, Clone)]
+#[derive(Clone)]
 pub struct Discovery {
     /// Serve the YAML file `ServeConfig::config` (ignored when `false`).
     pub file: bool,
     /// Watch the EndpointSlices of opted-in Kubernetes Services.
     pub kube: Option<KubeOptions>,
+    /// The Kubernetes client to watch with; `None`: the pod's service
+    /// account, else the kubeconfig.
+    pub kube_client: Option<kube::Client>,
 }
 
 impl Default for Discovery {
@@ -77,7 +83,18 @@ impl Default for Discovery {
         Self {
             file: true,
             kube: None,
+            kube_client: None,
         }
+    }
+}
+
+impl std::fmt::Debug for Discovery {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Discovery")
+            .field("file", &self.file)
+            .field("kube", &self.kube)
+            .field("kube_client", &self.kube_client.as_ref().map(|_| "custom"))
+            .finish()
     }
 }
 
@@ -172,8 +189,13 @@ pub async fn start_with(
     if let Some(options) = discovery.kube {
         // In-cluster service account, else the kubeconfig. The first list
         // arrives asynchronously; its errors show in the source status.
-        let client = kube::Client::try_default().await?;
+        let client = match discovery.kube_client {
+            Some(client) => client,
+            None => kube::Client::try_default().await?,
+        };
         let kube = KubeSource::new(client, options, sources.clone(), metrics.clone());
+        // ADS answers wait for its first complete list.
+        registry.expect(kube.id());
         tracing::info!(source = %kube.id(), "watching Kubernetes EndpointSlices");
         tokio::spawn(kube.run(updates_tx.clone()));
     }
@@ -222,12 +244,23 @@ pub async fn start_with(
     health_reporter
         .set_service_status("", tonic_health::ServingStatus::Serving)
         .await;
+    // ADS is ready (the readiness probe's service) once every source has
+    // listed once; until then its streams are held.
     health_reporter
-        .set_service_status(
-            "envoy.service.discovery.v3.AggregatedDiscoveryService",
-            tonic_health::ServingStatus::Serving,
-        )
+        .set_service_status(ADS_SERVICE, tonic_health::ServingStatus::NotServing)
         .await;
+    {
+        let mut snapshots = snapshots.clone();
+        let health_reporter = health_reporter.clone();
+        tokio::spawn(async move {
+            if snapshots.wait_for(|s| s.weighted.complete).await.is_ok() {
+                tracing::info!("every discovery source has listed: ADS ready");
+                health_reporter
+                    .set_service_status(ADS_SERVICE, tonic_health::ServingStatus::Serving)
+                    .await;
+            }
+        });
+    }
     health_reporter
         .set_service_status(
             "lookaside.admin.v1.Admin",

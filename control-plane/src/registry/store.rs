@@ -3,7 +3,9 @@
 //! Each source replaces its whole contribution at once; the writer merges all
 //! contributions and publishes an immutable `Registry` on a `watch` channel.
 //! When two sources name the same cluster, the source registered first wins
-//! and the clash is logged.
+//! and the clash is logged. A source announced with `expect` makes the
+//! registry incomplete until its first contribution arrives, so nothing
+//! downstream mistakes "not listed yet" for "deleted".
 
 use std::collections::BTreeMap;
 use std::sync::Arc;
@@ -20,13 +22,18 @@ pub type SourceId = String;
 pub struct Registry {
     /// Clusters by name.
     pub clusters: BTreeMap<String, Cluster>,
+    /// Whether every expected source has contributed at least once (its
+    /// first complete list). Until then, clients must not be told that a
+    /// cluster is gone.
+    pub complete: bool,
 }
 
 /// The one writer of the registry.
 #[derive(Debug)]
 pub struct RegistryWriter {
-    /// Contributions in registration order.
-    contributions: Vec<(SourceId, Vec<Cluster>)>,
+    /// Contributions in registration order; `None` for an expected source
+    /// that has not contributed yet.
+    contributions: Vec<(SourceId, Option<Vec<Cluster>>)>,
     tx: watch::Sender<Arc<Registry>>,
 }
 
@@ -45,13 +52,28 @@ impl RegistryWriter {
         self.tx.subscribe()
     }
 
+    /// Announces `source`: the registry stays incomplete until it
+    /// contributes. Registration order decides who wins a name clash.
+    pub fn expect(&mut self, source: &str) {
+        if !self.contributions.iter().any(|(id, _)| id == source) {
+            self.contributions.push((source.to_string(), None));
+        }
+        self.publish();
+    }
+
     /// Replaces everything `source` contributes and publishes the merge if it
     /// changed.
     pub fn replace(&mut self, source: &str, clusters: Vec<Cluster>) {
         match self.contributions.iter_mut().find(|(id, _)| id == source) {
-            Some((_, existing)) => *existing = clusters,
-            None => self.contributions.push((source.to_string(), clusters)),
+            Some((_, existing)) => *existing = Some(clusters),
+            None => self
+                .contributions
+                .push((source.to_string(), Some(clusters))),
         }
+        self.publish();
+    }
+
+    fn publish(&self) {
         let merged = self.merge();
         self.tx.send_if_modified(|current| {
             if **current == merged {
@@ -73,7 +95,7 @@ impl RegistryWriter {
     fn merge(&self) -> Registry {
         let mut clusters = BTreeMap::new();
         for (source, contributed) in &self.contributions {
-            for cluster in contributed {
+            for cluster in contributed.iter().flatten() {
                 if let Some(existing) = clusters.get(&cluster.name) {
                     let existing: &Cluster = existing;
                     tracing::warn!(
@@ -87,7 +109,10 @@ impl RegistryWriter {
                 clusters.insert(cluster.name.clone(), cluster.clone());
             }
         }
-        Registry { clusters }
+        Registry {
+            clusters,
+            complete: self.contributions.iter().all(|(_, c)| c.is_some()),
+        }
     }
 }
 
@@ -140,5 +165,17 @@ mod tests {
         rx.mark_unchanged();
         writer.replace("a", vec![cluster("greeter", "a", 1)]);
         assert!(!rx.has_changed().unwrap_or(true));
+    }
+
+    #[test]
+    fn an_expected_source_keeps_the_registry_incomplete_until_it_lists() {
+        let mut writer = RegistryWriter::new();
+        let rx = writer.subscribe();
+        writer.replace("file", vec![cluster("a", "file", 1)]);
+        writer.expect("kube");
+        assert!(!rx.borrow().complete);
+        assert_eq!(rx.borrow().clusters.len(), 1);
+        writer.replace("kube", vec![]);
+        assert!(rx.borrow().complete);
     }
 }

@@ -47,7 +47,10 @@ impl Weigher {
     pub fn on_registry(&mut self, registry: &Registry, now: Instant) -> &Weighted {
         self.clusters
             .retain(|name, _| registry.clusters.contains_key(name));
-        let mut next = Weighted::default();
+        let mut next = Weighted {
+            complete: registry.complete,
+            ..Weighted::default()
+        };
         for cluster in registry.clusters.values() {
             let weighted = self.weigh_cluster(cluster, now, false);
             next.clusters.insert(cluster.name.clone(), weighted);

@@ -11,6 +11,9 @@ use crate::registry::{Health, Locality};
 pub struct Weighted {
     /// Clusters by name.
     pub clusters: BTreeMap<String, WeightedCluster>,
+    /// Whether every discovery source has listed once (see
+    /// `Registry::complete`).
+    pub complete: bool,
 }
 
 /// A cluster with final weights.
@@ -48,7 +51,10 @@ pub struct WeightedEndpoint {
 /// Test fixture: clusters of `(name, [(port, weight)])` on 127.0.0.1.
 #[cfg(test)]
 pub(crate) fn weighted_for_test(clusters: &[(&str, &[(u16, u32)])]) -> std::sync::Arc<Weighted> {
-    let mut out = Weighted::default();
+    let mut out = Weighted {
+        complete: true,
+        ..Weighted::default()
+    };
     for (name, endpoints) in clusters {
         let endpoints = endpoints
             .iter()

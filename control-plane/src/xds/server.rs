@@ -215,6 +215,26 @@ async fn drive<P: Protocol>(
         shared.control_plane.clone(),
     ));
     debug!("stream opened");
+    // Until every discovery source has listed once, a state-of-the-world
+    // answer would tell the client that unlisted clusters are gone: hold
+    // the stream (its requests wait in HTTP/2 flow control) until then.
+    if !snapshots.borrow().weighted.complete {
+        debug!("waiting for the first complete list of every source");
+        tokio::select! {
+            ready = snapshots.wait_for(|s| s.weighted.complete) => {
+                if ready.is_err() {
+                    return;
+                }
+            }
+            _ = stopping.wait_for(|stop| *stop) => {
+                let _ = tx.try_send(Err(Box::new(Status::unavailable(
+                    "control plane shutting down; reconnect to another replica",
+                ))));
+                return;
+            }
+        }
+        snapshots.mark_unchanged();
+    }
     let end = loop {
         let wants = stream.wants_to_send();
         tokio::select! {

@@ -1,0 +1,149 @@
+//! The whole control plane on the file and Kubernetes sources, against the
+//! fake API server: until the first complete list of EndpointSlices (the
+//! file is read at once), ADS streams are
+//! held (a state-of-the-world answer would tell clients every cluster is
+//! gone) and the readiness service reports NOT_SERVING; after it, clients
+//! get the endpoints and the probe turns SERVING.
+
+#![allow(clippy::expect_used, clippy::unwrap_used)]
+
+mod fake_kube;
+
+use std::time::Duration;
+
+use fake_kube::FakeKube;
+use lookaside_control_plane::server::{ADS_SERVICE, Discovery, ServeConfig, start_with};
+use lookaside_control_plane::sources::kube::KubeOptions;
+use lookaside_proto::envoy::config::endpoint::v3::ClusterLoadAssignment;
+use lookaside_proto::envoy::service::discovery::v3::DiscoveryRequest;
+use lookaside_proto::envoy::service::discovery::v3::aggregated_discovery_service_client::AggregatedDiscoveryServiceClient;
+use prost::Message;
+use serde_json::json;
+use tokio_stream::wrappers::ReceiverStream;
+use tonic::transport::Channel;
+use tonic_health::pb::HealthCheckRequest;
+use tonic_health::pb::health_check_response::ServingStatus;
+use tonic_health::pb::health_client::HealthClient;
+
+const EDS: &str = "type.googleapis.com/envoy.config.endpoint.v3.ClusterLoadAssignment";
+const CDS: &str = "type.googleapis.com/envoy.config.cluster.v3.Cluster";
+
+fn greeter_slice(addresses: &[&str]) -> serde_json::Value {
+    let endpoints: Vec<_> = addresses
+        .iter()
+        .map(|a| json!({ "addresses": [a], "conditions": { "ready": true } }))
+        .collect();
+    json!({
+        "kind": "EndpointSlice",
+        "apiVersion": "discovery.k8s.io/v1",
+        "metadata": {
+            "name": "greeter-abc",
+            "namespace": "default",
+            "labels": {
+                "kubernetes.io/service-name": "greeter",
+                "lookaside.io/enabled": "true",
+                "lookaside.io/policy": "static",
+            },
+        },
+        "addressType": "IPv4",
+        "endpoints": endpoints,
+        "ports": [{ "name": "grpc", "port": 50051, "protocol": "TCP" }],
+    })
+}
+
+async fn readiness(channel: Channel) -> ServingStatus {
+    let response = HealthClient::new(channel)
+        .check(HealthCheckRequest {
+            service: ADS_SERVICE.into(),
+        })
+        .await
+        .expect("health check");
+    ServingStatus::try_from(response.into_inner().status).expect("status")
+}
+
+#[tokio::test]
+async fn ads_waits_for_the_first_complete_list() {
+    let kube = FakeKube::start().await;
+    kube.set_failing(true);
+    kube.apply(greeter_slice(&["10.1.0.1", "10.1.0.2"]));
+    // The file source lists at once; the Kubernetes one cannot yet.
+    let dir = tempfile::tempdir().expect("tempdir");
+    let config = dir.path().join("lookaside.yaml");
+    std::fs::write(
+        &config,
+        "clusters:\n  - name: from-file\n    endpoints: [{ address: 10.9.0.1:80 }]\n",
+    )
+    .expect("write config");
+    let running = start_with(
+        ServeConfig::local(config),
+        Discovery {
+            file: true,
+            kube: Some(KubeOptions {
+                namespace: Some("default".into()),
+                ..KubeOptions::default()
+            }),
+            kube_client: Some(kube.client()),
+        },
+        futures::future::pending(),
+    )
+    .await
+    .expect("control plane starts");
+    let channel = Channel::from_shared(format!("http://{}", running.xds_address))
+        .unwrap()
+        .connect()
+        .await
+        .expect("connects");
+    assert_eq!(readiness(channel.clone()).await, ServingStatus::NotServing);
+
+    let (requests, rx) = tokio::sync::mpsc::channel(4);
+    // A wildcard CDS request first: answered too early, it would be an
+    // empty list that deletes every cluster on the client.
+    for (type_url, names) in [(CDS, vec![]), (EDS, vec!["greeter.default:50051".into()])] {
+        requests
+            .send(DiscoveryRequest {
+                type_url: type_url.into(),
+                resource_names: names,
+                ..Default::default()
+            })
+            .await
+            .unwrap();
+    }
+    let mut responses = AggregatedDiscoveryServiceClient::new(channel.clone())
+        .stream_aggregated_resources(ReceiverStream::new(rx))
+        .await
+        .expect("stream opens")
+        .into_inner();
+    // The API server fails every list: no answer may come, not even an
+    // empty one.
+    let early = tokio::time::timeout(Duration::from_millis(500), responses.message()).await;
+    assert!(early.is_err(), "answered before the first list: {early:?}");
+
+    kube.set_failing(false);
+    let mut next = async || {
+        tokio::time::timeout(Duration::from_secs(15), responses.message())
+            .await
+            .expect("answered after the list")
+            .expect("stream ok")
+            .expect("a response")
+    };
+    let clusters = next().await;
+    assert_eq!(clusters.type_url, CDS);
+    // The file's cluster and both names of the one opted-in Service.
+    assert_eq!(clusters.resources.len(), 3);
+    let response = next().await;
+    assert_eq!(response.type_url, EDS);
+    let assignment =
+        ClusterLoadAssignment::decode(response.resources[0].value.as_slice()).expect("decodes");
+    let endpoints: usize = assignment
+        .endpoints
+        .iter()
+        .map(|l| l.lb_endpoints.len())
+        .sum();
+    assert_eq!(endpoints, 2);
+    let deadline = tokio::time::Instant::now() + Duration::from_secs(5);
+    while readiness(channel.clone()).await != ServingStatus::Serving {
+        assert!(tokio::time::Instant::now() < deadline, "never ready");
+        tokio::time::sleep(Duration::from_millis(20)).await;
+    }
+    drop(requests);
+}
