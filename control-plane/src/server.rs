@@ -14,7 +14,7 @@ use tokio::sync::{mpsc, watch};
 use tokio_stream::wrappers::TcpListenerStream;
 
 use crate::admin::{AdminService, CsdsService};
-use crate::load::{self, CollectorConfig, LoadTable};
+use crate::load::{self, CollectorConfig, LoadTable, LrsService};
 use crate::registry::RegistryWriter;
 use crate::snapshot::{self, Snapshot};
 use crate::sources::SourceStatus;
@@ -211,6 +211,7 @@ pub async fn start_with(
         config.load.clone(),
         metrics.clone(),
     ));
+    let registry_for_lrs = registry_rx.clone();
     let weighted = weigh::run(
         registry_rx,
         loads.clone(),
@@ -239,6 +240,11 @@ pub async fn start_with(
         loads.clone(),
     );
     let csds = CsdsService::new(snapshots.clone(), clients.clone());
+    let lrs = LrsService::new(
+        loads.clients().clone(),
+        registry_for_lrs,
+        config.load.lrs_interval,
+    );
 
     let (health_reporter, health) = tonic_health::server::health_reporter();
     health_reporter
@@ -275,6 +281,7 @@ pub async fn start_with(
         .with_service_name("envoy.service.discovery.v3.AggregatedDiscoveryService")
         .with_service_name("lookaside.admin.v1.Admin")
         .with_service_name("envoy.service.status.v3.ClientStatusDiscoveryService")
+        .with_service_name("envoy.service.load_stats.v3.LoadReportingService")
         .with_service_name("grpc.health.v1.Health")
         .with_service_name("grpc.reflection.v1.ServerReflection")
         .build_v1()?;
@@ -285,6 +292,7 @@ pub async fn start_with(
         .with_service_name("envoy.service.discovery.v3.AggregatedDiscoveryService")
         .with_service_name("lookaside.admin.v1.Admin")
         .with_service_name("envoy.service.status.v3.ClientStatusDiscoveryService")
+        .with_service_name("envoy.service.load_stats.v3.LoadReportingService")
         .with_service_name("grpc.health.v1.Health")
         .with_service_name("grpc.reflection.v1alpha.ServerReflection")
         .build_v1alpha()?;
@@ -325,6 +333,7 @@ pub async fn start_with(
         .add_service(ads)
         .add_service(admin.into_server())
         .add_service(csds.into_server())
+        .add_service(lrs.into_server())
         .add_service(health)
         .add_service(reflection_v1)
         .add_service(reflection_v1alpha);

@@ -47,17 +47,28 @@ pub(super) fn cluster(
                 weight_reason: endpoint.reason.as_str().to_string(),
                 load: endpoint
                     .load_address
-                    .map(|address| load(address, loads, now)),
+                    .map(|address| load(address, endpoint.address, loads, now)),
             })
             .collect(),
     }
 }
 
-fn load(address: std::net::SocketAddr, loads: &LoadTable, now: Instant) -> pb::EndpointLoad {
+fn load(
+    address: std::net::SocketAddr,
+    endpoint: std::net::SocketAddr,
+    loads: &LoadTable,
+    now: Instant,
+) -> pb::EndpointLoad {
     let mut out = pb::EndpointLoad {
         orca_address: address.to_string(),
         ..Default::default()
     };
+    if let Some(clients) = loads.clients().get(&endpoint, now) {
+        out.client_rps = clients.rps;
+        out.client_eps = clients.eps;
+        out.client_in_progress = clients.in_progress;
+        out.client_reporters = u32::try_from(clients.reporters).unwrap_or(u32::MAX);
+    }
     let Some(load) = loads.get(&address) else {
         return out;
     };

@@ -61,6 +61,9 @@ pub struct LoadArgs {
     /// get the mean weight and are reported in metrics.
     #[arg(long, env = "LOOKASIDE_ORCA_MAX_STREAMS", default_value_t = 10_000)]
     pub orca_max_streams: usize,
+    /// How often clients that speak LRS are asked to report, in milliseconds.
+    #[arg(long, env = "LOOKASIDE_LRS_INTERVAL_MS", default_value_t = 2000)]
+    pub lrs_interval_ms: u64,
 }
 
 impl LoadArgs {
@@ -72,6 +75,7 @@ impl LoadArgs {
                 ..OrcaStreamConfig::default()
             },
             max_streams: self.orca_max_streams,
+            lrs_interval: Duration::from_millis(self.lrs_interval_ms.max(100)),
         }
     }
 }

@@ -8,6 +8,7 @@
 use std::collections::{BTreeSet, HashMap};
 use std::net::SocketAddr;
 use std::sync::Arc;
+use std::time::Duration;
 
 use tokio::sync::watch;
 use tokio::task::AbortHandle;
@@ -24,6 +25,8 @@ pub struct CollectorConfig {
     /// The most ORCA streams this replica keeps open. Endpoints beyond it
     /// (in address order) are marked over the cap and get the mean weight.
     pub max_streams: usize,
+    /// How often LRS clients are asked to report.
+    pub lrs_interval: Duration,
 }
 
 impl Default for CollectorConfig {
@@ -31,6 +34,7 @@ impl Default for CollectorConfig {
         Self {
             stream: OrcaStreamConfig::default(),
             max_streams: 10_000,
+            lrs_interval: Duration::from_secs(2),
         }
     }
 }

@@ -1,13 +1,13 @@
 //! The latest validated load of every endpoint: written by the ORCA streams
 //! (each writes only its own endpoint) and the collector, read by the weigh
-//! stage and the admin API.
+//! stage and the admin API. It also holds the clients' LRS view.
 
 use std::net::SocketAddr;
 use std::sync::Arc;
 
 use dashmap::DashMap;
 
-use super::{Rejection, Verdict};
+use super::{ClientLoads, Rejection, Verdict};
 use crate::telemetry::Metrics;
 use crate::weigh::LoadReport;
 
@@ -35,6 +35,7 @@ pub struct EndpointLoad {
 #[derive(Debug, Clone, Default)]
 pub struct LoadTable {
     endpoints: Arc<DashMap<SocketAddr, EndpointLoad>>,
+    clients: ClientLoads,
     metrics: Option<Arc<Metrics>>,
 }
 
@@ -43,8 +44,15 @@ impl LoadTable {
     pub fn with_metrics(metrics: Arc<Metrics>) -> Self {
         Self {
             endpoints: Arc::default(),
+            clients: ClientLoads::default(),
             metrics: Some(metrics),
         }
+    }
+
+    /// What clients report of each endpoint (LRS), keyed by the address
+    /// they call.
+    pub fn clients(&self) -> &ClientLoads {
+        &self.clients
     }
 
     /// The load of `address`, if it is watched.

@@ -145,6 +145,7 @@ mod tests {
             .map(|(i, utilization)| EndpointInput {
                 address: SocketAddr::from(([10, 0, 0, 1], 8000 + i as u16)),
                 configured_weight: 1,
+                client_errors: None,
                 report: utilization.map(|utilization| LoadReport {
                     utilization,
                     rps: 100.0,
@@ -211,6 +212,21 @@ mod tests {
             next_push(&[1000], &[1000, 250], 0.05, 0.1),
             Some(vec![1000, 250])
         );
+    }
+
+    #[test]
+    fn errors_only_clients_see_cost_weight() {
+        let start = Instant::now();
+        let mut weigher = ClusterWeigher::new(Policy::Utilization, WeighConfig::default());
+        let mut now = start;
+        let mut out = Vec::new();
+        for _ in 0..5 {
+            now += Duration::from_secs(1);
+            let mut reports = inputs(&[Some(0.5), Some(0.5)], now);
+            reports[0].client_errors = Some(0.5);
+            out = weigher.weigh(&reports, now, true);
+        }
+        assert!(out[0].0 < out[1].0, "{out:?}");
     }
 
     #[test]

@@ -5,8 +5,10 @@
 //! Each step, for every endpoint with a fresh report:
 //!
 //! 1. smooth its utilization (EWMA) so one noisy report cannot swing it;
-//! 2. charge errors: `load = utilization + error_penalty * eps / rps`, so an
-//!    endpoint that fails fast looks busy instead of attracting traffic;
+//! 2. charge errors: `load = utilization + error_penalty * errors`, where
+//!    `errors` is the failed fraction of calls (the worse of the server's
+//!    ORCA and the clients' LRS view), so an endpoint that fails fast looks
+//!    busy instead of attracting traffic;
 //! 3. move its weight multiplicatively toward equal load:
 //!    `w *= (mean_load / load) ^ gain`, with the change capped per step;
 //! 4. keep the state scaled to a mean of `MEAN_WEIGHT` and bounded by
@@ -61,10 +63,9 @@ impl UtilizationController {
         let loads: Vec<Option<f64>> = inputs
             .iter()
             .map(|input| {
-                input.fresh_report(now, self.config.expiry).map(|r| {
-                    let errors = if r.rps > 0.0 { r.eps / r.rps } else { 0.0 };
-                    r.utilization + self.config.error_penalty * errors.min(1.0)
-                })
+                input
+                    .fresh_report(now, self.config.expiry)
+                    .map(|r| r.utilization + self.config.error_penalty * input.error_ratio(&r))
             })
             .collect();
         if advance {

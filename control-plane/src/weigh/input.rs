@@ -14,9 +14,25 @@ pub struct EndpointInput {
     pub configured_weight: u32,
     /// Its latest validated report, fresh or not.
     pub report: Option<LoadReport>,
+    /// The fraction of calls that clients saw fail (LRS), if they report.
+    pub client_errors: Option<f64>,
 }
 
 impl EndpointInput {
+    /// The fraction of calls that failed: the worse of what the server
+    /// reported and what clients saw (a server cannot count the calls that
+    /// never reached it).
+    pub fn error_ratio(&self, report: &LoadReport) -> f64 {
+        let server = if report.rps > 0.0 {
+            report.eps / report.rps
+        } else {
+            0.0
+        };
+        server
+            .max(self.client_errors.unwrap_or(0.0))
+            .clamp(0.0, 1.0)
+    }
+
     /// The report, if it is younger than `expiry` at `now`.
     pub fn fresh_report(&self, now: Instant, expiry: std::time::Duration) -> Option<LoadReport> {
         self.report

@@ -104,6 +104,7 @@ mod tests {
             .map(|(i, &w)| EndpointInput {
                 address: SocketAddr::from(([10, 0, 0, 1], 8000 + i as u16)),
                 configured_weight: w,
+                client_errors: None,
                 report: None,
             })
             .collect()

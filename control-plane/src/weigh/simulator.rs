@@ -118,6 +118,7 @@ impl Simulator {
             reports.push(EndpointInput {
                 address: address(index),
                 configured_weight: 1,
+                client_errors: None,
                 report: Some(LoadReport {
                     utilization: (true_utilization * noise).max(0.0),
                     rps,

@@ -98,7 +98,7 @@ impl Weigher {
             for (endpoint, weight) in candidate.endpoints.iter_mut().zip(limited) {
                 endpoint.weight = weight;
             }
-            let inputs = self.inputs(cluster);
+            let inputs = self.inputs(cluster, now);
             let weights: Vec<(u32, WeightReason)> = candidate
                 .endpoints
                 .iter()
@@ -123,7 +123,7 @@ impl Weigher {
         &self.published
     }
 
-    fn inputs(&self, cluster: &Cluster) -> Vec<EndpointInput> {
+    fn inputs(&self, cluster: &Cluster, now: Instant) -> Vec<EndpointInput> {
         let load_driven = cluster.policy.needs_load();
         cluster
             .endpoints
@@ -131,6 +131,14 @@ impl Weigher {
             .map(|endpoint| EndpointInput {
                 address: endpoint.address,
                 configured_weight: endpoint.weight,
+                client_errors: if load_driven {
+                    self.loads
+                        .clients()
+                        .get(&endpoint.address, now)
+                        .and_then(|c| c.error_ratio())
+                } else {
+                    None
+                },
                 report: if load_driven {
                     self.loads
                         .report(&cluster.orca_port.address_of(endpoint.address))
@@ -142,7 +150,7 @@ impl Weigher {
     }
 
     fn weigh_cluster(&mut self, cluster: &Cluster, now: Instant, advance: bool) -> WeightedCluster {
-        let inputs = self.inputs(cluster);
+        let inputs = self.inputs(cluster, now);
         let config = &self.config;
         let (weigher, _) = self
             .clusters

@@ -26,7 +26,7 @@ pub(super) fn weigh(
             if report.rps <= 0.0 || report.utilization <= 0.0 {
                 return None;
             }
-            let load = report.utilization + report.eps / report.rps * error_penalty;
+            let load = report.utilization + input.error_ratio(&report) * error_penalty;
             Some((report.rps / load, WeightReason::Formula))
         })
         .collect()
@@ -43,6 +43,7 @@ mod tests {
         EndpointInput {
             address: SocketAddr::from(([10, 0, 0, 1], 1)),
             configured_weight: 1,
+            client_errors: None,
             report: Some(LoadReport {
                 utilization,
                 rps,

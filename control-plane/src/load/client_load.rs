@@ -1,0 +1,140 @@
+//! What clients saw of each endpoint, from their LRS reports: requests and
+//! errors per second summed over every reporting client.
+//!
+//! Owns: per-endpoint, per-client samples and their aggregation.
+//! Must never: grow without bound; a client's samples go with its stream,
+//! and a sample older than `STALE_AFTER` report intervals is ignored.
+
+use std::collections::BTreeMap;
+use std::net::SocketAddr;
+use std::sync::Arc;
+use std::time::{Duration, Instant};
+
+use dashmap::DashMap;
+
+/// A sample older than this many of its own intervals no longer counts.
+const STALE_AFTER: u32 = 3;
+
+/// One client's report about one endpoint over one interval.
+#[derive(Debug, Clone, Copy, PartialEq)]
+pub struct ClientSample {
+    /// Calls that finished (successfully or not) in the interval.
+    pub finished: u64,
+    /// Calls that failed in the interval.
+    pub errors: u64,
+    /// Calls in flight at the end of the interval.
+    pub in_progress: u64,
+    /// Length of the interval.
+    pub interval: Duration,
+    /// When the report arrived.
+    pub at: Instant,
+}
+
+/// Clients' view of one endpoint, summed over every fresh sample.
+#[derive(Debug, Clone, Copy, Default, PartialEq)]
+pub struct ClientLoad {
+    /// Calls per second clients finished on it.
+    pub rps: f64,
+    /// Failed calls per second clients saw.
+    pub eps: f64,
+    /// Calls in flight.
+    pub in_progress: u64,
+    /// How many clients reported on it.
+    pub reporters: usize,
+    /// When the newest sample arrived.
+    pub at: Option<Instant>,
+}
+
+impl ClientLoad {
+    /// The fraction of calls that failed, if any finished.
+    pub fn error_ratio(&self) -> Option<f64> {
+        (self.rps > 0.0).then(|| (self.eps / self.rps).clamp(0.0, 1.0))
+    }
+}
+
+/// Every endpoint's client samples, by LRS stream. Cheap to clone.
+#[derive(Debug, Clone, Default)]
+pub struct ClientLoads {
+    endpoints: Arc<DashMap<SocketAddr, BTreeMap<u64, ClientSample>>>,
+}
+
+impl ClientLoads {
+    /// Records stream `stream`'s latest sample for `address`.
+    pub fn record(&self, address: SocketAddr, stream: u64, sample: ClientSample) {
+        self.endpoints
+            .entry(address)
+            .or_default()
+            .insert(stream, sample);
+    }
+
+    /// Forgets everything stream `stream` reported (it ended).
+    pub fn forget_stream(&self, stream: u64) {
+        self.endpoints.retain(|_, samples| {
+            samples.remove(&stream);
+            !samples.is_empty()
+        });
+    }
+
+    /// The clients' view of `address` at `now`, if any fresh sample exists.
+    pub fn get(&self, address: &SocketAddr, now: Instant) -> Option<ClientLoad> {
+        let samples = self.endpoints.get(address)?;
+        let mut load = ClientLoad::default();
+        for sample in samples.values() {
+            let seconds = sample.interval.as_secs_f64();
+            if seconds <= 0.0
+                || now.saturating_duration_since(sample.at) > sample.interval * STALE_AFTER
+            {
+                continue;
+            }
+            load.rps += sample.finished as f64 / seconds;
+            load.eps += sample.errors as f64 / seconds;
+            load.in_progress += sample.in_progress;
+            load.reporters += 1;
+            load.at = load.at.max(Some(sample.at));
+        }
+        (load.reporters > 0).then_some(load)
+    }
+
+    /// Number of endpoints with samples.
+    pub fn len(&self) -> usize {
+        self.endpoints.len()
+    }
+
+    /// Whether no endpoint has samples.
+    pub fn is_empty(&self) -> bool {
+        self.endpoints.is_empty()
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn sample(finished: u64, errors: u64, at: Instant) -> ClientSample {
+        ClientSample {
+            finished,
+            errors,
+            in_progress: 1,
+            interval: Duration::from_secs(2),
+            at,
+        }
+    }
+
+    #[test]
+    fn clients_add_up_and_stale_or_gone_ones_do_not_count() {
+        let loads = ClientLoads::default();
+        let address = SocketAddr::from(([10, 0, 0, 1], 80));
+        let start = Instant::now();
+        loads.record(address, 1, sample(200, 20, start));
+        loads.record(address, 2, sample(100, 0, start));
+        let load = loads.get(&address, start).unwrap_or_default();
+        assert_eq!((load.rps, load.eps, load.reporters), (150.0, 10.0, 2));
+        assert_eq!(load.error_ratio(), Some(10.0 / 150.0));
+        // Stream 1 ends; stream 2 goes quiet past three intervals.
+        loads.forget_stream(1);
+        assert_eq!(loads.get(&address, start).map(|l| l.rps), Some(50.0));
+        assert_eq!(loads.get(&address, start + Duration::from_secs(7)), None);
+        loads.forget_stream(2);
+        assert!(loads.is_empty());
+    }
+}

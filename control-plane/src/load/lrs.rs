@@ -1,0 +1,295 @@
+//! LRS (`envoy.service.load_stats.v3.LoadReportingService`): clients (Envoy
+//! with `load_stats_config`, gRPC with a Cluster's `lrs_server`) report what
+//! they saw of each endpoint. A secondary signal: it shows client-observed
+//! rates and errors in the admin API, and errors seen only by clients
+//! (connection failures, deadlines) cost an endpoint weight.
+//!
+//! The server asks for every cluster (`send_all_clusters`, and the names for
+//! clients without that feature), at endpoint granularity. An endpoint is
+//! found by its upstream endpoint address or, for clients that report per
+//! locality only, by the locality's `sub_zone`, which Lookaside sets to the
+//! endpoint's address.
+//!
+//! Owns: the LRS streams and what they report. Must never: trust a report
+//! beyond its own interval, or keep a stream's samples after it ends.
+
+use std::net::SocketAddr;
+use std::pin::Pin;
+use std::sync::Arc;
+use std::sync::atomic::{AtomicU64, Ordering};
+use std::time::{Duration, Instant};
+
+use futures::Stream;
+use lookaside_proto::envoy::config::core::v3::address::Address as AddressKind;
+use lookaside_proto::envoy::config::core::v3::socket_address::PortSpecifier;
+use lookaside_proto::envoy::config::core::v3::{Address, Locality};
+use lookaside_proto::envoy::config::endpoint::v3::ClusterStats;
+use lookaside_proto::envoy::service::load_stats::v3::load_reporting_service_server::{
+    LoadReportingService, LoadReportingServiceServer,
+};
+use lookaside_proto::envoy::service::load_stats::v3::{LoadStatsRequest, LoadStatsResponse};
+use tokio::sync::{mpsc, watch};
+use tonic::{Request, Response, Status, Streaming};
+
+use super::{ClientLoads, ClientSample};
+use crate::registry::Registry;
+
+/// The longest interval a client may ask us to trust.
+const MAX_INTERVAL: Duration = Duration::from_secs(300);
+
+type Responses = Pin<Box<dyn Stream<Item = Result<LoadStatsResponse, Status>> + Send>>;
+
+/// Serves LRS into a `ClientLoads`.
+#[derive(Debug, Clone)]
+pub struct LrsService {
+    loads: ClientLoads,
+    registry: watch::Receiver<Arc<Registry>>,
+    interval: Duration,
+    next_stream: Arc<AtomicU64>,
+}
+
+impl LrsService {
+    /// A service asking clients to report every `interval`.
+    pub fn new(
+        loads: ClientLoads,
+        registry: watch::Receiver<Arc<Registry>>,
+        interval: Duration,
+    ) -> Self {
+        Self {
+            loads,
+            registry,
+            interval,
+            next_stream: Arc::default(),
+        }
+    }
+
+    /// The server to add to a tonic router.
+    pub fn into_server(self) -> LoadReportingServiceServer<Self> {
+        LoadReportingServiceServer::new(self)
+    }
+
+    fn response(&self, registry: &Registry) -> LoadStatsResponse {
+        LoadStatsResponse {
+            clusters: registry.clusters.keys().cloned().collect(),
+            send_all_clusters: true,
+            load_reporting_interval: Some(lookaside_proto::google::protobuf::Duration {
+                seconds: i64::try_from(self.interval.as_secs()).unwrap_or(i64::MAX),
+                nanos: i32::try_from(self.interval.subsec_nanos()).unwrap_or(0),
+            }),
+            report_endpoint_granularity: true,
+        }
+    }
+}
+
+#[tonic::async_trait]
+impl LoadReportingService for LrsService {
+    type StreamLoadStatsStream = Responses;
+
+    async fn stream_load_stats(
+        &self,
+        request: Request<Streaming<LoadStatsRequest>>,
+    ) -> Result<Response<Responses>, Status> {
+        let mut inbound = request.into_inner();
+        let stream = self.next_stream.fetch_add(1, Ordering::Relaxed);
+        let service = self.clone();
+        let (tx, rx) = mpsc::channel::<Result<LoadStatsResponse, Status>>(1);
+        tokio::spawn(async move {
+            let mut registry = service.registry.clone();
+            let mut answered = false;
+            loop {
+                tokio::select! {
+                    message = inbound.message() => match message {
+                        Ok(Some(report)) => {
+                            record(&service.loads, stream, &report.cluster_stats, Instant::now());
+                            if !answered {
+                                answered = true;
+                                let response = service.response(&registry.borrow_and_update());
+                                if tx.send(Ok(response)).await.is_err() {
+                                    break;
+                                }
+                            }
+                        }
+                        Ok(None) | Err(_) => break,
+                    },
+                    changed = registry.changed(), if answered => {
+                        if changed.is_err() {
+                            break;
+                        }
+                        // New clusters: ask for them too.
+                        let response = service.response(&registry.borrow_and_update());
+                        if tx.send(Ok(response)).await.is_err() {
+                            break;
+                        }
+                    }
+                }
+            }
+            service.loads.forget_stream(stream);
+        });
+        Ok(Response::new(Box::pin(
+            tokio_stream::wrappers::ReceiverStream::new(rx),
+        )))
+    }
+}
+
+/// Records one report's per-endpoint samples.
+fn record(loads: &ClientLoads, stream: u64, clusters: &[ClusterStats], at: Instant) {
+    for cluster in clusters {
+        let Some(interval) = cluster
+            .load_report_interval
+            .as_ref()
+            .and_then(|d| {
+                Duration::try_from(prost_types::Duration {
+                    seconds: d.seconds,
+                    nanos: d.nanos,
+                })
+                .ok()
+            })
+            .filter(|i| !i.is_zero() && *i <= MAX_INTERVAL)
+        else {
+            continue;
+        };
+        for locality in &cluster.upstream_locality_stats {
+            let mut by_endpoint = false;
+            for endpoint in &locality.upstream_endpoint_stats {
+                if let Some(address) = endpoint.address.as_ref().and_then(socket_address) {
+                    by_endpoint = true;
+                    loads.record(
+                        address,
+                        stream,
+                        ClientSample {
+                            finished: endpoint
+                                .total_successful_requests
+                                .saturating_add(endpoint.total_error_requests),
+                            errors: endpoint.total_error_requests,
+                            in_progress: endpoint.total_requests_in_progress,
+                            interval,
+                            at,
+                        },
+                    );
+                }
+            }
+            if by_endpoint {
+                continue;
+            }
+            if let Some(address) = locality.locality.as_ref().and_then(sub_zone_address) {
+                loads.record(
+                    address,
+                    stream,
+                    ClientSample {
+                        finished: locality
+                            .total_successful_requests
+                            .saturating_add(locality.total_error_requests),
+                        errors: locality.total_error_requests,
+                        in_progress: locality.total_requests_in_progress,
+                        interval,
+                        at,
+                    },
+                );
+            }
+        }
+    }
+}
+
+fn socket_address(address: &Address) -> Option<SocketAddr> {
+    let Some(AddressKind::SocketAddress(socket)) = &address.address else {
+        return None;
+    };
+    let Some(PortSpecifier::PortValue(port)) = socket.port_specifier else {
+        return None;
+    };
+    let ip = socket.address.parse().ok()?;
+    Some(SocketAddr::new(ip, u16::try_from(port).ok()?))
+}
+
+fn sub_zone_address(locality: &Locality) -> Option<SocketAddr> {
+    locality.sub_zone.parse().ok()
+}
+
+#[cfg(test)]
+mod tests {
+    use lookaside_proto::envoy::config::core::v3::SocketAddress;
+    use lookaside_proto::envoy::config::endpoint::v3::{
+        UpstreamEndpointStats, UpstreamLocalityStats,
+    };
+    use lookaside_proto::google::protobuf::Duration as PbDuration;
+
+    use super::*;
+
+    fn interval() -> Option<PbDuration> {
+        Some(PbDuration {
+            seconds: 2,
+            nanos: 0,
+        })
+    }
+
+    #[test]
+    fn endpoints_are_found_by_address_or_by_sub_zone() {
+        let loads = ClientLoads::default();
+        let endpoint = UpstreamEndpointStats {
+            address: Some(Address {
+                address: Some(AddressKind::SocketAddress(SocketAddress {
+                    address: "10.0.0.1".into(),
+                    port_specifier: Some(PortSpecifier::PortValue(80)),
+                    ..Default::default()
+                })),
+            }),
+            total_successful_requests: 90,
+            total_error_requests: 10,
+            ..Default::default()
+        };
+        let stats = vec![ClusterStats {
+            cluster_name: "greeter".into(),
+            load_report_interval: interval(),
+            upstream_locality_stats: vec![
+                UpstreamLocalityStats {
+                    upstream_endpoint_stats: vec![endpoint],
+                    ..Default::default()
+                },
+                UpstreamLocalityStats {
+                    locality: Some(Locality {
+                        sub_zone: "10.0.0.2:80".into(),
+                        ..Default::default()
+                    }),
+                    total_successful_requests: 40,
+                    ..Default::default()
+                },
+                // Not one of ours: ignored.
+                UpstreamLocalityStats {
+                    locality: Some(Locality {
+                        sub_zone: "rack-7".into(),
+                        ..Default::default()
+                    }),
+                    total_successful_requests: 40,
+                    ..Default::default()
+                },
+            ],
+            ..Default::default()
+        }];
+        let now = Instant::now();
+        record(&loads, 7, &stats, now);
+        let first = loads.get(&SocketAddr::from(([10, 0, 0, 1], 80)), now);
+        assert_eq!(first.map(|l| (l.rps, l.eps)), Some((50.0, 5.0)));
+        let second = loads.get(&SocketAddr::from(([10, 0, 0, 2], 80)), now);
+        assert_eq!(second.map(|l| l.rps), Some(20.0));
+        assert_eq!(loads.len(), 2);
+    }
+
+    #[test]
+    fn a_report_without_a_sane_interval_is_ignored() {
+        let loads = ClientLoads::default();
+        let stats = vec![ClusterStats {
+            load_report_interval: None,
+            upstream_locality_stats: vec![UpstreamLocalityStats {
+                locality: Some(Locality {
+                    sub_zone: "10.0.0.2:80".into(),
+                    ..Default::default()
+                }),
+                total_successful_requests: 40,
+                ..Default::default()
+            }],
+            ..Default::default()
+        }];
+        record(&loads, 1, &stats, Instant::now());
+        assert!(loads.is_empty());
+    }
+}
