@@ -26,6 +26,8 @@ mod server;
 mod sotw;
 mod stream;
 mod subscription;
+#[cfg(test)]
+mod subscription_props;
 
 pub use acks::{Acks, Nack};
 pub use clients::{ClientView, Clients, TypeView};
