@@ -90,8 +90,10 @@ impl ClusterWeigher {
 }
 
 /// The weights to push after a control step, if any: `candidate` when some
-/// weight moved from `published` by more than `threshold`, each weight
-/// limited to within `max_change` of its published value.
+/// endpoint's share moved from `published` by more than `threshold`, each
+/// share limited to within `max_change` of its published value. Shares,
+/// not raw weights, are compared: the scale of weights is arbitrary (a
+/// source's 1/2/7 and a policy's 1000-based weights say the same thing).
 pub fn next_push(
     published: &[u32],
     candidate: &[u32],
@@ -104,30 +106,66 @@ pub fn next_push(
     if largest_change(published, candidate) <= threshold {
         return None;
     }
-    let limited = published
+    // In share space: clamp each share to the band around its published
+    // share, renormalize, repeat (renormalizing can push a share back out).
+    let old_total: f64 = published.iter().map(|&w| f64::from(w)).sum();
+    let new_total: f64 = candidate.iter().map(|&w| f64::from(w)).sum();
+    if old_total <= 0.0 || new_total <= 0.0 {
+        return Some(candidate.to_vec());
+    }
+    let old_shares: Vec<f64> = published
         .iter()
-        .zip(candidate)
-        .map(|(&old, &new)| {
-            let old = f64::from(old);
-            let low = (old / (1.0 + max_change)).ceil();
-            let high = (old * (1.0 + max_change)).floor();
-            let limited = f64::from(new).clamp(low.min(high), high.max(low));
+        .map(|&w| f64::from(w) / old_total)
+        .collect();
+    let mut shares: Vec<f64> = candidate
+        .iter()
+        .map(|&w| f64::from(w) / new_total)
+        .collect();
+    for _ in 0..8 {
+        for (share, old) in shares.iter_mut().zip(&old_shares) {
+            *share = share.clamp(old / (1.0 + max_change), old * (1.0 + max_change));
+        }
+        let total: f64 = shares.iter().sum();
+        for share in &mut shares {
+            *share /= total;
+        }
+    }
+    let limited = shares
+        .iter()
+        .map(|share| {
             // Within [MIN_WEIGHT, MAX_WEIGHT] by the clamp.
-            limited.clamp(f64::from(MIN_WEIGHT), f64::from(MAX_WEIGHT)) as u32
+            (share * new_total)
+                .round()
+                .clamp(f64::from(MIN_WEIGHT), f64::from(MAX_WEIGHT)) as u32
         })
         .collect();
     Some(limited)
 }
 
-/// The largest relative change from `old` to `new` weights of the same
-/// endpoints (1.0 when the endpoints differ).
+/// The factor that brings `old` weights to the scale of `new`.
+fn scale(old: &[u32], new: &[u32]) -> f64 {
+    let old_total: f64 = old.iter().map(|&w| f64::from(w)).sum();
+    let new_total: f64 = new.iter().map(|&w| f64::from(w)).sum();
+    if old_total > 0.0 && new_total > 0.0 {
+        new_total / old_total
+    } else {
+        1.0
+    }
+}
+
+/// The largest relative change of any endpoint's share from `old` to `new`
+/// weights of the same endpoints (1.0 when the endpoints differ).
 pub fn largest_change(old: &[u32], new: &[u32]) -> f64 {
     if old.len() != new.len() {
         return 1.0;
     }
+    let scale = scale(old, new);
     old.iter()
         .zip(new)
-        .map(|(&o, &n)| (f64::from(n) - f64::from(o)).abs() / f64::from(o.max(1)))
+        .map(|(&o, &n)| {
+            let base = (f64::from(o) * scale).max(f64::EPSILON);
+            (f64::from(n) - base).abs() / base
+        })
         .fold(0.0, f64::max)
 }
 
@@ -205,8 +243,14 @@ mod tests {
     fn a_push_needs_the_threshold_and_moves_at_most_the_cap() {
         assert_eq!(next_push(&[1000, 1000], &[1040, 960], 0.05, 0.1), None);
         assert_eq!(
-            next_push(&[1000, 1000], &[1500, 700], 0.05, 0.1),
-            Some(vec![1100, 910])
+            next_push(&[1000, 1000], &[1500, 500], 0.05, 0.1),
+            Some(vec![1091, 909])
+        );
+        // Scale does not matter: configured 1/1 to a policy's 1000-based.
+        assert_eq!(next_push(&[1, 1], &[1000, 1000], 0.05, 0.1), None);
+        assert_eq!(
+            next_push(&[1, 1], &[1500, 500], 0.05, 0.1),
+            Some(vec![1091, 909])
         );
         assert_eq!(
             next_push(&[1000], &[1000, 250], 0.05, 0.1),
@@ -231,7 +275,8 @@ mod tests {
 
     #[test]
     fn largest_change_is_relative() {
-        assert_eq!(largest_change(&[100, 200], &[100, 210]), 0.05);
+        assert!((largest_change(&[100, 200], &[100, 220]) - 0.0625).abs() < 1e-9);
+        assert_eq!(largest_change(&[100, 200], &[1000, 2000]), 0.0);
         assert_eq!(largest_change(&[100], &[100, 1]), 1.0);
     }
 }

@@ -11,8 +11,8 @@ pub struct WeighConfig {
     /// A load-driven cluster is pushed only when some endpoint's weight
     /// moved by more than this fraction (0.05 = 5 %) since the last push.
     pub push_threshold: f64,
-    /// The largest relative change of one endpoint's weight in one
-    /// load-driven push (0.1 = +-10 %): weights glide instead of jumping,
+    /// The largest relative change of one endpoint's share in one
+    /// load-driven push (0.08 = +-8 %): weights glide instead of jumping,
     /// whatever noise the reports carry.
     pub max_push_change: f64,
     /// A load-driven cluster is pushed at most this often. Membership and
@@ -31,7 +31,7 @@ impl Default for WeighConfig {
         Self {
             step: Duration::from_secs(1),
             push_threshold: 0.05,
-            max_push_change: 0.1,
+            max_push_change: 0.08,
             push_min_interval: Duration::from_secs(1),
             controller: ControllerConfig::default(),
             wrr_error_penalty: 1.0,
