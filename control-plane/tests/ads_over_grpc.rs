@@ -319,6 +319,54 @@ async fn streams_over_the_limit_are_refused_and_others_keep_working() {
 }
 
 #[tokio::test]
+async fn a_stream_over_the_request_rate_is_closed_and_others_keep_working() {
+    let dir = tempfile::tempdir().expect("tempdir");
+    let running = serve(
+        dir.path(),
+        Limits {
+            max_requests_per_second: 5,
+            ..Limits::default()
+        },
+    )
+    .await;
+    let channel = channel(&running).await;
+    let mut watcher = EdsWatcher::open(channel.clone()).await;
+    assert_eq!(watcher.next_weight().await, 1);
+    // A client in a loop: 50 requests at once, well over 5/s (burst 10).
+    let looping: Vec<DiscoveryRequest> = (0..50)
+        .map(|_| DiscoveryRequest {
+            type_url: CDS.into(),
+            ..Default::default()
+        })
+        .collect();
+    let mut responses = AggregatedDiscoveryServiceClient::new(channel)
+        .stream_aggregated_resources(
+            futures::stream::iter(looping).chain(futures::stream::pending()),
+        )
+        .await
+        .expect("stream opens")
+        .into_inner();
+    let status = loop {
+        match tokio::time::timeout(Duration::from_secs(5), responses.next())
+            .await
+            .expect("closed within 5 s")
+        {
+            Some(Ok(_)) => continue,
+            Some(Err(status)) => break status,
+            None => panic!("ended without a status"),
+        }
+    };
+    assert_eq!(status.code(), tonic::Code::ResourceExhausted);
+    assert!(
+        status.message().contains("--xds-max-requests-per-second"),
+        "{}",
+        status.message()
+    );
+    std::fs::write(dir.path().join("lookaside.yaml"), config(4)).expect("edit");
+    assert_eq!(watcher.next_weight().await, 4);
+}
+
+#[tokio::test]
 async fn metrics_count_streams_pushes_and_acks() {
     use tokio::io::{AsyncReadExt, AsyncWriteExt};
     let dir = tempfile::tempdir().expect("tempdir");

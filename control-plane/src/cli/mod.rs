@@ -163,6 +163,10 @@ pub struct XdsArgs {
     /// Largest request message accepted, in bytes.
     #[arg(long, env = "LOOKASIDE_XDS_MAX_REQUEST_BYTES", default_value_t = Limits::default().max_request_bytes)]
     pub xds_max_request_bytes: usize,
+    /// Most requests per second one ADS stream may send (bursts of twice
+    /// that); a stream over it is closed with RESOURCE_EXHAUSTED. 0: no limit.
+    #[arg(long, env = "LOOKASIDE_XDS_MAX_REQUESTS_PER_SECOND", default_value_t = Limits::default().max_requests_per_second)]
+    pub xds_max_requests_per_second: u32,
 }
 
 impl XdsArgs {
@@ -172,6 +176,7 @@ impl XdsArgs {
             max_streams: self.xds_max_streams,
             max_names_per_request: self.xds_max_names_per_request,
             max_request_bytes: self.xds_max_request_bytes,
+            max_requests_per_second: self.xds_max_requests_per_second,
             ..Limits::default()
         }
     }

@@ -39,6 +39,14 @@ pub struct ReportLabels {
     pub outcome: &'static str,
 }
 
+/// Labels of limit metrics.
+#[derive(Debug, Clone, Hash, PartialEq, Eq, EncodeLabelSet)]
+pub struct LimitLabels {
+    /// Which limit: `streams`, `names_per_request`, `requests_per_second`,
+    /// `unknown_types`.
+    pub limit: &'static str,
+}
+
 /// Labels of per-cluster weigh metrics.
 #[derive(Debug, Clone, Hash, PartialEq, Eq, EncodeLabelSet)]
 pub struct ClusterLabels {
@@ -73,6 +81,8 @@ pub struct Metrics {
     pub orca_streams_limit: Gauge,
     /// Load reports received, by outcome.
     pub load_reports: Family<ReportLabels, Counter>,
+    /// Requests or streams refused by a limit, by limit.
+    pub limit_hits: Family<LimitLabels, Counter>,
     /// Load-driven weight pushes per cluster.
     pub weight_pushes: Family<ClusterLabels, Counter>,
     registry: Mutex<Registry>,
@@ -144,7 +154,14 @@ impl Metrics {
             "Load-driven weight changes published, per cluster",
             weight_pushes.clone(),
         );
+        let limit_hits = Family::<LimitLabels, Counter>::default();
+        registry.register(
+            "xds_limit_hits",
+            "ADS streams refused or closed by a limit, by limit",
+            limit_hits.clone(),
+        );
         Self {
+            limit_hits,
             orca_streams,
             orca_streams_over_cap,
             orca_streams_limit,
@@ -186,6 +203,11 @@ impl Metrics {
     /// Labels for a load report outcome.
     pub fn report(outcome: &'static str) -> ReportLabels {
         ReportLabels { outcome }
+    }
+
+    /// Labels for a limit.
+    pub fn limit(limit: &'static str) -> LimitLabels {
+        LimitLabels { limit }
     }
 
     /// Labels for a cluster.

@@ -26,6 +26,14 @@ pub enum XdsError {
         /// The latest one.
         type_url: String,
     },
+    /// A stream sent requests faster than allowed.
+    #[error(
+        "stream sent more than {limit} requests per second (--xds-max-requests-per-second); a healthy client sends a few"
+    )]
+    TooManyRequests {
+        /// The limit.
+        limit: u32,
+    },
     /// The server has as many streams as it accepts.
     #[error("server has {limit} ADS streams, its limit (--xds-max-streams); try another replica")]
     TooManyStreams {
@@ -34,12 +42,26 @@ pub enum XdsError {
     },
 }
 
+impl XdsError {
+    /// The name of the limit this error reports, if it is one (the
+    /// `limit` label of `lookaside_xds_limit_hits_total`).
+    pub fn limit(&self) -> Option<&'static str> {
+        match self {
+            XdsError::TooManyNames { .. } => Some("names_per_request"),
+            XdsError::TooManyStreams { .. } => Some("streams"),
+            XdsError::TooManyRequests { .. } => Some("requests_per_second"),
+            XdsError::TooManyUnknownTypes { .. } => Some("unknown_types"),
+            XdsError::MissingTypeUrl => None,
+        }
+    }
+}
+
 impl From<XdsError> for Status {
     fn from(error: XdsError) -> Self {
         match error {
-            XdsError::TooManyNames { .. } | XdsError::TooManyStreams { .. } => {
-                Status::resource_exhausted(error.to_string())
-            }
+            XdsError::TooManyNames { .. }
+            | XdsError::TooManyStreams { .. }
+            | XdsError::TooManyRequests { .. } => Status::resource_exhausted(error.to_string()),
             XdsError::MissingTypeUrl | XdsError::TooManyUnknownTypes { .. } => {
                 Status::invalid_argument(error.to_string())
             }

@@ -11,6 +11,9 @@ pub struct Limits {
     pub max_request_bytes: usize,
     /// Distinct unknown type URLs one stream may ask for.
     pub max_unknown_types: usize,
+    /// Requests per second one stream may send (bursts of twice that);
+    /// 0 for no limit.
+    pub max_requests_per_second: u32,
 }
 
 impl Default for Limits {
@@ -20,6 +23,7 @@ impl Default for Limits {
             max_names_per_request: 10_000,
             max_request_bytes: 4 * 1024 * 1024,
             max_unknown_types: 16,
+            max_requests_per_second: 100,
         }
     }
 }

@@ -21,6 +21,7 @@ mod error;
 mod limits;
 #[cfg(test)]
 mod protocol_tests;
+mod rate;
 mod response;
 mod server;
 mod sotw;

@@ -140,6 +140,11 @@ fn open<P: Protocol>(
     if shared.active.fetch_add(1, Ordering::AcqRel) >= limit {
         shared.active.fetch_sub(1, Ordering::AcqRel);
         shared.metrics.streams_refused.inc();
+        shared
+            .metrics
+            .limit_hits
+            .get_or_create(&Metrics::limit("streams"))
+            .inc();
         return Err(XdsError::TooManyStreams { limit }.into());
     }
     let id = shared.next_id.fetch_add(1, Ordering::Relaxed);
@@ -242,6 +247,10 @@ async fn drive<P: Protocol>(
             message = inbound.message() => match message {
                 Ok(Some(request)) => {
                     if let Err(error) = Box::pin(receive::<P>(&shared, &mut stream, request, &tx)).await {
+                        if let Some(limit) = error.limit() {
+                            shared.metrics.limit_hits.get_or_create(&Metrics::limit(limit)).inc();
+                        }
+                        info!(%error, "closing stream");
                         let _ = tx.send(Err(Box::new(error.into()))).await;
                         break "closed by server";
                     }
@@ -306,6 +315,7 @@ async fn receive<P: Protocol>(
     request: P::Request,
     tx: &mpsc::Sender<Item<P>>,
 ) -> Result<(), XdsError> {
+    stream.check_rate(Instant::now())?;
     let first_node = stream.peer.node_id.is_empty();
     if crate::snapshot::ResourceType::from_type_url(P::type_url(&request)).is_none() {
         let type_url = P::type_url(&request).to_string();

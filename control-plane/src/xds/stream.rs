@@ -11,6 +11,7 @@ use lookaside_proto::envoy::config::core::v3::{Node, node::UserAgentVersionType}
 use super::acks::{Acks, Reply};
 use super::error::XdsError;
 use super::limits::Limits;
+use super::rate::RequestRate;
 use super::subscription::{Change, Diff, Subscription};
 use crate::snapshot::{ResourceType, Snapshot};
 
@@ -114,11 +115,13 @@ pub(crate) struct Stream {
     nonce: u64,
     pub(crate) limits: Arc<Limits>,
     pub(crate) control_plane: Bytes,
+    rate: RequestRate,
 }
 
 impl Stream {
     pub(crate) fn new(id: u64, address: String, limits: Arc<Limits>, control_plane: Bytes) -> Self {
         Self {
+            rate: RequestRate::new(limits.max_requests_per_second),
             id,
             peer: Peer {
                 address,
@@ -177,6 +180,17 @@ impl Stream {
         let change = P::subscribe(&mut state.subscription, request);
         state.on_change(&change);
         Ok((kind, reply))
+    }
+
+    /// Takes one request from the stream's rate budget at `now`.
+    pub(crate) fn check_rate(&mut self, now: Instant) -> Result<(), XdsError> {
+        if self.rate.allow(now) {
+            Ok(())
+        } else {
+            Err(XdsError::TooManyRequests {
+                limit: self.limits.max_requests_per_second,
+            })
+        }
     }
 
     /// Checks the number of names in a request.
