@@ -195,8 +195,8 @@ impl Envoy {
 }
 
 /// Envoy's bootstrap: ADS to `xds` for CDS (and EDS through the clusters),
-/// a static cluster for the control plane, a static listener to
-/// `routed_cluster`.
+/// LRS load reports to `xds`, a static cluster for the control plane, a
+/// static listener to `routed_cluster`.
 fn bootstrap(node_id: &str, xds: SocketAddr, protocol: XdsProtocol, routed_cluster: &str) -> Value {
     json!({
         "node": { "id": node_id, "cluster": "lookaside-e2e" },
@@ -209,6 +209,14 @@ fn bootstrap(node_id: &str, xds: SocketAddr, protocol: XdsProtocol, routed_clust
                 "grpc_services": [{ "envoy_grpc": { "cluster_name": XDS_CLUSTER } }]
             },
             "cds_config": { "ads": {}, "resource_api_version": "V3" }
+        },
+        // Envoy reports what it sees of each endpoint back over LRS.
+        "cluster_manager": {
+            "load_stats_config": {
+                "api_type": "GRPC",
+                "transport_api_version": "V3",
+                "grpc_services": [{ "envoy_grpc": { "cluster_name": XDS_CLUSTER } }]
+            }
         },
         "static_resources": {
             "clusters": [{

@@ -6,7 +6,9 @@
 //! - (b) has the weights of an edited file (7/2/1) within 2 s, and traffic
 //!   follows;
 //! - sends nothing to an endpoint marked `draining`;
-//! - adds and removes a whole cluster as the file does.
+//! - adds and removes a whole cluster as the file does;
+//! - reports the calls it sends each endpoint back over LRS, which the
+//!   admin API shows.
 
 use std::collections::BTreeMap;
 use std::time::{Duration, Instant};
@@ -27,6 +29,8 @@ const CONCURRENCY: usize = 16;
 const TOLERANCE_POINTS: f64 = 3.0;
 /// How soon an edit of the config file must reach Envoy.
 const EDIT_DEADLINE: Duration = Duration::from_secs(2);
+/// How long Envoy's first LRS reports may take (it reports every 2 s).
+const LRS_DEADLINE: Duration = Duration::from_secs(15);
 /// How long the control plane may take to see Envoy's ACK.
 const ACK_TIMEOUT: Duration = Duration::from_secs(5);
 
@@ -64,6 +68,37 @@ pub(crate) async fn run(protocol: XdsProtocol) -> anyhow::Result<()> {
     let split = call_who(envoy.listener_addr(), CALLS, CONCURRENCY).await?;
     println!("[{name}] split for weights 1/2/7: {split}");
     split.check(&shares(&backends, [1, 2, 7]), TOLERANCE_POINTS)?;
+
+    // LRS: with traffic flowing, every endpoint shows what Envoy saw of it.
+    poll::until(
+        "Envoy's LRS reports in the admin API",
+        LRS_DEADLINE,
+        async || {
+            call_who(envoy.listener_addr(), 100, CONCURRENCY).await?;
+            let Some(assignment) = cp.assignment(CLUSTER).await? else {
+                return Ok(Check::NotYet("no assignment".into()));
+            };
+            let seen: Vec<(u32, f64)> = assignment
+                .endpoints
+                .iter()
+                .map(|e| {
+                    let load = e.load.clone().unwrap_or_default();
+                    (load.client_reporters, load.client_rps)
+                })
+                .collect();
+            Ok(
+                if seen
+                    .iter()
+                    .all(|&(reporters, rps)| reporters == 1 && rps > 0.0)
+                {
+                    Check::Done(())
+                } else {
+                    Check::NotYet(format!("(reporters, rps) per endpoint: {seen:?}"))
+                },
+            )
+        },
+    )
+    .await?;
 
     // (b) An edit of the file reaches Envoy within 2 s, and traffic follows.
     cp.write_config(&config(&backends, [7, 2, 1])).await?;
