@@ -52,6 +52,7 @@ impl ClusterWeigher {
                 now,
                 self.config.controller.expiry,
                 self.config.wrr_error_penalty,
+                self.config.controller.saturated_at,
             ),
         };
         render::render(inputs, &raw, &ages, &self.config.controller)
@@ -90,16 +91,30 @@ impl ClusterWeigher {
 }
 
 /// The weights to push after a control step, if any: `candidate` when some
-/// endpoint's share moved from `published` by more than `threshold`, each
-/// share limited to within `max_change` of its published value. Shares,
+/// endpoint's share moved from `published` by more than the push threshold,
+/// each share limited to within `max_push_change` of its published value
+/// (`saturated_fall` times that while some endpoint is saturated). Shares,
 /// not raw weights, are compared: the scale of weights is arbitrary (a
 /// source's 1/2/7 and a policy's 1000-based weights say the same thing).
 pub fn next_push(
     published: &[u32],
-    candidate: &[u32],
-    threshold: f64,
-    max_change: f64,
+    candidate: &[(u32, WeightReason)],
+    config: &WeighConfig,
 ) -> Option<Vec<u32>> {
+    let threshold = config.push_threshold;
+    let max_change = config.max_push_change;
+    // While an endpoint is saturated, shares may move faster both ways: its
+    // share falls and the others must take it.
+    let max_change = if candidate
+        .iter()
+        .any(|(_, reason)| *reason == WeightReason::Saturated)
+    {
+        max_change * config.saturated_fall
+    } else {
+        max_change
+    };
+    let candidate: Vec<u32> = candidate.iter().map(|(w, _)| *w).collect();
+    let candidate = candidate.as_slice();
     if published.len() != candidate.len() {
         return Some(candidate.to_vec());
     }
@@ -241,21 +256,39 @@ mod tests {
 
     #[test]
     fn a_push_needs_the_threshold_and_moves_at_most_the_cap() {
-        assert_eq!(next_push(&[1000, 1000], &[1040, 960], 0.05, 0.1), None);
+        let config = WeighConfig {
+            push_threshold: 0.05,
+            max_push_change: 0.1,
+            ..WeighConfig::default()
+        };
+        let fed = |weights: &[u32]| -> Vec<(u32, WeightReason)> {
+            weights
+                .iter()
+                .map(|&w| (w, WeightReason::Feedback))
+                .collect()
+        };
+        assert_eq!(next_push(&[1000, 1000], &fed(&[1040, 960]), &config), None);
         assert_eq!(
-            next_push(&[1000, 1000], &[1500, 500], 0.05, 0.1),
+            next_push(&[1000, 1000], &fed(&[1500, 500]), &config),
             Some(vec![1091, 909])
         );
         // Scale does not matter: configured 1/1 to a policy's 1000-based.
-        assert_eq!(next_push(&[1, 1], &[1000, 1000], 0.05, 0.1), None);
+        assert_eq!(next_push(&[1, 1], &fed(&[1000, 1000]), &config), None);
         assert_eq!(
-            next_push(&[1, 1], &[1500, 500], 0.05, 0.1),
+            next_push(&[1, 1], &fed(&[1500, 500]), &config),
             Some(vec![1091, 909])
         );
         assert_eq!(
-            next_push(&[1000], &[1000, 250], 0.05, 0.1),
+            next_push(&[1000], &fed(&[1000, 250]), &config),
             Some(vec![1000, 250])
         );
+        // A saturated endpoint's share falls faster.
+        let hot = [
+            (1500, WeightReason::Feedback),
+            (500, WeightReason::Saturated),
+        ];
+        let pushed = next_push(&[1000, 1000], &hot, &config).unwrap_or_default();
+        assert!(pushed[1] < 850, "{pushed:?}");
     }
 
     #[test]

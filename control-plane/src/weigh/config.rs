@@ -15,6 +15,9 @@ pub struct WeighConfig {
     /// load-driven push (0.08 = +-8 %): weights glide instead of jumping,
     /// whatever noise the reports carry.
     pub max_push_change: f64,
+    /// While an endpoint of the cluster is saturated, shares may move this
+    /// many times faster.
+    pub saturated_fall: f64,
     /// A load-driven cluster is pushed at most this often. Membership and
     /// health changes from the sources are never held back.
     pub push_min_interval: Duration,
@@ -32,6 +35,7 @@ impl Default for WeighConfig {
             step: Duration::from_secs(1),
             push_threshold: 0.05,
             max_push_change: 0.08,
+            saturated_fall: 3.0,
             push_min_interval: Duration::from_secs(1),
             controller: ControllerConfig::default(),
             wrr_error_penalty: 1.0,
@@ -56,6 +60,12 @@ pub struct ControllerConfig {
     pub error_penalty: f64,
     /// Reports older than this are ignored (the endpoint gets the mean).
     pub expiry: Duration,
+    /// Utilization at or above which an endpoint counts as saturated: its
+    /// queue grows but its reports cannot say by how much.
+    pub saturated_at: f64,
+    /// Load charged to a saturated endpoint, as a multiple of the larger of
+    /// its load and the cluster mean.
+    pub saturation_penalty: f64,
     /// Steps a new endpoint takes to ramp from `slow_start_floor` to its
     /// computed weight.
     pub slow_start_steps: u32,
@@ -72,6 +82,8 @@ impl Default for ControllerConfig {
             max_ratio: 10.0,
             error_penalty: 1.0,
             expiry: Duration::from_secs(10),
+            saturated_at: 0.95,
+            saturation_penalty: 1.5,
             slow_start_steps: 5,
             slow_start_floor: 0.25,
         }

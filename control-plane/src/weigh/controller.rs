@@ -9,9 +9,12 @@
 //!    `errors` is the failed fraction of calls (the worse of the server's
 //!    ORCA and the clients' LRS view), so an endpoint that fails fast looks
 //!    busy instead of attracting traffic;
-//! 3. move its weight multiplicatively toward equal load:
+//! 3. a saturated endpoint (smoothed load at `saturated_at`, 95 %) cannot
+//!    report how far past capacity it is: charge it `saturation_penalty`
+//!    times the larger of its load and the mean, and correct it fully;
+//! 4. move its weight multiplicatively toward equal load:
 //!    `w *= (mean_load / load) ^ gain`, with the change capped per step;
-//! 4. keep the state scaled to a mean of `MEAN_WEIGHT` and bounded by
+//! 5. keep the state scaled to a mean of `MEAN_WEIGHT` and bounded by
 //!    `max_ratio`, so it cannot wind up.
 //!
 //! An endpoint without a fresh report restarts from the mean of the others
@@ -71,12 +74,20 @@ impl UtilizationController {
         if advance {
             self.step(inputs, &loads);
         }
+        let saturated_at = self.config.saturated_at;
         inputs
             .iter()
             .zip(&loads)
             .map(|(input, load)| {
-                load.and(self.endpoints.get(&input.address))
-                    .map(|state| (state.weight, WeightReason::Feedback))
+                load.and(self.endpoints.get(&input.address)).map(|state| {
+                    // Smoothed, so one noisy report does not count.
+                    let reason = if state.smoothed.is_some_and(|l| l >= saturated_at) {
+                        WeightReason::Saturated
+                    } else {
+                        WeightReason::Feedback
+                    };
+                    (state.weight, reason)
+                })
             })
             .collect()
     }
@@ -90,7 +101,9 @@ impl UtilizationController {
         let fed: Vec<(SocketAddr, f64)> = inputs
             .iter()
             .zip(pushed)
-            .filter(|(_, (_, reason))| *reason == WeightReason::Feedback)
+            .filter(|(_, (_, reason))| {
+                matches!(reason, WeightReason::Feedback | WeightReason::Saturated)
+            })
             .map(|(input, (weight, _))| (input.address, f64::from(*weight)))
             .collect();
         let state_total: f64 = fed
@@ -139,18 +152,23 @@ impl UtilizationController {
                 Some(previous) => previous + config.smoothing * (load - previous),
                 None => load,
             });
-            smoothed.push((input.address, state.smoothed));
+            let hot = state.smoothed.is_some_and(|l| l >= config.saturated_at);
+            smoothed.push((input.address, state.smoothed, hot));
         }
-        let fresh: Vec<f64> = smoothed.iter().filter_map(|(_, l)| *l).collect();
+        let fresh: Vec<f64> = smoothed.iter().filter_map(|(_, l, _)| *l).collect();
         if fresh.is_empty() {
             return;
         }
         let mean_load = fresh.iter().sum::<f64>() / fresh.len() as f64;
         // 3. Multiplicative correction, capped.
         if mean_load > 0.0 {
-            for (address, load) in &smoothed {
+            for (address, load, hot) in &smoothed {
                 if let (Some(load), Some(state)) = (load, self.endpoints.get_mut(address)) {
-                    let ratio = (mean_load / load.max(1e-3)).powf(config.gain);
+                    let ratio = if *hot {
+                        mean_load / (load.max(mean_load) * config.saturation_penalty)
+                    } else {
+                        (mean_load / load.max(1e-3)).powf(config.gain)
+                    };
                     let ratio = ratio.clamp(1.0 / (1.0 + config.max_step), 1.0 + config.max_step);
                     state.weight *= ratio;
                 }
@@ -159,11 +177,11 @@ impl UtilizationController {
         // Endpoints without fresh load restart from the mean of the fed.
         let fed: Vec<f64> = smoothed
             .iter()
-            .filter(|(_, l)| l.is_some())
-            .filter_map(|(a, _)| self.endpoints.get(a).map(|s| s.weight))
+            .filter(|(_, l, _)| l.is_some())
+            .filter_map(|(a, _, _)| self.endpoints.get(a).map(|s| s.weight))
             .collect();
         let fed_mean = fed.iter().sum::<f64>() / fed.len().max(1) as f64;
-        for (address, load) in &smoothed {
+        for (address, load, _) in &smoothed {
             if load.is_none()
                 && let Some(state) = self.endpoints.get_mut(address)
             {

@@ -18,6 +18,9 @@ pub enum WeightReason {
     SlowStart,
     /// Held up by the max/min weight ratio bound.
     Bounded,
+    /// Reports (nearly) 100 % utilization: it cannot show how far past its
+    /// capacity it is, so its share is cut harder and faster.
+    Saturated,
 }
 
 impl WeightReason {
@@ -31,6 +34,7 @@ impl WeightReason {
             WeightReason::Stale => "stale",
             WeightReason::SlowStart => "slow_start",
             WeightReason::Bounded => "bounded",
+            WeightReason::Saturated => "saturated",
         }
     }
 }

@@ -45,8 +45,7 @@ pub struct Simulator {
     /// Relative noise on reported utilization (0.2 = +-20 %).
     pub noise: f64,
     weigher: ClusterWeigher,
-    push_threshold: f64,
-    max_push_change: f64,
+    config: WeighConfig,
     rng: StdRng,
     pending: Vec<u32>,
     applied: Vec<u32>,
@@ -73,8 +72,7 @@ impl Simulator {
         Self {
             load,
             noise,
-            push_threshold: config.push_threshold,
-            max_push_change: config.max_push_change,
+            config: config.clone(),
             weigher: ClusterWeigher::new(policy, config),
             rng: StdRng::seed_from_u64(seed),
             pending: equal.clone(),
@@ -128,14 +126,8 @@ impl Simulator {
             });
         }
         let computed = self.weigher.weigh(&reports, self.clock, true);
-        let next: Vec<u32> = computed.iter().map(|(weight, _)| *weight).collect();
         // Pushed only past the threshold and glided, as the weigh stage does.
-        if let Some(pushed) = next_push(
-            &self.pending,
-            &next,
-            self.push_threshold,
-            self.max_push_change,
-        ) {
+        if let Some(pushed) = next_push(&self.pending, &computed, &self.config) {
             let with_reasons: Vec<_> = pushed
                 .iter()
                 .zip(&computed)

@@ -75,7 +75,11 @@ impl Weigher {
                 continue;
             };
             let old: Vec<u32> = current.endpoints.iter().map(|e| e.weight).collect();
-            let new: Vec<u32> = candidate.endpoints.iter().map(|e| e.weight).collect();
+            let new: Vec<(u32, WeightReason)> = candidate
+                .endpoints
+                .iter()
+                .map(|e| (e.weight, e.reason))
+                .collect();
             let recent = self
                 .clusters
                 .get(&cluster.name)
@@ -86,12 +90,7 @@ impl Weigher {
             if recent {
                 continue;
             }
-            let Some(limited) = next_push(
-                &old,
-                &new,
-                self.config.push_threshold,
-                self.config.max_push_change,
-            ) else {
+            let Some(limited) = next_push(&old, &new, &self.config) else {
                 continue;
             };
             let mut candidate = candidate;

@@ -18,6 +18,7 @@ pub(super) fn weigh(
     now: Instant,
     expiry: Duration,
     error_penalty: f64,
+    saturated_at: f64,
 ) -> Vec<Option<(f64, WeightReason)>> {
     inputs
         .iter()
@@ -27,7 +28,12 @@ pub(super) fn weigh(
                 return None;
             }
             let load = report.utilization + input.error_ratio(&report) * error_penalty;
-            Some((report.rps / load, WeightReason::Formula))
+            let reason = if report.utilization >= saturated_at {
+                WeightReason::Saturated
+            } else {
+                WeightReason::Formula
+            };
+            Some((report.rps / load, reason))
         })
         .collect()
 }
@@ -67,6 +73,7 @@ mod tests {
             now,
             expiry,
             1.0,
+            0.95,
         );
         let weights: Vec<Option<f64>> = out.iter().map(|w| w.map(|(w, _)| w)).collect();
         assert_eq!(weights, vec![Some(200.0), Some(100.0), Some(100.0), None]);
@@ -81,6 +88,7 @@ mod tests {
             now,
             Duration::from_secs(10),
             1.0,
+            0.95,
         );
         assert_eq!(out, vec![None]);
     }
