@@ -10,9 +10,13 @@
 //! the latest snapshot and send what changed).
 //!
 //! `admin` and `telemetry` only read. No stage reaches backwards.
+//!
+//! `demo` runs all of it in one process, with modelled backends and a
+//! client, for `lookaside demo`.
 
 pub mod admin;
 pub mod cli;
+pub mod demo;
 pub mod load;
 pub mod registry;
 pub mod server;

@@ -1,15 +1,15 @@
 //! The `lookaside` binary: `serve` runs the control plane, `validate` checks
-//! a config file.
+//! a config file, `simulate` and `demo` show the weight policies at work.
 
 use std::process::ExitCode;
 use std::time::Duration;
 
 use anyhow::Context;
 use clap::Parser;
-use lookaside_control_plane::cli::{Cli, Command, ServeArgs, SimulateArgs};
+use lookaside_control_plane::cli::{Cli, Command, DemoArgs, ServeArgs, SimulateArgs};
 use lookaside_control_plane::server::{Discovery, ServeConfig, start_with};
 use lookaside_control_plane::sources::file::parse_file;
-use lookaside_control_plane::telemetry::init_logging;
+use lookaside_control_plane::telemetry::{LogFormat, init_logging};
 
 fn main() -> ExitCode {
     let cli = Cli::parse();
@@ -34,6 +34,13 @@ fn main() -> ExitCode {
             simulate(&args);
             ExitCode::SUCCESS
         }
+        Command::Demo(args) => match demo(&args) {
+            Ok(()) => ExitCode::SUCCESS,
+            Err(error) => {
+                eprintln!("lookaside demo: {error:#}");
+                ExitCode::FAILURE
+            }
+        },
         Command::Serve(args) => match serve(args) {
             Ok(()) => ExitCode::SUCCESS,
             Err(error) => {
@@ -107,6 +114,16 @@ fn simulate(args: &SimulateArgs) {
             max / mean.max(1e-9)
         );
     }
+}
+
+fn demo(args: &DemoArgs) -> anyhow::Result<()> {
+    init_logging(LogFormat::Text, &args.log);
+    let runtime = tokio::runtime::Builder::new_multi_thread()
+        .enable_all()
+        .build()
+        .context("cannot start the async runtime")?;
+    runtime.block_on(lookaside_control_plane::demo::run(&args.options()))?;
+    Ok(())
 }
 
 fn serve(args: ServeArgs) -> anyhow::Result<()> {

@@ -1,5 +1,6 @@
 //! Lookaside config files (YAML) as the tests write them.
 
+use std::collections::BTreeMap;
 use std::fmt::Write as _;
 
 /// One endpoint line of a config file.
@@ -43,6 +44,8 @@ impl Endpoint {
 #[derive(Debug, Clone, Default, PartialEq, Eq)]
 pub struct Config {
     clusters: Vec<(String, Vec<Endpoint>)>,
+    /// Weight policy per cluster name, where one is set.
+    policies: BTreeMap<String, String>,
 }
 
 impl Config {
@@ -72,12 +75,22 @@ impl Config {
         )
     }
 
+    /// Sets cluster `name`'s weight `policy` (`static`, `utilization`,
+    /// `wrr`); unset, the control plane's default applies.
+    pub fn policy(mut self, name: &str, policy: &str) -> Self {
+        self.policies.insert(name.to_owned(), policy.to_owned());
+        self
+    }
+
     /// The file's text. Each endpoint is one flow-style line, so an error
     /// about an endpoint points at a line [`Config::line_of`] can find.
     pub fn to_yaml(&self) -> String {
         let mut yaml = String::from("clusters:\n");
         for (name, endpoints) in &self.clusters {
             let _ = writeln!(yaml, "  - name: {name}");
+            if let Some(policy) = self.policies.get(name) {
+                let _ = writeln!(yaml, "    policy: {policy}");
+            }
             let _ = writeln!(yaml, "    endpoints:");
             for endpoint in endpoints {
                 let _ = write!(

@@ -49,6 +49,8 @@ pub const CONFIG_POLL_MS: u64 = 100;
 pub struct ControlPlane {
     process: ChildProcess,
     config_path: PathBuf,
+    /// Flags added to `lookaside serve`'s own, kept for restarts.
+    extra_args: Vec<String>,
     xds_addr: SocketAddr,
     metrics_addr: SocketAddr,
     // Dropped last: the config file lives here.
@@ -64,6 +66,13 @@ impl ControlPlane {
 
     /// Like [`ControlPlane::start`], with the config file's text as is.
     pub async fn start_with_yaml(yaml: &str) -> Result<Self> {
+        Self::start_with_args(yaml, &[]).await
+    }
+
+    /// Like [`ControlPlane::start_with_yaml`], with `extra_args` added to
+    /// the command line (e.g. `--weigh-step-ms 500`; see
+    /// `lookaside serve --help`).
+    pub async fn start_with_args(yaml: &str, extra_args: &[&str]) -> Result<Self> {
         let dir = tempfile::Builder::new()
             .prefix("lookaside-e2e-")
             .tempdir()
@@ -71,10 +80,12 @@ impl ControlPlane {
         let config_path = dir.path().join("lookaside.yaml");
         write_atomically(&config_path, yaml).await?;
         let any_port = SocketAddr::from(([127, 0, 0, 1], 0));
-        let (process, xds_addr, metrics_addr) = spawn(&config_path, any_port).await?;
+        let extra_args: Vec<String> = extra_args.iter().map(|arg| (*arg).to_owned()).collect();
+        let (process, xds_addr, metrics_addr) = spawn(&config_path, any_port, &extra_args).await?;
         Ok(Self {
             process,
             config_path,
+            extra_args,
             xds_addr,
             metrics_addr,
             _dir: dir,
@@ -98,7 +109,7 @@ impl ControlPlane {
         }
         let deadline = Instant::now() + RESTART_BIND_TIMEOUT;
         loop {
-            match spawn(&self.config_path, self.xds_addr).await {
+            match spawn(&self.config_path, self.xds_addr, &self.extra_args).await {
                 Ok((process, xds_addr, metrics_addr)) => {
                     // The old process's output is shown when it is dropped.
                     self.process = process;
@@ -247,12 +258,13 @@ impl ControlPlane {
     }
 }
 
-/// Starts `lookaside serve` on `config_path` with xDS on `xds_listen` and
-/// metrics on a port the OS picks; returns once both listen, with their
-/// addresses.
+/// Starts `lookaside serve` on `config_path` with xDS on `xds_listen`,
+/// metrics on a port the OS picks and `extra_args`; returns once both
+/// listen, with their addresses.
 async fn spawn(
     config_path: &Path,
     xds_listen: SocketAddr,
+    extra_args: &[String],
 ) -> Result<(ChildProcess, SocketAddr, SocketAddr)> {
     let binary = workspace::binary("lookaside")?;
     let mut command = Command::new(&binary);
@@ -264,6 +276,7 @@ async fn spawn(
         .args(["--metrics-listen", "127.0.0.1:0"])
         .args(["--log-format", "json"])
         .args(["--config-poll-ms", &CONFIG_POLL_MS.to_string()])
+        .args(extra_args)
         .env_remove("RUST_LOG");
     let mut process = ChildProcess::spawn("lookaside", command)?;
     let xds_addr = process

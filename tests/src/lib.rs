@@ -15,6 +15,10 @@
 //!   its port;
 //! - [`backend`]: running test backends (`test-backend`, the Echo service),
 //!   stopped gracefully or killed;
+//! - [`orca_backend`]: running ORCA backends (`orca-backend`, `lookaside
+//!   demo`'s backend with a modelled capacity, reporting its utilization);
+//! - [`balance`]: open-loop load through `lookaside-client` onto ORCA
+//!   backends, and how evenly it lands (shares, utilization max/mean);
 //! - [`echo`]: the Echo service's generated code;
 //! - [`load`]: sending calls to the Echo service and counting where they land;
 //! - [`client_load`]: the same through `lookaside-client`, from the `lb-load`
@@ -38,6 +42,7 @@
 //! command to run; nothing is skipped.
 
 pub mod backend;
+pub mod balance;
 pub mod client_load;
 pub mod config;
 pub mod control_plane;
@@ -46,6 +51,7 @@ pub mod envoy;
 pub mod grpcurl;
 pub mod http;
 pub mod load;
+pub mod orca_backend;
 pub mod peers;
 pub mod poll;
 pub mod process;

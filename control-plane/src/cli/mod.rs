@@ -9,8 +9,10 @@ use std::path::PathBuf;
 
 use clap::{Args, Parser, Subcommand};
 
+mod demo;
 mod weigh;
 
+pub use demo::DemoArgs;
 pub use weigh::{LoadArgs, WeighArgs};
 
 use crate::sources::kube::{DEFAULT_LABEL_SELECTOR, KubeOptions};
@@ -35,6 +37,10 @@ pub enum Command {
     Validate(ValidateArgs),
     /// Run the weight controller against simulated servers and print each step.
     Simulate(SimulateArgs),
+    /// Watch Lookaside work: a control plane, backends of different
+    /// capacities and a client in one process, a table every second, and
+    /// one backend slowing down halfway.
+    Demo(DemoArgs),
 }
 
 /// `lookaside simulate`.
@@ -233,6 +239,33 @@ mod tests {
         assert_eq!(args.xds.xds_listen.port(), 18000);
         assert_eq!(args.source.config_poll_ms, 200);
         assert_eq!(args.source.kube.options(), None);
+    }
+
+    #[test]
+    fn demo_defaults_are_the_documented_run() {
+        let cli = Cli::parse_from(["lookaside", "demo"]);
+        let Command::Demo(args) = cli.command else {
+            panic!("not demo")
+        };
+        assert_eq!(args.options(), crate::demo::DemoOptions::default());
+        let cli = Cli::parse_from([
+            "lookaside",
+            "demo",
+            "--policy",
+            "static",
+            "--duration-s",
+            "6",
+        ]);
+        let Command::Demo(args) = cli.command else {
+            panic!("not demo")
+        };
+        let options = args.options();
+        assert_eq!(options.policy, crate::registry::Policy::Static);
+        assert_eq!(
+            options.slowdown_at(),
+            Some(std::time::Duration::from_secs(3))
+        );
+        assert!(Cli::try_parse_from(["lookaside", "demo", "--policy", "fastest"]).is_err());
     }
 
     #[test]
