@@ -15,6 +15,9 @@ use crate::workspace;
 
 /// What `test-backend` prints once it listens, followed by the address.
 pub const LISTENING: &str = "listening on ";
+/// What `test-backend --report-arrivals` prints after each burst of calls,
+/// followed by `N first F p50 M last L` (microseconds since the Unix epoch).
+pub const ARRIVALS: &str = "arrivals ";
 /// What `test-backend` prints when SIGTERM starts its graceful shutdown.
 pub const DRAINING: &str = "draining";
 /// What `test-backend` prints when its graceful shutdown has finished.
@@ -45,12 +48,20 @@ impl Backend {
 
     /// Starts a backend called `name` whose `Who` calls each take `delay`.
     pub async fn start_with_delay(name: &str, delay: Duration) -> Result<Self> {
+        Self::start_with_args(name, delay, &[]).await
+    }
+
+    /// Starts a backend called `name` whose `Who` calls each take `delay`,
+    /// with `extra` appended to its command line (e.g. `--workers 2`; see
+    /// `test-backend --help`).
+    pub async fn start_with_args(name: &str, delay: Duration, extra: &[String]) -> Result<Self> {
         let binary = workspace::binary("test-backend")?;
         let mut command = Command::new(binary);
         command
             .args(["--name", name])
             .args(["--listen", "127.0.0.1:0"])
-            .args(["--delay-ms", &delay.as_millis().to_string()]);
+            .args(["--delay-ms", &delay.as_millis().to_string()])
+            .args(extra);
         let mut process = ChildProcess::spawn(&format!("test-backend {name}"), command)?;
         let address = process
             .wait_for_line(0, "its address", START_TIMEOUT, |line| {
@@ -71,8 +82,22 @@ impl Backend {
 
     /// Starts one backend per name, concurrently, each call taking `delay`.
     pub async fn start_all_with_delay(names: &[&str], delay: Duration) -> Result<Vec<Self>> {
-        futures::future::try_join_all(names.iter().map(|name| Self::start_with_delay(name, delay)))
-            .await
+        Self::start_all_with_args(names, delay, &[]).await
+    }
+
+    /// Starts one backend per name, concurrently, each call taking `delay`,
+    /// each with `extra` appended to its command line.
+    pub async fn start_all_with_args(
+        names: &[&str],
+        delay: Duration,
+        extra: &[String],
+    ) -> Result<Vec<Self>> {
+        futures::future::try_join_all(
+            names
+                .iter()
+                .map(|name| Self::start_with_args(name, delay, extra)),
+        )
+        .await
     }
 
     /// The name it answers `Who` with.
@@ -83,6 +108,11 @@ impl Backend {
     /// Where it listens.
     pub fn address(&self) -> SocketAddr {
         self.address
+    }
+
+    /// Its OS process id, while it runs.
+    pub fn id(&self) -> Option<u32> {
+        self.process.id()
     }
 
     /// What it printed so far.

@@ -10,13 +10,17 @@
 //! - SIGKILL: abrupt death; connections are reset by the kernel.
 //! - End of file on stdin: exits at once, so it never outlives the test that
 //!   started it, whatever happened to that test.
+//!
+//! For benchmarks (`classic-experiment --backend-arg=...`): `--workers`,
+//! HTTP/2 window and stream limits, and `--report-arrivals`.
 
 use std::net::SocketAddr;
-use std::time::Duration;
+use std::sync::{Arc, Mutex};
+use std::time::{Duration, SystemTime, UNIX_EPOCH};
 
 use anyhow::{Context, Result};
 use clap::Parser;
-use lookaside_tests::backend::{DRAINING, GRACE_EXPIRED, LISTENING, STOPPED};
+use lookaside_tests::backend::{ARRIVALS, DRAINING, GRACE_EXPIRED, LISTENING, STOPPED};
 use lookaside_tests::echo::v1::echo_server::{Echo, EchoServer};
 use lookaside_tests::echo::v1::{WhoReply, WhoRequest};
 use tokio::io::AsyncReadExt;
@@ -41,18 +45,58 @@ struct Args {
     /// exits anyway, in milliseconds.
     #[arg(long, default_value_t = 5000)]
     shutdown_grace_ms: u64,
+    /// Runtime worker threads; 0 runs everything on one thread
+    /// (current-thread runtime).
+    #[arg(long, default_value_t = 0)]
+    workers: usize,
+    /// HTTP/2 connection-level receive window, bytes. Not hyper's 1 MiB:
+    /// h2 (0.4.16 and later) also sizes its guard against floods of small
+    /// DATA frames from it (half the window, 251 bytes of "overhead" per
+    /// unread frame under 256 bytes), and a plain tonic client sends each
+    /// unary request as a 5-byte DATA frame without END_STREAM. At 1 MiB,
+    /// about 2,000 requests arriving before the backend reads them make h2
+    /// send GOAWAY(ENHANCE_YOUR_CALM) and close the connection, failing
+    /// every call on it. 16 MiB allows about 33,000.
+    #[arg(long, default_value_t = 16 << 20)]
+    http2_connection_window: u32,
+    /// HTTP/2 stream-level receive window, bytes (hyper's default when
+    /// unset: 1 MiB).
+    #[arg(long)]
+    http2_stream_window: Option<u32>,
+    /// HTTP/2 SETTINGS_MAX_CONCURRENT_STREAMS (unlimited when unset).
+    #[arg(long)]
+    max_concurrent_streams: Option<u32>,
+    /// After each burst of calls (no call for 250 ms), prints
+    /// `arrivals N first F p50 M last L`: how many calls arrived and when
+    /// (microseconds since the Unix epoch), for benchmarks.
+    #[arg(long)]
+    report_arrivals: bool,
 }
+
+/// When calls arrived (microseconds since the Unix epoch), if reported.
+type Arrivals = Option<Arc<Mutex<Vec<u128>>>>;
 
 /// The Echo service of one named backend.
 #[derive(Debug)]
 struct Named {
     name: String,
     delay: Duration,
+    arrivals: Arrivals,
 }
 
 #[tonic::async_trait]
 impl Echo for Named {
     async fn who(&self, _request: Request<WhoRequest>) -> Result<Response<WhoReply>, Status> {
+        if let Some(arrivals) = &self.arrivals {
+            let now = SystemTime::now()
+                .duration_since(UNIX_EPOCH)
+                .unwrap_or_default()
+                .as_micros();
+            arrivals
+                .lock()
+                .unwrap_or_else(std::sync::PoisonError::into_inner)
+                .push(now);
+        }
         if !self.delay.is_zero() {
             tokio::time::sleep(self.delay).await;
         }
@@ -64,7 +108,14 @@ impl Echo for Named {
 
 fn main() -> Result<()> {
     let args = Args::parse();
-    let runtime = tokio::runtime::Builder::new_current_thread()
+    let mut builder = if args.workers == 0 {
+        tokio::runtime::Builder::new_current_thread()
+    } else {
+        let mut builder = tokio::runtime::Builder::new_multi_thread();
+        builder.worker_threads(args.workers);
+        builder
+    };
+    let runtime = builder
         .enable_all()
         .build()
         .context("starting the runtime")?;
@@ -88,10 +139,20 @@ async fn serve(args: Args) -> Result<()> {
         println!("{DRAINING}");
         let _ = terminated_tx.send(());
     };
+    let arrivals: Arrivals = args
+        .report_arrivals
+        .then(|| Arc::new(Mutex::new(Vec::new())));
+    if let Some(arrivals) = arrivals.clone() {
+        tokio::spawn(report_arrivals(arrivals));
+    }
     let serve = tonic::transport::Server::builder()
+        .initial_connection_window_size(Some(args.http2_connection_window))
+        .initial_stream_window_size(args.http2_stream_window)
+        .max_concurrent_streams(args.max_concurrent_streams)
         .add_service(EchoServer::new(Named {
             name: args.name,
             delay: Duration::from_millis(args.delay_ms),
+            arrivals,
         }))
         // Drops the listener and sends GOAWAY once `shutdown` resolves, then
         // returns when every connection has closed.
@@ -116,6 +177,35 @@ async fn serve(args: Args) -> Result<()> {
         }
         // Exit at once when stdin closes, without waiting for clients to leave.
         () = stdin_closed() => Ok(()),
+    }
+}
+
+/// Prints `arrivals N first F p50 M last L` after each burst of calls.
+async fn report_arrivals(arrivals: Arc<Mutex<Vec<u128>>>) {
+    let quiet = Duration::from_millis(250).as_micros();
+    loop {
+        tokio::time::sleep(Duration::from_millis(50)).await;
+        let now = SystemTime::now()
+            .duration_since(UNIX_EPOCH)
+            .unwrap_or_default()
+            .as_micros();
+        let mut burst = {
+            let mut arrivals = arrivals
+                .lock()
+                .unwrap_or_else(std::sync::PoisonError::into_inner);
+            match arrivals.last() {
+                Some(&last) if now.saturating_sub(last) >= quiet => std::mem::take(&mut *arrivals),
+                _ => continue,
+            }
+        };
+        burst.sort_unstable();
+        if let (Some(first), Some(last)) = (burst.first(), burst.last()) {
+            let median = burst[burst.len() / 2];
+            println!(
+                "{ARRIVALS}{} first {first} p50 {median} last {last}",
+                burst.len()
+            );
+        }
     }
 }
 
