@@ -3,7 +3,8 @@
 //! file is read at once), ADS streams are
 //! held (a state-of-the-world answer would tell clients every cluster is
 //! gone) and the readiness service reports NOT_SERVING; after it, clients
-//! get the endpoints and the probe turns SERVING.
+//! get the endpoints, named by the Service port clients dial, and the probe
+//! turns SERVING.
 
 #![allow(clippy::expect_used, clippy::unwrap_used)]
 
@@ -14,7 +15,10 @@ use std::time::Duration;
 use fake_kube::FakeKube;
 use lookaside_control_plane::server::{ADS_SERVICE, Discovery, ServeConfig, start_with};
 use lookaside_control_plane::sources::kube::KubeOptions;
+use lookaside_proto::envoy::config::core::v3::address::Address::SocketAddress;
+use lookaside_proto::envoy::config::core::v3::socket_address::PortSpecifier::PortValue;
 use lookaside_proto::envoy::config::endpoint::v3::ClusterLoadAssignment;
+use lookaside_proto::envoy::config::endpoint::v3::lb_endpoint::HostIdentifier::Endpoint;
 use lookaside_proto::envoy::service::discovery::v3::DiscoveryRequest;
 use lookaside_proto::envoy::service::discovery::v3::aggregated_discovery_service_client::AggregatedDiscoveryServiceClient;
 use prost::Message;
@@ -66,6 +70,17 @@ async fn ads_waits_for_the_first_complete_list() {
     let kube = FakeKube::start().await;
     kube.set_failing(true);
     kube.apply(greeter_slice(&["10.1.0.1", "10.1.0.2"]));
+    // Clients dial port 80; the pods listen on 50051.
+    kube.apply(json!({
+        "kind": "Service",
+        "apiVersion": "v1",
+        "metadata": {
+            "name": "greeter",
+            "namespace": "default",
+            "labels": { "lookaside.io/enabled": "true", "lookaside.io/policy": "static" },
+        },
+        "spec": { "ports": [{ "name": "grpc", "port": 80, "targetPort": 50051 }] },
+    }));
     // The file source lists at once; the Kubernetes one cannot yet.
     let dir = tempfile::tempdir().expect("tempdir");
     let config = dir.path().join("lookaside.yaml");
@@ -98,7 +113,7 @@ async fn ads_waits_for_the_first_complete_list() {
     let (requests, rx) = tokio::sync::mpsc::channel(4);
     // A wildcard CDS request first: answered too early, it would be an
     // empty list that deletes every cluster on the client.
-    for (type_url, names) in [(CDS, vec![]), (EDS, vec!["greeter.default:50051".into()])] {
+    for (type_url, names) in [(CDS, vec![]), (EDS, vec!["greeter.default:80".into()])] {
         requests
             .send(DiscoveryRequest {
                 type_url: type_url.into(),
@@ -134,12 +149,27 @@ async fn ads_waits_for_the_first_complete_list() {
     assert_eq!(response.type_url, EDS);
     let assignment =
         ClusterLoadAssignment::decode(response.resources[0].value.as_slice()).expect("decodes");
-    let endpoints: usize = assignment
+    assert_eq!(assignment.cluster_name, "greeter.default:80");
+    let ports: Vec<u32> = assignment
         .endpoints
         .iter()
-        .map(|l| l.lb_endpoints.len())
-        .sum();
-    assert_eq!(endpoints, 2);
+        .flat_map(|l| &l.lb_endpoints)
+        .filter_map(|e| {
+            let address = e.host_identifier.as_ref()?;
+            let Endpoint(endpoint) = address else {
+                return None;
+            };
+            let socket = endpoint.address.as_ref()?.address.as_ref()?;
+            let SocketAddress(socket) = socket else {
+                return None;
+            };
+            match socket.port_specifier {
+                Some(PortValue(port)) => Some(port),
+                _ => None,
+            }
+        })
+        .collect();
+    assert_eq!(ports, [50051, 50051], "endpoints keep the pods' port");
     let deadline = tokio::time::Instant::now() + Duration::from_secs(5);
     while readiness(channel.clone()).await != ServingStatus::Serving {
         assert!(tokio::time::Instant::now() < deadline, "never ready");

@@ -1,133 +1,23 @@
 //! The Kubernetes source against a fake API server that speaks the real
 //! list/watch protocol: slices merge, changes arrive within a second, a 410
-//! Gone re-lists, Services that did not opt in are not served, and bookmarks
-//! change nothing.
+//! Gone re-lists, a dropped watch resumes without one, nothing is published
+//! before both initial lists, Services that did not opt in are not served,
+//! bookmarks change nothing, and only what `API_ACCESS` declares is read.
+//! What endpoints and names a Service gets is in `kube_endpoints.rs`.
 
 #![allow(clippy::expect_used, clippy::unwrap_used)]
 
 mod fake_kube;
 
-use std::sync::Arc;
 use std::time::Duration;
 
-use fake_kube::FakeKube;
+use fake_kube::fixtures::{
+    State, addresses, eventually, names, ready, run, service, slice, slice_with_ports, until,
+};
+use fake_kube::{FakeKube, Kind};
 use lookaside_control_plane::registry::{Cluster, Health};
-use lookaside_control_plane::sources::SourceStatus;
-use lookaside_control_plane::sources::kube::{KubeOptions, KubeSource};
-use lookaside_control_plane::telemetry::Metrics;
-use serde_json::{Value, json};
-use tokio::sync::mpsc;
+use lookaside_control_plane::sources::kube::API_ACCESS;
 use tokio::time::Instant;
-
-const OPT_IN: (&str, &str) = ("lookaside.io/enabled", "true");
-
-/// How an endpoint's conditions are set.
-#[derive(Clone, Copy)]
-enum State {
-    Ready,
-    Draining,
-    NotReady,
-}
-
-fn slice(
-    name: &str,
-    service: &str,
-    opted_in: bool,
-    address_type: &str,
-    endpoints: &[(&str, State, &str)],
-) -> Value {
-    let mut labels = json!({ "kubernetes.io/service-name": service });
-    if opted_in {
-        labels[OPT_IN.0] = json!(OPT_IN.1);
-    }
-    let endpoints: Vec<Value> = endpoints
-        .iter()
-        .map(|(address, state, zone)| {
-            let (ready, serving, terminating) = match state {
-                State::Ready => (true, true, false),
-                State::Draining => (false, true, true),
-                State::NotReady => (false, false, false),
-            };
-            json!({
-                "addresses": [address],
-                "conditions": { "ready": ready, "serving": serving, "terminating": terminating },
-                "zone": zone,
-            })
-        })
-        .collect();
-    json!({
-        "kind": "EndpointSlice",
-        "apiVersion": "discovery.k8s.io/v1",
-        "metadata": { "name": name, "namespace": "default", "labels": labels },
-        "addressType": address_type,
-        "endpoints": endpoints,
-        "ports": [{ "name": "grpc", "port": 50051, "protocol": "TCP" }],
-    })
-}
-
-fn ready(addresses: &[&'static str]) -> Vec<(&'static str, State, &'static str)> {
-    addresses.iter().map(|a| (*a, State::Ready, "z1")).collect()
-}
-
-struct Running {
-    updates: mpsc::Receiver<(String, Vec<Cluster>)>,
-    status: SourceStatus,
-    task: tokio::task::JoinHandle<()>,
-}
-
-impl Drop for Running {
-    fn drop(&mut self) {
-        self.task.abort();
-    }
-}
-
-fn run(server: &FakeKube) -> Running {
-    let status = SourceStatus::default();
-    let source = KubeSource::new(
-        server.client(),
-        KubeOptions {
-            namespace: Some("default".into()),
-            ..KubeOptions::default()
-        },
-        status.clone(),
-        Arc::new(Metrics::new()),
-    );
-    assert_eq!(source.id(), "kube:default");
-    let (tx, updates) = mpsc::channel(64);
-    let task = tokio::spawn(source.run(tx));
-    Running {
-        updates,
-        status,
-        task,
-    }
-}
-
-/// The next published contribution that satisfies `done`, within `within`.
-async fn until(
-    running: &mut Running,
-    within: Duration,
-    done: impl Fn(&[Cluster]) -> bool,
-) -> Vec<Cluster> {
-    let deadline = Instant::now() + within;
-    loop {
-        let (id, clusters) = tokio::time::timeout_at(deadline, running.updates.recv())
-            .await
-            .expect("no matching update in time")
-            .expect("source stopped");
-        assert_eq!(id, "kube:default");
-        if done(&clusters) {
-            return clusters;
-        }
-    }
-}
-
-fn addresses(clusters: &[Cluster], name: &str) -> Vec<String> {
-    clusters
-        .iter()
-        .find(|c| c.name == name)
-        .map(|c| c.endpoints.iter().map(|e| e.address.to_string()).collect())
-        .unwrap_or_default()
-}
 
 const GREETER: &str = "greeter.default:50051";
 const GREETER_FQDN: &str = "greeter.default.svc.cluster.local:50051";
@@ -261,18 +151,27 @@ async fn gone_relists_and_converges_to_the_current_state() {
 
     // History is lost while the state changes: the open watch gets 410 Gone
     // and only a new list can show the change.
-    server.replace_and_expire(vec![
-        slice(
-            "greeter-a",
-            "greeter",
-            true,
-            "IPv4",
-            &ready(&["10.0.0.7", "10.0.0.8"]),
-        ),
-        slice("echo-a", "echo", true, "IPv4", &ready(&["10.0.2.1"])),
-    ]);
+    let service_lists = server.lists_of(Kind::Service);
+    server.replace_and_expire(
+        Kind::EndpointSlice,
+        vec![
+            slice(
+                "greeter-a",
+                "greeter",
+                true,
+                "IPv4",
+                &ready(&["10.0.0.7", "10.0.0.8"]),
+            ),
+            slice("echo-a", "echo", true, "IPv4", &ready(&["10.0.2.1"])),
+        ],
+    );
     let clusters = until(&mut running, Duration::from_secs(10), |c| c.len() == 4).await;
     assert!(server.lists() >= 2, "no re-list after 410 Gone");
+    // History is lost for every kind: Services re-list too.
+    eventually(Duration::from_secs(10), "Services re-listed", || {
+        server.lists_of(Kind::Service) > service_lists
+    })
+    .await;
     assert_eq!(
         addresses(&clusters, GREETER),
         ["10.0.0.7:50051", "10.0.0.8:50051"]
@@ -302,14 +201,11 @@ async fn a_failing_api_server_is_reported_and_the_last_endpoints_keep_serving() 
     until(&mut running, Duration::from_secs(5), |_| true).await;
 
     server.set_failing(true);
-    let deadline = Instant::now() + Duration::from_secs(10);
-    let error = loop {
-        if let Some(error) = running.status.all()[0].1.error.clone() {
-            break error;
-        }
-        assert!(Instant::now() < deadline, "watch failure not reported");
-        tokio::time::sleep(Duration::from_millis(10)).await;
-    };
+    eventually(Duration::from_secs(10), "watch failure reported", || {
+        running.status.all()[0].1.error.is_some()
+    })
+    .await;
+    let error = running.status.all()[0].1.error.clone().unwrap();
     assert!(
         error.message.contains("Kubernetes watch"),
         "{}",
@@ -338,6 +234,8 @@ async fn a_failing_api_server_is_reported_and_the_last_endpoints_keep_serving() 
 #[tokio::test]
 async fn services_without_the_opt_in_label_are_not_served() {
     let server = FakeKube::start().await;
+    server.apply(service("secret", false, &[("grpc", 50051, 50051)]));
+    server.apply(service("greeter", true, &[("grpc", 50051, 50051)]));
     server.apply(slice(
         "secret-a",
         "secret",
@@ -380,6 +278,7 @@ async fn services_without_the_opt_in_label_are_not_served() {
 
     // Taking the label off (Kubernetes copies it from the Service to its
     // slices) stops serving the Service; putting it back serves it again.
+    server.apply(service("greeter", false, &[("grpc", 50051, 50051)]));
     server.apply(slice(
         "greeter-a",
         "greeter",
@@ -388,6 +287,7 @@ async fn services_without_the_opt_in_label_are_not_served() {
         &ready(&["10.0.0.1", "10.0.0.2"]),
     ));
     until(&mut running, Duration::from_secs(1), <[Cluster]>::is_empty).await;
+    server.apply(service("greeter", true, &[("grpc", 50051, 50051)]));
     server.apply(slice(
         "greeter-a",
         "greeter",
@@ -437,4 +337,145 @@ async fn a_bookmark_changes_nothing() {
     assert_eq!(server.lists(), 1);
     assert!(server.bookmark_watches() >= 1, "bookmarks never asked for");
     assert!(running.status.all()[0].1.error.is_none());
+}
+
+#[tokio::test]
+async fn a_dropped_watch_resumes_from_its_resource_version_without_a_relist() {
+    let server = FakeKube::start().await;
+    server.apply(service("greeter", true, &[("grpc", 50051, 50051)]));
+    server.apply(slice(
+        "greeter-a",
+        "greeter",
+        true,
+        "IPv4",
+        &ready(&["10.0.0.1"]),
+    ));
+    let mut running = run(&server);
+    until(&mut running, Duration::from_secs(5), |_| true).await;
+    let watches = server.watches_of(Kind::EndpointSlice);
+    let service_watches = server.watches_of(Kind::Service);
+
+    // The server ends every watch (a timeout, a restart behind a load
+    // balancer); a change lands while the source is between watches.
+    server.drop_watches();
+    server.apply(slice(
+        "greeter-a",
+        "greeter",
+        true,
+        "IPv4",
+        &ready(&["10.0.0.1", "10.0.0.2"]),
+    ));
+    let clusters = until(&mut running, Duration::from_secs(10), |c| {
+        addresses(c, GREETER).len() == 2
+    })
+    .await;
+    assert_eq!(addresses(&clusters, GREETER_FQDN).len(), 2);
+    // Both watches came back, from where they were: no list, no error.
+    assert!(server.watches_of(Kind::EndpointSlice) > watches);
+    eventually(Duration::from_secs(10), "Service watch resumed", || {
+        server.watches_of(Kind::Service) > service_watches
+    })
+    .await;
+    assert_eq!(server.lists(), 1, "a resumed watch must not re-list");
+    assert_eq!(server.lists_of(Kind::Service), 1);
+    assert!(running.status.all()[0].1.error.is_none());
+
+    // And it keeps following changes.
+    server.delete("default", "greeter-a");
+    until(&mut running, Duration::from_secs(1), |c| {
+        addresses(c, GREETER).is_empty()
+    })
+    .await;
+}
+
+#[tokio::test]
+async fn nothing_is_published_until_both_initial_lists_are_complete() {
+    let server = FakeKube::start().await;
+    server.apply(service("greeter", true, &[("grpc", 80, 8080)]));
+    server.apply(slice_with_ports(
+        "greeter-a",
+        "greeter",
+        true,
+        "IPv4",
+        &[("grpc", 8080)],
+        &ready(&["10.0.0.1"]),
+    ));
+    // Slices list fine; Services cannot be listed yet.
+    server.set_failing_kind(Kind::Service, true);
+    let mut running = run(&server);
+    eventually(Duration::from_secs(5), "slices listed", || {
+        server.lists() >= 1
+    })
+    .await;
+    eventually(
+        Duration::from_secs(5),
+        "Service list failure reported",
+        || {
+            running
+                .status
+                .all()
+                .first()
+                .and_then(|(_, state)| state.error.as_ref())
+                .is_some_and(|e| e.message.contains("Services"))
+        },
+    )
+    .await;
+    // Publishing now would name the cluster by the slice port (8080), then
+    // rename it: no contribution at all may come before the Service list.
+    assert!(
+        running.updates.try_recv().is_err(),
+        "published before the Service list"
+    );
+
+    server.set_failing_kind(Kind::Service, false);
+    let clusters = until(&mut running, Duration::from_secs(10), |_| true).await;
+    assert_eq!(
+        names(&clusters),
+        ["greeter.default.svc.cluster.local:80", "greeter.default:80"]
+    );
+    assert_eq!(
+        addresses(&clusters, "greeter.default:80"),
+        ["10.0.0.1:8080"]
+    );
+}
+
+#[tokio::test]
+async fn the_source_only_lists_and_watches_what_api_access_declares() {
+    let server = FakeKube::start().await;
+    server.apply(service("greeter", true, &[("grpc", 50051, 50051)]));
+    server.apply(slice(
+        "greeter-a",
+        "greeter",
+        true,
+        "IPv4",
+        &[("10.0.0.1", State::Ready, "z1")],
+    ));
+    let mut running = run(&server);
+    until(&mut running, Duration::from_secs(5), |_| true).await;
+    eventually(Duration::from_secs(5), "both kinds watched", || {
+        server.watches_of(Kind::EndpointSlice) >= 1 && server.watches_of(Kind::Service) >= 1
+    })
+    .await;
+
+    let requests = server.requests();
+    for request in &requests {
+        let declared = API_ACCESS.iter().any(|access| {
+            (access.group, access.resource) == request.resource
+                && access.verbs.contains(&request.verb)
+        });
+        assert!(declared, "undeclared request {request:?}");
+        assert_eq!(request.selector, "lookaside.io/enabled=true");
+    }
+    // And everything declared is used.
+    for access in API_ACCESS {
+        for verb in access.verbs {
+            assert!(
+                requests
+                    .iter()
+                    .any(|r| r.resource == (access.group, access.resource) && r.verb == *verb),
+                "{verb} {} declared but never requested",
+                access.resource
+            );
+        }
+    }
 }

@@ -1,15 +1,22 @@
-//! A fake Kubernetes API server for EndpointSlices, in process on
-//! 127.0.0.1: the real list and watch protocol (resourceVersion, newline
-//! delimited watch events, bookmarks, label selectors, 410 Gone), with the
-//! state held in memory and changed by the test.
+//! A fake Kubernetes API server for EndpointSlices and Services, in process
+//! on 127.0.0.1: the real list and watch protocol (resourceVersion, newline
+//! delimited watch events, bookmarks, label selectors, 410 Gone, watches the
+//! server ends), with the state held in memory and changed by the test.
 //!
-//! Owns: only what the Kubernetes source asks of an API server.
-//! Must never: be used outside tests, or sleep to order anything: every
-//! watch reads the event log after subscribing to its changes.
+//! Objects are kept as the JSON bytes the server sends, so a benchmark with
+//! 100,000 endpoints does not count a parsed copy of them in its RSS.
+//!
+//! Owns: only what the Kubernetes source asks of an API server; the shared
+//! test fixtures live in `fixtures`.
+//! Must never: be used outside tests and benchmarks, or sleep to order
+//! anything: every watch reads the event log after subscribing to its
+//! changes.
 
 #![allow(dead_code, unreachable_pub)]
 
-use std::collections::{BTreeMap, HashMap};
+pub mod fixtures;
+
+use std::collections::{BTreeMap, HashMap, HashSet};
 use std::convert::Infallible;
 use std::net::SocketAddr;
 use std::sync::{Arc, Mutex};
@@ -23,49 +30,156 @@ use serde_json::{Value, json};
 use tokio::sync::{mpsc, watch};
 use tokio_stream::wrappers::ReceiverStream;
 
-const PREFIX: &str = "/apis/discovery.k8s.io/v1/";
+/// The kinds of object the fake serves.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord, Hash)]
+pub enum Kind {
+    /// `discovery.k8s.io/v1` EndpointSlice.
+    EndpointSlice,
+    /// `v1` Service.
+    Service,
+}
+
+impl Kind {
+    fn of(object: &Value) -> Self {
+        match object["kind"].as_str() {
+            Some("Service") => Kind::Service,
+            _ => Kind::EndpointSlice,
+        }
+    }
+
+    fn name(self) -> &'static str {
+        match self {
+            Kind::EndpointSlice => "EndpointSlice",
+            Kind::Service => "Service",
+        }
+    }
+
+    fn api_version(self) -> &'static str {
+        match self {
+            Kind::EndpointSlice => "discovery.k8s.io/v1",
+            Kind::Service => "v1",
+        }
+    }
+
+    /// The RBAC (API group, resource) of the kind.
+    pub fn resource(self) -> (&'static str, &'static str) {
+        match self {
+            Kind::EndpointSlice => ("discovery.k8s.io", "endpointslices"),
+            Kind::Service => ("", "services"),
+        }
+    }
+
+    /// The kind a request path names, and its namespace if any.
+    fn route(path: &str) -> Option<(Self, Option<String>)> {
+        let (kind, rest) = if let Some(rest) = path.strip_prefix("/apis/discovery.k8s.io/v1/") {
+            (Kind::EndpointSlice, rest)
+        } else if let Some(rest) = path.strip_prefix("/api/v1/") {
+            (Kind::Service, rest)
+        } else {
+            return None;
+        };
+        let plural = kind.resource().1;
+        match rest.split('/').collect::<Vec<_>>()[..] {
+            [resource] if resource == plural => Some((kind, None)),
+            ["namespaces", namespace, resource] if resource == plural => {
+                Some((kind, Some(namespace.to_string())))
+            }
+            _ => None,
+        }
+    }
+}
+
+/// An object as stored: what filters read, and its JSON.
+struct Stored {
+    namespace: String,
+    labels: BTreeMap<String, String>,
+    json: Bytes,
+}
+
+impl Stored {
+    fn new(object: &Value) -> Self {
+        let labels = object["metadata"]["labels"]
+            .as_object()
+            .map(|labels| {
+                labels
+                    .iter()
+                    .map(|(k, v)| (k.clone(), v.as_str().unwrap_or_default().to_string()))
+                    .collect()
+            })
+            .unwrap_or_default();
+        Self {
+            namespace: object["metadata"]["namespace"]
+                .as_str()
+                .unwrap_or_default()
+                .to_string(),
+            labels,
+            json: Bytes::from(serde_json::to_vec(object).expect("json")),
+        }
+    }
+}
 
 /// One recorded change, replayed to watches that start before it.
 struct Entry {
     version: u64,
-    kind: &'static str,
-    object: Value,
-    /// For MODIFIED: the object before, to tell a watch whose selector it
-    /// entered (ADDED) or left (DELETED), as the API server does.
-    previous: Option<Value>,
+    kind: Kind,
+    event: &'static str,
+    object: Arc<Stored>,
+    /// For MODIFIED: the labels before, to tell a watch whose selector the
+    /// object entered (ADDED) or left (DELETED), as the API server does.
+    previous: Option<BTreeMap<String, String>>,
 }
 
 impl Entry {
-    /// The event type a watch with `filter` sees, if any.
-    fn seen_as(&self, filter: &Filter, bookmarks: bool) -> Option<&'static str> {
-        match (self.kind, &self.previous) {
+    /// The event type a watch of `kind` with `filter` sees, if any.
+    fn seen_as(&self, kind: Kind, filter: &Filter, bookmarks: bool) -> Option<&'static str> {
+        if self.kind != kind {
+            return None;
+        }
+        let namespace = &self.object.namespace;
+        match (self.event, &self.previous) {
             ("BOOKMARK", _) => bookmarks.then_some("BOOKMARK"),
-            ("MODIFIED", Some(previous)) => {
-                match (filter.matches(previous), filter.matches(&self.object)) {
-                    (true, true) => Some("MODIFIED"),
-                    (false, true) => Some("ADDED"),
-                    (true, false) => Some("DELETED"),
-                    (false, false) => None,
-                }
-            }
-            (kind, _) => filter.matches(&self.object).then_some(kind),
+            ("MODIFIED", Some(previous)) => match (
+                filter.matches(namespace, previous),
+                filter.matches(namespace, &self.object.labels),
+            ) {
+                (true, true) => Some("MODIFIED"),
+                (false, true) => Some("ADDED"),
+                (true, false) => Some("DELETED"),
+                (false, false) => None,
+            },
+            (event, _) => filter
+                .matches(namespace, &self.object.labels)
+                .then_some(event),
         }
     }
+}
+
+/// One request the fake served, as RBAC sees it.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Request {
+    /// API group and resource.
+    pub resource: (&'static str, &'static str),
+    /// `list` or `watch`.
+    pub verb: &'static str,
+    /// The label selector asked for.
+    pub selector: String,
 }
 
 #[derive(Default)]
 struct Store {
     version: u64,
-    slices: BTreeMap<(String, String), Value>,
+    objects: BTreeMap<(Kind, String, String), Arc<Stored>>,
     log: Vec<Entry>,
     /// Watches from a resourceVersion below this get 410 Gone.
     gone_below: u64,
-    /// Every request fails with 500 and open watches end.
-    failing: bool,
-    lists: usize,
-    watches: usize,
+    /// Requests for these kinds fail with 500 and their open watches end.
+    failing: HashSet<Kind>,
+    /// Watches opened before a change of this end (a server-side timeout).
+    generation: u64,
+    lists: HashMap<Kind, usize>,
+    watches: HashMap<Kind, usize>,
     bookmark_watches: usize,
-    selectors: Vec<String>,
+    requests: Vec<Request>,
 }
 
 #[derive(Clone)]
@@ -99,9 +213,7 @@ impl FakeKube {
             .await
             .expect("bind");
         let address = listener.local_addr().expect("address");
-        let router = Router::new()
-            .fallback(endpoint_slices)
-            .with_state(shared.clone());
+        let router = Router::new().fallback(serve).with_state(shared.clone());
         let task = tokio::spawn(async move {
             let _ = axum::serve(listener, router).await;
         });
@@ -118,95 +230,147 @@ impl FakeKube {
         kube::Client::try_from(kube::Config::new(uri)).expect("client")
     }
 
-    /// Creates or replaces a slice (ADDED or MODIFIED).
-    pub fn apply(&self, mut slice: Value) {
+    /// Creates or replaces an object (ADDED or MODIFIED); its `kind` says
+    /// which: `Service`, else an EndpointSlice.
+    pub fn apply(&self, mut object: Value) {
+        let kind = Kind::of(&object);
         self.change(|store| {
             store.version += 1;
-            let key = key(&slice);
-            slice["metadata"]["resourceVersion"] = json!(store.version.to_string());
-            let previous = store.slices.insert(key, slice.clone());
-            let kind = if previous.is_some() {
-                "MODIFIED"
-            } else {
-                "ADDED"
-            };
+            object["metadata"]["resourceVersion"] = json!(store.version.to_string());
+            let stored = Arc::new(Stored::new(&object));
+            let previous = store.objects.insert(key(kind, &object), stored.clone());
             let version = store.version;
             store.log.push(Entry {
                 version,
                 kind,
-                object: slice,
-                previous,
+                event: if previous.is_some() {
+                    "MODIFIED"
+                } else {
+                    "ADDED"
+                },
+                object: stored,
+                previous: previous.map(|p| p.labels.clone()),
             });
         });
     }
 
     /// Deletes a slice (DELETED).
     pub fn delete(&self, namespace: &str, name: &str) {
+        self.delete_object(Kind::EndpointSlice, namespace, name);
+    }
+
+    /// Deletes a Service (DELETED).
+    pub fn delete_service(&self, namespace: &str, name: &str) {
+        self.delete_object(Kind::Service, namespace, name);
+    }
+
+    fn delete_object(&self, kind: Kind, namespace: &str, name: &str) {
         self.change(|store| {
-            let Some(mut slice) = store
-                .slices
-                .remove(&(namespace.to_string(), name.to_string()))
+            let Some(stored) =
+                store
+                    .objects
+                    .remove(&(kind, namespace.to_string(), name.to_string()))
             else {
                 return;
             };
             store.version += 1;
-            slice["metadata"]["resourceVersion"] = json!(store.version.to_string());
+            // The API server sends the object with the deletion's version.
+            let mut object: Value = serde_json::from_slice(&stored.json).expect("json");
+            object["metadata"]["resourceVersion"] = json!(store.version.to_string());
             let version = store.version;
             store.log.push(Entry {
                 version,
-                kind: "DELETED",
-                object: slice,
+                kind,
+                event: "DELETED",
+                object: Arc::new(Stored::new(&object)),
                 previous: None,
             });
         });
     }
 
-    /// Sends a BOOKMARK to watches that asked for bookmarks.
+    /// Sends a BOOKMARK to every watch that asked for bookmarks.
     pub fn bookmark(&self) {
         self.change(|store| {
             store.version += 1;
             let version = store.version;
-            store.log.push(Entry {
-                version,
-                kind: "BOOKMARK",
-                object: json!({
-                    "kind": "EndpointSlice",
-                    "apiVersion": "discovery.k8s.io/v1",
+            for kind in [Kind::EndpointSlice, Kind::Service] {
+                let object = json!({
+                    "kind": kind.name(),
+                    "apiVersion": kind.api_version(),
                     "metadata": { "resourceVersion": version.to_string() },
-                }),
-                previous: None,
-            });
+                });
+                store.log.push(Entry {
+                    version,
+                    kind,
+                    event: "BOOKMARK",
+                    object: Arc::new(Stored::new(&object)),
+                    previous: None,
+                });
+            }
         });
     }
 
-    /// Replaces every slice without recording events and forgets the
-    /// history: open watches end with an ERROR 410 Gone, and only a fresh
-    /// list shows the new state.
-    pub fn replace_and_expire(&self, slices: Vec<Value>) {
+    /// Replaces every object of `kind` without recording events and forgets
+    /// the history (as etcd compaction does, for every kind): open watches
+    /// end with an ERROR 410 Gone, and only a fresh list shows the new state.
+    pub fn replace_and_expire(&self, kind: Kind, objects: Vec<Value>) {
         self.change(|store| {
             store.version += 1;
             let version = store.version.to_string();
-            store.slices = slices
-                .into_iter()
-                .map(|mut slice| {
-                    slice["metadata"]["resourceVersion"] = json!(version);
-                    (key(&slice), slice)
-                })
-                .collect();
+            store.objects.retain(|(k, _, _), _| *k != kind);
+            for mut object in objects {
+                object["metadata"]["resourceVersion"] = json!(version);
+                store
+                    .objects
+                    .insert(key(kind, &object), Arc::new(Stored::new(&object)));
+            }
             store.log.clear();
             store.gone_below = store.version;
         });
     }
 
+    /// Ends every open watch cleanly, as an API server does when a watch
+    /// times out or the server restarts: clients watch again from their
+    /// last resourceVersion.
+    pub fn drop_watches(&self) {
+        self.change(|store| store.generation += 1);
+    }
+
     /// While `failing`, every request fails with 500 Internal Server Error
     /// and open watches end.
     pub fn set_failing(&self, failing: bool) {
-        self.change(|store| store.failing = failing);
+        for kind in [Kind::EndpointSlice, Kind::Service] {
+            self.set_failing_kind(kind, failing);
+        }
     }
 
-    /// How many list requests were served.
+    /// While `failing`, requests for `kind` fail with 500 Internal Server
+    /// Error and its open watches end.
+    pub fn set_failing_kind(&self, kind: Kind, failing: bool) {
+        self.change(|store| {
+            if failing {
+                store.failing.insert(kind);
+            } else {
+                store.failing.remove(&kind);
+            }
+        });
+    }
+
+    /// How many EndpointSlice lists were served.
     pub fn lists(&self) -> usize {
-        self.shared.store.lock().expect("lock").lists
+        self.lists_of(Kind::EndpointSlice)
+    }
+
+    /// How many lists of `kind` were served.
+    pub fn lists_of(&self, kind: Kind) -> usize {
+        let store = self.shared.store.lock().expect("lock");
+        store.lists.get(&kind).copied().unwrap_or(0)
+    }
+
+    /// How many watches of `kind` were opened.
+    pub fn watches_of(&self, kind: Kind) -> usize {
+        let store = self.shared.store.lock().expect("lock");
+        store.watches.get(&kind).copied().unwrap_or(0)
     }
 
     /// How many watches asked for bookmarks.
@@ -216,7 +380,12 @@ impl FakeKube {
 
     /// Label selectors of every request.
     pub fn selectors(&self) -> Vec<String> {
-        self.shared.store.lock().expect("lock").selectors.clone()
+        self.requests().into_iter().map(|r| r.selector).collect()
+    }
+
+    /// Every list and watch request served.
+    pub fn requests(&self) -> Vec<Request> {
+        self.shared.store.lock().expect("lock").requests.clone()
     }
 
     fn change(&self, edit: impl FnOnce(&mut Store)) {
@@ -229,32 +398,37 @@ impl FakeKube {
     }
 }
 
-fn key(slice: &Value) -> (String, String) {
+fn key(kind: Kind, object: &Value) -> (Kind, String, String) {
     let text = |field: &str| {
-        slice["metadata"][field]
+        object["metadata"][field]
             .as_str()
             .unwrap_or_default()
             .to_string()
     };
-    (text("namespace"), text("name"))
+    (kind, text("namespace"), text("name"))
 }
 
-/// Handles `/apis/discovery.k8s.io/v1/endpointslices` and
-/// `/apis/discovery.k8s.io/v1/namespaces/NS/endpointslices`.
-async fn endpoint_slices(State(shared): State<Shared>, uri: Uri) -> Response {
-    let Some(rest) = uri.path().strip_prefix(PREFIX) else {
+/// Handles lists and watches of EndpointSlices
+/// (`/apis/discovery.k8s.io/v1/[namespaces/NS/]endpointslices`) and of
+/// Services (`/api/v1/[namespaces/NS/]services`).
+async fn serve(State(shared): State<Shared>, uri: Uri) -> Response {
+    let Some((kind, namespace)) = Kind::route(uri.path()) else {
         return status(StatusCode::NOT_FOUND, "no such path");
     };
-    let namespace = match rest.split('/').collect::<Vec<_>>()[..] {
-        ["endpointslices"] => None,
-        ["namespaces", namespace, "endpointslices"] => Some(namespace.to_string()),
-        _ => return status(StatusCode::NOT_FOUND, "no such path"),
-    };
-    if shared.store.lock().expect("lock").failing {
-        return status(StatusCode::INTERNAL_SERVER_ERROR, "storage is down");
-    }
     let query = query(uri.query().unwrap_or_default());
     let selector = query.get("labelSelector").cloned().unwrap_or_default();
+    let watching = query.get("watch").map(String::as_str) == Some("true");
+    {
+        let mut store = shared.store.lock().expect("lock");
+        store.requests.push(Request {
+            resource: kind.resource(),
+            verb: if watching { "watch" } else { "list" },
+            selector: selector.clone(),
+        });
+        if store.failing.contains(&kind) {
+            return status(StatusCode::INTERNAL_SERVER_ERROR, "storage is down");
+        }
+    }
     let filter = Filter {
         namespace,
         labels: selector
@@ -264,16 +438,15 @@ async fn endpoint_slices(State(shared): State<Shared>, uri: Uri) -> Response {
             .map(|(k, v)| (k.to_string(), v.to_string()))
             .collect(),
     };
-    shared.store.lock().expect("lock").selectors.push(selector);
-    if query.get("watch").map(String::as_str) == Some("true") {
+    if watching {
         let from = query
             .get("resourceVersion")
             .and_then(|v| v.parse().ok())
             .unwrap_or(0);
         let bookmarks = query.get("allowWatchBookmarks").map(String::as_str) == Some("true");
-        watch_response(shared, filter, from, bookmarks)
+        watch_response(shared, kind, filter, from, bookmarks)
     } else {
-        list_response(&shared, &filter)
+        list_response(&shared, kind, &filter)
     }
 }
 
@@ -283,93 +456,102 @@ struct Filter {
 }
 
 impl Filter {
-    fn matches(&self, object: &Value) -> bool {
-        let metadata = &object["metadata"];
-        if let Some(namespace) = &self.namespace
-            && metadata["namespace"].as_str() != Some(namespace)
+    fn matches(&self, namespace: &str, labels: &BTreeMap<String, String>) -> bool {
+        if let Some(wanted) = &self.namespace
+            && wanted != namespace
         {
             return false;
         }
         self.labels
             .iter()
-            .all(|(k, v)| metadata["labels"][k].as_str() == Some(v))
+            .all(|(k, v)| labels.get(k).is_some_and(|value| value == v))
     }
 }
 
-fn list_response(shared: &Shared, filter: &Filter) -> Response {
+fn list_response(shared: &Shared, kind: Kind, filter: &Filter) -> Response {
     let mut store = shared.store.lock().expect("lock");
-    store.lists += 1;
-    let items: Vec<Value> = store
-        .slices
-        .values()
-        .filter(|slice| filter.matches(slice))
-        .cloned()
-        .collect();
-    json_response(
-        StatusCode::OK,
-        &json!({
-            "kind": "EndpointSliceList",
-            "apiVersion": "discovery.k8s.io/v1",
-            "metadata": { "resourceVersion": store.version.to_string() },
-            "items": items,
-        }),
+    *store.lists.entry(kind).or_default() += 1;
+    let mut body = format!(
+        r#"{{"kind":"{}List","apiVersion":"{}","metadata":{{"resourceVersion":"{}"}},"items":["#,
+        kind.name(),
+        kind.api_version(),
+        store.version
     )
+    .into_bytes();
+    let mut first = true;
+    for ((k, _, _), object) in &store.objects {
+        if *k != kind || !filter.matches(&object.namespace, &object.labels) {
+            continue;
+        }
+        if !first {
+            body.push(b',');
+        }
+        first = false;
+        body.extend_from_slice(&object.json);
+    }
+    body.extend_from_slice(b"]}");
+    Response::builder()
+        .status(StatusCode::OK)
+        .header(header::CONTENT_TYPE, "application/json")
+        .body(Body::from(body))
+        .expect("response")
 }
 
-fn watch_response(shared: Shared, filter: Filter, mut from: u64, bookmarks: bool) -> Response {
+fn watch_response(
+    shared: Shared,
+    kind: Kind,
+    filter: Filter,
+    mut from: u64,
+    bookmarks: bool,
+) -> Response {
     let (tx, rx) = mpsc::channel::<Result<Bytes, Infallible>>(64);
     // Subscribe before the first read of the log, so no change is missed.
     let mut changed = shared.changed.subscribe();
-    {
+    let generation = {
         let mut store = shared.store.lock().expect("lock");
-        store.watches += 1;
+        *store.watches.entry(kind).or_default() += 1;
         store.bookmark_watches += usize::from(bookmarks);
-    }
+        store.generation
+    };
     tokio::spawn(async move {
         loop {
             let (lines, gone) = {
                 let store = shared.store.lock().expect("lock");
-                if store.failing {
+                if store.failing.contains(&kind) || store.generation != generation {
                     return;
                 }
                 if from < store.gone_below {
                     (Vec::new(), Some(store.gone_below))
                 } else {
-                    let lines: Vec<(u64, Value)> = store
-                        .log
+                    let start = store.log.partition_point(|entry| entry.version <= from);
+                    let lines: Vec<Bytes> = store.log[start..]
                         .iter()
-                        .filter(|entry| entry.version > from)
                         .filter_map(|entry| {
-                            let kind = entry.seen_as(&filter, bookmarks)?;
-                            Some((
-                                entry.version,
-                                json!({ "type": kind, "object": entry.object }),
-                            ))
+                            let event = entry.seen_as(kind, &filter, bookmarks)?;
+                            Some(event_line(event, &entry.object.json))
                         })
                         .collect();
                     from = from.max(store.log.last().map_or(from, |entry| entry.version));
                     (lines, None)
                 }
             };
-            for (_, line) in lines {
-                if tx.send(Ok(line_bytes(&line))).await.is_err() {
+            for line in lines {
+                if tx.send(Ok(line)).await.is_err() {
                     return;
                 }
             }
             if let Some(current) = gone {
                 let error = json!({
-                    "type": "ERROR",
-                    "object": {
-                        "kind": "Status",
-                        "apiVersion": "v1",
-                        "metadata": {},
-                        "status": "Failure",
-                        "message": format!("too old resource version: {from} ({current})"),
-                        "reason": "Expired",
-                        "code": 410,
-                    },
+                    "kind": "Status",
+                    "apiVersion": "v1",
+                    "metadata": {},
+                    "status": "Failure",
+                    "message": format!("too old resource version: {from} ({current})"),
+                    "reason": "Expired",
+                    "code": 410,
                 });
-                let _ = tx.send(Ok(line_bytes(&error))).await;
+                let error = serde_json::to_vec(&error).expect("json");
+                let _ = tx.send(Ok(event_line("ERROR", &error))).await;
                 return;
             }
             if changed.changed().await.is_err() {
@@ -384,31 +566,30 @@ fn watch_response(shared: Shared, filter: Filter, mut from: u64, bookmarks: bool
         .expect("response")
 }
 
-fn line_bytes(value: &Value) -> Bytes {
-    let mut line = serde_json::to_vec(value).expect("json");
-    line.push(b'\n');
+/// `{"type":EVENT,"object":OBJECT}` and a newline.
+fn event_line(event: &str, object: &[u8]) -> Bytes {
+    let mut line = Vec::with_capacity(object.len() + 32);
+    line.extend_from_slice(br#"{"type":""#);
+    line.extend_from_slice(event.as_bytes());
+    line.extend_from_slice(br#"","object":"#);
+    line.extend_from_slice(object);
+    line.extend_from_slice(b"}\n");
     Bytes::from(line)
 }
 
 fn status(code: StatusCode, message: &str) -> Response {
-    json_response(
-        code,
-        &json!({
-            "kind": "Status",
-            "apiVersion": "v1",
-            "metadata": {},
-            "status": "Failure",
-            "message": message,
-            "code": code.as_u16(),
-        }),
-    )
-}
-
-fn json_response(code: StatusCode, value: &Value) -> Response {
+    let body = json!({
+        "kind": "Status",
+        "apiVersion": "v1",
+        "metadata": {},
+        "status": "Failure",
+        "message": message,
+        "code": code.as_u16(),
+    });
     Response::builder()
         .status(code)
         .header(header::CONTENT_TYPE, "application/json")
-        .body(Body::from(serde_json::to_vec(value).expect("json")))
+        .body(Body::from(serde_json::to_vec(&body).expect("json")))
         .expect("response")
 }
 

@@ -1,81 +1,88 @@
-//! From EndpointSlices to clusters: naming, merging every slice of a Service,
-//! deduplicating addresses, and mapping endpoint conditions to health.
+//! From one Service's EndpointSlices (and its ports, once seen) to its
+//! clusters: naming by Service port, merging every slice and deduplicating
+//! addresses.
 //!
-//! Owns: the mapping rules documented in the module root.
-//! Must never: do I/O or keep state between calls; the same slices always
-//! give the same clusters, in the same order.
+//! Owns: the naming and merging rules documented in the module root.
+//! Must never: do I/O or keep state between calls; the same input always
+//! gives the same clusters, in the same order.
 
 use std::collections::BTreeMap;
-use std::net::{IpAddr, SocketAddr};
+use std::net::SocketAddr;
 
-use k8s_openapi::api::discovery::v1::{Endpoint as SliceEndpoint, EndpointSlice};
-
-use crate::registry::{Cluster, Endpoint, Health, Locality, OrcaPort, Policy};
-
-/// The label naming the Service an EndpointSlice belongs to.
-pub const SERVICE_NAME_LABEL: &str = "kubernetes.io/service-name";
-
-/// Optional Service label (copied onto its slices) choosing the weight
-/// policy: `static`, `utilization` (default) or `wrr`.
-pub const POLICY_LABEL: &str = "lookaside.io/policy";
-
-/// Optional Service label (copied onto its slices): the port the pods serve
-/// ORCA load reports on, when it is not the balanced port.
-pub const ORCA_PORT_LABEL: &str = "lookaside.io/orca-port";
+use super::service::ServicePorts;
+use super::slice::SliceEndpoints;
+use crate::registry::{Cluster, Endpoint, Health, Locality};
 
 /// Suffix of the fully qualified alias of every cluster name.
 const CLUSTER_DOMAIN: &str = "svc.cluster.local";
 
-/// Every cluster the given slices describe, sorted by name, with endpoints
-/// sorted by address. `source` is written into each cluster.
-pub fn clusters_from_slices<'a>(
-    slices: impl IntoIterator<Item = &'a EndpointSlice>,
+/// Every cluster of Service `service` in `namespace`, sorted by name, with
+/// endpoints sorted by address. `ports` is the Service as last seen, `None`
+/// until it has been; `slices` are all of its slices; `source` is written
+/// into each cluster.
+///
+/// A cluster is named by the Service port; its endpoints carry the slice
+/// port of the same name (the pods' target port). A slice port whose name
+/// matches no known Service port names its cluster by its own number
+/// instead, so its endpoints stay served. Every Service port is named even
+/// when no slice lists it yet.
+pub(super) fn service_clusters<'a>(
+    namespace: &str,
+    service: &str,
+    ports: Option<&ServicePorts>,
+    slices: impl IntoIterator<Item = &'a SliceEndpoints>,
     source: &str,
 ) -> Vec<Cluster> {
-    // (namespace, service, port) -> address -> endpoint
-    let mut merged: BTreeMap<(String, String, u16), BTreeMap<SocketAddr, Endpoint>> =
-        BTreeMap::new();
-    // (namespace, service) -> options, from the first slice that names them.
-    let mut options: BTreeMap<(String, String), (Policy, OrcaPort)> = BTreeMap::new();
+    let mut slices = slices.into_iter().peekable();
+    let balancing = match (ports, slices.peek()) {
+        (Some(ports), _) => ports.balancing,
+        (None, Some(slice)) => slice.balancing,
+        (None, None) => Default::default(),
+    };
+    // cluster (Service) port -> address (with the slice port) -> endpoint
+    let mut merged: BTreeMap<u16, BTreeMap<SocketAddr, Endpoint>> = BTreeMap::new();
+    for port in ports.into_iter().flat_map(|p| p.ports.values()) {
+        merged.entry(*port).or_default();
+    }
     for slice in slices {
-        let Some((namespace, service)) = owner(slice) else {
-            continue;
-        };
-        options
-            .entry((namespace.clone(), service.clone()))
-            .or_insert_with(|| balancing_options(slice));
-        if !matches!(slice.address_type.as_str(), "IPv4" | "IPv6") {
-            continue; // FQDN slices name hosts; xDS clients need IPs.
-        }
-        for port in tcp_ports(slice) {
-            let endpoints = merged
-                .entry((namespace.clone(), service.clone(), port))
-                .or_default();
+        for (name, target) in &slice.ports {
+            let target = *target;
+            let port = match ports.and_then(|p| p.ports.get(name)) {
+                Some(port) => *port,
+                None => {
+                    tracing::debug!(
+                        namespace,
+                        service,
+                        slice = slice.key.1,
+                        port = name,
+                        target,
+                        known = ports.is_some(),
+                        "no Service port of this name; naming the cluster by the slice port"
+                    );
+                    target
+                }
+            };
+            let endpoints = merged.entry(port).or_default();
             for endpoint in &slice.endpoints {
-                let Some(health) = health(endpoint) else {
-                    continue;
-                };
-                let locality = Locality {
-                    region: String::new(),
-                    zone: endpoint.zone.clone().unwrap_or_default(),
-                };
-                for address in &endpoint.addresses {
-                    let Ok(ip) = address.parse::<IpAddr>() else {
-                        continue;
-                    };
-                    let address = SocketAddr::new(ip, port);
-                    let candidate = Endpoint {
-                        address,
-                        weight: 1,
-                        locality: locality.clone(),
-                        health,
-                    };
+                for ip in &endpoint.ips {
+                    let address = SocketAddr::new(*ip, target);
                     // During a move between slices an address can be listed
                     // twice; keep its most usable state.
                     match endpoints.get(&address) {
-                        Some(existing) if rank(existing.health) >= rank(health) => {}
+                        Some(existing) if rank(existing.health) >= rank(endpoint.health) => {}
                         _ => {
-                            endpoints.insert(address, candidate);
+                            endpoints.insert(
+                                address,
+                                Endpoint {
+                                    address,
+                                    weight: 1,
+                                    locality: Locality {
+                                        region: String::new(),
+                                        zone: endpoint.zone.clone(),
+                                    },
+                                    health: endpoint.health,
+                                },
+                            );
                         }
                     }
                 }
@@ -83,12 +90,8 @@ pub fn clusters_from_slices<'a>(
         }
     }
     let mut clusters = Vec::with_capacity(merged.len() * 2);
-    for ((namespace, service, port), endpoints) in merged {
+    for (port, endpoints) in merged {
         let endpoints: Vec<Endpoint> = endpoints.into_values().collect();
-        let (policy, orca_port) = options
-            .get(&(namespace.clone(), service.clone()))
-            .copied()
-            .unwrap_or_default();
         for name in [
             format!("{service}.{namespace}:{port}"),
             format!("{service}.{namespace}.{CLUSTER_DOMAIN}:{port}"),
@@ -97,88 +100,13 @@ pub fn clusters_from_slices<'a>(
                 name,
                 endpoints: endpoints.clone(),
                 source: source.to_string(),
-                policy,
-                orca_port,
+                policy: balancing.policy,
+                orca_port: balancing.orca_port,
             });
         }
     }
     clusters.sort_by(|a, b| a.name.cmp(&b.name));
     clusters
-}
-
-/// The policy and ORCA port a slice's labels ask for. An unknown value
-/// keeps the default and is logged, so a typo never drops a Service.
-fn balancing_options(slice: &EndpointSlice) -> (Policy, OrcaPort) {
-    let labels = slice.metadata.labels.as_ref();
-    let label = |key: &str| labels.and_then(|l| l.get(key)).map(String::as_str);
-    let policy = match label(POLICY_LABEL) {
-        None => Policy::default(),
-        Some(value) => Policy::parse(value).unwrap_or_else(|| {
-            tracing::warn!(
-                slice = slice.metadata.name.as_deref().unwrap_or(""),
-                value,
-                "unknown {POLICY_LABEL}; expected static, utilization or wrr; using utilization"
-            );
-            Policy::default()
-        }),
-    };
-    let orca_port = match label(ORCA_PORT_LABEL) {
-        None => OrcaPort::Same,
-        Some(value) => match value.parse::<u16>() {
-            Ok(port) if port > 0 => OrcaPort::Port(port),
-            _ => {
-                tracing::warn!(
-                    slice = slice.metadata.name.as_deref().unwrap_or(""),
-                    value,
-                    "invalid {ORCA_PORT_LABEL}; expected a port number; using the balanced port"
-                );
-                OrcaPort::Same
-            }
-        },
-    };
-    (policy, orca_port)
-}
-
-/// The slice's (namespace, Service name), if it belongs to a Service.
-fn owner(slice: &EndpointSlice) -> Option<(String, String)> {
-    let service = slice.metadata.labels.as_ref()?.get(SERVICE_NAME_LABEL)?;
-    if service.is_empty() {
-        return None;
-    }
-    let namespace = slice.metadata.namespace.clone().unwrap_or_default();
-    Some((namespace, service.clone()))
-}
-
-/// The slice's TCP port numbers (a port with no number means "all ports",
-/// which names no cluster).
-fn tcp_ports(slice: &EndpointSlice) -> Vec<u16> {
-    let mut ports: Vec<u16> = slice
-        .ports
-        .iter()
-        .flatten()
-        .filter(|port| port.protocol.as_deref().unwrap_or("TCP") == "TCP")
-        .filter_map(|port| port.port.and_then(|p| u16::try_from(p).ok()))
-        .filter(|port| *port != 0)
-        .collect();
-    ports.sort_unstable();
-    ports.dedup();
-    ports
-}
-
-/// Health from the endpoint's conditions; `None` when it must not be routed.
-///
-/// As the API specifies, an unset `ready` means ready, an unset `serving`
-/// defers to `ready`, and an unset `terminating` means not terminating.
-fn health(endpoint: &SliceEndpoint) -> Option<Health> {
-    let conditions = endpoint.conditions.as_ref();
-    let ready = conditions.and_then(|c| c.ready).unwrap_or(true);
-    let serving = conditions.and_then(|c| c.serving).unwrap_or(ready);
-    let terminating = conditions.and_then(|c| c.terminating).unwrap_or(false);
-    match (ready, serving, terminating) {
-        (_, true, true) => Some(Health::Draining),
-        (true, _, false) => Some(Health::Healthy),
-        _ => None,
-    }
 }
 
 fn rank(health: Health) -> u8 {
@@ -192,14 +120,18 @@ fn rank(health: Health) -> u8 {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use k8s_openapi::api::discovery::v1::{EndpointConditions, EndpointPort};
+    use crate::registry::{OrcaPort, Policy};
+    use crate::sources::kube::SERVICE_NAME_LABEL;
+    use crate::sources::kube::labels::Balancing;
+    use k8s_openapi::api::discovery::v1::{
+        Endpoint as SliceEndpoint, EndpointConditions, EndpointPort, EndpointSlice,
+    };
     use k8s_openapi::apimachinery::pkg::apis::meta::v1::ObjectMeta;
 
     fn slice(
         name: &str,
-        service: &str,
         address_type: &str,
-        ports: &[(i32, &str)],
+        ports: &[(&str, i32, &str)],
         endpoints: Vec<SliceEndpoint>,
     ) -> EndpointSlice {
         EndpointSlice {
@@ -210,14 +142,15 @@ mod tests {
                 namespace: Some("default".into()),
                 labels: Some(BTreeMap::from([(
                     SERVICE_NAME_LABEL.to_string(),
-                    service.to_string(),
+                    "greeter".to_string(),
                 )])),
                 ..ObjectMeta::default()
             },
             ports: Some(
                 ports
                     .iter()
-                    .map(|(port, protocol)| EndpointPort {
+                    .map(|(name, port, protocol)| EndpointPort {
+                        name: Some((*name).into()),
                         port: Some(*port),
                         protocol: Some((*protocol).into()),
                         ..EndpointPort::default()
@@ -245,13 +178,25 @@ mod tests {
         }
     }
 
+    fn greeter<'a>(
+        ports: Option<&ServicePorts>,
+        slices: impl IntoIterator<Item = &'a EndpointSlice>,
+    ) -> Vec<Cluster> {
+        let read: Vec<SliceEndpoints> =
+            slices.into_iter().map(SliceEndpoints::from_slice).collect();
+        service_clusters("default", "greeter", ports, &read, "kube:all")
+    }
+
+    fn names(clusters: &[Cluster]) -> Vec<&str> {
+        clusters.iter().map(|c| c.name.as_str()).collect()
+    }
+
     #[test]
     fn slices_merge_and_addresses_dedupe_with_the_best_health() {
         let a = slice(
             "g-a",
-            "greeter",
             "IPv4",
-            &[(50051, "TCP")],
+            &[("grpc", 50051, "TCP")],
             vec![
                 endpoint("10.0.0.1", Some(true), Some(true), Some(false)),
                 endpoint("10.0.0.2", Some(false), Some(true), Some(true)),
@@ -259,18 +204,16 @@ mod tests {
         );
         let b = slice(
             "g-b",
-            "greeter",
             "IPv4",
-            &[(50051, "TCP")],
+            &[("grpc", 50051, "TCP")],
             vec![
                 endpoint("10.0.0.2", Some(true), None, None),
                 endpoint("10.0.0.3", None, None, None),
             ],
         );
-        let clusters = clusters_from_slices([&a, &b], "kube:all");
-        let names: Vec<_> = clusters.iter().map(|c| c.name.as_str()).collect();
+        let clusters = greeter(None, [&a, &b]);
         assert_eq!(
-            names,
+            names(&clusters),
             [
                 "greeter.default.svc.cluster.local:50051",
                 "greeter.default:50051"
@@ -288,9 +231,8 @@ mod tests {
     fn conditions_map_to_health_or_omission() {
         let s = slice(
             "g",
-            "greeter",
             "IPv6",
-            &[(8080, "TCP"), (53, "UDP")],
+            &[("grpc", 8080, "TCP"), ("dns", 53, "UDP")],
             vec![
                 endpoint("fd00::1", Some(true), Some(true), Some(false)),
                 endpoint("fd00::2", Some(false), Some(true), Some(true)),
@@ -299,7 +241,7 @@ mod tests {
                 endpoint("fd00::5", Some(false), None, None),
             ],
         );
-        let clusters = clusters_from_slices([&s], "k");
+        let clusters = greeter(None, [&s]);
         assert_eq!(clusters.len(), 2, "UDP ports are not served");
         let health: Vec<_> = clusters[1]
             .endpoints
@@ -319,20 +261,130 @@ mod tests {
     fn no_routable_endpoint_still_names_the_cluster_and_fqdn_is_skipped() {
         let empty = slice(
             "g",
-            "greeter",
             "IPv4",
-            &[(1, "TCP")],
+            &[("", 1, "TCP")],
             vec![endpoint("10.0.0.1", Some(false), Some(false), None)],
         );
         let fqdn = slice(
             "h",
-            "other",
             "FQDN",
-            &[(1, "TCP")],
+            &[("", 2, "TCP")],
             vec![endpoint("example.com", None, None, None)],
         );
-        let clusters = clusters_from_slices([&empty, &fqdn], "k");
-        assert_eq!(clusters.len(), 2);
+        let clusters = greeter(None, [&empty, &fqdn]);
+        assert_eq!(
+            names(&clusters),
+            ["greeter.default.svc.cluster.local:1", "greeter.default:1"]
+        );
         assert!(clusters.iter().all(|c| c.endpoints.is_empty()));
+    }
+
+    fn ports(pairs: &[(&str, u16)]) -> ServicePorts {
+        ServicePorts {
+            ports: pairs.iter().map(|(n, p)| ((*n).to_string(), *p)).collect(),
+            balancing: Balancing {
+                policy: Policy::Static,
+                orca_port: OrcaPort::Port(9000),
+            },
+        }
+    }
+
+    #[test]
+    fn clusters_are_named_by_the_service_port_of_the_same_name() {
+        let s = slice(
+            "g",
+            "IPv4",
+            &[("grpc", 8080, "TCP"), ("admin", 9001, "TCP")],
+            vec![endpoint("10.0.0.1", None, None, None)],
+        );
+        let service = ports(&[("grpc", 80), ("admin", 9000), ("metrics", 9090)]);
+        let clusters = greeter(Some(&service), [&s]);
+        let by_name: Vec<(&str, Vec<String>)> = clusters
+            .iter()
+            .filter(|c| !c.name.contains(CLUSTER_DOMAIN))
+            .map(|c| {
+                (
+                    c.name.as_str(),
+                    c.endpoints.iter().map(|e| e.address.to_string()).collect(),
+                )
+            })
+            .collect();
+        assert_eq!(
+            by_name,
+            [
+                ("greeter.default:80", vec!["10.0.0.1:8080".to_string()]),
+                ("greeter.default:9000", vec!["10.0.0.1:9001".to_string()]),
+                // A Service port no slice lists (yet) has no endpoints.
+                ("greeter.default:9090", vec![]),
+            ]
+        );
+        assert_eq!(clusters.len(), 6);
+        // The Service's labels win over the slices'.
+        assert!(clusters.iter().all(|c| c.policy == Policy::Static));
+        assert!(clusters.iter().all(|c| c.orca_port == OrcaPort::Port(9000)));
+    }
+
+    #[test]
+    fn an_unmatched_slice_port_falls_back_to_its_own_number() {
+        let s = slice(
+            "g",
+            "IPv4",
+            &[("grpc", 8080, "TCP"), ("", 7070, "TCP")],
+            vec![endpoint("10.0.0.1", None, None, None)],
+        );
+        // The Service is not seen yet: every port is named by its number.
+        let unseen = greeter(None, [&s]);
+        assert_eq!(
+            names(&unseen),
+            [
+                "greeter.default.svc.cluster.local:7070",
+                "greeter.default.svc.cluster.local:8080",
+                "greeter.default:7070",
+                "greeter.default:8080",
+            ]
+        );
+        // Seen: the named port maps, the unnamed one (no Service port "")
+        // keeps its number; no endpoint is dropped.
+        let seen = greeter(Some(&ports(&[("grpc", 80)])), [&s]);
+        let endpoints: Vec<(&str, String)> = seen
+            .iter()
+            .filter(|c| !c.name.contains(CLUSTER_DOMAIN))
+            .flat_map(|c| {
+                c.endpoints
+                    .iter()
+                    .map(|e| (c.name.as_str(), e.address.to_string()))
+            })
+            .collect();
+        assert_eq!(
+            endpoints,
+            [
+                ("greeter.default:7070", "10.0.0.1:7070".to_string()),
+                ("greeter.default:80", "10.0.0.1:8080".to_string()),
+            ]
+        );
+    }
+
+    #[test]
+    fn a_target_port_change_mid_rollout_keeps_both_ports_under_one_cluster() {
+        let old = slice(
+            "g-old",
+            "IPv4",
+            &[("grpc", 8080, "TCP")],
+            vec![endpoint("10.0.0.1", None, None, None)],
+        );
+        let new = slice(
+            "g-new",
+            "IPv4",
+            &[("grpc", 9090, "TCP")],
+            vec![endpoint("10.0.0.2", None, None, None)],
+        );
+        let clusters = greeter(Some(&ports(&[("grpc", 80)])), [&old, &new]);
+        assert_eq!(clusters.len(), 2);
+        let addresses: Vec<String> = clusters[1]
+            .endpoints
+            .iter()
+            .map(|e| e.address.to_string())
+            .collect();
+        assert_eq!(addresses, ["10.0.0.1:8080", "10.0.0.2:9090"]);
     }
 }

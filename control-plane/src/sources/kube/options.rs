@@ -5,7 +5,7 @@
 //! Must never: talk to the API server.
 
 /// The label selector that marks a Service as served (copied by Kubernetes
-/// onto its EndpointSlices).
+/// onto its EndpointSlices; both watches use it).
 pub const DEFAULT_LABEL_SELECTOR: &str = "lookaside.io/enabled=true";
 
 /// What the Kubernetes source watches.
@@ -13,7 +13,7 @@ pub const DEFAULT_LABEL_SELECTOR: &str = "lookaside.io/enabled=true";
 pub struct KubeOptions {
     /// Only this namespace; `None` for every namespace.
     pub namespace: Option<String>,
-    /// Label selector an EndpointSlice (so its Service) must match.
+    /// Label selector a Service and its EndpointSlices must match.
     pub label_selector: String,
 }
 
