@@ -36,14 +36,22 @@ pub fn build(weighted: Arc<Weighted>, sequence: u64, previous: Option<&Snapshot>
                 &resources::cluster(name),
             ))
         });
-        let assignment = Resource::encode(
-            ResourceType::Assignment,
-            name,
-            &resources::assignment(cluster),
-        );
+        // The assignment depends only on the weighted cluster: an equal one
+        // (most clusters, when one of thousands changed) is not re-encoded.
+        let unchanged = previous.is_some_and(|p| p.weighted.clusters.get(name) == Some(cluster));
         let assignment = match reuse(ResourceType::Assignment) {
-            Some(old) if old.version == assignment.version => old,
-            _ => Arc::new(assignment),
+            Some(old) if unchanged => old,
+            old => {
+                let assignment = Resource::encode(
+                    ResourceType::Assignment,
+                    name,
+                    &resources::assignment(cluster),
+                );
+                match old {
+                    Some(old) if old.version == assignment.version => old,
+                    _ => Arc::new(assignment),
+                }
+            }
         };
         for resource in [listener, route, cluster_resource, assignment] {
             maps[resource.kind.index()].insert(name.to_string(), resource);

@@ -22,12 +22,21 @@ use crate::registry::{Cluster, Registry};
 use crate::telemetry::Metrics;
 use crate::weigh::next_push;
 
+/// One cluster's weigher, when it was last pushed for load, and the source's
+/// cluster it last weighed.
+#[derive(Debug)]
+struct Slot {
+    weigher: ClusterWeigher,
+    last_push: Option<Instant>,
+    seen: Option<Cluster>,
+}
+
 /// Every cluster's weigher and what was last published.
 #[derive(Debug)]
 pub struct Weigher {
     config: WeighConfig,
     loads: LoadTable,
-    clusters: BTreeMap<String, (ClusterWeigher, Option<Instant>)>,
+    clusters: BTreeMap<String, Slot>,
     published: Weighted,
 }
 
@@ -52,8 +61,23 @@ impl Weigher {
             ..Weighted::default()
         };
         for cluster in registry.clusters.values() {
+            // A cluster the sources did not touch keeps what was published
+            // (with thousands of clusters, one change re-weighs one).
+            let unchanged = self
+                .clusters
+                .get(&cluster.name)
+                .is_some_and(|slot| slot.seen.as_ref() == Some(cluster));
+            if unchanged && let Some(published) = self.published.clusters.get(&cluster.name) {
+                next.clusters
+                    .insert(cluster.name.clone(), published.clone());
+                continue;
+            }
             let weighted = self.weigh_cluster(cluster, now, false);
-            next.clusters.insert(cluster.name.clone(), weighted);
+            if let Some(slot) = self.clusters.get_mut(&cluster.name) {
+                slot.seen = Some(cluster.clone());
+            }
+            next.clusters
+                .insert(cluster.name.clone(), Arc::new(weighted));
         }
         self.published = next;
         &self.published
@@ -71,7 +95,7 @@ impl Weigher {
             let Some(current) = self.published.clusters.get(&cluster.name) else {
                 self.published
                     .clusters
-                    .insert(cluster.name.clone(), candidate);
+                    .insert(cluster.name.clone(), Arc::new(candidate));
                 continue;
             };
             let old: Vec<u32> = current.endpoints.iter().map(|e| e.weight).collect();
@@ -83,7 +107,7 @@ impl Weigher {
             let recent = self
                 .clusters
                 .get(&cluster.name)
-                .and_then(|(_, last)| *last)
+                .and_then(|slot| slot.last_push)
                 .is_some_and(|last| {
                     now.saturating_duration_since(last) < self.config.push_min_interval
                 });
@@ -103,14 +127,14 @@ impl Weigher {
                 .iter()
                 .map(|e| (e.weight, e.reason))
                 .collect();
-            if let Some((weigher, _)) = self.clusters.get_mut(&cluster.name) {
-                weigher.pushed(&inputs, &weights);
+            if let Some(slot) = self.clusters.get_mut(&cluster.name) {
+                slot.weigher.pushed(&inputs, &weights);
             }
             self.published
                 .clusters
-                .insert(cluster.name.clone(), candidate);
-            if let Some((_, last)) = self.clusters.get_mut(&cluster.name) {
-                *last = Some(now);
+                .insert(cluster.name.clone(), Arc::new(candidate));
+            if let Some(slot) = self.clusters.get_mut(&cluster.name) {
+                slot.last_push = Some(now);
             }
             pushed.push(cluster.name.clone());
         }
@@ -151,13 +175,18 @@ impl Weigher {
     fn weigh_cluster(&mut self, cluster: &Cluster, now: Instant, advance: bool) -> WeightedCluster {
         let inputs = self.inputs(cluster, now);
         let config = &self.config;
-        let (weigher, _) = self
+        let slot = self
             .clusters
             .entry(cluster.name.clone())
-            .or_insert_with(|| (ClusterWeigher::new(cluster.policy, config.clone()), None));
-        if weigher.policy() != cluster.policy {
-            *weigher = ClusterWeigher::new(cluster.policy, config.clone());
+            .or_insert_with(|| Slot {
+                weigher: ClusterWeigher::new(cluster.policy, config.clone()),
+                last_push: None,
+                seen: None,
+            });
+        if slot.weigher.policy() != cluster.policy {
+            slot.weigher = ClusterWeigher::new(cluster.policy, config.clone());
         }
+        let weigher = &mut slot.weigher;
         let load_driven = cluster.policy.needs_load();
         let weights = weigher.weigh(&inputs, now, advance);
         WeightedCluster {

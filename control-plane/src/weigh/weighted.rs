@@ -9,8 +9,10 @@ use crate::registry::{Health, Locality};
 /// Every cluster with the weights clients should use.
 #[derive(Debug, Clone, Default, PartialEq, Eq)]
 pub struct Weighted {
-    /// Clusters by name.
-    pub clusters: BTreeMap<String, WeightedCluster>,
+    /// Clusters by name, each shared: an unchanged cluster is the same
+    /// allocation from one publication to the next (cheap to clone and to
+    /// compare).
+    pub clusters: BTreeMap<String, std::sync::Arc<WeightedCluster>>,
     /// Whether every discovery source has listed once (see
     /// `Registry::complete`).
     pub complete: bool,
@@ -74,7 +76,8 @@ pub(crate) fn weighted_for_test(clusters: &[(&str, &[(u16, u32)])]) -> std::sync
             source: "test".into(),
             endpoints,
         };
-        out.clusters.insert(name.to_string(), cluster);
+        out.clusters
+            .insert(name.to_string(), std::sync::Arc::new(cluster));
     }
     std::sync::Arc::new(out)
 }
