@@ -1,4 +1,6 @@
-//! A greeter backend to balance over.
+//! A greeter backend to balance over. It links the ORCA reporter, so the
+//! control plane's default `utilization` policy steers by its measured load
+//! (process CPU, relative to its cgroup quota or the machine's cores).
 //!
 //! ```text
 //! cargo run -p lookaside-client --example greeter_server -- --listen 127.0.0.1:50051 --name a
@@ -55,7 +57,10 @@ impl Greeter for Service {
 async fn main() -> Result<(), Box<dyn std::error::Error>> {
     let args = Args::parse();
     println!("greeter {} listening on {}", args.name, args.listen);
+    let orca = lookaside_client::orca::OrcaReporter::builder().build();
     tonic::transport::Server::builder()
+        .layer(orca.layer())
+        .add_service(orca.service())
         .add_service(GreeterServer::new(Service { name: args.name }))
         .serve_with_shutdown(args.listen, async {
             let _ = tokio::signal::ctrl_c().await;
