@@ -386,7 +386,7 @@ impl InProcess {
             .borrow()
             .clusters
             .get(CLUSTER)
-            .cloned()
+            .map(|cluster| WeightedCluster::clone(cluster))
             .context("no weights published for the cluster")
     }
 }
