@@ -2,8 +2,10 @@
 //! errors per second summed over every reporting client.
 //!
 //! Owns: per-endpoint, per-client samples and their aggregation.
-//! Must never: grow without bound; a client's samples go with its stream,
-//! and a sample older than `STALE_AFTER` report intervals is ignored.
+//! Must never: grow without bound; a stream holds only the samples of its
+//! latest report (and only about endpoints the registry knows), they go
+//! with the stream, and a sample older than `STALE_AFTER` report intervals
+//! is ignored.
 
 use std::collections::BTreeMap;
 use std::net::SocketAddr;
@@ -56,23 +58,48 @@ impl ClientLoad {
 #[derive(Debug, Clone, Default)]
 pub struct ClientLoads {
     endpoints: Arc<DashMap<SocketAddr, BTreeMap<u64, ClientSample>>>,
+    /// Which endpoints each stream's latest report covered.
+    streams: Arc<DashMap<u64, Vec<SocketAddr>>>,
 }
 
 impl ClientLoads {
-    /// Records stream `stream`'s latest sample for `address`.
-    pub fn record(&self, address: SocketAddr, stream: u64, sample: ClientSample) {
-        self.endpoints
-            .entry(address)
-            .or_default()
-            .insert(stream, sample);
+    /// Replaces everything stream `stream` reported with its latest report.
+    pub fn replace_stream(
+        &self,
+        stream: u64,
+        samples: impl IntoIterator<Item = (SocketAddr, ClientSample)>,
+    ) {
+        let mut covered = Vec::new();
+        for (address, sample) in samples {
+            self.endpoints
+                .entry(address)
+                .or_default()
+                .insert(stream, sample);
+            covered.push(address);
+        }
+        let previous = self.streams.insert(stream, covered.clone());
+        for address in previous.unwrap_or_default() {
+            if !covered.contains(&address) {
+                self.remove(address, stream);
+            }
+        }
     }
 
     /// Forgets everything stream `stream` reported (it ended).
     pub fn forget_stream(&self, stream: u64) {
-        self.endpoints.retain(|_, samples| {
+        if let Some((_, covered)) = self.streams.remove(&stream) {
+            for address in covered {
+                self.remove(address, stream);
+            }
+        }
+    }
+
+    fn remove(&self, address: SocketAddr, stream: u64) {
+        if let Some(mut samples) = self.endpoints.get_mut(&address) {
             samples.remove(&stream);
-            !samples.is_empty()
-        });
+        }
+        self.endpoints
+            .remove_if(&address, |_, samples| samples.is_empty());
     }
 
     /// The clients' view of `address` at `now`, if any fresh sample exists.
@@ -125,8 +152,8 @@ mod tests {
         let loads = ClientLoads::default();
         let address = SocketAddr::from(([10, 0, 0, 1], 80));
         let start = Instant::now();
-        loads.record(address, 1, sample(200, 20, start));
-        loads.record(address, 2, sample(100, 0, start));
+        loads.replace_stream(1, [(address, sample(200, 20, start))]);
+        loads.replace_stream(2, [(address, sample(100, 0, start))]);
         let load = loads.get(&address, start).unwrap_or_default();
         assert_eq!((load.rps, load.eps, load.reporters), (150.0, 10.0, 2));
         assert_eq!(load.error_ratio(), Some(10.0 / 150.0));
@@ -136,5 +163,17 @@ mod tests {
         assert_eq!(loads.get(&address, start + Duration::from_secs(7)), None);
         loads.forget_stream(2);
         assert!(loads.is_empty());
+    }
+
+    #[test]
+    fn a_stream_keeps_only_its_latest_report() {
+        let loads = ClientLoads::default();
+        let first = SocketAddr::from(([10, 0, 0, 1], 80));
+        let second = SocketAddr::from(([10, 0, 0, 2], 80));
+        let now = Instant::now();
+        loads.replace_stream(1, [(first, sample(10, 0, now))]);
+        loads.replace_stream(1, [(second, sample(10, 0, now))]);
+        assert!(loads.get(&first, now).is_none());
+        assert_eq!(loads.len(), 1);
     }
 }

@@ -13,6 +13,7 @@
 //! Owns: the LRS streams and what they report. Must never: trust a report
 //! beyond its own interval, or keep a stream's samples after it ends.
 
+use std::collections::HashSet;
 use std::net::SocketAddr;
 use std::pin::Pin;
 use std::sync::Arc;
@@ -68,9 +69,9 @@ impl LrsService {
         LoadReportingServiceServer::new(self)
     }
 
-    fn response(&self, registry: &Registry) -> LoadStatsResponse {
+    fn response(&self, known: &Known) -> LoadStatsResponse {
         LoadStatsResponse {
-            clusters: registry.clusters.keys().cloned().collect(),
+            clusters: known.clusters.clone(),
             send_all_clusters: true,
             load_reporting_interval: Some(lookaside_proto::google::protobuf::Duration {
                 seconds: i64::try_from(self.interval.as_secs()).unwrap_or(i64::MAX),
@@ -95,29 +96,33 @@ impl LoadReportingService for LrsService {
         let (tx, rx) = mpsc::channel::<Result<LoadStatsResponse, Status>>(1);
         tokio::spawn(async move {
             let mut registry = service.registry.clone();
+            let mut known = Known::of(&registry.borrow_and_update());
             let mut answered = false;
             loop {
                 tokio::select! {
                     message = inbound.message() => match message {
                         Ok(Some(report)) => {
-                            record(&service.loads, stream, &report.cluster_stats, Instant::now());
+                            let samples = samples(&report.cluster_stats, Instant::now());
+                            service.loads.replace_stream(stream, samples.into_iter().filter(|(address, _)| known.endpoints.contains(address)));
                             if !answered {
                                 answered = true;
-                                let response = service.response(&registry.borrow_and_update());
-                                if tx.send(Ok(response)).await.is_err() {
+                                if tx.send(Ok(service.response(&known))).await.is_err() {
                                     break;
                                 }
                             }
                         }
                         Ok(None) | Err(_) => break,
                     },
-                    changed = registry.changed(), if answered => {
+                    changed = registry.changed() => {
                         if changed.is_err() {
                             break;
                         }
-                        // New clusters: ask for them too.
-                        let response = service.response(&registry.borrow_and_update());
-                        if tx.send(Ok(response)).await.is_err() {
+                        let next = Known::of(&registry.borrow_and_update());
+                        // A response restarts the client's report timer:
+                        // send one only when the set of clusters changed.
+                        let resend = answered && next.clusters != known.clusters;
+                        known = next;
+                        if resend && tx.send(Ok(service.response(&known))).await.is_err() {
                             break;
                         }
                     }
@@ -131,8 +136,30 @@ impl LoadReportingService for LrsService {
     }
 }
 
-/// Records one report's per-endpoint samples.
-fn record(loads: &ClientLoads, stream: u64, clusters: &[ClusterStats], at: Instant) {
+/// What the registry holds, as far as LRS cares.
+struct Known {
+    /// Cluster names, sorted.
+    clusters: Vec<String>,
+    /// Every endpoint address: reports about anything else are dropped.
+    endpoints: HashSet<SocketAddr>,
+}
+
+impl Known {
+    fn of(registry: &Registry) -> Self {
+        Self {
+            clusters: registry.clusters.keys().cloned().collect(),
+            endpoints: registry
+                .clusters
+                .values()
+                .flat_map(|c| c.endpoints.iter().map(|e| e.address))
+                .collect(),
+        }
+    }
+}
+
+/// One report's per-endpoint samples.
+fn samples(clusters: &[ClusterStats], at: Instant) -> Vec<(SocketAddr, ClientSample)> {
+    let mut out = Vec::new();
     for cluster in clusters {
         let Some(interval) = cluster
             .load_report_interval
@@ -153,9 +180,8 @@ fn record(loads: &ClientLoads, stream: u64, clusters: &[ClusterStats], at: Insta
             for endpoint in &locality.upstream_endpoint_stats {
                 if let Some(address) = endpoint.address.as_ref().and_then(socket_address) {
                     by_endpoint = true;
-                    loads.record(
+                    out.push((
                         address,
-                        stream,
                         ClientSample {
                             finished: endpoint
                                 .total_successful_requests
@@ -165,16 +191,15 @@ fn record(loads: &ClientLoads, stream: u64, clusters: &[ClusterStats], at: Insta
                             interval,
                             at,
                         },
-                    );
+                    ));
                 }
             }
             if by_endpoint {
                 continue;
             }
             if let Some(address) = locality.locality.as_ref().and_then(sub_zone_address) {
-                loads.record(
+                out.push((
                     address,
-                    stream,
                     ClientSample {
                         finished: locality
                             .total_successful_requests
@@ -184,10 +209,11 @@ fn record(loads: &ClientLoads, stream: u64, clusters: &[ClusterStats], at: Insta
                         interval,
                         at,
                     },
-                );
+                ));
             }
         }
     }
+    out
 }
 
 fn socket_address(address: &Address) -> Option<SocketAddr> {
@@ -266,7 +292,7 @@ mod tests {
             ..Default::default()
         }];
         let now = Instant::now();
-        record(&loads, 7, &stats, now);
+        loads.replace_stream(7, samples(&stats, now));
         let first = loads.get(&SocketAddr::from(([10, 0, 0, 1], 80)), now);
         assert_eq!(first.map(|l| (l.rps, l.eps)), Some((50.0, 5.0)));
         let second = loads.get(&SocketAddr::from(([10, 0, 0, 2], 80)), now);
@@ -289,7 +315,7 @@ mod tests {
             }],
             ..Default::default()
         }];
-        record(&loads, 1, &stats, Instant::now());
+        loads.replace_stream(1, samples(&stats, Instant::now()));
         assert!(loads.is_empty());
     }
 }

@@ -38,9 +38,13 @@ pub struct RegistryWriter {
 }
 
 impl RegistryWriter {
-    /// A writer publishing an empty registry.
+    /// A writer publishing an empty, complete registry.
     pub fn new() -> Self {
-        let (tx, _) = watch::channel(Arc::new(Registry::default()));
+        // With no source expected yet, the empty registry is complete.
+        let (tx, _) = watch::channel(Arc::new(Registry {
+            clusters: BTreeMap::new(),
+            complete: true,
+        }));
         Self {
             contributions: Vec::new(),
             tx,

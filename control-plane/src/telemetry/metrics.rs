@@ -47,13 +47,6 @@ pub struct LimitLabels {
     pub limit: &'static str,
 }
 
-/// Labels of per-cluster weigh metrics.
-#[derive(Debug, Clone, Hash, PartialEq, Eq, EncodeLabelSet)]
-pub struct ClusterLabels {
-    /// Cluster name.
-    pub cluster: String,
-}
-
 /// Every exported metric. Cheap to share: handles are atomics.
 #[derive(Debug)]
 pub struct Metrics {
@@ -83,8 +76,9 @@ pub struct Metrics {
     pub load_reports: Family<ReportLabels, Counter>,
     /// Requests or streams refused by a limit, by limit.
     pub limit_hits: Family<LimitLabels, Counter>,
-    /// Load-driven weight pushes per cluster.
-    pub weight_pushes: Family<ClusterLabels, Counter>,
+    /// Load-driven weight pushes (all clusters: a per-cluster label would
+    /// grow with every Service ever seen).
+    pub weight_pushes: Counter,
     registry: Mutex<Registry>,
 }
 
@@ -148,10 +142,10 @@ impl Metrics {
             "Load reports received, by outcome (accepted, clamped, or why dropped)",
             load_reports.clone(),
         );
-        let weight_pushes = Family::<ClusterLabels, Counter>::default();
+        let weight_pushes = Counter::default();
         registry.register(
             "weight_pushes",
-            "Load-driven weight changes published, per cluster",
+            "Load-driven weight changes published (clusters pushed)",
             weight_pushes.clone(),
         );
         let limit_hits = Family::<LimitLabels, Counter>::default();
@@ -208,13 +202,6 @@ impl Metrics {
     /// Labels for a limit.
     pub fn limit(limit: &'static str) -> LimitLabels {
         LimitLabels { limit }
-    }
-
-    /// Labels for a cluster.
-    pub fn cluster(cluster: &str) -> ClusterLabels {
-        ClusterLabels {
-            cluster: cluster.to_string(),
-        }
     }
 
     /// The text exposition format.

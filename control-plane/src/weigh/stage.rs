@@ -245,7 +245,7 @@ pub fn run(
                     }
                     for cluster in &pushed {
                         tracing::debug!(cluster, "weights moved past the threshold");
-                        metrics.weight_pushes.get_or_create(&Metrics::cluster(cluster)).inc();
+                        metrics.weight_pushes.inc();
                     }
                 }
             }
