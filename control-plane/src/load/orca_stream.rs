@@ -38,6 +38,9 @@ impl Default for OrcaStreamConfig {
 /// Streams `address`'s load reports into `table` until the task is
 /// aborted, reconnecting with exponential backoff and jitter.
 pub async fn follow_endpoint(address: SocketAddr, table: LoadTable, config: OrcaStreamConfig) {
+    // The entry exists from here on; every later write only updates it, so
+    // a stream stopped by the collector cannot bring it back.
+    table.update(address, |_| {});
     let mut validator = ReportValidator::default();
     let mut delay = config.backoff_initial;
     // Jitter differs per endpoint and per process, so reconnects after a
@@ -56,7 +59,7 @@ pub async fn follow_endpoint(address: SocketAddr, table: LoadTable, config: Orca
         if let Err(error) = &ended {
             tracing::debug!(endpoint = %address, %error, "ORCA stream ended");
         }
-        table.update(address, |load| {
+        table.update_watched(address, |load| {
             load.connected = false;
             load.last_error = Some(match &ended {
                 Ok(()) => "the server ended the stream".to_string(),
@@ -102,7 +105,7 @@ async fn stream_once(
         .await
         .map_err(StreamError::Status)?
         .into_inner();
-    table.update(address, |load| {
+    table.update_watched(address, |load| {
         load.connected = true;
         load.last_error = None;
     });

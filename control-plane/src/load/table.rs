@@ -69,6 +69,18 @@ impl LoadTable {
         change(&mut self.endpoints.entry(address).or_default());
     }
 
+    /// Like `update`, but only while `address` is watched: a stream that
+    /// was just stopped must not bring its entry back.
+    pub(crate) fn update_watched(
+        &self,
+        address: SocketAddr,
+        change: impl FnOnce(&mut EndpointLoad),
+    ) {
+        if let Some(mut load) = self.endpoints.get_mut(&address) {
+            change(&mut load);
+        }
+    }
+
     /// Records the verdict on one report of `address`.
     pub(crate) fn record(&self, address: SocketAddr, verdict: Verdict) {
         let outcome = match &verdict {
@@ -82,7 +94,7 @@ impl LoadTable {
                 .get_or_create(&Metrics::report(outcome))
                 .inc();
         }
-        self.update(address, |load| match verdict {
+        self.update_watched(address, |load| match verdict {
             Verdict::Accepted(report) | Verdict::Clamped(report) => {
                 load.report = Some(report);
                 load.accepted += 1;

@@ -22,13 +22,11 @@ use crate::registry::{Cluster, Registry};
 use crate::telemetry::Metrics;
 use crate::weigh::next_push;
 
-/// One cluster's weigher, when it was last pushed for load, and the source's
-/// cluster it last weighed.
+/// One cluster's weigher and when it was last pushed for load.
 #[derive(Debug)]
 struct Slot {
     weigher: ClusterWeigher,
     last_push: Option<Instant>,
-    seen: Option<Cluster>,
 }
 
 /// Every cluster's weigher and what was last published.
@@ -38,6 +36,8 @@ pub struct Weigher {
     loads: LoadTable,
     clusters: BTreeMap<String, Slot>,
     published: Weighted,
+    /// The registry last weighed, to tell which clusters the sources changed.
+    previous: Option<Arc<Registry>>,
 }
 
 impl Weigher {
@@ -48,12 +48,13 @@ impl Weigher {
             loads,
             clusters: BTreeMap::new(),
             published: Weighted::default(),
+            previous: None,
         }
     }
 
     /// Weights after the sources changed: every cluster re-weighed and
     /// published, without a control step.
-    pub fn on_registry(&mut self, registry: &Registry, now: Instant) -> &Weighted {
+    pub fn on_registry(&mut self, registry: &Arc<Registry>, now: Instant) -> &Weighted {
         self.clusters
             .retain(|name, _| registry.clusters.contains_key(name));
         let mut next = Weighted {
@@ -64,22 +65,21 @@ impl Weigher {
             // A cluster the sources did not touch keeps what was published
             // (with thousands of clusters, one change re-weighs one).
             let unchanged = self
-                .clusters
-                .get(&cluster.name)
-                .is_some_and(|slot| slot.seen.as_ref() == Some(cluster));
+                .previous
+                .as_ref()
+                .and_then(|previous| previous.clusters.get(&cluster.name))
+                == Some(cluster);
             if unchanged && let Some(published) = self.published.clusters.get(&cluster.name) {
                 next.clusters
                     .insert(cluster.name.clone(), published.clone());
                 continue;
             }
             let weighted = self.weigh_cluster(cluster, now, false);
-            if let Some(slot) = self.clusters.get_mut(&cluster.name) {
-                slot.seen = Some(cluster.clone());
-            }
             next.clusters
                 .insert(cluster.name.clone(), Arc::new(weighted));
         }
         self.published = next;
+        self.previous = Some(registry.clone());
         &self.published
     }
 
@@ -181,7 +181,6 @@ impl Weigher {
             .or_insert_with(|| Slot {
                 weigher: ClusterWeigher::new(cluster.policy, config.clone()),
                 last_push: None,
-                seen: None,
             });
         if slot.weigher.policy() != cluster.policy {
             slot.weigher = ClusterWeigher::new(cluster.policy, config.clone());
