@@ -12,7 +12,8 @@ pub struct Limits {
     /// Distinct unknown type URLs one stream may ask for.
     pub max_unknown_types: usize,
     /// Requests per second one stream may send (bursts of twice that);
-    /// 0 for no limit.
+    /// 0 for no limit. ACKs and NACKs of the latest response are free: they
+    /// are bounded by what the server sends.
     pub max_requests_per_second: u32,
 }
 

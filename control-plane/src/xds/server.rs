@@ -315,7 +315,9 @@ async fn receive<P: Protocol>(
     request: P::Request,
     tx: &mpsc::Sender<Item<P>>,
 ) -> Result<(), XdsError> {
-    stream.check_rate(Instant::now())?;
+    if !stream.answers_latest(P::type_url(&request), P::response_nonce(&request)) {
+        stream.check_rate(Instant::now())?;
+    }
     let first_node = stream.peer.node_id.is_empty();
     if crate::snapshot::ResourceType::from_type_url(P::type_url(&request)).is_none() {
         let type_url = P::type_url(&request).to_string();

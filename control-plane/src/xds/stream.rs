@@ -182,6 +182,16 @@ impl Stream {
         Ok((kind, reply))
     }
 
+    /// Whether a request with `nonce` for `type_url` answers (ACKs or NACKs)
+    /// the latest response of that type: such replies are bounded by what
+    /// the server sends and cost nothing from the rate budget.
+    pub(crate) fn answers_latest(&self, type_url: &str, nonce: &str) -> bool {
+        ResourceType::from_type_url(type_url).is_some_and(|kind| {
+            let acks = &self.type_state(kind).acks;
+            acks.awaiting && !nonce.is_empty() && nonce == acks.last_nonce
+        })
+    }
+
     /// Takes one request from the stream's rate budget at `now`.
     pub(crate) fn check_rate(&mut self, now: Instant) -> Result<(), XdsError> {
         if self.rate.allow(now) {
