@@ -201,4 +201,53 @@ mod tests {
             ));
         }
     }
+
+    mod properties {
+        use proptest::prelude::*;
+
+        use super::*;
+
+        fn value() -> impl Strategy<Value = f64> {
+            prop_oneof![
+                Just(f64::NAN),
+                Just(f64::INFINITY),
+                Just(f64::NEG_INFINITY),
+                Just(-1.0),
+                Just(0.0),
+                Just(1e9),
+                -10.0..200.0f64,
+                any::<f64>(),
+            ]
+        }
+
+        proptest! {
+            #![proptest_config(ProptestConfig::with_cases(1024))]
+
+            /// Whatever a server sends, an accepted report is finite,
+            /// non-negative, at most MAX_UTILIZATION, with errors at most
+            /// requests.
+            #[test]
+            fn accepted_reports_are_always_sane(
+                reports in proptest::collection::vec((value(), value(), value(), value()), 1..20)
+            ) {
+                let mut validator = ReportValidator::default();
+                let now = Instant::now();
+                for (cpu, app, rps, eps) in reports {
+                    let report = OrcaLoadReport {
+                        cpu_utilization: cpu,
+                        application_utilization: app,
+                        rps_fractional: rps,
+                        eps,
+                        ..Default::default()
+                    };
+                    if let Verdict::Accepted(r) | Verdict::Clamped(r) = validator.judge(&report, now) {
+                        prop_assert!(r.utilization.is_finite() && r.utilization >= 0.0);
+                        prop_assert!(r.utilization <= MAX_UTILIZATION);
+                        prop_assert!(r.rps.is_finite() && r.rps >= 0.0);
+                        prop_assert!(r.eps.is_finite() && r.eps >= 0.0 && r.eps <= r.rps);
+                    }
+                }
+            }
+        }
+    }
 }

@@ -312,4 +312,65 @@ mod tests {
         assert_eq!(largest_change(&[100, 200], &[1000, 2000]), 0.0);
         assert_eq!(largest_change(&[100], &[100, 1]), 1.0);
     }
+
+    mod properties {
+        use proptest::prelude::*;
+
+        use super::*;
+
+        proptest! {
+            #![proptest_config(ProptestConfig::with_cases(256))]
+
+            /// Whatever (validated) reports arrive, every policy's weights
+            /// stay in [1, 10000], and once slow start is over the spread
+            /// stays within the max/min ratio (plus rounding).
+            #[test]
+            fn weights_stay_in_range_and_bounded(
+                policy in prop_oneof![Just(Policy::Utilization), Just(Policy::Wrr), Just(Policy::Static)],
+                steps in proptest::collection::vec(
+                    proptest::collection::vec(
+                        proptest::option::of((0.0..100.0f64, 0.0..10_000.0f64, 0.0..1.0f64, 0.0..1.0f64)),
+                        4,
+                    ),
+                    1..30,
+                ),
+            ) {
+                let config = WeighConfig::default();
+                let mut weigher = ClusterWeigher::new(policy, config.clone());
+                let start = Instant::now();
+                for (i, step) in steps.iter().enumerate() {
+                    let now = start + Duration::from_secs(i as u64 + 1);
+                    let inputs: Vec<EndpointInput> = step
+                        .iter()
+                        .enumerate()
+                        .map(|(j, report)| EndpointInput {
+                            address: SocketAddr::from(([10, 0, 0, 1], 8000 + j as u16)),
+                            configured_weight: 1 + j as u32,
+                            client_errors: report.map(|r| r.3),
+                            report: report.map(|(utilization, rps, errors, _)| LoadReport {
+                                utilization,
+                                rps,
+                                eps: rps * errors,
+                                at: now,
+                            }),
+                        })
+                        .collect();
+                    let out = weigher.weigh(&inputs, now, true);
+                    prop_assert_eq!(out.len(), inputs.len());
+                    for (weight, _) in &out {
+                        prop_assert!((1..=10_000).contains(weight), "{out:?}");
+                    }
+                    let slow_starting = out.iter().any(|(_, r)| *r == WeightReason::SlowStart);
+                    let max = out.iter().map(|(w, _)| *w).max().unwrap_or(1);
+                    let min = out.iter().map(|(w, _)| *w).min().unwrap_or(1);
+                    if policy != Policy::Static && !slow_starting && out.iter().all(|(_, r)| *r != WeightReason::NoReports) {
+                        prop_assert!(
+                            f64::from(max) <= f64::from(min) * (config.controller.max_ratio + 0.01) + 1.0,
+                            "{out:?}"
+                        );
+                    }
+                }
+            }
+        }
+    }
 }

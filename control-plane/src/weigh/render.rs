@@ -82,9 +82,13 @@ pub(super) fn render(
                 weight = start + (weight - start) * progress;
                 reason = WeightReason::SlowStart;
             }
-            let integer = weight
-                .round()
-                .clamp(f64::from(MIN_WEIGHT), f64::from(MAX_WEIGHT));
+            // A bounded weight rounds up, so rounding never breaks the bound.
+            let rounded = if reason == WeightReason::Bounded {
+                weight.ceil()
+            } else {
+                weight.round()
+            };
+            let integer = rounded.clamp(f64::from(MIN_WEIGHT), f64::from(MAX_WEIGHT));
             // In range by the clamp above.
             (integer as u32, reason)
         })

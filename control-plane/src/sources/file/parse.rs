@@ -269,4 +269,68 @@ mod tests {
         let text = error.err().map(|e| e.to_string()).unwrap_or_default();
         assert!(text.starts_with("conf/l.yaml:4:"), "{text}");
     }
+
+    mod properties {
+        use proptest::prelude::*;
+
+        use super::*;
+
+        /// A valid file to mutate.
+        const VALID: &str = "clusters:\n  - name: greeter\n    policy: wrr\n    endpoints:\n      - { address: 10.0.0.1:50051, weight: 3, zone: z1 }\n      - address: \"[fd00::1]:50051\"\n        health: draining\n";
+
+        fn check(text: &str) -> Result<(), TestCaseError> {
+            match parse(text, Path::new("f.yaml")) {
+                Ok(clusters) => {
+                    for cluster in clusters {
+                        for endpoint in &cluster.endpoints {
+                            prop_assert!((1..=10_000).contains(&endpoint.weight));
+                            prop_assert!(endpoint.address.port() != 0);
+                        }
+                    }
+                }
+                Err(ConfigError::Invalid { line, reason, .. }) => {
+                    // A line the file has (0 only when the parser knows none).
+                    let lines = u32::try_from(text.lines().count()).unwrap_or(u32::MAX);
+                    prop_assert!(
+                        line <= lines.saturating_add(1),
+                        "line {line} of {lines}: {reason}"
+                    );
+                    prop_assert!(!reason.is_empty());
+                }
+                Err(other) => prop_assert!(false, "unexpected error {other}"),
+            }
+            Ok(())
+        }
+
+        proptest! {
+            #![proptest_config(ProptestConfig::with_cases(512))]
+
+            /// Arbitrary text never panics the parser, and what it accepts
+            /// is in range.
+            #[test]
+            fn arbitrary_text_is_accepted_sanely_or_rejected_with_a_line(text in "\\PC{0,200}") {
+                check(&text)?;
+            }
+
+            /// A valid file with one byte replaced, inserted or removed.
+            #[test]
+            fn a_mutated_valid_file_is_accepted_sanely_or_rejected_with_a_line(
+                at in 0..VALID.len(),
+                byte in any::<u8>(),
+                how in 0..3u8,
+            ) {
+                let mut bytes = VALID.as_bytes().to_vec();
+                match how {
+                    0 => bytes[at] = byte,
+                    1 => bytes.insert(at, byte),
+                    _ => {
+                        bytes.remove(at);
+                    }
+                }
+                if let Ok(text) = String::from_utf8(bytes) {
+                    check(&text)?;
+                }
+            }
+        }
+    }
 }
