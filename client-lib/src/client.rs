@@ -37,6 +37,7 @@ pub struct ClientBuilder {
     connection: ConnectionSettings,
     reconnect_initial: Duration,
     reconnect_max: Duration,
+    tls: Option<tonic::transport::ClientTlsConfig>,
     fallback: HashMap<String, Assignment>,
 }
 
@@ -80,6 +81,13 @@ impl ClientBuilder {
         self
     }
 
+    /// TLS towards the control plane (a CA to trust, and a client identity
+    /// for mutual TLS); the address must then be `https://`.
+    pub fn tls(mut self, tls: tonic::transport::ClientTlsConfig) -> Self {
+        self.tls = Some(tls);
+        self
+    }
+
     /// Starts the xDS client. Returns at once; the connection to the control
     /// plane is made (and remade) in the background.
     pub fn build(self) -> Result<Client, ClientError> {
@@ -95,13 +103,11 @@ impl ClientBuilder {
             .and_then(|policy| policy.with_max_backoff(self.reconnect_max))
             .map_err(ClientError::Backoff)?;
         let config = ClientConfig::new(node, self.control_plane.clone()).with_retry_policy(retry);
-        let xds = XdsClient::builder(
-            config,
-            TonicTransportBuilder::new(),
-            ProstCodec,
-            TokioRuntime,
-        )
-        .build();
+        let mut transport = TonicTransportBuilder::new();
+        if let Some(tls) = &self.tls {
+            transport = transport.with_tls_config(tls.clone());
+        }
+        let xds = XdsClient::builder(config, transport, ProstCodec, TokioRuntime).build();
         Ok(Client {
             inner: Arc::new(Inner {
                 xds,
@@ -136,6 +142,7 @@ impl Client {
             connection: ConnectionSettings::default(),
             reconnect_initial: Duration::from_millis(200),
             reconnect_max: Duration::from_secs(10),
+            tls: None,
             fallback: HashMap::new(),
         }
     }

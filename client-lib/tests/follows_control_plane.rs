@@ -38,6 +38,7 @@ async fn control_plane(
             shutdown_grace: Duration::from_secs(1),
             weigh: Default::default(),
             load: Default::default(),
+            tls: None,
         },
         async {
             let _ = stop.await;

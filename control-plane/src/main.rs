@@ -149,6 +149,7 @@ fn serve(args: ServeArgs) -> anyhow::Result<()> {
         shutdown_grace: Duration::from_millis(args.xds.shutdown_grace_ms),
         weigh: args.weigh.config(),
         load: args.load.config(),
+        tls: args.xds.tls(),
     };
     let runtime = tokio::runtime::Builder::new_multi_thread()
         .enable_all()

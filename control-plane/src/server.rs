@@ -47,6 +47,39 @@ pub struct ServeConfig {
     pub weigh: WeighConfig,
     /// How load reports are collected.
     pub load: CollectorConfig,
+    /// TLS for the gRPC listener (xDS, admin, health, reflection, LRS);
+    /// `None` serves plaintext.
+    pub tls: Option<TlsFiles>,
+}
+
+/// PEM files of the gRPC listener's TLS.
+#[derive(Debug, Clone)]
+pub struct TlsFiles {
+    /// The server's certificate chain.
+    pub cert: PathBuf,
+    /// Its private key.
+    pub key: PathBuf,
+    /// When set, clients must present a certificate signed by this CA
+    /// (mutual TLS).
+    pub client_ca: Option<PathBuf>,
+}
+
+impl TlsFiles {
+    /// The tonic configuration, reading the files.
+    fn load(&self) -> Result<tonic::transport::ServerTlsConfig, StartError> {
+        let read = |path: &PathBuf| {
+            std::fs::read(path).map_err(|source| StartError::TlsFile {
+                path: path.clone(),
+                source,
+            })
+        };
+        let identity = tonic::transport::Identity::from_pem(read(&self.cert)?, read(&self.key)?);
+        let mut config = tonic::transport::ServerTlsConfig::new().identity(identity);
+        if let Some(ca) = &self.client_ca {
+            config = config.client_ca_root(tonic::transport::Certificate::from_pem(read(ca)?));
+        }
+        Ok(config)
+    }
 }
 
 impl ServeConfig {
@@ -62,6 +95,7 @@ impl ServeConfig {
             shutdown_grace: Duration::from_secs(5),
             weigh: WeighConfig::default(),
             load: CollectorConfig::default(),
+            tls: None,
         }
     }
 }
@@ -111,6 +145,18 @@ pub enum StartError {
     /// The reflection descriptors are inconsistent (a build defect).
     #[error("server reflection: {0}")]
     Reflection(#[from] tonic_reflection::server::Error),
+    /// A TLS file could not be read.
+    #[error("cannot read TLS file {path}: {source}")]
+    TlsFile {
+        /// The file.
+        path: PathBuf,
+        /// Why.
+        #[source]
+        source: std::io::Error,
+    },
+    /// The TLS files do not make a usable configuration.
+    #[error("TLS configuration rejected: {0}")]
+    Tls(#[source] tonic::transport::Error),
     /// A listener could not bind.
     #[error("cannot listen on {address}: {source}")]
     Bind {
@@ -329,6 +375,10 @@ pub async fn start_with(
         .http2_keepalive_interval(Some(Duration::from_secs(30)))
         .http2_keepalive_timeout(Some(Duration::from_secs(10)))
         .tcp_nodelay(true);
+    if let Some(tls) = &config.tls {
+        builder = builder.tls_config(tls.load()?).map_err(StartError::Tls)?;
+        tracing::info!(mutual = tls.client_ca.is_some(), "gRPC listener serves TLS");
+    }
     let router = builder
         .add_service(ads)
         .add_service(admin.into_server())

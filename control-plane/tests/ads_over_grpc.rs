@@ -44,6 +44,7 @@ async fn serve(dir: &Path, limits: Limits) -> Running {
             shutdown_grace: Duration::from_secs(5),
             weigh: Default::default(),
             load: Default::default(),
+            tls: None,
         },
         futures::future::pending(),
     )
@@ -394,6 +395,7 @@ async fn metrics_count_streams_pushes_and_acks() {
             shutdown_grace: Duration::from_secs(5),
             weigh: Default::default(),
             load: Default::default(),
+            tls: None,
         },
         futures::future::pending(),
     )
@@ -453,6 +455,7 @@ async fn shutdown_ends_open_streams_so_clients_move_on() {
             shutdown_grace: Duration::from_secs(30),
             weigh: Default::default(),
             load: Default::default(),
+            tls: None,
         },
         async {
             let _ = stopped.await;

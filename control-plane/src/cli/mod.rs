@@ -173,9 +173,29 @@ pub struct XdsArgs {
     /// that); a stream over it is closed with RESOURCE_EXHAUSTED. 0: no limit.
     #[arg(long, env = "LOOKASIDE_XDS_MAX_REQUESTS_PER_SECOND", default_value_t = Limits::default().max_requests_per_second)]
     pub xds_max_requests_per_second: u32,
+    /// PEM certificate chain: serve TLS on the gRPC listener (with
+    /// `--tls-key`). Without it the listener is plaintext.
+    #[arg(long, env = "LOOKASIDE_TLS_CERT", requires = "tls_key")]
+    pub tls_cert: Option<PathBuf>,
+    /// PEM private key of `--tls-cert`.
+    #[arg(long, env = "LOOKASIDE_TLS_KEY", requires = "tls_cert")]
+    pub tls_key: Option<PathBuf>,
+    /// PEM CA: require clients to present a certificate it signed (mutual
+    /// TLS). Needs `--tls-cert`.
+    #[arg(long, env = "LOOKASIDE_TLS_CLIENT_CA", requires = "tls_cert")]
+    pub tls_client_ca: Option<PathBuf>,
 }
 
 impl XdsArgs {
+    /// The TLS files these flags name, if TLS is on.
+    pub fn tls(&self) -> Option<crate::server::TlsFiles> {
+        Some(crate::server::TlsFiles {
+            cert: self.tls_cert.clone()?,
+            key: self.tls_key.clone()?,
+            client_ca: self.tls_client_ca.clone(),
+        })
+    }
+
     /// The limits these flags set.
     pub fn limits(&self) -> Limits {
         Limits {
