@@ -301,12 +301,14 @@ pub async fn start_with(
     health_reporter
         .set_service_status(ADS_SERVICE, tonic_health::ServingStatus::NotServing)
         .await;
+    let (ready_tx, ready) = watch::channel(false);
     {
         let mut snapshots = snapshots.clone();
         let health_reporter = health_reporter.clone();
         tokio::spawn(async move {
             if snapshots.wait_for(|s| s.weighted.complete).await.is_ok() {
                 tracing::info!("every discovery source has listed: ADS ready");
+                ready_tx.send_replace(true);
                 health_reporter
                     .set_service_status(ADS_SERVICE, tonic_health::ServingStatus::Serving)
                     .await;
@@ -362,7 +364,7 @@ pub async fn start_with(
             let bound = metrics_listener.local_addr().ok();
             let metrics = metrics.clone();
             tokio::spawn(async move {
-                if let Err(error) = serve_metrics(metrics_listener, metrics).await {
+                if let Err(error) = serve_metrics(metrics_listener, metrics, ready).await {
                     tracing::error!(%error, "metrics server failed");
                 }
             });

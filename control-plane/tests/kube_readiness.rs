@@ -89,8 +89,10 @@ async fn ads_waits_for_the_first_complete_list() {
         "clusters:\n  - name: from-file\n    endpoints: [{ address: 10.9.0.1:80 }]\n",
     )
     .expect("write config");
+    let mut serve = ServeConfig::local(config);
+    serve.metrics_listen = Some("127.0.0.1:0".parse().unwrap());
     let running = start_with(
-        ServeConfig::local(config),
+        serve,
         Discovery {
             file: true,
             kube: Some(KubeOptions {
@@ -109,6 +111,9 @@ async fn ads_waits_for_the_first_complete_list() {
         .await
         .expect("connects");
     assert_eq!(readiness(channel.clone()).await, ServingStatus::NotServing);
+    let metrics = running.metrics_address.expect("metrics listen");
+    assert_eq!(http_status(metrics, "/readyz").await, 503);
+    assert_eq!(http_status(metrics, "/healthz").await, 200);
 
     let (requests, rx) = tokio::sync::mpsc::channel(4);
     // A wildcard CDS request first: answered too early, it would be an
@@ -175,5 +180,28 @@ async fn ads_waits_for_the_first_complete_list() {
         assert!(tokio::time::Instant::now() < deadline, "never ready");
         tokio::time::sleep(Duration::from_millis(20)).await;
     }
+    // The plaintext probe (for a TLS-only gRPC port) agrees.
+    assert_eq!(http_status(metrics, "/readyz").await, 200);
     drop(requests);
+}
+
+/// The status code of `GET path` on `address`.
+async fn http_status(address: std::net::SocketAddr, path: &str) -> u16 {
+    use tokio::io::{AsyncReadExt, AsyncWriteExt};
+    let mut stream = tokio::net::TcpStream::connect(address)
+        .await
+        .expect("connect");
+    stream
+        .write_all(
+            format!("GET {path} HTTP/1.1\r\nHost: x\r\nConnection: close\r\n\r\n").as_bytes(),
+        )
+        .await
+        .expect("write");
+    let mut response = String::new();
+    stream.read_to_string(&mut response).await.expect("read");
+    response
+        .split_whitespace()
+        .nth(1)
+        .and_then(|code| code.parse().ok())
+        .unwrap_or(0)
 }

@@ -1,4 +1,5 @@
-//! `GET /metrics` over plain HTTP.
+//! `GET /metrics`, `/healthz` and `/readyz` over plain HTTP: the probes for
+//! when the gRPC port serves TLS (kubelet's gRPC probes speak plaintext).
 
 use std::net::SocketAddr;
 use std::sync::Arc;
@@ -8,10 +9,13 @@ use axum::routing::get;
 
 use super::Metrics;
 
-/// Serves `/metrics` (and `/healthz`) on `listener` until the process ends.
+/// Serves `/metrics`, `/healthz` (always ok) and `/readyz` (ok once `ready`
+/// is true: every discovery source has listed) on `listener` until the
+/// process ends.
 pub async fn serve_metrics(
     listener: tokio::net::TcpListener,
     metrics: Arc<Metrics>,
+    ready: tokio::sync::watch::Receiver<bool>,
 ) -> std::io::Result<()> {
     let app = Router::new()
         .route(
@@ -29,7 +33,23 @@ pub async fn serve_metrics(
                 }
             }),
         )
-        .route("/healthz", get(|| async { "ok\n" }));
+        .route("/healthz", get(|| async { "ok\n" }))
+        .route(
+            "/readyz",
+            get(move || {
+                let ready = *ready.borrow();
+                async move {
+                    if ready {
+                        (http::StatusCode::OK, "ready\n")
+                    } else {
+                        (
+                            http::StatusCode::SERVICE_UNAVAILABLE,
+                            "waiting for every discovery source to list\n",
+                        )
+                    }
+                }
+            }),
+        );
     if let Ok(address) = listener.local_addr() {
         let address: SocketAddr = address;
         tracing::info!(%address, "metrics listening");
