@@ -12,7 +12,8 @@ use std::time::Duration;
 
 use fake_kube::FakeKube;
 use fake_kube::fixtures::{
-    Pod, State, addresses, names, pod_ips, ready, run, service, slice, slice_with_ports, until,
+    Pod, State, addresses, greeter_slice, names, pod_ips, ready, run, service, slice,
+    slice_with_ports, until,
 };
 use lookaside_control_plane::registry::{Cluster, Health};
 use tokio::time::Instant;
@@ -67,11 +68,8 @@ async fn all_250_endpoints_across_3_slices_are_served() {
     assert_eq!(addresses(&clusters, GREETER_FQDN), served);
 
     // A change to the last slice alone keeps the other 200.
-    server.apply(slice(
+    server.apply(greeter_slice(
         "greeter-2",
-        "greeter",
-        true,
-        "IPv4",
         &pods(&ips[200..210], State::Ready),
     ));
     until(&mut running, Duration::from_secs(1), |c| {
@@ -85,13 +83,7 @@ async fn scaling_3_to_10_to_2_is_followed_within_a_second() {
     let server = FakeKube::start().await;
     server.apply(service("greeter", true, &[("grpc", 50051, 50051)]));
     let ips = pod_ips(2, 10);
-    server.apply(slice(
-        "greeter-a",
-        "greeter",
-        true,
-        "IPv4",
-        &pods(&ips[..3], State::Ready),
-    ));
+    server.apply(greeter_slice("greeter-a", &pods(&ips[..3], State::Ready)));
     let mut running = run(&server);
     let clusters = until(&mut running, Duration::from_secs(5), |_| true).await;
     assert_eq!(addresses(&clusters, GREETER).len(), 3);
@@ -99,15 +91,9 @@ async fn scaling_3_to_10_to_2_is_followed_within_a_second() {
     // 3 -> 10: new pods start not ready, then become ready.
     let mut starting = pods(&ips[..3], State::Ready);
     starting.extend(pods(&ips[3..], State::NotReady));
-    server.apply(slice("greeter-a", "greeter", true, "IPv4", &starting));
+    server.apply(greeter_slice("greeter-a", &starting));
     let started = Instant::now();
-    server.apply(slice(
-        "greeter-a",
-        "greeter",
-        true,
-        "IPv4",
-        &pods(&ips, State::Ready),
-    ));
+    server.apply(greeter_slice("greeter-a", &pods(&ips, State::Ready)));
     let clusters = until(&mut running, Duration::from_secs(1), |c| {
         addresses(c, GREETER).len() == 10
     })
@@ -123,7 +109,7 @@ async fn scaling_3_to_10_to_2_is_followed_within_a_second() {
     // leave the slice.
     let mut stopping = pods(&ips[..2], State::Ready);
     stopping.extend(pods(&ips[2..], State::Draining));
-    server.apply(slice("greeter-a", "greeter", true, "IPv4", &stopping));
+    server.apply(greeter_slice("greeter-a", &stopping));
     let clusters = until(&mut running, Duration::from_secs(1), |c| {
         health(c, GREETER)
             .iter()
@@ -134,13 +120,7 @@ async fn scaling_3_to_10_to_2_is_followed_within_a_second() {
     .await;
     assert_eq!(addresses(&clusters, GREETER).len(), 10);
     let started = Instant::now();
-    server.apply(slice(
-        "greeter-a",
-        "greeter",
-        true,
-        "IPv4",
-        &pods(&ips[..2], State::Ready),
-    ));
+    server.apply(greeter_slice("greeter-a", &pods(&ips[..2], State::Ready)));
     let clusters = until(&mut running, Duration::from_secs(1), |c| {
         addresses(c, GREETER).len() == 2
     })
@@ -154,22 +134,16 @@ async fn scaling_3_to_10_to_2_is_followed_within_a_second() {
 async fn a_killed_pod_is_drained_then_removed() {
     let server = FakeKube::start().await;
     server.apply(service("greeter", true, &[("grpc", 50051, 50051)]));
-    server.apply(slice(
+    server.apply(greeter_slice(
         "greeter-a",
-        "greeter",
-        true,
-        "IPv4",
         &ready(&["10.3.0.1", "10.3.0.2", "10.3.0.3"]),
     ));
     let mut running = run(&server);
     until(&mut running, Duration::from_secs(5), |_| true).await;
 
     // `kubectl delete pod`: the pod is terminating and still serving.
-    server.apply(slice(
+    server.apply(greeter_slice(
         "greeter-a",
-        "greeter",
-        true,
-        "IPv4",
         &[
             ("10.3.0.1", State::Ready, "z1"),
             ("10.3.0.2", State::Draining, "z1"),
@@ -191,11 +165,8 @@ async fn a_killed_pod_is_drained_then_removed() {
 
     // Its container exits: gone from the slice, gone from the cluster;
     // its replacement comes up elsewhere.
-    server.apply(slice(
+    server.apply(greeter_slice(
         "greeter-a",
-        "greeter",
-        true,
-        "IPv4",
         &ready(&["10.3.0.1", "10.3.0.3", "10.3.0.4"]),
     ));
     let clusters = until(&mut running, Duration::from_secs(1), |c| {
@@ -214,11 +185,8 @@ async fn terminating_pods_are_drained_while_they_serve_and_left_out_after() {
     server.apply(service("greeter", true, &[("grpc", 50051, 50051)]));
     // A rolling update in flight: two old pods terminating (one still
     // serving), two new pods (one not ready yet).
-    server.apply(slice(
+    server.apply(greeter_slice(
         "greeter-a",
-        "greeter",
-        true,
-        "IPv4",
         &[
             ("10.4.0.1", State::Draining, "z1"),
             ("10.4.0.2", State::Gone, "z1"),
@@ -239,11 +207,8 @@ async fn terminating_pods_are_drained_while_they_serve_and_left_out_after() {
 
     // Every pod of the old version terminating and still serving: all
     // draining, none dropped mid-call.
-    server.apply(slice(
+    server.apply(greeter_slice(
         "greeter-a",
-        "greeter",
-        true,
-        "IPv4",
         &[
             ("10.4.0.1", State::Draining, "z1"),
             ("10.4.0.3", State::Draining, "z2"),
@@ -370,18 +335,12 @@ async fn dual_stack_slices_serve_both_families_and_duplicates_count_once() {
     server.apply(service("greeter", true, &[("grpc", 50051, 50051)]));
     // A dual-stack Service has one slice per family for the same pods;
     // during a move an address can also sit in two slices of one family.
-    server.apply(slice(
+    server.apply(greeter_slice(
         "greeter-v4-a",
-        "greeter",
-        true,
-        "IPv4",
         &ready(&["10.7.0.1", "10.7.0.2"]),
     ));
-    server.apply(slice(
+    server.apply(greeter_slice(
         "greeter-v4-b",
-        "greeter",
-        true,
-        "IPv4",
         &[
             ("10.7.0.2", State::Ready, "z1"),
             ("10.7.0.3", State::Ready, "z1"),

@@ -12,7 +12,8 @@ mod fake_kube;
 use std::time::Duration;
 
 use fake_kube::fixtures::{
-    State, addresses, eventually, names, ready, run, service, slice, slice_with_ports, until,
+    State, addresses, eventually, greeter_slice, names, ready, run, service, slice,
+    slice_with_ports, until,
 };
 use fake_kube::{FakeKube, Kind};
 use lookaside_control_plane::registry::{Cluster, Health};
@@ -25,22 +26,16 @@ const GREETER_FQDN: &str = "greeter.default.svc.cluster.local:50051";
 #[tokio::test]
 async fn slices_of_a_service_merge_into_one_cluster_under_both_names() {
     let server = FakeKube::start().await;
-    server.apply(slice(
+    server.apply(greeter_slice(
         "greeter-a",
-        "greeter",
-        true,
-        "IPv4",
         &[
             ("10.0.0.1", State::Ready, "z1"),
             ("10.0.0.2", State::Draining, "z1"),
             ("10.0.0.9", State::NotReady, "z1"),
         ],
     ));
-    server.apply(slice(
+    server.apply(greeter_slice(
         "greeter-b",
-        "greeter",
-        true,
-        "IPv4",
         &[
             ("10.0.0.3", State::Ready, "z2"),
             ("10.0.0.1", State::Ready, "z1"),
@@ -90,31 +85,19 @@ async fn slices_of_a_service_merge_into_one_cluster_under_both_names() {
 #[tokio::test]
 async fn modified_and_deleted_slices_arrive_within_a_second() {
     let server = FakeKube::start().await;
-    server.apply(slice(
+    server.apply(greeter_slice(
         "greeter-a",
-        "greeter",
-        true,
-        "IPv4",
         &ready(&["10.0.0.1", "10.0.0.2", "10.0.0.3"]),
     ));
-    server.apply(slice(
-        "greeter-b",
-        "greeter",
-        true,
-        "IPv4",
-        &ready(&["10.0.1.1"]),
-    ));
+    server.apply(greeter_slice("greeter-b", &ready(&["10.0.1.1"])));
     let mut running = run(&server);
     let clusters = until(&mut running, Duration::from_secs(5), |_| true).await;
     assert_eq!(addresses(&clusters, GREETER).len(), 4);
 
     // Scale 3 -> 5 in the first slice.
     let started = Instant::now();
-    server.apply(slice(
+    server.apply(greeter_slice(
         "greeter-a",
-        "greeter",
-        true,
-        "IPv4",
         &ready(&["10.0.0.1", "10.0.0.2", "10.0.0.3", "10.0.0.4", "10.0.0.5"]),
     ));
     let clusters = until(&mut running, Duration::from_secs(1), |c| {
@@ -138,11 +121,8 @@ async fn modified_and_deleted_slices_arrive_within_a_second() {
 #[tokio::test]
 async fn gone_relists_and_converges_to_the_current_state() {
     let server = FakeKube::start().await;
-    server.apply(slice(
+    server.apply(greeter_slice(
         "greeter-a",
-        "greeter",
-        true,
-        "IPv4",
         &ready(&["10.0.0.1", "10.0.0.2", "10.0.0.3"]),
     ));
     let mut running = run(&server);
@@ -155,13 +135,7 @@ async fn gone_relists_and_converges_to_the_current_state() {
     server.replace_and_expire(
         Kind::EndpointSlice,
         vec![
-            slice(
-                "greeter-a",
-                "greeter",
-                true,
-                "IPv4",
-                &ready(&["10.0.0.7", "10.0.0.8"]),
-            ),
+            greeter_slice("greeter-a", &ready(&["10.0.0.7", "10.0.0.8"])),
             slice("echo-a", "echo", true, "IPv4", &ready(&["10.0.2.1"])),
         ],
     );
@@ -190,13 +164,7 @@ async fn gone_relists_and_converges_to_the_current_state() {
 #[tokio::test]
 async fn a_failing_api_server_is_reported_and_the_last_endpoints_keep_serving() {
     let server = FakeKube::start().await;
-    server.apply(slice(
-        "greeter-a",
-        "greeter",
-        true,
-        "IPv4",
-        &ready(&["10.0.0.1"]),
-    ));
+    server.apply(greeter_slice("greeter-a", &ready(&["10.0.0.1"])));
     let mut running = run(&server);
     until(&mut running, Duration::from_secs(5), |_| true).await;
 
@@ -217,11 +185,8 @@ async fn a_failing_api_server_is_reported_and_the_last_endpoints_keep_serving() 
 
     // Back again: changes flow and the error clears.
     server.set_failing(false);
-    server.apply(slice(
+    server.apply(greeter_slice(
         "greeter-a",
-        "greeter",
-        true,
-        "IPv4",
         &ready(&["10.0.0.1", "10.0.0.2"]),
     ));
     until(&mut running, Duration::from_secs(10), |c| {
@@ -243,13 +208,7 @@ async fn services_without_the_opt_in_label_are_not_served() {
         "IPv4",
         &ready(&["10.0.9.1"]),
     ));
-    server.apply(slice(
-        "greeter-a",
-        "greeter",
-        true,
-        "IPv4",
-        &ready(&["10.0.0.1"]),
-    ));
+    server.apply(greeter_slice("greeter-a", &ready(&["10.0.0.1"])));
     let mut running = run(&server);
     let clusters = until(&mut running, Duration::from_secs(5), |_| true).await;
     let names: Vec<_> = clusters.iter().map(|c| c.name.as_str()).collect();
@@ -263,11 +222,8 @@ async fn services_without_the_opt_in_label_are_not_served() {
         "IPv4",
         &ready(&["10.0.9.1", "10.0.9.2"]),
     ));
-    server.apply(slice(
+    server.apply(greeter_slice(
         "greeter-a",
-        "greeter",
-        true,
-        "IPv4",
         &ready(&["10.0.0.1", "10.0.0.2"]),
     ));
     let clusters = until(&mut running, Duration::from_secs(1), |c| {
@@ -288,11 +244,8 @@ async fn services_without_the_opt_in_label_are_not_served() {
     ));
     until(&mut running, Duration::from_secs(1), <[Cluster]>::is_empty).await;
     server.apply(service("greeter", true, &[("grpc", 50051, 50051)]));
-    server.apply(slice(
+    server.apply(greeter_slice(
         "greeter-a",
-        "greeter",
-        true,
-        "IPv4",
         &ready(&["10.0.0.1", "10.0.0.2"]),
     ));
     until(&mut running, Duration::from_secs(1), |c| c.len() == 2).await;
@@ -307,23 +260,14 @@ async fn services_without_the_opt_in_label_are_not_served() {
 #[tokio::test]
 async fn a_bookmark_changes_nothing() {
     let server = FakeKube::start().await;
-    server.apply(slice(
-        "greeter-a",
-        "greeter",
-        true,
-        "IPv4",
-        &ready(&["10.0.0.1"]),
-    ));
+    server.apply(greeter_slice("greeter-a", &ready(&["10.0.0.1"])));
     let mut running = run(&server);
     let before = until(&mut running, Duration::from_secs(5), |_| true).await;
 
     server.bookmark();
     server.bookmark();
-    server.apply(slice(
+    server.apply(greeter_slice(
         "greeter-a",
-        "greeter",
-        true,
-        "IPv4",
         &ready(&["10.0.0.1", "10.0.0.2"]),
     ));
     // The very next update is the edit: the bookmarks before it published
@@ -343,13 +287,7 @@ async fn a_bookmark_changes_nothing() {
 async fn a_dropped_watch_resumes_from_its_resource_version_without_a_relist() {
     let server = FakeKube::start().await;
     server.apply(service("greeter", true, &[("grpc", 50051, 50051)]));
-    server.apply(slice(
-        "greeter-a",
-        "greeter",
-        true,
-        "IPv4",
-        &ready(&["10.0.0.1"]),
-    ));
+    server.apply(greeter_slice("greeter-a", &ready(&["10.0.0.1"])));
     let mut running = run(&server);
     until(&mut running, Duration::from_secs(5), |_| true).await;
     let watches = server.watches_of(Kind::EndpointSlice);
@@ -358,11 +296,8 @@ async fn a_dropped_watch_resumes_from_its_resource_version_without_a_relist() {
     // The server ends every watch (a timeout, a restart behind a load
     // balancer); a change lands while the source is between watches.
     server.drop_watches();
-    server.apply(slice(
+    server.apply(greeter_slice(
         "greeter-a",
-        "greeter",
-        true,
-        "IPv4",
         &ready(&["10.0.0.1", "10.0.0.2"]),
     ));
     let clusters = until(&mut running, Duration::from_secs(10), |c| {
@@ -443,11 +378,8 @@ async fn nothing_is_published_until_both_initial_lists_are_complete() {
 async fn the_source_only_lists_and_watches_what_api_access_declares() {
     let server = FakeKube::start().await;
     server.apply(service("greeter", true, &[("grpc", 50051, 50051)]));
-    server.apply(slice(
+    server.apply(greeter_slice(
         "greeter-a",
-        "greeter",
-        true,
-        "IPv4",
         &[("10.0.0.1", State::Ready, "z1")],
     ));
     let mut running = run(&server);

@@ -59,6 +59,11 @@ pub fn slice(
     )
 }
 
+/// An opted-in IPv4 slice of Service `greeter`, the tests' usual case.
+pub fn greeter_slice(name: &str, endpoints: &[Pod<'_>]) -> Value {
+    slice(name, "greeter", true, "IPv4", endpoints)
+}
+
 /// A slice of Service `service` with TCP `ports` as (name, number); an
 /// empty name is an unnamed port.
 pub fn slice_with_ports(
