@@ -123,9 +123,8 @@ mod tests {
     use crate::registry::{OrcaPort, Policy};
     use crate::sources::kube::SERVICE_NAME_LABEL;
     use crate::sources::kube::labels::Balancing;
-    use k8s_openapi::api::discovery::v1::{
-        Endpoint as SliceEndpoint, EndpointConditions, EndpointPort, EndpointSlice,
-    };
+    use crate::sources::kube::slice::test_endpoint;
+    use k8s_openapi::api::discovery::v1::{Endpoint as SliceEndpoint, EndpointPort, EndpointSlice};
     use k8s_openapi::apimachinery::pkg::apis::meta::v1::ObjectMeta;
 
     fn slice(
@@ -160,24 +159,6 @@ mod tests {
         }
     }
 
-    fn endpoint(
-        address: &str,
-        ready: Option<bool>,
-        serving: Option<bool>,
-        terminating: Option<bool>,
-    ) -> SliceEndpoint {
-        SliceEndpoint {
-            addresses: vec![address.into()],
-            conditions: Some(EndpointConditions {
-                ready,
-                serving,
-                terminating,
-            }),
-            zone: Some("z1".into()),
-            ..SliceEndpoint::default()
-        }
-    }
-
     fn greeter<'a>(
         ports: Option<&ServicePorts>,
         slices: impl IntoIterator<Item = &'a EndpointSlice>,
@@ -198,8 +179,8 @@ mod tests {
             "IPv4",
             &[("grpc", 50051, "TCP")],
             vec![
-                endpoint("10.0.0.1", Some(true), Some(true), Some(false)),
-                endpoint("10.0.0.2", Some(false), Some(true), Some(true)),
+                test_endpoint("10.0.0.1", Some(true), Some(true), Some(false)),
+                test_endpoint("10.0.0.2", Some(false), Some(true), Some(true)),
             ],
         );
         let b = slice(
@@ -207,8 +188,8 @@ mod tests {
             "IPv4",
             &[("grpc", 50051, "TCP")],
             vec![
-                endpoint("10.0.0.2", Some(true), None, None),
-                endpoint("10.0.0.3", None, None, None),
+                test_endpoint("10.0.0.2", Some(true), None, None),
+                test_endpoint("10.0.0.3", None, None, None),
             ],
         );
         let clusters = greeter(None, [&a, &b]);
@@ -234,11 +215,11 @@ mod tests {
             "IPv6",
             &[("grpc", 8080, "TCP"), ("dns", 53, "UDP")],
             vec![
-                endpoint("fd00::1", Some(true), Some(true), Some(false)),
-                endpoint("fd00::2", Some(false), Some(true), Some(true)),
-                endpoint("fd00::3", Some(false), Some(false), Some(true)),
-                endpoint("fd00::4", Some(false), Some(false), Some(false)),
-                endpoint("fd00::5", Some(false), None, None),
+                test_endpoint("fd00::1", Some(true), Some(true), Some(false)),
+                test_endpoint("fd00::2", Some(false), Some(true), Some(true)),
+                test_endpoint("fd00::3", Some(false), Some(false), Some(true)),
+                test_endpoint("fd00::4", Some(false), Some(false), Some(false)),
+                test_endpoint("fd00::5", Some(false), None, None),
             ],
         );
         let clusters = greeter(None, [&s]);
@@ -263,13 +244,13 @@ mod tests {
             "g",
             "IPv4",
             &[("", 1, "TCP")],
-            vec![endpoint("10.0.0.1", Some(false), Some(false), None)],
+            vec![test_endpoint("10.0.0.1", Some(false), Some(false), None)],
         );
         let fqdn = slice(
             "h",
             "FQDN",
             &[("", 2, "TCP")],
-            vec![endpoint("example.com", None, None, None)],
+            vec![test_endpoint("example.com", None, None, None)],
         );
         let clusters = greeter(None, [&empty, &fqdn]);
         assert_eq!(
@@ -295,7 +276,7 @@ mod tests {
             "g",
             "IPv4",
             &[("grpc", 8080, "TCP"), ("admin", 9001, "TCP")],
-            vec![endpoint("10.0.0.1", None, None, None)],
+            vec![test_endpoint("10.0.0.1", None, None, None)],
         );
         let service = ports(&[("grpc", 80), ("admin", 9000), ("metrics", 9090)]);
         let clusters = greeter(Some(&service), [&s]);
@@ -330,7 +311,7 @@ mod tests {
             "g",
             "IPv4",
             &[("grpc", 8080, "TCP"), ("", 7070, "TCP")],
-            vec![endpoint("10.0.0.1", None, None, None)],
+            vec![test_endpoint("10.0.0.1", None, None, None)],
         );
         // The Service is not seen yet: every port is named by its number.
         let unseen = greeter(None, [&s]);
@@ -370,13 +351,13 @@ mod tests {
             "g-old",
             "IPv4",
             &[("grpc", 8080, "TCP")],
-            vec![endpoint("10.0.0.1", None, None, None)],
+            vec![test_endpoint("10.0.0.1", None, None, None)],
         );
         let new = slice(
             "g-new",
             "IPv4",
             &[("grpc", 9090, "TCP")],
-            vec![endpoint("10.0.0.2", None, None, None)],
+            vec![test_endpoint("10.0.0.2", None, None, None)],
         );
         let clusters = greeter(Some(&ports(&[("grpc", 80)])), [&old, &new]);
         assert_eq!(clusters.len(), 2);

@@ -143,30 +143,33 @@ fn health(endpoint: &SliceEndpoint) -> Option<Health> {
     }
 }
 
+/// A slice endpoint for unit tests: one address, its conditions, zone z1.
+#[cfg(test)]
+pub(super) fn test_endpoint(
+    address: &str,
+    ready: Option<bool>,
+    serving: Option<bool>,
+    terminating: Option<bool>,
+) -> SliceEndpoint {
+    SliceEndpoint {
+        addresses: vec![address.into()],
+        conditions: Some(k8s_openapi::api::discovery::v1::EndpointConditions {
+            ready,
+            serving,
+            terminating,
+        }),
+        zone: Some("z1".into()),
+        ..SliceEndpoint::default()
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use std::collections::BTreeMap;
 
     use super::*;
-    use k8s_openapi::api::discovery::v1::{EndpointConditions, EndpointPort};
+    use k8s_openapi::api::discovery::v1::EndpointPort;
     use k8s_openapi::apimachinery::pkg::apis::meta::v1::ObjectMeta;
-
-    fn endpoint(
-        address: &str,
-        ready: Option<bool>,
-        serving: Option<bool>,
-        terminating: Option<bool>,
-    ) -> SliceEndpoint {
-        SliceEndpoint {
-            addresses: vec![address.into()],
-            conditions: Some(EndpointConditions {
-                ready,
-                serving,
-                terminating,
-            }),
-            ..SliceEndpoint::default()
-        }
-    }
 
     #[test]
     fn conditions_with_their_nil_defaults() {
@@ -184,7 +187,7 @@ mod tests {
             ((None, None, Some(true)), Some(Health::Draining)),
         ];
         for ((ready, serving, terminating), expected) in cases {
-            let e = endpoint("10.0.0.1", ready, serving, terminating);
+            let e = test_endpoint("10.0.0.1", ready, serving, terminating);
             assert_eq!(
                 health(&e),
                 expected,
@@ -221,9 +224,9 @@ mod tests {
                 EndpointPort::default(),
             ]),
             endpoints: vec![
-                endpoint("10.0.0.1", None, None, None),
-                endpoint("not-an-ip", None, None, None),
-                endpoint("10.0.0.2", Some(false), Some(false), None),
+                test_endpoint("10.0.0.1", None, None, None),
+                test_endpoint("not-an-ip", None, None, None),
+                test_endpoint("10.0.0.2", Some(false), Some(false), None),
             ],
         };
         let read = SliceEndpoints::from_slice(&slice);
