@@ -93,10 +93,8 @@ async fn stream_once(
         .connect()
         .await
         .map_err(StreamError::Connect)?;
-    let interval = prost_types::Duration {
-        seconds: i64::try_from(config.interval.as_secs()).unwrap_or(i64::MAX),
-        nanos: i32::try_from(config.interval.subsec_nanos()).unwrap_or(0),
-    };
+    // Out of range only beyond 292 billion years.
+    let interval = prost_types::Duration::try_from(config.interval).unwrap_or_default();
     let mut reports = OpenRcaServiceClient::new(channel)
         .stream_core_metrics(OrcaLoadReportRequest {
             report_interval: Some(interval),

@@ -75,8 +75,10 @@ impl ClusterWeigher {
         } else {
             0
         };
-        self.ages
-            .retain(|address, _| inputs.iter().any(|i| i.address == *address));
+        // A set: membership is checked for every endpoint of the cluster.
+        let present: std::collections::BTreeSet<SocketAddr> =
+            inputs.iter().map(|i| i.address).collect();
+        self.ages.retain(|address, _| present.contains(address));
         inputs
             .iter()
             .map(|input| {

@@ -122,8 +122,11 @@ impl UtilizationController {
     }
 
     fn sync_membership(&mut self, inputs: &[EndpointInput]) {
+        // A set: membership is checked for every endpoint of the cluster.
+        let present: std::collections::BTreeSet<SocketAddr> =
+            inputs.iter().map(|i| i.address).collect();
         self.endpoints
-            .retain(|address, _| inputs.iter().any(|i| i.address == *address));
+            .retain(|address, _| present.contains(address));
         let configured_mean = inputs
             .iter()
             .map(|i| f64::from(i.configured_weight))

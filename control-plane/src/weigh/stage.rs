@@ -74,7 +74,7 @@ impl Weigher {
                     .insert(cluster.name.clone(), published.clone());
                 continue;
             }
-            let weighted = self.weigh_cluster(cluster, now, false);
+            let (weighted, _) = self.weigh_cluster(cluster, now, false);
             next.clusters
                 .insert(cluster.name.clone(), Arc::new(weighted));
         }
@@ -91,7 +91,7 @@ impl Weigher {
             if !cluster.policy.needs_load() {
                 continue;
             }
-            let candidate = self.weigh_cluster(cluster, now, true);
+            let (candidate, inputs) = self.weigh_cluster(cluster, now, true);
             let Some(current) = self.published.clusters.get(&cluster.name) else {
                 self.published
                     .clusters
@@ -121,7 +121,6 @@ impl Weigher {
             for (endpoint, weight) in candidate.endpoints.iter_mut().zip(limited) {
                 endpoint.weight = weight;
             }
-            let inputs = self.inputs(cluster, now);
             let weights: Vec<(u32, WeightReason)> = candidate
                 .endpoints
                 .iter()
@@ -172,7 +171,13 @@ impl Weigher {
             .collect()
     }
 
-    fn weigh_cluster(&mut self, cluster: &Cluster, now: Instant, advance: bool) -> WeightedCluster {
+    /// The cluster's weights, and the inputs they were computed from.
+    fn weigh_cluster(
+        &mut self,
+        cluster: &Cluster,
+        now: Instant,
+        advance: bool,
+    ) -> (WeightedCluster, Vec<EndpointInput>) {
         let inputs = self.inputs(cluster, now);
         let config = &self.config;
         let slot = self
@@ -188,7 +193,7 @@ impl Weigher {
         let weigher = &mut slot.weigher;
         let load_driven = cluster.policy.needs_load();
         let weights = weigher.weigh(&inputs, now, advance);
-        WeightedCluster {
+        let weighted = WeightedCluster {
             name: cluster.name.clone(),
             policy: cluster.policy.as_str(),
             source: cluster.source.clone(),
@@ -207,7 +212,8 @@ impl Weigher {
                     health: endpoint.health,
                 })
                 .collect(),
-        }
+        };
+        (weighted, inputs)
     }
 }
 
