@@ -29,6 +29,7 @@ use std::collections::BTreeMap;
 use std::net::SocketAddr;
 use std::time::Instant;
 
+use super::render::scale_and_bound;
 use super::{ControllerConfig, EndpointInput, MEAN_WEIGHT, WeightReason};
 
 #[derive(Debug, Clone)]
@@ -191,26 +192,9 @@ impl UtilizationController {
                 state.weight = fed_mean;
             }
         }
-        // 4. Scale and bound the state.
-        let count = self.endpoints.len().max(1) as f64;
-        let mean = self.endpoints.values().map(|s| s.weight).sum::<f64>() / count;
-        if mean > 0.0 && mean.is_finite() {
-            for state in self.endpoints.values_mut() {
-                state.weight *= MEAN_WEIGHT / mean;
-            }
-        } else {
-            for state in self.endpoints.values_mut() {
-                state.weight = MEAN_WEIGHT;
-            }
-        }
-        let max = self
-            .endpoints
-            .values()
-            .map(|s| s.weight)
-            .fold(0.0_f64, f64::max);
-        let floor = max / config.max_ratio.max(1.0);
-        for state in self.endpoints.values_mut() {
-            state.weight = state.weight.max(floor);
-        }
+        // 5. Scale and bound the state.
+        let mut weights: Vec<&mut f64> =
+            self.endpoints.values_mut().map(|s| &mut s.weight).collect();
+        scale_and_bound(&mut weights, config.max_ratio);
     }
 }

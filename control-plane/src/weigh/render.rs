@@ -30,6 +30,33 @@ pub(super) fn configured(
         .collect()
 }
 
+/// Scales `weights` so their mean is `MEAN_WEIGHT` (all of them
+/// `MEAN_WEIGHT` when the mean is not a positive number), then raises any
+/// below the largest over `max_ratio` to that floor. Returns which were
+/// raised.
+pub(super) fn scale_and_bound(weights: &mut [&mut f64], max_ratio: f64) -> Vec<bool> {
+    let mean = weights.iter().map(|w| **w).sum::<f64>() / weights.len().max(1) as f64;
+    for w in weights.iter_mut() {
+        **w = if mean > 0.0 && mean.is_finite() {
+            **w * MEAN_WEIGHT / mean
+        } else {
+            MEAN_WEIGHT
+        };
+    }
+    let max = weights.iter().map(|w| **w).fold(0.0_f64, f64::max);
+    let floor = max / max_ratio.max(1.0);
+    weights
+        .iter_mut()
+        .map(|w| {
+            let raise = **w < floor;
+            if raise {
+                **w = floor;
+            }
+            raise
+        })
+        .collect()
+}
+
 /// Final weights for `inputs`. `raw[i]` is the policy's weight for
 /// endpoint `i` and why, or `None` when it has no fresh load; `ages[i]` is
 /// how many steps endpoint `i` has been in the cluster.
@@ -58,17 +85,12 @@ pub(super) fn render(
             )
         })
         .collect();
-    let mean = weights.iter().map(|(w, _)| w).sum::<f64>() / weights.len().max(1) as f64;
-    if mean > 0.0 {
-        for (w, _) in &mut weights {
-            *w *= MEAN_WEIGHT / mean;
-        }
-    }
-    let max = weights.iter().map(|(w, _)| *w).fold(0.0_f64, f64::max);
-    let floor = max / config.max_ratio.max(1.0);
-    for (w, reason) in &mut weights {
-        if *w < floor {
-            *w = floor;
+    let bounded = {
+        let mut raw: Vec<&mut f64> = weights.iter_mut().map(|(w, _)| w).collect();
+        scale_and_bound(&mut raw, config.max_ratio)
+    };
+    for ((_, reason), bounded) in weights.iter_mut().zip(bounded) {
+        if bounded {
             *reason = WeightReason::Bounded;
         }
     }
