@@ -163,6 +163,18 @@ mod tests {
             .collect()
     }
 
+    /// A run over servers of `capacities` with the default weigh config.
+    fn run(capacities: &[f64], load: f64, noise: f64, seed: u64, policy: Policy) -> Simulator {
+        Simulator::new(
+            servers(capacities),
+            load,
+            noise,
+            seed,
+            policy,
+            WeighConfig::default(),
+        )
+    }
+
     /// Largest relative distance of `weights` from the proportions `target`.
     fn distance(weights: &[u32], target: &[f64]) -> f64 {
         let total: f64 = weights.iter().map(|&w| f64::from(w)).sum();
@@ -181,14 +193,7 @@ mod tests {
     #[test]
     fn capacities_1_1_2_at_70_percent_converge_within_10_steps_and_stay() {
         // Capacities 100/100/200 rps, 280 rps offered: 70 % aggregate.
-        let mut sim = Simulator::new(
-            servers(&[100.0, 100.0, 200.0]),
-            280.0,
-            0.0,
-            1,
-            Policy::Utilization,
-            WeighConfig::default(),
-        );
+        let mut sim = run(&[100.0, 100.0, 200.0], 280.0, 0.0, 1, Policy::Utilization);
         assert!((sim.aggregate_utilization() - 0.7).abs() < 1e-9);
         let mut converged_at = None;
         for step in 1..=30 {
@@ -210,14 +215,7 @@ mod tests {
 
     #[test]
     fn a_capacity_drop_is_followed_within_10_steps() {
-        let mut sim = Simulator::new(
-            servers(&[100.0, 100.0, 200.0]),
-            280.0,
-            0.0,
-            2,
-            Policy::Utilization,
-            WeighConfig::default(),
-        );
+        let mut sim = run(&[100.0, 100.0, 200.0], 280.0, 0.0, 2, Policy::Utilization);
         for _ in 0..15 {
             sim.step();
         }
@@ -237,13 +235,12 @@ mod tests {
     #[test]
     fn noisy_reports_do_not_make_weights_oscillate() {
         for seed in 1..=20 {
-            let mut sim = Simulator::new(
-                servers(&[100.0, 100.0, 200.0]),
+            let mut sim = run(
+                &[100.0, 100.0, 200.0],
                 280.0,
                 0.2,
                 seed,
                 Policy::Utilization,
-                WeighConfig::default(),
             );
             for _ in 0..15 {
                 sim.step();
@@ -291,14 +288,7 @@ mod tests {
     #[test]
     fn the_same_seed_gives_the_same_run() {
         let run = |seed| {
-            let mut sim = Simulator::new(
-                servers(&[100.0, 150.0]),
-                150.0,
-                0.2,
-                seed,
-                Policy::Utilization,
-                WeighConfig::default(),
-            );
+            let mut sim = run(&[100.0, 150.0], 150.0, 0.2, seed, Policy::Utilization);
             (0..10).map(|_| sim.step().weights).collect::<Vec<_>>()
         };
         assert_eq!(run(7), run(7));
@@ -306,14 +296,7 @@ mod tests {
 
     #[test]
     fn wrr_converges_to_capacities_in_a_few_steps() {
-        let mut sim = Simulator::new(
-            servers(&[100.0, 100.0, 200.0]),
-            280.0,
-            0.0,
-            5,
-            Policy::Wrr,
-            WeighConfig::default(),
-        );
+        let mut sim = run(&[100.0, 100.0, 200.0], 280.0, 0.0, 5, Policy::Wrr);
         // The per-push cap (8 %) makes it glide: 1.08^4 > 4/3.
         for _ in 0..5 {
             sim.step();
