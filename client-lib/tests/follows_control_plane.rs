@@ -10,7 +10,6 @@ use std::time::Duration;
 
 use lookaside_client::Client;
 use lookaside_control_plane::server::{Running, ServeConfig, start};
-use lookaside_control_plane::xds::Limits;
 use support::{Backend, call};
 
 fn config(backends: &[Backend], weights: &[u32]) -> String {
@@ -30,15 +29,9 @@ async fn control_plane(
 ) -> Running {
     start(
         ServeConfig {
-            config: path.to_path_buf(),
             config_poll: Duration::from_millis(20),
-            xds_listen: "127.0.0.1:0".parse().unwrap(),
-            metrics_listen: None,
-            limits: Limits::default(),
             shutdown_grace: Duration::from_secs(1),
-            weigh: Default::default(),
-            load: Default::default(),
-            tls: None,
+            ..ServeConfig::local(path.to_path_buf())
         },
         async {
             let _ = stop.await;

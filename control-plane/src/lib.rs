@@ -23,5 +23,6 @@ pub mod server;
 pub mod snapshot;
 pub mod sources;
 pub mod telemetry;
+pub mod tls;
 pub mod weigh;
 pub mod xds;

@@ -7,6 +7,7 @@ use std::time::Duration;
 use anyhow::Context;
 use clap::Parser;
 use lookaside_control_plane::cli::{Cli, Command, DemoArgs, ServeArgs, SimulateArgs};
+use lookaside_control_plane::load::CollectorConfig;
 use lookaside_control_plane::server::{Discovery, ServeConfig, start_with};
 use lookaside_control_plane::sources::file::parse_file;
 use lookaside_control_plane::telemetry::{LogFormat, init_logging};
@@ -41,7 +42,7 @@ fn main() -> ExitCode {
                 ExitCode::FAILURE
             }
         },
-        Command::Serve(args) => match serve(args) {
+        Command::Serve(args) => match serve(*args) {
             Ok(()) => ExitCode::SUCCESS,
             Err(error) => {
                 eprintln!("lookaside: {error:#}");
@@ -148,8 +149,13 @@ fn serve(args: ServeArgs) -> anyhow::Result<()> {
         limits: args.xds.limits(),
         shutdown_grace: Duration::from_millis(args.xds.shutdown_grace_ms),
         weigh: args.weigh.config(),
-        load: args.load.config(),
-        tls: args.xds.tls(),
+        load: CollectorConfig {
+            tls: args.tls.orca(),
+            ..args.load.config()
+        },
+        admin_listen: args.xds.admin_listen,
+        tls: args.tls.listener(),
+        tls_reload: args.tls.reload(),
     };
     let runtime = tokio::runtime::Builder::new_multi_thread()
         .enable_all()

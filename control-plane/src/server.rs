@@ -21,6 +21,7 @@ use crate::sources::SourceStatus;
 use crate::sources::file::{ConfigError, FileSource};
 use crate::sources::kube::{KubeOptions, KubeSource};
 use crate::telemetry::{Metrics, serve_metrics};
+use crate::tls::{Reloading, ServerTls, TlsError, TlsFiles, TlsIncoming, reloading};
 use crate::weigh::{self, WeighConfig, Weighted};
 use crate::xds::{AdsServer, Clients, Limits};
 
@@ -47,39 +48,14 @@ pub struct ServeConfig {
     pub weigh: WeighConfig,
     /// How load reports are collected.
     pub load: CollectorConfig,
-    /// TLS for the gRPC listener (xDS, admin, health, reflection, LRS);
+    /// A separate listener for the admin API, CSDS, reflection and health;
+    /// `None` serves them on the xDS listener.
+    pub admin_listen: Option<SocketAddr>,
+    /// TLS for the gRPC listeners (xDS, LRS, admin, health, reflection);
     /// `None` serves plaintext.
     pub tls: Option<TlsFiles>,
-}
-
-/// PEM files of the gRPC listener's TLS.
-#[derive(Debug, Clone)]
-pub struct TlsFiles {
-    /// The server's certificate chain.
-    pub cert: PathBuf,
-    /// Its private key.
-    pub key: PathBuf,
-    /// When set, clients must present a certificate signed by this CA
-    /// (mutual TLS).
-    pub client_ca: Option<PathBuf>,
-}
-
-impl TlsFiles {
-    /// The tonic configuration, reading the files.
-    fn load(&self) -> Result<tonic::transport::ServerTlsConfig, StartError> {
-        let read = |path: &PathBuf| {
-            std::fs::read(path).map_err(|source| StartError::TlsFile {
-                path: path.clone(),
-                source,
-            })
-        };
-        let identity = tonic::transport::Identity::from_pem(read(&self.cert)?, read(&self.key)?);
-        let mut config = tonic::transport::ServerTlsConfig::new().identity(identity);
-        if let Some(ca) = &self.client_ca {
-            config = config.client_ca_root(tonic::transport::Certificate::from_pem(read(ca)?));
-        }
-        Ok(config)
-    }
+    /// How often the TLS files (listeners' and ORCA's) are re-read.
+    pub tls_reload: Duration,
 }
 
 impl ServeConfig {
@@ -95,7 +71,9 @@ impl ServeConfig {
             shutdown_grace: Duration::from_secs(5),
             weigh: WeighConfig::default(),
             load: CollectorConfig::default(),
+            admin_listen: None,
             tls: None,
+            tls_reload: Duration::from_secs(5),
         }
     }
 }
@@ -145,18 +123,9 @@ pub enum StartError {
     /// The reflection descriptors are inconsistent (a build defect).
     #[error("server reflection: {0}")]
     Reflection(#[from] tonic_reflection::server::Error),
-    /// A TLS file could not be read.
-    #[error("cannot read TLS file {path}: {source}")]
-    TlsFile {
-        /// The file.
-        path: PathBuf,
-        /// Why.
-        #[source]
-        source: std::io::Error,
-    },
     /// The TLS files do not make a usable configuration.
-    #[error("TLS configuration rejected: {0}")]
-    Tls(#[source] tonic::transport::Error),
+    #[error(transparent)]
+    Tls(#[from] TlsError),
     /// A listener could not bind.
     #[error("cannot listen on {address}: {source}")]
     Bind {
@@ -171,8 +140,10 @@ pub enum StartError {
 /// A running control plane.
 #[derive(Debug)]
 pub struct Running {
-    /// Where ADS, admin, health and reflection listen.
+    /// Where ADS, LRS and health listen (and admin, unless separate).
     pub xds_address: SocketAddr,
+    /// Where the admin API, CSDS and reflection listen.
+    pub admin_address: SocketAddr,
     /// Where metrics listen.
     pub metrics_address: Option<SocketAddr>,
     /// The latest snapshot.
@@ -251,10 +222,19 @@ pub async fn start_with(
 
     // registry -> load -> weigh -> snapshot
     let loads = LoadTable::with_metrics(metrics.clone());
+    let mut load_config = config.load.clone();
+    if let Some(files) = &load_config.tls {
+        load_config.stream.tls = Some(reloading(
+            files.clone(),
+            config.tls_reload,
+            metrics.clone(),
+        )?);
+        tracing::info!("ORCA streams use TLS");
+    }
     let collector = tokio::spawn(load::run(
         registry_rx.clone(),
         loads.clone(),
-        config.load.clone(),
+        load_config,
         metrics.clone(),
     ));
     let registry_for_lrs = registry_rx.clone();
@@ -345,22 +325,20 @@ pub async fn start_with(
         .with_service_name("grpc.reflection.v1alpha.ServerReflection")
         .build_v1alpha()?;
 
-    let listener = TcpListener::bind(config.xds_listen)
-        .await
-        .map_err(|source| StartError::Bind {
-            address: config.xds_listen,
-            source,
-        })?;
-    let xds_address = listener.local_addr().map_err(|source| StartError::Bind {
-        address: config.xds_listen,
-        source,
-    })?;
+    let listener = bind(config.xds_listen).await?;
+    let xds_address = local_address(&listener, config.xds_listen)?;
+    let admin_listener = match config.admin_listen {
+        Some(address) => Some(bind(address).await?),
+        None => None,
+    };
+    let admin_address = match (&admin_listener, config.admin_listen) {
+        (Some(listener), Some(address)) => local_address(listener, address)?,
+        _ => xds_address,
+    };
 
     let metrics_address = match config.metrics_listen {
         Some(address) => {
-            let metrics_listener = TcpListener::bind(address)
-                .await
-                .map_err(|source| StartError::Bind { address, source })?;
+            let metrics_listener = bind(address).await?;
             let bound = metrics_listener.local_addr().ok();
             let metrics = metrics.clone();
             tokio::spawn(async move {
@@ -373,39 +351,68 @@ pub async fn start_with(
         None => None,
     };
 
-    let mut builder = tonic::transport::Server::builder()
-        .http2_keepalive_interval(Some(Duration::from_secs(30)))
-        .http2_keepalive_timeout(Some(Duration::from_secs(10)))
-        .tcp_nodelay(true);
-    if let Some(tls) = &config.tls {
-        builder = builder.tls_config(tls.load()?).map_err(StartError::Tls)?;
-        tracing::info!(mutual = tls.client_ca.is_some(), "gRPC listener serves TLS");
-    }
-    let router = builder
-        .add_service(ads)
-        .add_service(admin.into_server())
-        .add_service(csds.into_server())
+    let tls = match &config.tls {
+        Some(files) => {
+            let current = reloading(files.clone(), config.tls_reload, metrics.clone())?;
+            tracing::info!(
+                mutual = files.client_ca.is_some(),
+                "gRPC listeners serve TLS"
+            );
+            Some(current)
+        }
+        None => None,
+    };
+    let builder = || {
+        tonic::transport::Server::builder()
+            .http2_keepalive_interval(Some(Duration::from_secs(30)))
+            .http2_keepalive_timeout(Some(Duration::from_secs(10)))
+            .tcp_nodelay(true)
+    };
+    // Data plane: ADS and LRS (and health, which probes ask for).
+    let xds_routes = tonic::service::Routes::new(ads)
         .add_service(lrs.into_server())
-        .add_service(health)
-        .add_service(reflection_v1)
-        .add_service(reflection_v1alpha);
-    let incoming = TcpListenerStream::new(listener);
+        .add_service(health.clone());
+    // Operators: admin, CSDS, reflection; on their own port if asked.
+    let with_admin = |routes: tonic::service::Routes| {
+        routes
+            .add_service(admin.into_server())
+            .add_service(csds.into_server())
+            .add_service(reflection_v1)
+            .add_service(reflection_v1alpha)
+    };
+    let (xds_router, admin_server) = match admin_listener {
+        Some(listener) => {
+            let admin_router =
+                builder().add_routes(with_admin(tonic::service::Routes::new(health)));
+            let admin_server = serve_on(
+                admin_router,
+                listener,
+                tls.clone(),
+                metrics.clone(),
+                stopping.clone(),
+            );
+            (builder().add_routes(xds_routes), Some(admin_server))
+        }
+        None => (builder().add_routes(with_admin(xds_routes)), None),
+    };
+    let xds_server = serve_on(xds_router, listener, tls, metrics.clone(), stopping.clone());
+
     // On shutdown: stop accepting, end every ADS stream with UNAVAILABLE so
     // clients move to another replica, and give the rest `shutdown_grace`.
-    let signal = async move {
+    tokio::spawn(async move {
         shutdown.await;
         tracing::info!("shutting down: ending ADS streams");
         stop_tx.send_replace(true);
-    };
+    });
     let grace = config.shutdown_grace;
     let mut stopped = stopping;
     let server = tokio::spawn(async move {
-        let serve = router.serve_with_incoming_shutdown(incoming, signal);
-        tokio::pin!(serve);
         // The ORCA streams stop with the server.
         let _collector = AbortOnDrop(collector);
+        let _admin = admin_server.map(AbortOnDrop);
+        let mut xds_server = AbortOnDrop(xds_server);
         tokio::select! {
-            result = &mut serve => result,
+            result = &mut xds_server.0 => result.unwrap_or(Ok(())),
             () = async {
                 let _ = stopped.wait_for(|stop| *stop).await;
                 tokio::time::sleep(grace).await;
@@ -416,9 +423,13 @@ pub async fn start_with(
         }
     });
     tracing::info!(address = %xds_address, "xDS listening");
+    if admin_address != xds_address {
+        tracing::info!(address = %admin_address, "admin listening");
+    }
 
     Ok(Running {
         xds_address,
+        admin_address,
         metrics_address,
         snapshots,
         clients,
@@ -430,10 +441,51 @@ pub async fn start_with(
     })
 }
 
-/// Aborts a task when dropped.
-struct AbortOnDrop(tokio::task::JoinHandle<()>);
+async fn bind(address: SocketAddr) -> Result<TcpListener, StartError> {
+    TcpListener::bind(address)
+        .await
+        .map_err(|source| StartError::Bind { address, source })
+}
 
-impl Drop for AbortOnDrop {
+fn local_address(listener: &TcpListener, asked: SocketAddr) -> Result<SocketAddr, StartError> {
+    listener.local_addr().map_err(|source| StartError::Bind {
+        address: asked,
+        source,
+    })
+}
+
+/// Serves `router` on `listener`, over TLS when `tls` is set, until
+/// `stopping` turns true.
+fn serve_on(
+    router: tonic::transport::server::Router,
+    listener: TcpListener,
+    tls: Option<Reloading<ServerTls>>,
+    metrics: Arc<Metrics>,
+    mut stopping: watch::Receiver<bool>,
+) -> tokio::task::JoinHandle<Result<(), tonic::transport::Error>> {
+    let signal = async move {
+        let _ = stopping.wait_for(|stop| *stop).await;
+    };
+    tokio::spawn(async move {
+        match tls {
+            Some(tls) => {
+                router
+                    .serve_with_incoming_shutdown(TlsIncoming::new(listener, tls, metrics), signal)
+                    .await
+            }
+            None => {
+                router
+                    .serve_with_incoming_shutdown(TcpListenerStream::new(listener), signal)
+                    .await
+            }
+        }
+    })
+}
+
+/// Aborts a task when dropped.
+struct AbortOnDrop<T>(tokio::task::JoinHandle<T>);
+
+impl<T> Drop for AbortOnDrop<T> {
     fn drop(&mut self) {
         self.0.abort();
     }

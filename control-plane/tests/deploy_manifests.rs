@@ -185,7 +185,7 @@ fn serve_args(container: &Container) -> ServeArgs {
     match Cli::try_parse_from(&argv) {
         Ok(Cli {
             command: Command::Serve(args),
-        }) => args,
+        }) => *args,
         Ok(_) => panic!("{argv:?} is not `serve`"),
         Err(error) => panic!("{argv:?} does not parse: {error}"),
     }
@@ -196,7 +196,7 @@ fn defaults() -> ServeArgs {
     match Cli::try_parse_from(["lookaside", "serve", "--kube"]) {
         Ok(Cli {
             command: Command::Serve(args),
-        }) => args,
+        }) => *args,
         other => panic!("defaults: {other:?}"),
     }
 }
@@ -465,4 +465,48 @@ fn the_kustomization_applies_every_manifest() {
         namespace.as_deref(),
         "kustomize would move objects to another namespace"
     );
+}
+
+#[test]
+fn the_tls_overlay_sets_flags_the_binary_reads_from_its_secret_mount() {
+    let manifests = load();
+    let base = one(&manifests.deployments, "Deployment");
+    let text = std::fs::read_to_string(deploy_dir().join("tls/deployment-tls.yaml"))
+        .expect("deploy/tls/deployment-tls.yaml");
+    // A patch, not a manifest: its `grpc: null` deletes the base's probe,
+    // so it is parsed without the round-trip check of `typed`.
+    let patch: Deployment = serde_yaml_ng::from_str(&text).expect("the patch is a Deployment");
+    // The strategic merge of the env lists: the base's, then the patch's.
+    let mut container = lookaside_container(base).clone();
+    let patched = lookaside_container(&patch);
+    container
+        .env
+        .get_or_insert_with(Vec::new)
+        .extend(patched.env.iter().flatten().cloned());
+    let args = serve_args(&container);
+    let mount = patched
+        .volume_mounts
+        .iter()
+        .flatten()
+        .find(|m| m.name == "tls")
+        .expect("the Secret is mounted")
+        .mount_path
+        .clone();
+    let listener = args.tls.listener().expect("TLS on the gRPC listeners");
+    let orca = args.tls.orca().expect("TLS towards ORCA ports");
+    for path in [
+        Some(listener.cert),
+        Some(listener.key),
+        listener.client_ca,
+        Some(orca.ca),
+        orca.cert,
+        orca.key,
+    ] {
+        let path = path.expect("every file named");
+        assert!(
+            path.starts_with(&mount),
+            "{} is outside the Secret mount {mount}",
+            path.display()
+        );
+    }
 }

@@ -83,6 +83,7 @@ fn config() -> OrcaStreamConfig {
         backoff_initial: Duration::from_millis(20),
         backoff_max: Duration::from_millis(100),
         connect_timeout: Duration::from_secs(1),
+        tls: None,
     }
 }
 
@@ -177,4 +178,77 @@ async fn an_unreachable_endpoint_is_marked_disconnected() {
     .await;
     assert!(table.get(&address).is_some_and(|l| l.report.is_none()));
     follower.abort();
+}
+
+#[tokio::test]
+async fn orca_over_tls_trusts_the_configured_ca_only() {
+    use lookaside_control_plane::telemetry::Metrics;
+    use lookaside_control_plane::tls::{OrcaTlsFiles, reloading};
+
+    let certs = std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("tests/tls");
+    let read = |name: &str| std::fs::read(certs.join(name)).expect("test certificate");
+    let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+    let address: SocketAddr = listener.local_addr().unwrap();
+    let identity = tonic::transport::Identity::from_pem(read("server.pem"), read("server.key"));
+    let _server = tokio::spawn(async move {
+        let _ = tonic::transport::Server::builder()
+            .tls_config(tonic::transport::ServerTlsConfig::new().identity(identity))
+            .unwrap()
+            .add_service(OpenRcaServiceServer::new(Scripted(vec![report(0.5, 10.0)])))
+            .serve_with_incoming(tokio_stream::wrappers::TcpListenerStream::new(listener))
+            .await;
+    });
+    let metrics = std::sync::Arc::new(Metrics::new());
+    let tls = |ca: &str| {
+        reloading(
+            OrcaTlsFiles {
+                ca: certs.join(ca),
+                cert: None,
+                key: None,
+                server_name: None,
+            },
+            Duration::from_secs(60),
+            metrics.clone(),
+        )
+        .expect("ORCA TLS files load")
+    };
+
+    // Trusting the backend's CA: reports flow (the IP SAN is checked).
+    let trusted = LoadTable::default();
+    let follower = tokio::spawn(follow_endpoint(
+        address,
+        trusted.clone(),
+        OrcaStreamConfig {
+            tls: Some(tls("ca.pem")),
+            ..config()
+        },
+    ));
+    until("a report over TLS", || {
+        trusted
+            .get(&address)
+            .is_some_and(|load| load.connected && load.report.is_some())
+    })
+    .await;
+    follower.abort();
+
+    // Trusting another CA, or speaking plaintext: no report, an error shown.
+    for stream in [
+        OrcaStreamConfig {
+            tls: Some(tls("ca2.pem")),
+            ..config()
+        },
+        config(),
+    ] {
+        let table = LoadTable::default();
+        let follower = tokio::spawn(follow_endpoint(address, table.clone(), stream));
+        until("a failed connection", || {
+            table
+                .get(&address)
+                .is_some_and(|load| load.last_error.is_some())
+        })
+        .await;
+        let load = table.get(&address).unwrap();
+        assert!(load.report.is_none() && !load.connected);
+        follower.abort();
+    }
 }

@@ -1,6 +1,7 @@
 //! TLS on the gRPC listener: with `--tls-client-ca`, a client presenting a
 //! certificate the CA signed gets assignments over ADS, and clients without
-//! one, or speaking plaintext, are refused.
+//! one, or speaking plaintext, are refused. A rotated certificate serves new
+//! connections while streams opened before it live on.
 //!
 //! The certificates in `tests/tls/` are for tests only (100 years), made
 //! with `openssl.cnf` there:
@@ -19,13 +20,15 @@ use std::time::Duration;
 
 use futures::StreamExt;
 
-use lookaside_control_plane::server::{Running, ServeConfig, TlsFiles, start};
+use lookaside_control_plane::server::{Running, ServeConfig, start};
 use lookaside_control_plane::snapshot::ResourceType;
+use lookaside_control_plane::tls::TlsFiles;
 use lookaside_proto::envoy::service::discovery::v3::DiscoveryRequest;
 use lookaside_proto::envoy::service::discovery::v3::aggregated_discovery_service_client::AggregatedDiscoveryServiceClient;
 use tonic::transport::{Certificate, Channel, ClientTlsConfig, Endpoint, Identity};
 
-const EDS: &str = "type.googleapis.com/envoy.config.endpoint.v3.ClusterLoadAssignment";
+mod ads_fixture;
+use ads_fixture::{EDS, EdsWatcher};
 
 fn file(name: &str) -> PathBuf {
     PathBuf::from(env!("CARGO_MANIFEST_DIR"))
@@ -157,4 +160,79 @@ async fn lookaside_client_speaks_mutual_tls() {
         assert!(tokio::time::Instant::now() < deadline, "no ACK over TLS");
         tokio::time::sleep(Duration::from_millis(20)).await;
     }
+}
+
+/// A channel to `url` trusting only `ca`, or the error of connecting.
+async fn connect_trusting(url: &str, ca: &str) -> Result<Channel, tonic::transport::Error> {
+    Endpoint::from_shared(url.to_string())
+        .unwrap()
+        .tls_config(
+            ClientTlsConfig::new()
+                .ca_certificate(Certificate::from_pem(pem(ca)))
+                .domain_name("localhost"),
+        )
+        .unwrap()
+        .connect()
+        .await
+}
+
+#[tokio::test]
+async fn a_rotated_certificate_serves_new_connections_and_open_streams_live_on() {
+    let dir = tempfile::tempdir().expect("tempdir");
+    let config_path = dir.path().join("lookaside.yaml");
+    let config = |weight: u32| {
+        format!(
+            "clusters:\n  - name: greeter\n    policy: static\n    endpoints: [{{ address: 10.0.0.1:80, weight: {weight} }}]\n"
+        )
+    };
+    std::fs::write(&config_path, config(3)).expect("config");
+    let (cert, key) = (dir.path().join("tls.crt"), dir.path().join("tls.key"));
+    std::fs::copy(file("server.pem"), &cert).expect("cert");
+    std::fs::copy(file("server.key"), &key).expect("key");
+    let mut serve = ServeConfig::local(config_path.clone());
+    serve.config_poll = Duration::from_millis(20);
+    serve.tls = Some(TlsFiles {
+        cert: cert.clone(),
+        key: key.clone(),
+        client_ca: None,
+    });
+    serve.tls_reload = Duration::from_millis(20);
+    let running = start(serve, futures::future::pending())
+        .await
+        .expect("control plane starts");
+    let url = format!("https://127.0.0.1:{}", running.xds_address.port());
+
+    // A stream on a connection made with the first certificate.
+    let old = connect_trusting(&url, "ca.pem")
+        .await
+        .expect("first CA trusted");
+    let mut watcher = EdsWatcher::open(old).await;
+    assert_eq!(watcher.next_weight().await, 3);
+
+    // Rotate to a certificate of another CA, the way a Secret update lands:
+    // one file, then the other (the mismatched pair in between is refused).
+    std::fs::copy(file("server2.pem"), &cert).expect("rotate cert");
+    std::fs::copy(file("server2.key"), &key).expect("rotate key");
+    let deadline = tokio::time::Instant::now() + Duration::from_secs(10);
+    loop {
+        if let Ok(channel) = connect_trusting(&url, "ca2.pem").await
+            && first_answer(channel).await.is_ok()
+        {
+            break;
+        }
+        assert!(
+            tokio::time::Instant::now() < deadline,
+            "the new certificate was never served"
+        );
+        tokio::time::sleep(Duration::from_millis(20)).await;
+    }
+    // New connections no longer get the old certificate...
+    let stale = match connect_trusting(&url, "ca.pem").await {
+        Ok(channel) => first_answer(channel).await.err(),
+        Err(error) => Some(tonic::Status::unavailable(error.to_string())),
+    };
+    assert!(stale.is_some(), "the old certificate is still served");
+    // ...while the stream opened before the rotation still follows edits.
+    std::fs::write(&config_path, config(7)).expect("edit");
+    assert_eq!(watcher.next_weight().await, 7);
 }

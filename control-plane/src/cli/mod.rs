@@ -10,9 +10,11 @@ use std::path::PathBuf;
 use clap::{Args, Parser, Subcommand};
 
 mod demo;
+mod tls;
 mod weigh;
 
 pub use demo::DemoArgs;
+pub use tls::TlsArgs;
 pub use weigh::{LoadArgs, WeighArgs};
 
 use crate::sources::kube::{DEFAULT_LABEL_SELECTOR, KubeOptions};
@@ -32,7 +34,7 @@ pub struct Cli {
 #[derive(Debug, Subcommand)]
 pub enum Command {
     /// Run the control plane: watch sources, stream weighted assignments over xDS.
-    Serve(ServeArgs),
+    Serve(Box<ServeArgs>),
     /// Check a config file and exit non-zero, naming file, line and reason, if it is invalid.
     Validate(ValidateArgs),
     /// Run the weight controller against simulated servers and print each step.
@@ -95,6 +97,9 @@ pub struct ServeArgs {
     /// Load report collection.
     #[command(flatten)]
     pub load: LoadArgs,
+    /// TLS.
+    #[command(flatten)]
+    pub tls: TlsArgs,
     /// Logs and metrics.
     #[command(flatten)]
     pub telemetry: TelemetryArgs,
@@ -154,12 +159,20 @@ impl KubeArgs {
 /// The gRPC listener serving ADS, the admin API, health, and reflection.
 #[derive(Debug, Clone, Args)]
 pub struct XdsArgs {
-    /// Address for ADS, admin, health and reflection.
+    /// Address for ADS and LRS, health, and (unless `--admin-listen` is
+    /// set) the admin API, CSDS and reflection.
     #[arg(long, env = "LOOKASIDE_XDS_LISTEN", default_value = "0.0.0.0:18000")]
     pub xds_listen: SocketAddr,
+    /// A separate address for the admin API, CSDS, reflection and health,
+    /// which the xDS listener then does not serve (same TLS settings).
+    #[arg(long, env = "LOOKASIDE_ADMIN_LISTEN")]
+    pub admin_listen: Option<SocketAddr>,
     /// Most concurrent ADS streams this replica accepts.
     #[arg(long, env = "LOOKASIDE_XDS_MAX_STREAMS", default_value_t = Limits::default().max_streams)]
     pub xds_max_streams: usize,
+    /// Most resource names one stream may be subscribed to, over every type.
+    #[arg(long, env = "LOOKASIDE_XDS_MAX_SUBSCRIPTIONS_PER_STREAM", default_value_t = Limits::default().max_subscriptions_per_stream)]
+    pub xds_max_subscriptions_per_stream: usize,
     /// Most resource names one request may carry.
     #[arg(long, env = "LOOKASIDE_XDS_MAX_NAMES_PER_REQUEST", default_value_t = Limits::default().max_names_per_request)]
     pub xds_max_names_per_request: usize,
@@ -173,34 +186,15 @@ pub struct XdsArgs {
     /// that); a stream over it is closed with RESOURCE_EXHAUSTED. 0: no limit.
     #[arg(long, env = "LOOKASIDE_XDS_MAX_REQUESTS_PER_SECOND", default_value_t = Limits::default().max_requests_per_second)]
     pub xds_max_requests_per_second: u32,
-    /// PEM certificate chain: serve TLS on the gRPC listener (with
-    /// `--tls-key`). Without it the listener is plaintext.
-    #[arg(long, env = "LOOKASIDE_TLS_CERT", requires = "tls_key")]
-    pub tls_cert: Option<PathBuf>,
-    /// PEM private key of `--tls-cert`.
-    #[arg(long, env = "LOOKASIDE_TLS_KEY", requires = "tls_cert")]
-    pub tls_key: Option<PathBuf>,
-    /// PEM CA: require clients to present a certificate it signed (mutual
-    /// TLS). Needs `--tls-cert`.
-    #[arg(long, env = "LOOKASIDE_TLS_CLIENT_CA", requires = "tls_cert")]
-    pub tls_client_ca: Option<PathBuf>,
 }
 
 impl XdsArgs {
-    /// The TLS files these flags name, if TLS is on.
-    pub fn tls(&self) -> Option<crate::server::TlsFiles> {
-        Some(crate::server::TlsFiles {
-            cert: self.tls_cert.clone()?,
-            key: self.tls_key.clone()?,
-            client_ca: self.tls_client_ca.clone(),
-        })
-    }
-
     /// The limits these flags set.
     pub fn limits(&self) -> Limits {
         Limits {
             max_streams: self.xds_max_streams,
             max_names_per_request: self.xds_max_names_per_request,
+            max_subscriptions_per_stream: self.xds_max_subscriptions_per_stream,
             max_request_bytes: self.xds_max_request_bytes,
             max_requests_per_second: self.xds_max_requests_per_second,
             ..Limits::default()

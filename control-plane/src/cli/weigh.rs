@@ -76,6 +76,7 @@ impl LoadArgs {
             },
             max_streams: self.orca_max_streams,
             lrs_interval: Duration::from_millis(self.lrs_interval_ms.max(100)),
+            tls: None,
         }
     }
 }

@@ -16,6 +16,7 @@ use tokio::task::AbortHandle;
 use super::{LoadTable, OrcaStreamConfig, follow_endpoint};
 use crate::registry::{Health, Registry};
 use crate::telemetry::Metrics;
+use crate::tls::OrcaTlsFiles;
 
 /// How load is collected.
 #[derive(Debug, Clone)]
@@ -27,6 +28,9 @@ pub struct CollectorConfig {
     pub max_streams: usize,
     /// How often LRS clients are asked to report.
     pub lrs_interval: Duration,
+    /// TLS files for the ORCA connections (re-read on change); `None`
+    /// speaks plaintext.
+    pub tls: Option<OrcaTlsFiles>,
 }
 
 impl Default for CollectorConfig {
@@ -35,6 +39,7 @@ impl Default for CollectorConfig {
             stream: OrcaStreamConfig::default(),
             max_streams: 10_000,
             lrs_interval: Duration::from_secs(2),
+            tls: None,
         }
     }
 }

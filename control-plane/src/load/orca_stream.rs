@@ -10,6 +10,7 @@ use rand::{RngExt, SeedableRng};
 use tonic::transport::Endpoint;
 
 use super::{LoadTable, ReportValidator, StreamError, Verdict};
+use crate::tls::{OrcaTls, Reloading};
 
 /// How one endpoint's reports are fetched.
 #[derive(Debug, Clone)]
@@ -22,6 +23,9 @@ pub struct OrcaStreamConfig {
     pub backoff_max: Duration,
     /// Connect timeout.
     pub connect_timeout: Duration,
+    /// TLS towards the backends, current at each new connection; `None`
+    /// speaks plaintext.
+    pub tls: Option<Reloading<OrcaTls>>,
 }
 
 impl Default for OrcaStreamConfig {
@@ -31,6 +35,7 @@ impl Default for OrcaStreamConfig {
             backoff_initial: Duration::from_millis(200),
             backoff_max: Duration::from_secs(10),
             connect_timeout: Duration::from_secs(2),
+            tls: None,
         }
     }
 }
@@ -87,12 +92,19 @@ async fn stream_once(
     config: &OrcaStreamConfig,
     validator: &mut ReportValidator,
 ) -> Result<(), StreamError> {
-    let channel = Endpoint::from_shared(format!("http://{address}"))
+    let scheme = if config.tls.is_some() {
+        "https"
+    } else {
+        "http"
+    };
+    let mut endpoint = Endpoint::from_shared(format!("{scheme}://{address}"))
         .map_err(StreamError::Uri)?
-        .connect_timeout(config.connect_timeout)
-        .connect()
-        .await
-        .map_err(StreamError::Connect)?;
+        .connect_timeout(config.connect_timeout);
+    if let Some(tls) = &config.tls {
+        let current = tls.borrow().0.clone();
+        endpoint = endpoint.tls_config(current).map_err(StreamError::Connect)?;
+    }
+    let channel = endpoint.connect().await.map_err(StreamError::Connect)?;
     // Out of range only beyond 292 billion years.
     let interval = prost_types::Duration::try_from(config.interval).unwrap_or_default();
     let mut reports = OpenRcaServiceClient::new(channel)

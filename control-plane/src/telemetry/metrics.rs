@@ -42,9 +42,19 @@ pub struct ReportLabels {
 /// Labels of limit metrics.
 #[derive(Debug, Clone, Hash, PartialEq, Eq, EncodeLabelSet)]
 pub struct LimitLabels {
-    /// Which limit: `streams`, `names_per_request`, `requests_per_second`,
+    /// Which limit: `streams`, `names_per_request`,
+    /// `subscriptions_per_stream`, `request_bytes`, `requests_per_second`,
     /// `unknown_types`.
     pub limit: &'static str,
+}
+
+/// Labels of TLS reload outcomes.
+#[derive(Debug, Clone, Hash, PartialEq, Eq, EncodeLabelSet)]
+pub struct TlsReloadLabels {
+    /// Which file set: `listener` or `orca`.
+    pub files: &'static str,
+    /// `loaded` or `rejected` (the previous configuration kept serving).
+    pub outcome: &'static str,
 }
 
 /// Every exported metric. Cheap to share: handles are atomics.
@@ -79,6 +89,10 @@ pub struct Metrics {
     /// Load-driven weight pushes (all clusters: a per-cluster label would
     /// grow with every Service ever seen).
     pub weight_pushes: Counter,
+    /// TLS file sets re-read after a change, by outcome.
+    pub tls_reloads: Family<TlsReloadLabels, Counter>,
+    /// TLS handshakes that failed or timed out on the gRPC listeners.
+    pub tls_handshake_failures: Counter,
     registry: Mutex<Registry>,
 }
 
@@ -154,7 +168,21 @@ impl Metrics {
             "ADS streams refused or closed by a limit, by limit",
             limit_hits.clone(),
         );
+        let tls_reloads = Family::<TlsReloadLabels, Counter>::default();
+        registry.register(
+            "tls_reloads",
+            "TLS file sets re-read after a change, by outcome (rejected: the previous one keeps serving)",
+            tls_reloads.clone(),
+        );
+        let tls_handshake_failures = Counter::default();
+        registry.register(
+            "tls_handshake_failures",
+            "TLS handshakes that failed or timed out on the gRPC listeners",
+            tls_handshake_failures.clone(),
+        );
         Self {
+            tls_reloads,
+            tls_handshake_failures,
             limit_hits,
             orca_streams,
             orca_streams_over_cap,

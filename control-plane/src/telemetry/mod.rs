@@ -9,5 +9,5 @@ mod metrics;
 mod metrics_http;
 
 pub use logging::{LogFormat, init_logging};
-pub use metrics::{Metrics, TypeLabels};
+pub use metrics::{Metrics, TlsReloadLabels, TypeLabels};
 pub use metrics_http::serve_metrics;

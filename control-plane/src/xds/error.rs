@@ -13,6 +13,16 @@ pub enum XdsError {
         /// The limit.
         limit: usize,
     },
+    /// A stream subscribed to more resources than allowed.
+    #[error(
+        "stream is subscribed to {count} resources; the limit is {limit} (--xds-max-subscriptions-per-stream)"
+    )]
+    TooManySubscriptions {
+        /// Names subscribed, over every type.
+        count: usize,
+        /// The limit.
+        limit: usize,
+    },
     /// A request did not say which type it is for.
     #[error("request has no type_url; ADS requires one")]
     MissingTypeUrl,
@@ -48,6 +58,7 @@ impl XdsError {
     pub fn limit(&self) -> Option<&'static str> {
         match self {
             XdsError::TooManyNames { .. } => Some("names_per_request"),
+            XdsError::TooManySubscriptions { .. } => Some("subscriptions_per_stream"),
             XdsError::TooManyStreams { .. } => Some("streams"),
             XdsError::TooManyRequests { .. } => Some("requests_per_second"),
             XdsError::TooManyUnknownTypes { .. } => Some("unknown_types"),
@@ -60,6 +71,7 @@ impl From<XdsError> for Status {
     fn from(error: XdsError) -> Self {
         match error {
             XdsError::TooManyNames { .. }
+            | XdsError::TooManySubscriptions { .. }
             | XdsError::TooManyStreams { .. }
             | XdsError::TooManyRequests { .. } => Status::resource_exhausted(error.to_string()),
             XdsError::MissingTypeUrl | XdsError::TooManyUnknownTypes { .. } => {

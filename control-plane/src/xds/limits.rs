@@ -7,6 +7,8 @@ pub struct Limits {
     pub max_streams: usize,
     /// Resource names in one request.
     pub max_names_per_request: usize,
+    /// Resource names one stream may be subscribed to, over every type.
+    pub max_subscriptions_per_stream: usize,
     /// Size of one decoded request message, in bytes.
     pub max_request_bytes: usize,
     /// Distinct unknown type URLs one stream may ask for.
@@ -22,6 +24,7 @@ impl Default for Limits {
         Self {
             max_streams: 50_000,
             max_names_per_request: 10_000,
+            max_subscriptions_per_stream: 20_000,
             max_request_bytes: 4 * 1024 * 1024,
             max_unknown_types: 16,
             max_requests_per_second: 100,

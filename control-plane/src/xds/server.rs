@@ -17,7 +17,7 @@ use futures::future::BoxFuture;
 use prost::Message as _;
 use tokio::sync::{mpsc, watch};
 use tonic::body::Body;
-use tonic::transport::server::TcpConnectInfo;
+use tonic::transport::server::{TcpConnectInfo, TlsConnectInfo};
 use tonic::{Status, Streaming};
 use tracing::{Instrument, debug, info, info_span};
 
@@ -148,12 +148,7 @@ fn open<P: Protocol>(
         return Err(XdsError::TooManyStreams { limit }.into());
     }
     let id = shared.next_id.fetch_add(1, Ordering::Relaxed);
-    let address = parts
-        .extensions
-        .get::<TcpConnectInfo>()
-        .and_then(TcpConnectInfo::remote_addr)
-        .map(|a| a.to_string())
-        .unwrap_or_default();
+    let address = peer_address(&parts.extensions);
     let inbound = Streaming::new_request(
         request_decoder::<P::Request>(),
         request_body,
@@ -169,6 +164,18 @@ fn open<P: Protocol>(
         http::HeaderValue::from_static("application/grpc"),
     );
     Ok(response)
+}
+
+/// The client's address, over plaintext or TLS.
+fn peer_address(extensions: &http::Extensions) -> String {
+    let tcp = extensions.get::<TcpConnectInfo>().or_else(|| {
+        extensions
+            .get::<TlsConnectInfo<TcpConnectInfo>>()
+            .map(TlsConnectInfo::get_ref)
+    });
+    tcp.and_then(TcpConnectInfo::remote_addr)
+        .map(|address| address.to_string())
+        .unwrap_or_default()
 }
 
 /// Releases a stream's slot and admin entry however the task ends.
@@ -257,6 +264,17 @@ async fn drive<P: Protocol>(
                     shared.clients.publish(&stream, P::NAME);
                 }
                 Ok(None) => break "closed by client",
+                Err(status) if status.code() == tonic::Code::OutOfRange => {
+                    // tonic's decoder refused a message over the size limit.
+                    shared.metrics.limit_hits.get_or_create(&Metrics::limit("request_bytes")).inc();
+                    info!(%status, "closing stream: request too large");
+                    let _ = tx.try_send(Err(Box::new(Status::resource_exhausted(format!(
+                        "request too large (--xds-max-request-bytes {}): {}",
+                        shared.limits.max_request_bytes,
+                        status.message()
+                    )))));
+                    break "closed by server";
+                }
                 Err(status) => {
                     debug!(%status, "stream error");
                     // Tell the client why, if it is still there (a request

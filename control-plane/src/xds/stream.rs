@@ -179,6 +179,7 @@ impl Stream {
             .on_request(P::response_nonce(request), P::error_detail(request));
         let change = P::subscribe(&mut state.subscription, request);
         state.on_change(&change);
+        self.check_subscriptions()?;
         Ok((kind, reply))
     }
 
@@ -209,6 +210,23 @@ impl Stream {
             return Err(XdsError::TooManyNames {
                 count,
                 limit: self.limits.max_names_per_request,
+            });
+        }
+        Ok(())
+    }
+
+    /// Checks the names the stream is subscribed to, over every type
+    /// (Delta subscriptions accumulate over requests).
+    fn check_subscriptions(&self) -> Result<(), XdsError> {
+        let count: usize = self
+            .types
+            .iter()
+            .map(|state| state.subscription.names().len())
+            .sum();
+        if count > self.limits.max_subscriptions_per_stream {
+            return Err(XdsError::TooManySubscriptions {
+                count,
+                limit: self.limits.max_subscriptions_per_stream,
             });
         }
         Ok(())

@@ -1,0 +1,97 @@
+//! The TLS accept loop of a gRPC listener: every new connection is
+//! handshaken with the configuration current at its arrival, so a reload
+//! reaches new connections while established ones keep theirs.
+
+use std::pin::Pin;
+use std::sync::Arc;
+use std::task::{Context, Poll};
+use std::time::Duration;
+
+use futures::Stream;
+use tokio::net::{TcpListener, TcpStream};
+use tokio::sync::{Semaphore, mpsc};
+use tokio_rustls::TlsAcceptor;
+use tokio_rustls::server::TlsStream;
+
+use super::{Reloading, ServerTls};
+use crate::telemetry::Metrics;
+
+/// Longest a client may take to finish its handshake.
+const HANDSHAKE_TIMEOUT: Duration = Duration::from_secs(10);
+/// Handshakes in progress at once; further connections wait to be accepted
+/// (the kernel's backlog holds them).
+const MAX_HANDSHAKES: usize = 1024;
+/// Handshaken connections not yet taken by the server.
+const READY_QUEUE: usize = 64;
+
+/// Handshaken TLS connections for `Router::serve_with_incoming_shutdown`.
+/// Dropping it stops accepting.
+#[derive(Debug)]
+pub struct TlsIncoming {
+    ready: mpsc::Receiver<TlsStream<TcpStream>>,
+}
+
+impl TlsIncoming {
+    /// Accepts on `listener`, handshaking with `config`'s current value.
+    pub fn new(listener: TcpListener, config: Reloading<ServerTls>, metrics: Arc<Metrics>) -> Self {
+        let (tx, ready) = mpsc::channel(READY_QUEUE);
+        tokio::spawn(accept_loop(listener, config, metrics, tx));
+        Self { ready }
+    }
+}
+
+impl Stream for TlsIncoming {
+    type Item = Result<TlsStream<TcpStream>, std::io::Error>;
+
+    fn poll_next(mut self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<Option<Self::Item>> {
+        self.ready.poll_recv(cx).map(|next| next.map(Ok))
+    }
+}
+
+async fn accept_loop(
+    listener: TcpListener,
+    config: Reloading<ServerTls>,
+    metrics: Arc<Metrics>,
+    ready: mpsc::Sender<TlsStream<TcpStream>>,
+) {
+    let handshakes = Arc::new(Semaphore::new(MAX_HANDSHAKES));
+    loop {
+        let Ok(permit) = handshakes.clone().acquire_owned().await else {
+            return;
+        };
+        let accepted = tokio::select! {
+            accepted = listener.accept() => accepted,
+            () = ready.closed() => return,
+        };
+        let (tcp, peer) = match accepted {
+            Ok(accepted) => accepted,
+            Err(error) => {
+                // Out of file descriptors and the like: back off briefly
+                // rather than spin.
+                tracing::warn!(%error, "accept failed");
+                tokio::time::sleep(Duration::from_millis(50)).await;
+                continue;
+            }
+        };
+        let _ = tcp.set_nodelay(true);
+        let acceptor = TlsAcceptor::from(config.borrow().0.clone());
+        let ready = ready.clone();
+        let metrics = metrics.clone();
+        tokio::spawn(async move {
+            let _permit = permit;
+            match tokio::time::timeout(HANDSHAKE_TIMEOUT, acceptor.accept(tcp)).await {
+                Ok(Ok(stream)) => {
+                    let _ = ready.send(stream).await;
+                }
+                Ok(Err(error)) => {
+                    metrics.tls_handshake_failures.inc();
+                    tracing::debug!(%peer, %error, "TLS handshake failed");
+                }
+                Err(_) => {
+                    metrics.tls_handshake_failures.inc();
+                    tracing::debug!(%peer, "TLS handshake timed out");
+                }
+            }
+        });
+    }
+}

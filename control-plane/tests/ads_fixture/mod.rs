@@ -1,0 +1,110 @@
+//! Shared by the in-process gRPC tests: a control plane serving one cluster
+//! (`greeter`) from a file, and a minimal ADS client that follows its first
+//! endpoint weight and ACKs every response like a real client.
+
+// Each test file uses a part.
+#![allow(dead_code)]
+
+use std::path::Path;
+use std::time::Duration;
+
+use futures::StreamExt;
+use lookaside_control_plane::server::{Running, ServeConfig, start};
+use lookaside_control_plane::xds::Limits;
+use lookaside_proto::envoy::config::endpoint::v3::ClusterLoadAssignment;
+use lookaside_proto::envoy::service::discovery::v3::aggregated_discovery_service_client::AggregatedDiscoveryServiceClient;
+use lookaside_proto::envoy::service::discovery::v3::{DiscoveryRequest, DiscoveryResponse};
+use prost::Message;
+use tokio::sync::mpsc;
+use tokio_stream::wrappers::ReceiverStream;
+use tonic::transport::Channel;
+
+/// The assignment type URL.
+pub(crate) const EDS: &str = "type.googleapis.com/envoy.config.endpoint.v3.ClusterLoadAssignment";
+
+/// The config file serving `greeter` with a first endpoint of `weight`.
+pub(crate) fn config(weight: u32) -> String {
+    format!(
+        "clusters:\n  - name: greeter\n    endpoints:\n      - {{ address: 127.0.0.1:50051, weight: {weight} }}\n      - {{ address: 127.0.0.1:50052, weight: 2 }}\n"
+    )
+}
+
+/// A control plane serving `config(1)` from `dir`, polling it every 20 ms.
+pub(crate) async fn serve(dir: &Path, limits: Limits) -> Running {
+    let path = dir.join("lookaside.yaml");
+    std::fs::write(&path, config(1)).expect("write config");
+    start(
+        ServeConfig {
+            config_poll: Duration::from_millis(20),
+            limits,
+            ..ServeConfig::local(path)
+        },
+        futures::future::pending(),
+    )
+    .await
+    .expect("control plane starts")
+}
+
+/// A plaintext channel to `running`'s xDS port.
+pub(crate) async fn channel(running: &Running) -> Channel {
+    Channel::from_shared(format!("http://{}", running.xds_address))
+        .expect("uri")
+        .connect()
+        .await
+        .expect("connects")
+}
+
+/// One ADS stream subscribed to `greeter`'s assignment.
+pub(crate) struct EdsWatcher {
+    requests: mpsc::Sender<DiscoveryRequest>,
+    /// The raw responses, for tests that watch the stream end.
+    pub(crate) responses: tonic::Streaming<DiscoveryResponse>,
+}
+
+impl EdsWatcher {
+    pub(crate) async fn open(channel: Channel) -> Self {
+        let (requests, rx) = mpsc::channel(8);
+        requests
+            .send(DiscoveryRequest {
+                type_url: EDS.into(),
+                resource_names: vec!["greeter".into()],
+                ..Default::default()
+            })
+            .await
+            .expect("send");
+        let responses = AggregatedDiscoveryServiceClient::new(channel)
+            .stream_aggregated_resources(ReceiverStream::new(rx))
+            .await
+            .expect("stream opens")
+            .into_inner();
+        Self {
+            requests,
+            responses,
+        }
+    }
+
+    /// Next response's first endpoint weight, ACKing it.
+    pub(crate) async fn next_weight(&mut self) -> u32 {
+        let response = tokio::time::timeout(Duration::from_secs(5), self.responses.next())
+            .await
+            .expect("a response within 5 s")
+            .expect("stream open")
+            .expect("not an error");
+        self.requests
+            .send(DiscoveryRequest {
+                type_url: EDS.into(),
+                resource_names: vec!["greeter".into()],
+                version_info: response.version_info.clone(),
+                response_nonce: response.nonce.clone(),
+                ..Default::default()
+            })
+            .await
+            .expect("ack");
+        let cla = ClusterLoadAssignment::decode(response.resources[0].value.as_slice())
+            .expect("assignment");
+        cla.endpoints[0].lb_endpoints[0]
+            .load_balancing_weight
+            .map(|w| w.value)
+            .unwrap_or(0)
+    }
+}
