@@ -282,19 +282,12 @@ pub async fn start_with(
         .set_service_status(ADS_SERVICE, tonic_health::ServingStatus::NotServing)
         .await;
     let (ready_tx, ready) = watch::channel(false);
-    {
-        let mut snapshots = snapshots.clone();
-        let health_reporter = health_reporter.clone();
-        tokio::spawn(async move {
-            if snapshots.wait_for(|s| s.weighted.complete).await.is_ok() {
-                tracing::info!("every discovery source has listed: ADS ready");
-                ready_tx.send_replace(true);
-                health_reporter
-                    .set_service_status(ADS_SERVICE, tonic_health::ServingStatus::Serving)
-                    .await;
-            }
-        });
-    }
+    tokio::spawn(announce_ready(
+        snapshots.clone(),
+        sources.clone(),
+        ready_tx,
+        health_reporter.clone(),
+    ));
     health_reporter
         .set_service_status(
             "lookaside.admin.v1.Admin",
@@ -439,6 +432,55 @@ pub async fn start_with(
         loads,
         server,
     })
+}
+
+/// How long a source may take to list before the wait is logged (and then
+/// again at each such interval).
+const LIST_WARNING_AFTER: Duration = Duration::from_secs(30);
+
+/// Turns readiness on once every source has listed. Until then ADS streams
+/// are held; a source that never lists (no API access, a wrong namespace)
+/// is named in a warning every `LIST_WARNING_AFTER` rather than failing
+/// the process, so the last replica standing is never crash-looped.
+async fn announce_ready(
+    mut snapshots: watch::Receiver<Arc<Snapshot>>,
+    sources: SourceStatus,
+    ready: watch::Sender<bool>,
+    health: tonic_health::server::HealthReporter,
+) {
+    let started = tokio::time::Instant::now();
+    loop {
+        let listed = tokio::time::timeout(
+            LIST_WARNING_AFTER,
+            snapshots.wait_for(|s| s.weighted.complete),
+        )
+        .await;
+        match listed {
+            Ok(Ok(_)) => break,
+            Ok(Err(_)) => return,
+            Err(_) => {
+                let waiting: Vec<String> = sources
+                    .all()
+                    .into_iter()
+                    .filter(|(_, state)| state.last_good_at.is_none())
+                    .map(|(id, state)| match state.error {
+                        Some(error) => format!("{id} ({})", error.message),
+                        None => id,
+                    })
+                    .collect();
+                tracing::warn!(
+                    waited_s = started.elapsed().as_secs(),
+                    waiting = %waiting.join(", "),
+                    "a discovery source has not listed yet: ADS streams are held and readiness is NOT_SERVING"
+                );
+            }
+        }
+    }
+    tracing::info!("every discovery source has listed: ADS ready");
+    ready.send_replace(true);
+    health
+        .set_service_status(ADS_SERVICE, tonic_health::ServingStatus::Serving)
+        .await;
 }
 
 async fn bind(address: SocketAddr) -> Result<TcpListener, StartError> {
