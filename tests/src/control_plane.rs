@@ -189,6 +189,29 @@ impl ControlPlane {
         Ok(response.clusters.into_iter().find(|c| c.name == cluster))
     }
 
+    /// Whether every endpoint of `cluster` shows LRS load from exactly
+    /// `reporters` clients with calls flowing (`Done`), or what it shows.
+    pub async fn lrs_reported(&self, cluster: &str, reporters: u32) -> Result<Check<()>> {
+        let Some(assignment) = self.assignment(cluster).await? else {
+            return Ok(Check::NotYet(format!("no assignment of {cluster}")));
+        };
+        let seen: Vec<(u32, f64)> = assignment
+            .endpoints
+            .iter()
+            .map(|e| {
+                let load = e.load.clone().unwrap_or_default();
+                (load.client_reporters, load.client_rps)
+            })
+            .collect();
+        Ok(
+            if !seen.is_empty() && seen.iter().all(|&(n, rps)| n == reporters && rps > 0.0) {
+                Check::Done(())
+            } else {
+                Check::NotYet(format!("(reporters, rps) per endpoint: {seen:?}"))
+            },
+        )
+    }
+
     /// The connected xDS clients.
     pub async fn clients(&self) -> Result<Vec<Client>> {
         Ok(self

@@ -3,7 +3,8 @@
 //! and EDS, calls split by the weights (gRPC ignores endpoint weights but
 //! honours locality weights, and Lookaside sends one locality per endpoint),
 //! a running channel follows a weight edit, and stops calling an endpoint
-//! marked draining.
+//! marked draining. It reports the load it sent each endpoint over LRS
+//! (the Cluster names the control plane itself as its LRS server).
 
 use std::time::{Duration, Instant};
 
@@ -60,6 +61,17 @@ async fn grpc_python_splits_by_locality_weight_and_follows_edits() -> anyhow::Re
         "user agent {:?} does not name gRPC",
         seen.user_agent
     );
+
+    // LRS: with calls flowing, every endpoint shows what the client sent it.
+    poll::until(
+        "the Python client's LRS reports in the admin API",
+        Duration::from_secs(30),
+        async || {
+            client.call(300, BATCH_TIMEOUT).await?;
+            cp.lrs_reported(CLUSTER, 1).await
+        },
+    )
+    .await?;
 
     // Edit the weights: the running channel follows.
     cp.write_config(&config([7, 2, 1])).await?;

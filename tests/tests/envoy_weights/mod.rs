@@ -75,27 +75,7 @@ pub(crate) async fn run(protocol: XdsProtocol) -> anyhow::Result<()> {
         LRS_DEADLINE,
         async || {
             call_who(envoy.listener_addr(), 100, CONCURRENCY).await?;
-            let Some(assignment) = cp.assignment(CLUSTER).await? else {
-                return Ok(Check::NotYet("no assignment".into()));
-            };
-            let seen: Vec<(u32, f64)> = assignment
-                .endpoints
-                .iter()
-                .map(|e| {
-                    let load = e.load.clone().unwrap_or_default();
-                    (load.client_reporters, load.client_rps)
-                })
-                .collect();
-            Ok(
-                if seen
-                    .iter()
-                    .all(|&(reporters, rps)| reporters == 1 && rps > 0.0)
-                {
-                    Check::Done(())
-                } else {
-                    Check::NotYet(format!("(reporters, rps) per endpoint: {seen:?}"))
-                },
-            )
+            cp.lrs_reported(CLUSTER, 1).await
         },
     )
     .await?;

@@ -1,4 +1,5 @@
-//! Cluster: EDS over ADS, HTTP/2 upstreams, locality-weighted round robin.
+//! Cluster: EDS over ADS, HTTP/2 upstreams, locality-weighted round robin,
+//! load reported back over LRS to this same server.
 
 use std::collections::HashMap;
 
@@ -6,7 +7,10 @@ use lookaside_proto::envoy::config::cluster::v3::{
     Cluster, cluster::ClusterDiscoveryType, cluster::CommonLbConfig, cluster::DiscoveryType,
     cluster::EdsClusterConfig, cluster::LbPolicy, cluster::common_lb_config,
 };
-use lookaside_proto::envoy::config::core::v3::Http2ProtocolOptions;
+use lookaside_proto::envoy::config::core::v3::{
+    ApiVersion, ConfigSource, Http2ProtocolOptions, SelfConfigSource,
+    config_source::ConfigSourceSpecifier,
+};
 use lookaside_proto::envoy::extensions::upstreams::http::v3::{
     HttpProtocolOptions, http_protocol_options::ExplicitHttpConfig,
     http_protocol_options::UpstreamProtocolOptions,
@@ -55,6 +59,17 @@ pub fn cluster(name: &str) -> Cluster {
             ..Default::default()
         }),
         typed_extension_protocol_options: protocol_options,
+        // Proxyless gRPC clients report the load they send each locality
+        // (one per endpoint) to the server they got the cluster from (gRFC
+        // A27: `self` is the only value they accept). Envoy ignores the
+        // field and reports per its bootstrap's `load_stats_config`.
+        lrs_server: Some(ConfigSource {
+            config_source_specifier: Some(ConfigSourceSpecifier::Self_(SelfConfigSource {
+                transport_api_version: ApiVersion::V3 as i32,
+            })),
+            resource_api_version: ApiVersion::V3 as i32,
+            ..Default::default()
+        }),
         ..Default::default()
     }
 }
