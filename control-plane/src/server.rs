@@ -114,20 +114,20 @@ impl std::fmt::Debug for Discovery {
 #[derive(Debug, thiserror::Error)]
 pub enum StartError {
     /// The initial config is unusable.
-    #[error("initial config rejected: {0}")]
+    #[error("initial config rejected")]
     Config(#[from] ConfigError),
     /// No Kubernetes client could be configured (neither in-cluster
     /// service account nor kubeconfig).
     #[error("no Kubernetes client configuration")]
     Kube(#[from] kube::Error),
     /// The reflection descriptors are inconsistent (a build defect).
-    #[error("server reflection: {0}")]
+    #[error("server reflection descriptors")]
     Reflection(#[from] tonic_reflection::server::Error),
     /// The TLS files do not make a usable configuration.
     #[error(transparent)]
     Tls(#[from] TlsError),
     /// A listener could not bind.
-    #[error("cannot listen on {address}: {source}")]
+    #[error("cannot listen on {address}")]
     Bind {
         /// The address.
         address: SocketAddr,

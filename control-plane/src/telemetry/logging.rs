@@ -23,3 +23,16 @@ pub fn init_logging(format: LogFormat, filter: &str) {
         LogFormat::Json => builder.json().flatten_event(true).try_init(),
     };
 }
+
+/// `error` and each of its sources, joined by `: `, for a log field (an
+/// error's own message never repeats its source).
+pub fn error_chain(error: &(dyn std::error::Error + 'static)) -> String {
+    let mut text = error.to_string();
+    let mut source = error.source();
+    while let Some(cause) = source {
+        text.push_str(": ");
+        text.push_str(&cause.to_string());
+        source = cause.source();
+    }
+    text
+}

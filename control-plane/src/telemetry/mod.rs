@@ -8,6 +8,6 @@ mod logging;
 mod metrics;
 mod metrics_http;
 
-pub use logging::{LogFormat, init_logging};
+pub use logging::{LogFormat, error_chain, init_logging};
 pub use metrics::{Metrics, TlsReloadLabels, TypeLabels};
 pub use metrics_http::serve_metrics;

@@ -6,7 +6,7 @@ use std::path::PathBuf;
 #[derive(Debug, thiserror::Error)]
 pub enum TlsError {
     /// A file could not be read.
-    #[error("cannot read TLS file {path}: {source}")]
+    #[error("cannot read TLS file {path}")]
     Read {
         /// The file.
         path: PathBuf,
@@ -24,9 +24,9 @@ pub enum TlsError {
     },
     /// rustls refused the certificates or key (a key that does not match
     /// the certificate, an unsupported algorithm, a bad CA).
-    #[error("TLS configuration rejected: {0}")]
+    #[error("TLS configuration rejected")]
     Rustls(#[source] rustls::Error),
     /// The client-certificate verifier could not be built from the CA.
-    #[error("client CA rejected: {0}")]
+    #[error("client CA rejected")]
     ClientCa(#[source] rustls::server::VerifierBuilderError),
 }

@@ -13,7 +13,7 @@ use std::time::Duration;
 use tokio::sync::watch;
 
 use super::TlsError;
-use crate::telemetry::{Metrics, TlsReloadLabels};
+use crate::telemetry::{Metrics, TlsReloadLabels, error_chain};
 
 /// Files that together make one TLS configuration.
 pub trait FileSet: Send + Sync + 'static {
@@ -52,6 +52,7 @@ pub fn reloading<F: FileSet>(
                 Ok(fresh) => fresh,
                 // A file briefly missing mid-rotation: try again next poll.
                 Err(error) => {
+                    let error = error_chain(&error);
                     tracing::debug!(%error, files = F::NAME, "TLS file unreadable; keeping the current configuration");
                     continue;
                 }
@@ -69,6 +70,7 @@ pub fn reloading<F: FileSet>(
                     "loaded"
                 }
                 Err(error) => {
+                    let error = error_chain(&error);
                     tracing::error!(%error, files = F::NAME, "TLS files changed but do not load; the previous configuration keeps serving");
                     "rejected"
                 }
@@ -183,7 +185,7 @@ mod tests {
             )
             .map(|_| ())
         });
-        let error = result.err().map(|e| e.to_string()).unwrap_or_default();
+        let error = result.err().map(|e| error_chain(&e)).unwrap_or_default();
         assert!(error.contains("/nonexistent/n"), "{error}");
     }
 }
