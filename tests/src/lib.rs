@@ -27,7 +27,8 @@
 //! - [`envoy`]: a running Envoy fed by ADS;
 //! - [`http`]: the tiny HTTP/1.1 client that reads Envoy's admin pages;
 //! - [`python`]: a running gRPC Python xDS client;
-//! - [`grpcurl`]: running grpcurl.
+//! - [`grpcurl`]: running grpcurl;
+//! - [`drill`]: the fault drill's replicas, proxy, load and analysis.
 //!
 //! Everything here returns `anyhow::Result`: a fixture that cannot do its job
 //! says why, and the test decides to fail.
@@ -46,6 +47,7 @@ pub mod balance;
 pub mod client_load;
 pub mod config;
 pub mod control_plane;
+pub mod drill;
 pub mod echo;
 pub mod envoy;
 pub mod grpcurl;
