@@ -26,3 +26,10 @@ pub mod telemetry;
 pub mod tls;
 pub mod weigh;
 pub mod xds;
+
+/// What the fuzz targets in `control-plane/fuzz` drive that the public API
+/// does not reach. Not an API: it may change with the targets.
+#[doc(hidden)]
+pub mod fuzzing {
+    pub use crate::xds::fuzzing::AdsStream;
+}

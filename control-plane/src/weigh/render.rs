@@ -37,8 +37,10 @@ pub(super) fn configured(
 pub(super) fn scale_and_bound(weights: &mut [&mut f64], max_ratio: f64) -> Vec<bool> {
     let mean = weights.iter().map(|w| **w).sum::<f64>() / weights.len().max(1) as f64;
     for w in weights.iter_mut() {
+        // Divided first: a weight near f64::MAX (a server reporting absurd
+        // but finite requests per second) must not overflow to infinity.
         **w = if mean > 0.0 && mean.is_finite() {
-            **w * MEAN_WEIGHT / mean
+            **w / mean * MEAN_WEIGHT
         } else {
             MEAN_WEIGHT
         };
@@ -94,6 +96,8 @@ pub(super) fn render(
             *reason = WeightReason::Bounded;
         }
     }
+    let max = weights.iter().map(|(w, _)| *w).fold(0.0_f64, f64::max);
+    let floor = max / config.max_ratio.max(1.0);
     weights
         .into_iter()
         .zip(ages)
@@ -104,8 +108,10 @@ pub(super) fn render(
                 weight = start + (weight - start) * progress;
                 reason = WeightReason::SlowStart;
             }
-            // A bounded weight rounds up, so rounding never breaks the bound.
-            let rounded = if reason == WeightReason::Bounded {
+            // Rounding never takes a weight below the bound's floor, so it
+            // never breaks the bound (a weight just above the floor, not
+            // only a bounded one, could round below it).
+            let rounded = if weight.round() < floor && reason != WeightReason::SlowStart {
                 weight.ceil()
             } else {
                 weight.round()
@@ -172,6 +178,59 @@ mod tests {
         // Stale = mean of fed (133.7), bounded = max / 10.
         assert!(weights[3].abs_diff(weights[1] / 10) <= 1, "{weights:?}");
         assert!(weights[0] < weights[2] && weights[2] < weights[1]);
+    }
+
+    #[test]
+    fn huge_finite_weights_stay_in_range() {
+        // Found by the weight_policy fuzz target: `wrr` gives rps / load, and
+        // a server may report 2e305 requests per second. Scaling overflowed
+        // to infinity, slow start made it NaN, and NaN became weight 0.
+        let w = WeightReason::Formula;
+        for ages in [[0, 0], [9, 9]] {
+            let out = render(
+                &inputs(&[1, 1]),
+                &[Some((2.07e305, w)), Some((1e300, w))],
+                &ages,
+                &ControllerConfig::default(),
+            );
+            for (weight, _) in &out {
+                assert!((MIN_WEIGHT..=MAX_WEIGHT).contains(weight), "{out:?}");
+            }
+        }
+        let out = render(
+            &inputs(&[1]),
+            &[Some((2.07e305, w))],
+            &[0],
+            &ControllerConfig::default(),
+        );
+        assert_eq!(out, vec![(250, WeightReason::SlowStart)]);
+    }
+
+    #[test]
+    fn rounding_keeps_the_ratio_bound() {
+        // Found by the weight_policy fuzz target: with a large max ratio the
+        // floor is a few units, and a weight just above it (not raised, so
+        // not rounded up) rounded below it: 1621/2 under a bound of 655.35.
+        let config = ControllerConfig {
+            max_ratio: 1000.0,
+            ..ControllerConfig::default()
+        };
+        let f = WeightReason::Feedback;
+        // Mean 1000 already: the floor is 3.4, and 3.45 rounded to 3.
+        let out = render(
+            &inputs(&[1, 1, 1, 1]),
+            &[
+                Some((3400.0, f)),
+                Some((3.45, f)),
+                Some((298.275, f)),
+                Some((298.275, f)),
+            ],
+            &[9, 9, 9, 9],
+            &config,
+        );
+        let weights: Vec<u32> = out.iter().map(|(w, _)| *w).collect();
+        assert_eq!(weights, vec![3400, 4, 298, 298]);
+        assert!(f64::from(weights[0]) <= f64::from(weights[1]) * config.max_ratio);
     }
 
     #[test]

@@ -18,6 +18,7 @@ mod clients;
 mod codec;
 mod delta;
 mod error;
+pub(crate) mod fuzzing;
 mod limits;
 #[cfg(test)]
 mod protocol_tests;

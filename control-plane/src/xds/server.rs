@@ -29,7 +29,7 @@ use super::delta::Delta;
 use super::error::XdsError;
 use super::limits::Limits;
 use super::sotw::Sotw;
-use super::stream::{Protocol, Stream};
+use super::stream::{Protocol, Received, Stream};
 use crate::snapshot::Snapshot;
 use crate::telemetry::Metrics;
 use lookaside_proto::envoy::config::core::v3::ControlPlane;
@@ -333,25 +333,22 @@ async fn receive<P: Protocol>(
     request: P::Request,
     tx: &mpsc::Sender<Item<P>>,
 ) -> Result<(), XdsError> {
-    if !stream.answers_latest(P::type_url(&request), P::response_nonce(&request)) {
-        stream.check_rate(Instant::now())?;
-    }
     let first_node = stream.peer.node_id.is_empty();
-    if crate::snapshot::ResourceType::from_type_url(P::type_url(&request)).is_none() {
-        let type_url = P::type_url(&request).to_string();
-        let nonce = P::response_nonce(&request).to_string();
-        if let Some(empty) = stream.unknown_type::<P>(&type_url, &nonce)? {
-            info!(
-                type_url,
-                "request for a type this server does not serve; answering empty"
-            );
-            // The queue holds at most one response; waiting here is bounded
-            // by the client reading.
-            let _ = tx.send(Ok(Box::new(empty))).await;
+    let (kind, reply) = match stream.receive::<P>(&request, Instant::now())? {
+        Received::Applied(kind, reply) => (kind, reply),
+        Received::UnknownType(empty) => {
+            if let Some(empty) = empty {
+                info!(
+                    type_url = P::type_url(&request),
+                    "request for a type this server does not serve; answering empty"
+                );
+                // The queue holds at most one response; waiting here is
+                // bounded by the client reading.
+                let _ = tx.send(Ok(Box::new(empty))).await;
+            }
+            return Ok(());
         }
-        return Ok(());
-    }
-    let (kind, reply) = stream.apply::<P>(&request)?;
+    };
     if first_node && !stream.peer.node_id.is_empty() {
         let span = tracing::Span::current();
         span.record("node", stream.peer.node_id.as_str());

@@ -60,6 +60,15 @@ pub(crate) trait Protocol: Send + Sync + 'static {
     fn empty(type_url: &str, nonce: &str) -> Self::Response;
 }
 
+/// What a request did to the stream.
+pub(crate) enum Received<P: Protocol> {
+    /// A type this server does not serve: the empty answer to send, unless
+    /// the request ACKs the previous one.
+    UnknownType(Option<P::Response>),
+    /// A type we serve: its ACK/NACK verdict (the subscription is updated).
+    Applied(ResourceType, Reply),
+}
+
 /// One resource type on one stream.
 #[derive(Debug, Default)]
 pub(crate) struct TypeStream {
@@ -161,6 +170,28 @@ impl Stream {
             .trim()
             .to_string();
         self.resource_in_sotw = node.client_features.iter().any(|f| f == RESOURCE_IN_SOTW);
+    }
+
+    /// Takes one request: its rate budget, then either the empty answer to
+    /// a type we do not serve or `apply`. The one dispatch both the server
+    /// and the fuzz target run.
+    pub(crate) fn receive<P: Protocol>(
+        &mut self,
+        request: &P::Request,
+        now: Instant,
+    ) -> Result<Received<P>, XdsError> {
+        if !self.answers_latest(P::type_url(request), P::response_nonce(request)) {
+            self.check_rate(now)?;
+        }
+        if ResourceType::from_type_url(P::type_url(request)).is_none() {
+            let type_url = P::type_url(request).to_string();
+            let nonce = P::response_nonce(request).to_string();
+            return Ok(Received::UnknownType(
+                self.unknown_type::<P>(&type_url, &nonce)?,
+            ));
+        }
+        let (kind, reply) = self.apply::<P>(request)?;
+        Ok(Received::Applied(kind, reply))
     }
 
     /// Applies one request for a type we serve: node, limits, ACK/NACK, then

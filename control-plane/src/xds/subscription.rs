@@ -11,6 +11,11 @@ use crate::snapshot::Resource;
 /// The wildcard resource name.
 pub(crate) const WILDCARD: &str = "*";
 
+/// What `known` records for a resource the client may hold at a version we
+/// do not know: no resource has this version, so the next diff re-sends the
+/// resource if it exists and reports it removed if it does not.
+const UNKNOWN_VERSION: &str = "";
+
 /// Subscription state of one resource type on one stream.
 #[derive(Debug, Default, Clone)]
 pub(crate) struct Subscription {
@@ -126,12 +131,13 @@ impl Subscription {
             self.legacy_wildcard = true;
             self.wildcard = true;
         }
-        let mut change = self.update_delta(subscribe, unsubscribe);
+        // What the client has before this request: its unsubscribes apply
+        // to it as to any later request's.
         self.known = initial
             .iter()
             .map(|(name, version)| (name.clone(), Some(version.clone())))
             .collect();
-        self.prune();
+        let mut change = self.update_delta(subscribe, unsubscribe);
         change.first = true;
         change.added = true;
         change
@@ -145,12 +151,10 @@ impl Subscription {
                 change.added |= !self.wildcard;
                 self.wildcard = true;
             } else if self.names.insert(name.clone()) {
+                // Out of scope until now, so not known: it will be sent.
+                // Known through the wildcard, or claimed in a first
+                // request, the client has it.
                 change.added = true;
-                // If it was known through the wildcard the client has it;
-                // otherwise it must be sent.
-                if !self.wildcard {
-                    self.known.remove(name);
-                }
             }
         }
         for name in unsubscribe {
@@ -161,8 +165,14 @@ impl Subscription {
             } else if self.names.remove(name) {
                 change.removed = true;
                 // The client forgets it; if the wildcard still covers it the
-                // client expects it again.
-                self.known.remove(name);
+                // client expects it again. A client may also keep it as a
+                // wildcard resource (Envoy does): one it has at some version
+                // is then re-sent if it exists and reported removed if not.
+                let held = matches!(self.known.remove(name), Some(Some(_)));
+                if self.wildcard && held {
+                    self.known
+                        .insert(name.clone(), Some(UNKNOWN_VERSION.to_string()));
+                }
                 change.added |= self.wildcard;
             }
         }
@@ -170,11 +180,22 @@ impl Subscription {
         change
     }
 
-    /// Forgets what the client has of `name`, so the next diff re-sends it
-    /// (used after a Cluster or Listener changed: its assignment or route
-    /// configuration must follow).
+    /// Forgets which version of `name` the client has, so the next diff
+    /// re-sends it, or reports it removed if it is gone by then (used after a
+    /// Cluster or Listener changed: its assignment or route configuration
+    /// must follow).
     pub(crate) fn forget(&mut self, name: &str) -> bool {
-        self.known.remove(name).is_some() && self.covers(name)
+        match self.known.get_mut(name) {
+            Some(Some(version)) => {
+                *version = UNKNOWN_VERSION.to_string();
+                self.covers(name)
+            }
+            Some(None) => {
+                self.known.remove(name);
+                self.covers(name)
+            }
+            None => false,
+        }
     }
 
     /// Up to `limit` resources the client has, sorted by name.
@@ -382,6 +403,23 @@ mod tests {
     }
 
     #[test]
+    fn delta_first_request_unsubscribes_from_what_it_claims() {
+        // Found by the xds_requests fuzz target: a first request claiming
+        // `a`, subscribing to `*` and `a` and unsubscribing from `a`. The
+        // claim was applied after the unsubscribe, so a client that forgot
+        // `a` never got it back.
+        let snapshot = resources(&[("a", "1")]);
+        let initial: HashMap<String, String> = [("a".to_string(), "1".to_string())].into();
+        let mut sub = Subscription::default();
+        sub.start_delta(&list(&["a", "*"]), &list(&["a"]), &initial);
+        assert_eq!(names(&sub.diff(&snapshot)), (list(&["a"]), vec![]));
+        // A claim for a name the request keeps is honoured.
+        let mut sub = Subscription::default();
+        sub.start_delta(&list(&["a"]), &[], &initial);
+        assert!(sub.diff(&snapshot).is_empty());
+    }
+
+    #[test]
     fn delta_explicit_subscriptions() {
         let snapshot = resources(&[("a", "1")]);
         let mut sub = Subscription::default();
@@ -398,6 +436,42 @@ mod tests {
         );
         sub.update_delta(&list(&["a"]), &[]);
         assert_eq!(names(&sub.diff(&snapshot)).0, list(&["a"]));
+    }
+
+    #[test]
+    fn delta_unsubscribing_a_name_the_wildcard_covers_resends_or_removes_it() {
+        // Found by the xds_requests fuzz target: a wildcard client that
+        // unsubscribed from a name it had, which was deleted meanwhile,
+        // was never told of the deletion (Envoy keeps such a resource).
+        let snapshot = resources(&[("a", "1")]);
+        let mut sub = Subscription::default();
+        let initial: HashMap<String, String> = [("a", "1"), ("gone", "1")]
+            .iter()
+            .map(|(n, v)| (n.to_string(), v.to_string()))
+            .collect();
+        sub.start_delta(&list(&["*", "a", "gone", "never"]), &[], &initial);
+        sub.update_delta(&[], &list(&["a", "gone", "never"]));
+        let diff = sub.diff(&snapshot);
+        assert_eq!(names(&diff), (list(&["a"]), list(&["gone"])));
+        sub.commit(&diff);
+        assert!(sub.diff(&snapshot).is_empty());
+    }
+
+    #[test]
+    fn a_forgotten_resource_that_is_gone_is_reported_removed() {
+        // Found by the xds_requests fuzz target: a Listener update made the
+        // stream forget the client's RouteConfigurations; the cluster was
+        // deleted before they were re-sent, and a wildcard Delta client was
+        // never told they were gone.
+        let mut sub = Subscription::default();
+        sub.start_delta(&[], &[], &HashMap::new());
+        let diff = sub.diff(&resources(&[("a", "1")]));
+        sub.commit(&diff);
+        assert!(sub.forget("a"));
+        let diff = sub.diff(&resources(&[]));
+        assert_eq!(names(&diff), (vec![], list(&["a"])));
+        sub.commit(&diff);
+        assert!(sub.diff(&resources(&[])).is_empty());
     }
 
     #[test]

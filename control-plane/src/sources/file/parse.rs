@@ -33,7 +33,7 @@ pub fn parse(text: &str, path: &Path) -> Result<Vec<Cluster>, ConfigError> {
             let (line, column) = error
                 .location()
                 .map(|l| (to_u32(l.line()), to_u32(l.column())))
-                .unwrap_or((0, 0));
+                .unwrap_or_else(|| unplaced(text));
             invalid(line, column, strip_position(&error.to_string()))
         })?
     };
@@ -104,10 +104,31 @@ fn strip_position(message: &str) -> String {
     }
 }
 
-/// 1-based line and column of the `nth` (1-based) occurrence of `needle`.
+/// Where an error the YAML parser gives no position for points: the
+/// marker that starts a second document (the usual such error is "more
+/// than one document"), else the first line.
+fn unplaced(text: &str) -> (u32, u32) {
+    let mut content = false;
+    for (index, line) in text.lines().enumerate() {
+        let marker = |m: &str| {
+            line.strip_prefix(m)
+                .is_some_and(|rest| rest.is_empty() || rest.starts_with([' ', '\t']))
+        };
+        if marker("...") || (content && marker("---")) {
+            return (to_u32(index + 1), 1);
+        }
+        let trimmed = line.trim_start();
+        content |= !(trimmed.is_empty() || trimmed.starts_with(['#', '%']) || marker("---"));
+    }
+    (1, 1)
+}
+
+/// 1-based line and column of the `nth` (1-based) occurrence of `needle`;
+/// of its last occurrence when written fewer times (escapes in quoted
+/// scalars spell a value differently), and line 1 when never.
 fn locate(text: &str, needle: &str, nth: usize) -> (u32, u32) {
-    let Some((offset, _)) = text.match_indices(needle).nth(nth.saturating_sub(1)) else {
-        return (0, 0);
+    let Some((offset, _)) = text.match_indices(needle).take(nth.max(1)).last() else {
+        return (1, 1);
     };
     let before = &text[..offset];
     let line = before.matches('\n').count() + 1;
@@ -258,6 +279,35 @@ mod tests {
         let (line, _, reason) = err("clusters:\n  - name: g\n    orca_port: 0\n");
         assert_eq!(line, 3);
         assert!(reason.contains("orca_port 0"), "{reason}");
+    }
+
+    #[test]
+    fn a_second_document_is_rejected_at_its_marker() {
+        // Found by the config_parser fuzz target: the YAML parser gives no
+        // position for "more than one document", and the error said line 0.
+        let (line, column, reason) = err("clusters:\n... name: g\n");
+        assert_eq!((line, column), (2, 1), "{reason}");
+        assert!(reason.contains("more than one document"), "{reason}");
+        let (line, _, _) = err("---\nclusters: []\n---\nclusters: []\n");
+        assert_eq!(line, 3);
+    }
+
+    #[test]
+    fn a_duplicate_spelled_with_escapes_still_names_a_line() {
+        // Found while checking the config_parser fuzz target: the position
+        // of a duplicate is found by searching the text for its value,
+        // which an escape spells differently, and the error said line 0.
+        let (line, _, reason) = err("clusters:\n  - name: \"g\"\n  - name: \"\\x67\"\n");
+        assert_eq!(line, 2, "{reason}");
+        assert!(reason.contains("duplicate cluster name"), "{reason}");
+        let (line, _, reason) = err(
+            "clusters:\n  - name: g\n    endpoints:\n      - { address: 127.0.0.1:1 }\n      - { address: \"127.0.0.1:\\x31\" }\n",
+        );
+        assert_eq!(line, 4, "{reason}");
+        assert!(reason.contains("duplicate address"), "{reason}");
+        // Never written as it reads: the first line.
+        let (line, _, _) = err("clusters:\n  - name: \"\\x67\"\n  - name: \"\\x67\"\n");
+        assert_eq!(line, 1);
     }
 
     #[test]
