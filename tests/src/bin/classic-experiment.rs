@@ -65,6 +65,9 @@ struct Args {
     /// `--backend-arg=--workers --backend-arg=2`).
     #[arg(long, allow_hyphen_values = true)]
     backend_arg: Vec<String>,
+    /// HTTP/2 connections per backend for (d), calls spread over them.
+    #[arg(long, default_value_t = 1)]
+    plain_connections: usize,
     /// Adds the CPU time of the client and of the backends to every row.
     #[arg(long)]
     cpu: bool,
@@ -281,8 +284,10 @@ async fn run(args: Args) -> Result<()> {
         .map(|b| format!("http://{}", b.address()))
         .collect();
     let mut plain = Vec::new();
-    for address in &addresses {
-        plain.push(Endpoint::from_shared(address.clone())?.connect().await?);
+    for _ in 0..args.plain_connections.max(1) {
+        for address in &addresses {
+            plain.push(Endpoint::from_shared(address.clone())?.connect().await?);
+        }
     }
     let targets = Targets {
         balanced,
