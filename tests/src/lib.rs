@@ -58,5 +58,6 @@ pub mod peers;
 pub mod poll;
 pub mod process;
 pub mod python;
+pub mod soak;
 pub mod split;
 pub mod workspace;
