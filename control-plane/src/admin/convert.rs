@@ -116,7 +116,7 @@ pub(super) fn client(view: &ClientView) -> pb::Client {
             .map(|t| pb::TypeState {
                 type_url: t.kind.type_url().to_string(),
                 wildcard: t.wildcard,
-                subscribed: t.subscribed.clone(),
+                subscribed: t.subscribed.to_vec(),
                 acked_version: t.acks.acked_version.clone(),
                 sent_version: t.acks.sent_version.clone(),
                 pending_nonce: t.acks.pending_nonce().unwrap_or_default().to_string(),

@@ -136,7 +136,7 @@ fn type_configs(view: &TypeView, snapshot: &Snapshot, contents: bool) -> Vec<Gen
         })
         .collect();
     // Subscribed names not sent yet.
-    for name in &view.subscribed {
+    for name in view.subscribed.iter() {
         if !view.resources.iter().any(|(known, _)| known == name) {
             configs.push(GenericXdsConfig {
                 type_url: view.kind.type_url().to_string(),
@@ -195,9 +195,10 @@ mod tests {
         let mut view = TypeView {
             kind: ResourceType::Assignment,
             wildcard: false,
-            subscribed: vec!["a".into(), "b".into(), "later".into()],
-            resources: vec![("a".into(), Some("v1".into())), ("b".into(), None)],
+            subscribed: vec!["a".into(), "b".into(), "later".into()].into(),
+            resources: vec![("a".into(), Some("v1".into())), ("b".into(), None)].into(),
             acks: Acks::default(),
+            revision: 0,
         };
         let configs = type_configs(&view, &snapshot, true);
         let status = |name: &str, configs: &[GenericXdsConfig]| {

@@ -44,12 +44,16 @@ pub struct TypeView {
     /// Subscribed to everything.
     pub wildcard: bool,
     /// Explicit names (at most 100 shown).
-    pub subscribed: Vec<String>,
+    pub subscribed: Arc<[String]>,
     /// What the client has: name and version, or `None` when it was told
     /// the resource does not exist (at most 1000 shown).
-    pub resources: Vec<(String, Option<String>)>,
+    pub resources: Arc<[(String, Option<String>)]>,
     /// ACK state.
     pub acks: Acks,
+    /// The subscription revision `subscribed` and `resources` were built
+    /// at: an ACK changes only `acks`, and the lists are shared, not
+    /// rebuilt.
+    pub(crate) revision: u64,
 }
 
 impl ClientView {
@@ -69,22 +73,43 @@ pub struct Clients {
 
 impl Clients {
     pub(crate) fn publish(&self, stream: &Stream, protocol: &'static str) {
+        // The previous view's lists, reused where still current.
+        let previous: Vec<TypeView> = self
+            .streams
+            .get(&stream.id)
+            .map(|view| view.types.clone())
+            .unwrap_or_default();
         let types = ResourceType::ADS_ORDER
             .into_iter()
             .filter_map(|kind| {
                 let state = stream.type_state(kind);
-                state.subscription.started().then(|| TypeView {
+                let subscription = &state.subscription;
+                if !subscription.started() {
+                    return None;
+                }
+                let revision = subscription.revision();
+                let (subscribed, resources) = previous
+                    .iter()
+                    .find(|t| t.kind == kind && t.revision == revision)
+                    .map(|t| (t.subscribed.clone(), t.resources.clone()))
+                    .unwrap_or_else(|| {
+                        (
+                            subscription
+                                .names()
+                                .iter()
+                                .take(MAX_NAMES_SHOWN)
+                                .cloned()
+                                .collect(),
+                            subscription.known(MAX_RESOURCES_SHOWN).into(),
+                        )
+                    });
+                Some(TypeView {
                     kind,
-                    wildcard: state.subscription.is_wildcard(),
-                    subscribed: state
-                        .subscription
-                        .names()
-                        .iter()
-                        .take(MAX_NAMES_SHOWN)
-                        .cloned()
-                        .collect(),
-                    resources: state.subscription.known(MAX_RESOURCES_SHOWN),
+                    wildcard: subscription.is_wildcard(),
+                    subscribed,
+                    resources,
                     acks: state.acks.clone(),
+                    revision,
                 })
             })
             .collect();

@@ -216,6 +216,42 @@ fn nack_is_visible_in_the_client_view() {
     assert_eq!(view[0].node_id, "n1");
 }
 
+#[test]
+fn the_client_view_follows_each_publish_and_shares_unchanged_lists() {
+    let mut client = SotwClient::new(snapshot(&[("a", &[(1, 1)])]));
+    let clients = super::Clients::default();
+    let eds = |clients: &super::Clients| {
+        clients.all()[0]
+            .types
+            .iter()
+            .find(|t| t.kind == EDS)
+            .cloned()
+            .expect("EDS state")
+    };
+    client.request(EDS, &["a"], "");
+    clients.publish(&client.stream, "sotw");
+    assert!(eds(&clients).resources.is_empty(), "nothing sent yet");
+    let first = client.next().expect("EDS answered");
+    clients.publish(&client.stream, "sotw");
+    let sent = eds(&clients);
+    let held: Vec<(String, bool)> = sent
+        .resources
+        .iter()
+        .map(|(name, version)| (name.clone(), version.is_some()))
+        .collect();
+    assert_eq!(held, vec![("a".to_string(), true)]);
+    // An ACK changes the ACK state only: the lists are the same allocation.
+    client.request(EDS, &["a"], &first.nonce);
+    clients.publish(&client.stream, "sotw");
+    let acked = eds(&clients);
+    assert_eq!(acked.acks.acked_version, first.version_info);
+    assert!(std::sync::Arc::ptr_eq(&sent.resources, &acked.resources));
+    // A new subscription rebuilds them.
+    client.request(EDS, &["a", "b"], &first.nonce);
+    clients.publish(&client.stream, "sotw");
+    assert_eq!(eds(&clients).subscribed.to_vec(), names(&["a", "b"]));
+}
+
 // --- node and stale nonces -----------------------------------------------
 
 #[test]

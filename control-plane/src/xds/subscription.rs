@@ -29,6 +29,9 @@ pub(crate) struct Subscription {
     /// What the client has: `Some(version)`, or `None` when we told it the
     /// resource does not exist.
     known: HashMap<String, Option<String>>,
+    /// Bumped by every change of the names or of what the client has, so
+    /// the admin view of them is rebuilt only when it changed.
+    revision: u64,
     /// Whether any request for this type arrived on the stream.
     started: bool,
 }
@@ -90,6 +93,9 @@ impl Subscription {
             self.legacy_wildcard = true;
             self.wildcard = true;
             let removed = !self.names.is_empty();
+            if removed || first || !was_wildcard {
+                self.revision += 1;
+            }
             self.names.clear();
             self.prune();
             return Change {
@@ -109,6 +115,9 @@ impl Subscription {
             (self.wildcard && !was_wildcard) || next.difference(&self.names).next().is_some();
         let removed =
             (was_wildcard && !self.wildcard) || self.names.difference(&next).next().is_some();
+        if first || added || removed {
+            self.revision += 1;
+        }
         self.names = next;
         self.prune();
         Change {
@@ -126,6 +135,7 @@ impl Subscription {
         unsubscribe: &[String],
         initial: &HashMap<String, String>,
     ) -> Change {
+        self.revision += 1;
         self.started = true;
         if subscribe.is_empty() {
             self.legacy_wildcard = true;
@@ -177,6 +187,9 @@ impl Subscription {
             }
         }
         self.prune();
+        if change.added || change.removed {
+            self.revision += 1;
+        }
         change
     }
 
@@ -185,6 +198,7 @@ impl Subscription {
     /// Cluster or Listener changed: its assignment or route configuration
     /// must follow).
     pub(crate) fn forget(&mut self, name: &str) -> bool {
+        self.revision += 1;
         match self.known.get_mut(name) {
             Some(Some(version)) => {
                 *version = UNKNOWN_VERSION.to_string();
@@ -199,6 +213,11 @@ impl Subscription {
     }
 
     /// Up to `limit` resources the client has, sorted by name.
+    /// Changes whenever `names` or `known` may have.
+    pub(crate) fn revision(&self) -> u64 {
+        self.revision
+    }
+
     pub(crate) fn known(&self, limit: usize) -> Vec<(String, Option<String>)> {
         let mut known: Vec<(String, Option<String>)> = self
             .known
@@ -263,6 +282,9 @@ impl Subscription {
 
     /// Records that the client was sent `diff`.
     pub(crate) fn commit(&mut self, diff: &Diff) {
+        if !diff.is_empty() {
+            self.revision += 1;
+        }
         for resource in &diff.updated {
             self.known
                 .insert(resource.name.clone(), Some(resource.version.clone()));
@@ -282,7 +304,11 @@ impl Subscription {
             return;
         }
         let names = &self.names;
+        let before = self.known.len();
         self.known.retain(|name, _| names.contains(name));
+        if self.known.len() != before {
+            self.revision += 1;
+        }
     }
 }
 
