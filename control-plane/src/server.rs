@@ -270,6 +270,7 @@ pub async fn start_with(
         loads.clients().clone(),
         registry_for_lrs,
         config.load.lrs_interval,
+        stopping.clone(),
     );
 
     let (health_reporter, health) = tonic_health::server::health_reporter();
@@ -402,16 +403,33 @@ pub async fn start_with(
     let server = tokio::spawn(async move {
         // The ORCA streams stop with the server.
         let _collector = AbortOnDrop(collector);
-        let _admin = admin_server.map(AbortOnDrop);
+        let mut admin = admin_server.map(AbortOnDrop);
         let mut xds_server = AbortOnDrop(xds_server);
-        tokio::select! {
-            result = &mut xds_server.0 => result.unwrap_or(Ok(())),
-            () = async {
-                let _ = stopped.wait_for(|stop| *stop).await;
-                tokio::time::sleep(grace).await;
-            } => {
-                tracing::warn!(?grace, "streams still open after the shutdown grace period; stopping anyway");
-                Ok(())
+        let grace_over = async {
+            let _ = stopped.wait_for(|stop| *stop).await;
+            tokio::time::sleep(grace).await;
+        };
+        tokio::pin!(grace_over);
+        loop {
+            tokio::select! {
+                result = &mut xds_server.0 => return joined(result),
+                result = async {
+                    match admin.as_mut() {
+                        Some(admin) => (&mut admin.0).await,
+                        None => std::future::pending().await,
+                    }
+                }, if admin.is_some() => {
+                    admin = None;
+                    let result = joined(result);
+                    if result.is_err() {
+                        tracing::error!("admin listener failed; stopping");
+                        return result;
+                    }
+                }
+                () = &mut grace_over => {
+                    tracing::warn!(?grace, "streams still open after the shutdown grace period; stopping anyway");
+                    return Ok(());
+                }
             }
         }
     });
@@ -522,6 +540,18 @@ fn serve_on(
             }
         }
     })
+}
+
+/// A listener task's result; its panic, if it panicked, carries on here
+/// (a dead listener must not look like a clean stop).
+fn joined(
+    result: Result<Result<(), tonic::transport::Error>, tokio::task::JoinError>,
+) -> Result<(), tonic::transport::Error> {
+    match result {
+        Ok(result) => result,
+        Err(error) if error.is_panic() => std::panic::resume_unwind(error.into_panic()),
+        Err(_) => Ok(()),
+    }
 }
 
 /// Aborts a task when dropped.

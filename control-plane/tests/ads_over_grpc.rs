@@ -14,6 +14,8 @@ use lookaside_proto::envoy::service::discovery::v3::aggregated_discovery_service
 use lookaside_proto::envoy::service::discovery::v3::{
     DeltaDiscoveryRequest, DiscoveryRequest, DiscoveryResponse,
 };
+use lookaside_proto::envoy::service::load_stats::v3::LoadStatsRequest;
+use lookaside_proto::envoy::service::load_stats::v3::load_reporting_service_client::LoadReportingServiceClient;
 use prost::Message;
 use tonic::codec::{Codec, DecodeBuf, Decoder, EncodeBuf, Encoder};
 
@@ -227,8 +229,24 @@ async fn shutdown_ends_open_streams_so_clients_move_on() {
     )
     .await
     .expect("control plane starts");
-    let mut watcher = EdsWatcher::open(channel(&running).await).await;
+    let channel = channel(&running).await;
+    let mut watcher = EdsWatcher::open(channel.clone()).await;
     assert_eq!(watcher.next_weight().await, 1);
+    // A proxyless gRPC client also keeps an LRS stream open on the same
+    // connection; it must not hold the shutdown for the grace period.
+    let mut lrs = LoadReportingServiceClient::new(channel)
+        .stream_load_stats(
+            futures::stream::iter(vec![LoadStatsRequest::default()])
+                .chain(futures::stream::pending()),
+        )
+        .await
+        .expect("LRS stream opens")
+        .into_inner();
+    tokio::time::timeout(Duration::from_secs(5), lrs.next())
+        .await
+        .expect("LRS answered")
+        .expect("an item")
+        .expect("the reporting interval");
 
     stop.send(()).expect("signal");
     let ended = tokio::time::timeout(Duration::from_secs(5), watcher.responses.next())
@@ -242,6 +260,12 @@ async fn shutdown_ends_open_streams_so_clients_move_on() {
         "{}",
         status.message()
     );
+    let lrs_status = tokio::time::timeout(Duration::from_secs(5), lrs.next())
+        .await
+        .expect("LRS stream ended promptly")
+        .expect("an item")
+        .expect_err("ended with a status");
+    assert_eq!(lrs_status.code(), tonic::Code::Unavailable);
     // Well inside the 30 s grace: nothing else holds the server.
     tokio::time::timeout(Duration::from_secs(5), running.wait())
         .await

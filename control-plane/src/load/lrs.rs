@@ -47,20 +47,25 @@ pub struct LrsService {
     registry: watch::Receiver<Arc<Registry>>,
     interval: Duration,
     next_stream: Arc<AtomicU64>,
+    stopping: watch::Receiver<bool>,
 }
 
 impl LrsService {
-    /// A service asking clients to report every `interval`.
+    /// A service asking clients to report every `interval`. Its streams end
+    /// with UNAVAILABLE once `stopping` turns true, so a graceful shutdown
+    /// does not wait for them.
     pub fn new(
         loads: ClientLoads,
         registry: watch::Receiver<Arc<Registry>>,
         interval: Duration,
+        stopping: watch::Receiver<bool>,
     ) -> Self {
         Self {
             loads,
             registry,
             interval,
             next_stream: Arc::default(),
+            stopping,
         }
     }
 
@@ -96,6 +101,7 @@ impl LoadReportingService for LrsService {
         let (tx, rx) = mpsc::channel::<Result<LoadStatsResponse, Status>>(1);
         tokio::spawn(async move {
             let mut registry = service.registry.clone();
+            let mut stopping = service.stopping.clone();
             let mut known = Known::of(&registry.borrow_and_update());
             let mut answered = false;
             loop {
@@ -113,6 +119,12 @@ impl LoadReportingService for LrsService {
                         }
                         Ok(None) | Err(_) => break,
                     },
+                    () = async { let _ = stopping.wait_for(|stop| *stop).await; } => {
+                        let _ = tx.try_send(Err(Status::unavailable(
+                            "control plane shutting down; report to another replica",
+                        )));
+                        break;
+                    }
                     changed = registry.changed() => {
                         if changed.is_err() {
                             break;

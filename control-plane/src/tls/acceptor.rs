@@ -17,7 +17,7 @@ use super::{Reloading, ServerTls};
 use crate::telemetry::Metrics;
 
 /// Longest a client may take to finish its handshake.
-const HANDSHAKE_TIMEOUT: Duration = Duration::from_secs(10);
+const HANDSHAKE_TIMEOUT: Duration = Duration::from_secs(5);
 /// Handshakes in progress at once; further connections wait to be accepted
 /// (the kernel's backlog holds them).
 const MAX_HANDSHAKES: usize = 1024;
@@ -56,9 +56,11 @@ async fn accept_loop(
 ) {
     let handshakes = Arc::new(Semaphore::new(MAX_HANDSHAKES));
     loop {
-        let Ok(permit) = handshakes.clone().acquire_owned().await else {
-            return;
+        let permit = tokio::select! {
+            permit = handshakes.clone().acquire_owned() => permit,
+            () = ready.closed() => return,
         };
+        let Ok(permit) = permit else { return };
         let accepted = tokio::select! {
             accepted = listener.accept() => accepted,
             () = ready.closed() => return,

@@ -1,7 +1,9 @@
 //! TLS of the control plane's own connections to backends' ORCA ports.
 
 use std::path::{Path, PathBuf};
+use std::sync::Arc;
 
+use rustls::RootCertStore;
 use rustls_pki_types::PrivateKeyDer;
 use rustls_pki_types::pem::PemObject;
 use tonic::transport::{Certificate, ClientTlsConfig, Identity};
@@ -55,16 +57,57 @@ impl FileSet for OrcaTlsFiles {
         let mut config = ClientTlsConfig::new().ca_certificate(Certificate::from_pem(ca));
         if let (Some(cert_path), Some(key_path), [_, cert, key]) = (&self.cert, &self.key, contents)
         {
-            certificates(cert_path, cert)?;
-            PrivateKeyDer::from_pem_slice(key).map_err(|error| TlsError::Pem {
+            // Built once here only to check the pair matches (tonic builds
+            // its own at each connection): a mismatched pair is refused
+            // when read, not at every connect.
+            let chain = certificates(cert_path, cert)?;
+            let private = PrivateKeyDer::from_pem_slice(key).map_err(|error| TlsError::Pem {
                 path: key_path.clone(),
                 what: format!("no usable private key: {error}"),
             })?;
+            rustls::ClientConfig::builder_with_provider(Arc::new(
+                rustls::crypto::ring::default_provider(),
+            ))
+            .with_safe_default_protocol_versions()
+            .map_err(TlsError::Rustls)?
+            .with_root_certificates(RootCertStore::empty())
+            .with_client_auth_cert(chain, private)
+            .map_err(TlsError::Rustls)?;
             config = config.identity(Identity::from_pem(cert, key));
         }
         if let Some(name) = &self.server_name {
             config = config.domain_name(name.clone());
         }
         Ok(OrcaTls(config))
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn test_file(name: &str) -> Vec<u8> {
+        let path = Path::new(env!("CARGO_MANIFEST_DIR"))
+            .join("tests/tls")
+            .join(name);
+        std::fs::read(path).unwrap_or_default()
+    }
+
+    fn files() -> OrcaTlsFiles {
+        OrcaTlsFiles {
+            ca: "ca.pem".into(),
+            cert: Some("client.pem".into()),
+            key: Some("client.key".into()),
+            server_name: None,
+        }
+    }
+
+    #[test]
+    fn a_matching_client_pair_loads_and_a_mismatched_one_is_refused() {
+        let ca = test_file("ca.pem");
+        let good = files().build(&[ca.clone(), test_file("client.pem"), test_file("client.key")]);
+        assert!(good.is_ok(), "{:?}", good.err());
+        let bad = files().build(&[ca, test_file("client.pem"), test_file("server.key")]);
+        assert!(bad.is_err(), "a key of another certificate was accepted");
     }
 }

@@ -30,10 +30,11 @@ impl Protocol for Delta {
         request.node.as_ref()
     }
 
+    /// Subscribes and unsubscribes. The versions a reconnecting client
+    /// says it holds are not counted: a wildcard client may hold more
+    /// resources than a request may name, and the message size bounds them.
     fn name_count(request: &DeltaDiscoveryRequest) -> usize {
-        request.resource_names_subscribe.len()
-            + request.resource_names_unsubscribe.len()
-            + request.initial_resource_versions.len()
+        request.resource_names_subscribe.len() + request.resource_names_unsubscribe.len()
     }
 
     fn error_detail(request: &DeltaDiscoveryRequest) -> Option<(i32, String)> {

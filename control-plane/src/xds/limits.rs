@@ -8,6 +8,8 @@ pub struct Limits {
     /// Resource names in one request.
     pub max_names_per_request: usize,
     /// Resource names one stream may be subscribed to, over every type.
+    /// Keep it at most `max_names_per_request`: a Delta client names all
+    /// it holds in the first request after a reconnect.
     pub max_subscriptions_per_stream: usize,
     /// Size of one decoded request message, in bytes.
     pub max_request_bytes: usize,
@@ -24,7 +26,7 @@ impl Default for Limits {
         Self {
             max_streams: 50_000,
             max_names_per_request: 10_000,
-            max_subscriptions_per_stream: 20_000,
+            max_subscriptions_per_stream: 10_000,
             max_request_bytes: 4 * 1024 * 1024,
             max_unknown_types: 16,
             max_requests_per_second: 100,

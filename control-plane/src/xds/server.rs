@@ -268,11 +268,13 @@ async fn drive<P: Protocol>(
                     // tonic's decoder refused a message over the size limit.
                     shared.metrics.limit_hits.get_or_create(&Metrics::limit("request_bytes")).inc();
                     info!(%status, "closing stream: request too large");
-                    let _ = tx.try_send(Err(Box::new(Status::resource_exhausted(format!(
+                    // Waits for room like the other limits' closes: a queued
+                    // response must not take the status's place.
+                    let _ = tx.send(Err(Box::new(Status::resource_exhausted(format!(
                         "request too large (--xds-max-request-bytes {}): {}",
                         shared.limits.max_request_bytes,
                         status.message()
-                    )))));
+                    ))))).await;
                     break "closed by server";
                 }
                 Err(status) => {
