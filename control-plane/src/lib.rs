@@ -29,6 +29,7 @@ pub mod xds;
 
 /// What the fuzz targets in `control-plane/fuzz` drive that the public API
 /// does not reach. Not an API: it may change with the targets.
+#[cfg(feature = "fuzzing")]
 #[doc(hidden)]
 pub mod fuzzing {
     pub use crate::xds::fuzzing::AdsStream;

@@ -48,7 +48,7 @@ pub fn reloading<F: FileSet>(
                 _ = ticks.tick() => {}
                 () = tx.closed() => return,
             }
-            let fresh = match read(&files) {
+            let fresh = match read_async(&files).await {
                 Ok(fresh) => fresh,
                 // A file briefly missing mid-rotation: try again next poll.
                 Err(error) => {
@@ -88,6 +88,22 @@ pub fn reloading<F: FileSet>(
         }
     });
     Ok(rx)
+}
+
+/// `read` off the async workers: a slow or hung mount must not stall one.
+async fn read_async<F: FileSet>(files: &F) -> Result<Vec<Vec<u8>>, TlsError> {
+    let mut contents = Vec::new();
+    for path in files.paths() {
+        contents.push(
+            tokio::fs::read(path)
+                .await
+                .map_err(|source| TlsError::Read {
+                    path: path.to_path_buf(),
+                    source,
+                })?,
+        );
+    }
+    Ok(contents)
 }
 
 fn read<F: FileSet>(files: &F) -> Result<Vec<Vec<u8>>, TlsError> {

@@ -18,6 +18,7 @@ mod clients;
 mod codec;
 mod delta;
 mod error;
+#[cfg(feature = "fuzzing")]
 pub(crate) mod fuzzing;
 mod limits;
 #[cfg(test)]
