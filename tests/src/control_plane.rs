@@ -289,6 +289,25 @@ async fn spawn(
     xds_listen: SocketAddr,
     extra_args: &[String],
 ) -> Result<(ChildProcess, SocketAddr, SocketAddr)> {
+    spawn_serve(
+        "lookaside",
+        config_path,
+        xds_listen,
+        CONFIG_POLL_MS,
+        extra_args,
+    )
+    .await
+}
+
+/// `spawn` with the process named `label` in failures and the file polled
+/// every `config_poll_ms` (the fault drill's replicas).
+pub async fn spawn_serve(
+    label: &str,
+    config_path: &Path,
+    xds_listen: SocketAddr,
+    config_poll_ms: u64,
+    extra_args: &[String],
+) -> Result<(ChildProcess, SocketAddr, SocketAddr)> {
     let binary = workspace::binary("lookaside")?;
     let mut command = Command::new(&binary);
     command
@@ -298,10 +317,10 @@ async fn spawn(
         .args(["--xds-listen", &xds_listen.to_string()])
         .args(["--metrics-listen", "127.0.0.1:0"])
         .args(["--log-format", "json"])
-        .args(["--config-poll-ms", &CONFIG_POLL_MS.to_string()])
+        .args(["--config-poll-ms", &config_poll_ms.to_string()])
         .args(extra_args)
         .env_remove("RUST_LOG");
-    let mut process = ChildProcess::spawn("lookaside", command)?;
+    let mut process = ChildProcess::spawn(label, command)?;
     let xds_addr = process
         .wait_for_line(0, "\"xDS listening\"", START_TIMEOUT, |line| {
             listening_address(line, "xDS listening")
@@ -316,7 +335,7 @@ async fn spawn(
 }
 
 /// The `address` of a JSON log line whose `message` is `message`.
-fn listening_address(line: &str, message: &str) -> Option<SocketAddr> {
+pub(crate) fn listening_address(line: &str, message: &str) -> Option<SocketAddr> {
     let value: serde_json::Value = serde_json::from_str(line).ok()?;
     if value.get("message")?.as_str()? != message {
         return None;

@@ -85,13 +85,7 @@ impl FileSet for OrcaTlsFiles {
 #[cfg(test)]
 mod tests {
     use super::*;
-
-    fn test_file(name: &str) -> Vec<u8> {
-        let path = Path::new(env!("CARGO_MANIFEST_DIR"))
-            .join("tests/tls")
-            .join(name);
-        std::fs::read(path).unwrap_or_default()
-    }
+    use crate::tls::test_file;
 
     fn files() -> OrcaTlsFiles {
         OrcaTlsFiles {

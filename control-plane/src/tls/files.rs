@@ -111,13 +111,7 @@ fn root_store(path: &Path, pem: &[u8]) -> Result<RootCertStore, TlsError> {
 #[cfg(test)]
 mod tests {
     use super::*;
-
-    fn test_file(name: &str) -> Vec<u8> {
-        let path = Path::new(env!("CARGO_MANIFEST_DIR"))
-            .join("tests/tls")
-            .join(name);
-        std::fs::read(path).unwrap_or_default()
-    }
+    use crate::tls::test_file;
 
     fn files(client_ca: bool) -> TlsFiles {
         TlsFiles {

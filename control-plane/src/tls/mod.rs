@@ -19,3 +19,13 @@ pub use client::{OrcaTls, OrcaTlsFiles};
 pub use error::TlsError;
 pub use files::{ServerTls, TlsFiles};
 pub use reload::{Reloading, reloading};
+
+/// A test certificate or key from `control-plane/tests/tls/` (empty if
+/// missing, which the tests then fail on).
+#[cfg(test)]
+fn test_file(name: &str) -> Vec<u8> {
+    let path = std::path::Path::new(env!("CARGO_MANIFEST_DIR"))
+        .join("tests/tls")
+        .join(name);
+    std::fs::read(path).unwrap_or_default()
+}

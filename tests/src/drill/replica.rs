@@ -17,16 +17,14 @@ use lookaside_proto::admin::v1::admin_client::AdminClient;
 use lookaside_proto::admin::v1::{
     Client, ClusterAssignment, GetAssignmentRequest, ListClientsRequest, ListSourcesRequest, Source,
 };
-use tokio::process::Command;
 use tokio::time::Instant;
 use tonic::transport::{Channel, Endpoint};
 
+#[cfg(test)]
+use crate::control_plane::listening_address;
+use crate::control_plane::spawn_serve;
 use crate::poll;
 use crate::process::{ChildProcess, Output};
-use crate::workspace;
-
-/// How long `lookaside` may take to start listening.
-const START_TIMEOUT: Duration = Duration::from_secs(20);
 
 /// How long a restart retries while the port is still taken.
 const RESTART_BIND_TIMEOUT: Duration = Duration::from_secs(5);
@@ -212,36 +210,10 @@ async fn spawn(
     listen: SocketAddr,
     config_poll_ms: u64,
 ) -> Result<(ChildProcess, SocketAddr)> {
-    let binary = workspace::binary("lookaside")?;
-    let mut command = Command::new(&binary);
-    command
-        .arg("serve")
-        .arg("--config")
-        .arg(config_path)
-        .args(["--xds-listen", &listen.to_string()])
-        .args(["--metrics-listen", "127.0.0.1:0"])
-        .args(["--log-format", "json"])
-        .args(["--config-poll-ms", &config_poll_ms.to_string()])
-        .env_remove("RUST_LOG");
-    let mut process = ChildProcess::spawn(&format!("lookaside replica {name}"), command)?;
-    let xds_addr = process
-        .wait_for_line(0, "\"xDS listening\"", START_TIMEOUT, |line| {
-            listening_address(line, "xDS listening")
-        })
-        .await?;
+    let label = format!("lookaside replica {name}");
+    let (process, xds_addr, _metrics) =
+        spawn_serve(&label, config_path, listen, config_poll_ms, &[]).await?;
     Ok((process, xds_addr))
-}
-
-/// The `address` of a JSON log line whose `message` is `message`.
-fn listening_address(line: &str, message: &str) -> Option<SocketAddr> {
-    let value: serde_json::Value = serde_json::from_str(line).ok()?;
-    if value.get("message")?.as_str()? != message {
-        return None;
-    }
-    let address = value
-        .get("address")
-        .or_else(|| value.get("fields").and_then(|fields| fields.get("address")))?;
-    address.as_str()?.parse().ok()
 }
 
 /// The `error` field of a JSON log line saying the config was rejected.
