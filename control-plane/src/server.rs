@@ -296,29 +296,6 @@ pub async fn start_with(
         )
         .await;
 
-    let reflection_v1 = tonic_reflection::server::Builder::configure()
-        .register_encoded_file_descriptor_set(lookaside_proto::FILE_DESCRIPTOR_SET)
-        .register_encoded_file_descriptor_set(tonic_health::pb::FILE_DESCRIPTOR_SET)
-        .register_encoded_file_descriptor_set(tonic_reflection::pb::v1::FILE_DESCRIPTOR_SET)
-        .with_service_name(ADS_SERVICE)
-        .with_service_name("lookaside.admin.v1.Admin")
-        .with_service_name("envoy.service.status.v3.ClientStatusDiscoveryService")
-        .with_service_name("envoy.service.load_stats.v3.LoadReportingService")
-        .with_service_name("grpc.health.v1.Health")
-        .with_service_name("grpc.reflection.v1.ServerReflection")
-        .build_v1()?;
-    let reflection_v1alpha = tonic_reflection::server::Builder::configure()
-        .register_encoded_file_descriptor_set(lookaside_proto::FILE_DESCRIPTOR_SET)
-        .register_encoded_file_descriptor_set(tonic_health::pb::FILE_DESCRIPTOR_SET)
-        .register_encoded_file_descriptor_set(tonic_reflection::pb::v1alpha::FILE_DESCRIPTOR_SET)
-        .with_service_name(ADS_SERVICE)
-        .with_service_name("lookaside.admin.v1.Admin")
-        .with_service_name("envoy.service.status.v3.ClientStatusDiscoveryService")
-        .with_service_name("envoy.service.load_stats.v3.LoadReportingService")
-        .with_service_name("grpc.health.v1.Health")
-        .with_service_name("grpc.reflection.v1alpha.ServerReflection")
-        .build_v1alpha()?;
-
     let listener = bind(config.xds_listen).await?;
     let xds_address = local_address(&listener, config.xds_listen)?;
     let admin_listener = match config.admin_listen {
@@ -367,6 +344,21 @@ pub async fn start_with(
         .add_service(lrs.into_server())
         .add_service(health.clone());
     // Operators: admin, CSDS, reflection; on their own port if asked.
+    // Reflection lists what its own port serves.
+    let operator_services = [
+        "lookaside.admin.v1.Admin",
+        "envoy.service.status.v3.ClientStatusDiscoveryService",
+        "grpc.health.v1.Health",
+    ];
+    let separate = admin_listener.is_some();
+    let mut listed: Vec<&str> = operator_services.to_vec();
+    if !separate {
+        listed.extend([
+            ADS_SERVICE,
+            "envoy.service.load_stats.v3.LoadReportingService",
+        ]);
+    }
+    let (reflection_v1, reflection_v1alpha) = reflection(&listed)?;
     let with_admin = |routes: tonic::service::Routes| {
         routes
             .add_service(admin.into_server())
@@ -540,6 +532,39 @@ fn serve_on(
             }
         }
     })
+}
+
+/// Server reflection (v1 and v1alpha) listing `services` and itself.
+fn reflection(
+    services: &[&str],
+) -> Result<
+    (
+        tonic_reflection::server::v1::ServerReflectionServer<
+            impl tonic_reflection::server::v1::ServerReflection,
+        >,
+        tonic_reflection::server::v1alpha::ServerReflectionServer<
+            impl tonic_reflection::server::v1alpha::ServerReflection,
+        >,
+    ),
+    StartError,
+> {
+    let configure = || {
+        services.iter().fold(
+            tonic_reflection::server::Builder::configure()
+                .register_encoded_file_descriptor_set(lookaside_proto::FILE_DESCRIPTOR_SET)
+                .register_encoded_file_descriptor_set(tonic_health::pb::FILE_DESCRIPTOR_SET),
+            |builder, service| builder.with_service_name(*service),
+        )
+    };
+    let v1 = configure()
+        .register_encoded_file_descriptor_set(tonic_reflection::pb::v1::FILE_DESCRIPTOR_SET)
+        .with_service_name("grpc.reflection.v1.ServerReflection")
+        .build_v1()?;
+    let v1alpha = configure()
+        .register_encoded_file_descriptor_set(tonic_reflection::pb::v1alpha::FILE_DESCRIPTOR_SET)
+        .with_service_name("grpc.reflection.v1alpha.ServerReflection")
+        .build_v1alpha()?;
+    Ok((v1, v1alpha))
 }
 
 /// A listener task's result; its panic, if it panicked, carries on here

@@ -26,6 +26,35 @@ async fn channel(address: std::net::SocketAddr) -> Channel {
         .expect("connects")
 }
 
+/// The services `channel`'s server reflection lists.
+async fn reflected_services(channel: Channel) -> Vec<String> {
+    use tonic_reflection::pb::v1::ServerReflectionRequest;
+    use tonic_reflection::pb::v1::server_reflection_client::ServerReflectionClient;
+    use tonic_reflection::pb::v1::server_reflection_request::MessageRequest;
+    use tonic_reflection::pb::v1::server_reflection_response::MessageResponse;
+
+    let request = ServerReflectionRequest {
+        message_request: Some(MessageRequest::ListServices(String::new())),
+        ..Default::default()
+    };
+    let mut responses = ServerReflectionClient::new(channel)
+        .server_reflection_info(futures::stream::iter(vec![request]))
+        .await
+        .expect("reflection answers")
+        .into_inner();
+    match responses
+        .message()
+        .await
+        .expect("a response")
+        .and_then(|r| r.message_response)
+    {
+        Some(MessageResponse::ListServicesResponse(list)) => {
+            list.service.into_iter().map(|s| s.name).collect()
+        }
+        other => panic!("not a service list: {other:?}"),
+    }
+}
+
 #[tokio::test]
 async fn admin_and_xds_listen_apart() {
     let dir = tempfile::tempdir().expect("tempdir");
@@ -81,6 +110,19 @@ async fn admin_and_xds_listen_apart() {
         }
     };
     assert_eq!(code, tonic::Code::Unimplemented);
+
+    // Reflection on the admin port lists what that port serves, not ADS.
+    let listed = reflected_services(admin.clone()).await;
+    assert!(
+        listed.iter().any(|s| s == "lookaside.admin.v1.Admin"),
+        "{listed:?}"
+    );
+    assert!(
+        !listed
+            .iter()
+            .any(|s| s.contains("AggregatedDiscoveryService")),
+        "{listed:?}"
+    );
 
     // Health answers on both, for probes.
     for channel in [xds, admin] {
