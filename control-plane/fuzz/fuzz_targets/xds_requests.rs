@@ -551,6 +551,23 @@ impl Client {
             .sum()
     }
 
+    /// A request the server accepted was within every limit.
+    fn assert_within_limits(&self, kind: Option<ResourceType>, count: usize, subscribed: usize) {
+        assert!(!self.over_names(kind, count), "{count} names were accepted");
+        assert!(
+            kind.is_none() || subscribed <= self.limits.max_subscriptions_per_stream,
+            "{subscribed} subscriptions were accepted"
+        );
+    }
+
+    /// The empty answer to a type the server does not serve: that type, no
+    /// resources, a fresh nonce.
+    fn check_empty_answer(&mut self, asked: &str, type_url: &str, empty: bool, nonce: String) {
+        assert_eq!(type_url, asked);
+        assert!(empty, "an unserved type got resources");
+        assert!(self.nonces.insert(nonce), "nonce reused");
+    }
+
     fn check_error(&self, error: &XdsError, type_url: &str, count: usize, subscribed: usize) {
         let kind = ResourceType::from_type_url(type_url);
         match error {
@@ -593,11 +610,7 @@ impl Client {
                 self.closed = true;
             }
             Ok(empty) => {
-                assert!(!self.over_names(kind, count), "{count} names were accepted");
-                assert!(
-                    kind.is_none() || subscribed <= self.limits.max_subscriptions_per_stream,
-                    "{subscribed} subscriptions were accepted"
-                );
+                self.assert_within_limits(kind, count, subscribed);
                 match kind {
                     Some(kind) => {
                         assert!(empty.is_none(), "a served type got an empty answer");
@@ -611,9 +624,12 @@ impl Client {
                             let decoded =
                                 DiscoveryResponse::decode(empty.encode_to_vec().as_slice())
                                     .expect("an empty answer decodes");
-                            assert_eq!(decoded.type_url, request.type_url);
-                            assert!(decoded.resources.is_empty());
-                            assert!(self.nonces.insert(decoded.nonce), "nonce reused");
+                            self.check_empty_answer(
+                                &request.type_url,
+                                &decoded.type_url,
+                                decoded.resources.is_empty(),
+                                decoded.nonce,
+                            );
                         }
                     }
                 }
@@ -623,9 +639,10 @@ impl Client {
 
     fn send_delta(&mut self, request: &DeltaDiscoveryRequest) {
         let kind = ResourceType::from_type_url(&request.type_url);
-        let count = request.resource_names_subscribe.len()
-            + request.resource_names_unsubscribe.len()
-            + request.initial_resource_versions.len();
+        // As the server counts: the versions a reconnecting client claims
+        // are not names of the request.
+        let count =
+            request.resource_names_subscribe.len() + request.resource_names_unsubscribe.len();
         let mut after = kind
             .map(|k| self.types[index(k)].clone())
             .unwrap_or_default();
@@ -641,11 +658,7 @@ impl Client {
                 self.closed = true;
             }
             Ok(empty) => {
-                assert!(!self.over_names(kind, count), "{count} names were accepted");
-                assert!(
-                    kind.is_none() || subscribed <= self.limits.max_subscriptions_per_stream,
-                    "{subscribed} subscriptions were accepted"
-                );
+                self.assert_within_limits(kind, count, subscribed);
                 match kind {
                     Some(kind) => {
                         assert!(empty.is_none(), "a served type got an empty answer");
@@ -670,9 +683,12 @@ impl Client {
                             let decoded =
                                 DeltaDiscoveryResponse::decode(empty.encode_to_vec().as_slice())
                                     .expect("an empty answer decodes");
-                            assert_eq!(decoded.type_url, request.type_url);
-                            assert!(decoded.resources.is_empty());
-                            assert!(self.nonces.insert(decoded.nonce), "nonce reused");
+                            self.check_empty_answer(
+                                &request.type_url,
+                                &decoded.type_url,
+                                decoded.resources.is_empty(),
+                                decoded.nonce,
+                            );
                         }
                     }
                 }
