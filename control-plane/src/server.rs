@@ -224,11 +224,8 @@ pub async fn start_with(
     let loads = LoadTable::with_metrics(metrics.clone());
     let mut load_config = config.load.clone();
     if let Some(files) = &load_config.tls {
-        load_config.stream.tls = Some(reloading(
-            files.clone(),
-            config.tls_reload,
-            metrics.clone(),
-        )?);
+        load_config.stream.tls =
+            Some(reloading(files.clone(), config.tls_reload, metrics.clone()).await?);
         tracing::info!("ORCA streams use TLS");
     }
     let collector = tokio::spawn(load::run(
@@ -324,7 +321,7 @@ pub async fn start_with(
 
     let tls = match &config.tls {
         Some(files) => {
-            let current = reloading(files.clone(), config.tls_reload, metrics.clone())?;
+            let current = reloading(files.clone(), config.tls_reload, metrics.clone()).await?;
             tracing::info!(
                 mutual = files.client_ca.is_some(),
                 "gRPC listeners serve TLS"

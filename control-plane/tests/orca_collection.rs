@@ -199,7 +199,7 @@ async fn orca_over_tls_trusts_the_configured_ca_only() {
             .await;
     });
     let metrics = std::sync::Arc::new(Metrics::new());
-    let tls = |ca: &str| {
+    let tls = async |ca: &str| {
         reloading(
             OrcaTlsFiles {
                 ca: certs.join(ca),
@@ -210,6 +210,7 @@ async fn orca_over_tls_trusts_the_configured_ca_only() {
             Duration::from_secs(60),
             metrics.clone(),
         )
+        .await
         .expect("ORCA TLS files load")
     };
 
@@ -219,7 +220,7 @@ async fn orca_over_tls_trusts_the_configured_ca_only() {
         address,
         trusted.clone(),
         OrcaStreamConfig {
-            tls: Some(tls("ca.pem")),
+            tls: Some(tls("ca.pem").await),
             ..config()
         },
     ));
@@ -234,7 +235,7 @@ async fn orca_over_tls_trusts_the_configured_ca_only() {
     // Trusting another CA, or speaking plaintext: no report, an error shown.
     for stream in [
         OrcaStreamConfig {
-            tls: Some(tls("ca2.pem")),
+            tls: Some(tls("ca2.pem").await),
             ..config()
         },
         config(),

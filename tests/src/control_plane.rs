@@ -349,7 +349,7 @@ pub(crate) fn listening_address(line: &str, message: &str) -> Option<SocketAddr>
 
 /// Writes `path` through a temporary file and a rename, so the control
 /// plane's poller never reads half a file.
-async fn write_atomically(path: &Path, contents: &str) -> Result<()> {
+pub async fn write_atomically(path: &Path, contents: &str) -> Result<()> {
     let temporary = path.with_extension("yaml.tmp");
     tokio::fs::write(&temporary, contents)
         .await

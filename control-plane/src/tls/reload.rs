@@ -32,12 +32,12 @@ pub type Reloading<T> = watch::Receiver<Arc<T>>;
 
 /// Loads `files` now (an error here is fatal: nothing was serving yet) and
 /// then every `poll`, publishing each changed set that loads.
-pub fn reloading<F: FileSet>(
+pub async fn reloading<F: FileSet>(
     files: F,
     poll: Duration,
     metrics: Arc<Metrics>,
 ) -> Result<Reloading<F::Output>, TlsError> {
-    let mut contents = read(&files)?;
+    let mut contents = read(&files).await?;
     let (tx, rx) = watch::channel(Arc::new(files.build(&contents)?));
     tokio::spawn(async move {
         let mut ticks = tokio::time::interval(poll);
@@ -48,7 +48,7 @@ pub fn reloading<F: FileSet>(
                 _ = ticks.tick() => {}
                 () = tx.closed() => return,
             }
-            let fresh = match read_async(&files).await {
+            let fresh = match read(&files).await {
                 Ok(fresh) => fresh,
                 // A file briefly missing mid-rotation: try again next poll.
                 Err(error) => {
@@ -90,8 +90,9 @@ pub fn reloading<F: FileSet>(
     Ok(rx)
 }
 
-/// `read` off the async workers: a slow or hung mount must not stall one.
-async fn read_async<F: FileSet>(files: &F) -> Result<Vec<Vec<u8>>, TlsError> {
+/// Every file's contents, read off the async workers: a slow or hung
+/// mount must not stall one.
+async fn read<F: FileSet>(files: &F) -> Result<Vec<Vec<u8>>, TlsError> {
     let mut contents = Vec::new();
     for path in files.paths() {
         contents.push(
@@ -104,19 +105,6 @@ async fn read_async<F: FileSet>(files: &F) -> Result<Vec<Vec<u8>>, TlsError> {
         );
     }
     Ok(contents)
-}
-
-fn read<F: FileSet>(files: &F) -> Result<Vec<Vec<u8>>, TlsError> {
-    files
-        .paths()
-        .into_iter()
-        .map(|path| {
-            std::fs::read(path).map_err(|source| TlsError::Read {
-                path: path.to_path_buf(),
-                source,
-            })
-        })
-        .collect()
 }
 
 #[cfg(test)]
@@ -164,6 +152,7 @@ mod tests {
             Duration::from_millis(10),
             metrics.clone(),
         )
+        .await
         .expect("loads");
         assert_eq!(**rx.borrow(), 1);
         std::fs::write(&path, "2").expect("write");
@@ -186,21 +175,16 @@ mod tests {
         assert_eq!(next(&mut rx).await, 3);
     }
 
-    #[test]
-    fn a_missing_file_fails_at_start() {
+    #[tokio::test]
+    async fn a_missing_file_fails_at_start() {
         let metrics = Arc::new(Metrics::new());
-        let runtime = tokio::runtime::Builder::new_current_thread()
-            .enable_all()
-            .build()
-            .expect("runtime");
-        let result = runtime.block_on(async {
-            reloading(
-                Number("/nonexistent/n".into()),
-                Duration::from_secs(1),
-                metrics,
-            )
-            .map(|_| ())
-        });
+        let result = reloading(
+            Number("/nonexistent/n".into()),
+            Duration::from_secs(1),
+            metrics,
+        )
+        .await
+        .map(|_| ());
         let error = result.err().map(|e| error_chain(&e)).unwrap_or_default();
         assert!(error.contains("/nonexistent/n"), "{error}");
     }

@@ -73,13 +73,11 @@ pub struct Clients {
 
 impl Clients {
     pub(crate) fn publish(&self, stream: &Stream, protocol: &'static str) {
-        // The previous view's lists, reused where still current.
-        let previous: Vec<TypeView> = self
-            .streams
-            .get(&stream.id)
-            .map(|view| view.types.clone())
-            .unwrap_or_default();
-        let types = ResourceType::ADS_ORDER
+        // The previous view's lists, reused where still current. Its read
+        // guard is dropped before the insert below (same shard).
+        let previous = self.streams.get(&stream.id);
+        let previous_types = previous.as_deref().map_or(&[][..], |view| &view.types);
+        let types: Vec<TypeView> = ResourceType::ADS_ORDER
             .into_iter()
             .filter_map(|kind| {
                 let state = stream.type_state(kind);
@@ -88,7 +86,7 @@ impl Clients {
                     return None;
                 }
                 let revision = subscription.revision();
-                let (subscribed, resources) = previous
+                let (subscribed, resources) = previous_types
                     .iter()
                     .find(|t| t.kind == kind && t.revision == revision)
                     .map(|t| (t.subscribed.clone(), t.resources.clone()))
@@ -113,6 +111,7 @@ impl Clients {
                 })
             })
             .collect();
+        drop(previous);
         self.streams.insert(
             stream.id,
             ClientView {

@@ -39,7 +39,7 @@ use clap::{ArgAction, Parser};
 use lookaside_client::Client as LbClient;
 use lookaside_tests::backend::Backend;
 use lookaside_tests::config::{Config, Endpoint};
-use lookaside_tests::control_plane::ENDPOINT_TYPE;
+use lookaside_tests::control_plane::{self, ENDPOINT_TYPE};
 use lookaside_tests::drill::analysis::{self, Expectation, Failures};
 use lookaside_tests::drill::load::{CallRecord, LoadSpec, OpenLoop};
 use lookaside_tests::drill::proxy::ServiceProxy;
@@ -201,7 +201,7 @@ async fn run(args: Args) -> Result<bool> {
         .tempdir()
         .context("creating a temporary folder")?;
     let config_path = dir.path().join("lookaside.yaml");
-    replica::write_config(
+    control_plane::write_atomically(
         &config_path,
         &render_config(&args.cluster, &members).to_yaml(),
     )
@@ -292,7 +292,7 @@ impl Drill {
     }
 
     async fn write_config(&self) -> Result<()> {
-        replica::write_config(&self.config_path, &self.config().to_yaml()).await
+        control_plane::write_atomically(&self.config_path, &self.config().to_yaml()).await
     }
 
     /// Backends that should take calls: the members not draining.
@@ -640,7 +640,7 @@ impl Drill {
 
         let started = Instant::now();
         let at = self.since_origin();
-        replica::write_config(&self.config_path, &bad).await?;
+        control_plane::write_atomically(&self.config_path, &bad).await?;
         let mut event = self.event("corrupt the config file (truncated mid-entry)", at);
         let deadline = started + self.args.settle();
         event.admin = loop {
@@ -698,7 +698,7 @@ impl Drill {
 
         let started = Instant::now();
         let at = self.since_origin();
-        replica::write_config(&self.config_path, &good).await?;
+        control_plane::write_atomically(&self.config_path, &good).await?;
         let mut event = self.event("fix the config file (last good content back)", at);
         let deadline = started + self.args.settle();
         event.admin = loop {

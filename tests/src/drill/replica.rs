@@ -4,7 +4,7 @@
 //!
 //! Unlike [`crate::control_plane::ControlPlane`], which owns its config file,
 //! a replica only reads the file it is given; the drill writes it with
-//! [`write_config`]. Admin calls go straight to the replica (never through
+//! [`crate::control_plane::write_atomically`]. Admin calls go straight to the replica (never through
 //! the drill's proxy) and give up quickly, so polling a dead replica costs
 //! one refused connection.
 
@@ -188,18 +188,6 @@ impl Replica {
             .with_context(|| format!("connecting to replica {} at {uri}", self.name))?;
         Ok(AdminClient::new(channel))
     }
-}
-
-/// Replaces `path` through a temporary file and a rename, so a replica
-/// never reads half of it (the corruption the drill makes is deliberate).
-pub async fn write_config(path: &Path, contents: &str) -> Result<()> {
-    let temporary = path.with_extension("yaml.tmp");
-    tokio::fs::write(&temporary, contents)
-        .await
-        .with_context(|| format!("writing {}", temporary.display()))?;
-    tokio::fs::rename(&temporary, path)
-        .await
-        .with_context(|| format!("renaming {} to {}", temporary.display(), path.display()))
 }
 
 /// Starts one `lookaside serve` process; returns it once it listens, with
