@@ -59,3 +59,18 @@ impl ClusterMetrics {
         }
     }
 }
+
+/// `error` and its sources, joined by ": " (for logs and statuses).
+pub(crate) fn error_chain(error: &(dyn std::error::Error + 'static)) -> String {
+    let mut text = error.to_string();
+    let mut current = error.source();
+    while let Some(source) = current {
+        let next = source.to_string();
+        if !text.ends_with(&next) {
+            text.push_str(": ");
+            text.push_str(&next);
+        }
+        current = source.source();
+    }
+    text
+}

@@ -10,15 +10,13 @@ use futures::future::BoxFuture;
 use tokio::sync::{mpsc, watch};
 use tonic::Status;
 use tonic::body::Body;
-use tower::{Service, ServiceExt};
+use tower::Service;
 use tracing::Instrument;
 
 use super::EndpointSet;
-use super::retry::{self, RequestBody};
+use super::retry;
+use crate::endpoint::{Connection, RequestBody};
 use crate::telemetry::ClusterMetrics;
-
-/// Extra attempts on other endpoints for a request no server processed.
-const MAX_TRANSPARENT_RETRIES: usize = 2;
 
 /// Balances calls over a cluster's usable endpoints by weight. Cheap to
 /// clone; clones share everything.
@@ -63,16 +61,13 @@ impl LbChannel {
 
     /// Picks an endpoint not in `tried` (a few draws: the set may still list
     /// an endpoint that just failed).
-    fn pick_untried(
-        &self,
-        tried: &[SocketAddr],
-    ) -> Option<(SocketAddr, tonic::transport::Channel)> {
+    fn pick_untried(&self, tried: &[SocketAddr]) -> Option<Connection> {
         let set = self.set.load();
         for _ in 0..8 {
             let endpoint = set.pick()?;
             if !tried.contains(&endpoint.address) {
                 endpoint.metrics.picks.increment(1);
-                return Some((endpoint.address, endpoint.channel.clone()));
+                return Some(endpoint.connection.clone());
             }
         }
         None
@@ -120,7 +115,7 @@ impl Service<http::Request<Body>> for LbChannel {
             let mut body = RequestBody::read(body).await?;
             let mut tried: Vec<SocketAddr> = Vec::new();
             loop {
-                let Some((address, channel)) = this.pick_untried(&tried) else {
+                let Some(connection) = this.pick_untried(&tried) else {
                     let set = this.set.load();
                     return Err(Status::unavailable(format!(
                         "cluster {}: none of its {} endpoints is reachable",
@@ -128,30 +123,23 @@ impl Service<http::Request<Body>> for LbChannel {
                     ))
                     .into());
                 };
-                let attempt = http::Request::from_parts(parts.clone(), body.attempt());
+                let address = connection.address();
                 let span = tracing::debug_span!("lookaside_call", cluster = %this.name, endpoint = %address);
-                match channel.oneshot(attempt).instrument(span).await {
+                let attempt = crate::endpoint::call(&connection, parts.clone(), body.attempt());
+                let error = match attempt.instrument(span).await {
                     Ok(response) => return Ok(response),
-                    Err(error) => {
-                        // The connection failed: eject the endpoint; the
-                        // balancer probes it back.
-                        let _ = this.failures.try_send(address);
-                        tried.push(address);
-                        let retry = body.replayable()
-                            && tried.len() <= MAX_TRANSPARENT_RETRIES
-                            && retry::unprocessed(&error);
-                        if !retry {
-                            return Err(Status::unavailable(format!(
-                                "cluster {} endpoint {address}: {}",
-                                this.name,
-                                retry::describe(&error)
-                            ))
-                            .into());
-                        }
-                        this.metrics.retries.increment(1);
-                        tracing::debug!(cluster = %this.name, endpoint = %address, %error, "request not processed; trying another endpoint");
-                    }
+                    Err(error) => error,
+                };
+                if error.connection_failed() {
+                    // Eject the endpoint; the balancer probes it back.
+                    let _ = this.failures.try_send(address);
                 }
+                tried.push(address);
+                if !retry::may_retry(&error, body.replayable(), tried.len()) {
+                    return Err(error.status(&this.name).into());
+                }
+                this.metrics.retries.increment(1);
+                tracing::debug!(cluster = %this.name, endpoint = %address, error = %crate::telemetry::error_chain(&error), "request not processed; trying another endpoint");
             }
         })
     }

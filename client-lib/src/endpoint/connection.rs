@@ -1,54 +1,254 @@
-//! An endpoint: address, weight, tonic channel, usable flag.
+//! One endpoint's HTTP/2 connection: made on demand, one attempt at a time,
+//! watched with keepalive PINGs, and replaced when it ends.
+//!
+//! Owns: connecting (TCP without Nagle, the h2 handshake, the connect
+//! timeout), the task that drives the connection and its keepalive, and
+//! handing callers a live `SendRequest`. Calls go straight onto the h2
+//! connection from the caller's task: no dispatch queue, no task per call.
+//! A connection whose every handle is gone (the endpoint was removed)
+//! closes once its in-flight calls finish.
+//! Must never: retry a request or decide whether the endpoint is usable
+//! (the cluster does), or hold the endpoint alive from its own task.
 
 use std::net::SocketAddr;
-use std::sync::Arc;
-use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::{Arc, Mutex, Weak};
 
-use tonic::transport::Channel;
+use arc_swap::ArcSwapOption;
+use bytes::Bytes;
+use h2::client::SendRequest;
+use tracing::{Instrument, debug, warn};
 
-use super::ConnectionSettings;
-use crate::telemetry::EndpointMetrics;
+use super::{ConnectionSettings, EndpointError};
 
-/// A backend address with its connection. Cheap to clone.
+/// HTTP/2 settings, as hyper's client defaults (which tonic uses).
+const STREAM_WINDOW: u32 = 2 * 1024 * 1024;
+const CONNECTION_WINDOW: u32 = 5 * 1024 * 1024;
+const MAX_SEND_BUFFER: usize = 400 * 1024;
+const MAX_HEADER_LIST: u32 = 16 * 1024;
+
+/// A lazily made, self-replacing HTTP/2 connection to one endpoint. Cheap
+/// to clone; clones share the connection.
 #[derive(Debug, Clone)]
-pub struct Endpoint {
-    /// Where it listens.
-    pub address: SocketAddr,
-    /// The HTTP/2 connection (reconnects on its own; clones share it).
-    pub channel: Channel,
-    usable: Arc<AtomicBool>,
-    pub(crate) metrics: EndpointMetrics,
+pub(crate) struct Connection {
+    shared: Arc<Shared>,
 }
 
-impl Endpoint {
-    /// An endpoint of `cluster` at `address`. The connection is made on
-    /// first use.
-    pub fn new(cluster: &str, address: SocketAddr, settings: &ConnectionSettings) -> Self {
-        let uri = format!("http://{address}");
-        // A SocketAddr always makes a valid authority; fall back to a channel
-        // that fails on use rather than panicking if that ever changes.
-        let endpoint = tonic::transport::Endpoint::from_shared(uri)
-            .unwrap_or_else(|_| tonic::transport::Endpoint::from_static("http://0.0.0.0:1"))
-            .connect_timeout(settings.connect_timeout)
-            .http2_keep_alive_interval(settings.keepalive_interval)
-            .keep_alive_timeout(settings.keepalive_timeout)
-            .keep_alive_while_idle(true)
-            .tcp_nodelay(true);
+#[derive(Debug)]
+struct Shared {
+    cluster: Arc<str>,
+    address: SocketAddr,
+    authority: http::uri::Authority,
+    settings: ConnectionSettings,
+    /// The connection calls use now, if any.
+    live: ArcSwapOption<Live>,
+    /// Held while an attempt to connect is under way.
+    connecting: tokio::sync::Mutex<()>,
+    /// Failed attempts so far, and the latest failure: callers that waited
+    /// for an attempt that failed share its error instead of queueing
+    /// attempts of their own.
+    failures: AtomicU64,
+    last_failure: Mutex<Option<EndpointError>>,
+    next_id: AtomicU64,
+}
+
+#[derive(Debug)]
+struct Live {
+    id: u64,
+    send: SendRequest<Bytes>,
+}
+
+impl Connection {
+    /// A connection to `address` of `cluster`, made on first use.
+    pub(crate) fn new(cluster: &str, address: SocketAddr, settings: &ConnectionSettings) -> Self {
+        // A SocketAddr always prints as a valid authority.
+        let authority = address
+            .to_string()
+            .parse()
+            .unwrap_or_else(|_| http::uri::Authority::from_static("0.0.0.0"));
         Self {
-            address,
-            channel: endpoint.connect_lazy(),
-            usable: Arc::new(AtomicBool::new(true)),
-            metrics: EndpointMetrics::new(cluster, address),
+            shared: Arc::new(Shared {
+                cluster: cluster.into(),
+                address,
+                authority,
+                settings: settings.clone(),
+                live: ArcSwapOption::empty(),
+                connecting: tokio::sync::Mutex::new(()),
+                failures: AtomicU64::new(0),
+                last_failure: Mutex::new(None),
+                next_id: AtomicU64::new(0),
+            }),
         }
     }
 
-    /// Whether calls may go to it.
-    pub fn is_usable(&self) -> bool {
-        self.usable.load(Ordering::Acquire)
+    /// Starts connecting now, so the first call does not wait for it.
+    pub(crate) fn warm_up(&self) {
+        let shared = Arc::downgrade(&self.shared);
+        tokio::spawn(async move {
+            if let Some(shared) = shared.upgrade()
+                && let Err(error) = shared.current().await
+            {
+                debug!(cluster = %shared.cluster, endpoint = %shared.address, error = %crate::telemetry::error_chain(&error), "could not connect ahead of the first call");
+            }
+        });
     }
 
-    /// Marks it (un)usable; returns whether that changed anything.
-    pub fn set_usable(&self, usable: bool) -> bool {
-        self.usable.swap(usable, Ordering::AcqRel) != usable
+    /// The endpoint's address.
+    pub(crate) fn address(&self) -> SocketAddr {
+        self.shared.address
+    }
+
+    /// The `:authority` requests carry.
+    pub(crate) fn authority(&self) -> &http::uri::Authority {
+        &self.shared.authority
+    }
+
+    /// A handle ready to open one stream. A connection that has ended (the
+    /// peer sent GOAWAY, or it failed) is replaced by a new one first.
+    pub(crate) async fn ready(&self) -> Result<SendRequest<Bytes>, EndpointError> {
+        let mut replaced = false;
+        loop {
+            let live = self.shared.current().await?;
+            match live.send.clone().ready().await {
+                Ok(send) => return Ok(send),
+                Err(source) => {
+                    self.shared.forget(live.id);
+                    if replaced {
+                        return Err(EndpointError::Open {
+                            address: self.shared.address,
+                            source: Arc::new(source),
+                        });
+                    }
+                    debug!(cluster = %self.shared.cluster, endpoint = %self.shared.address, error = %source, "connection ended; connecting again");
+                    replaced = true;
+                }
+            }
+        }
+    }
+}
+
+impl Shared {
+    /// The live connection, connecting first if there is none.
+    async fn current(self: &Arc<Self>) -> Result<Arc<Live>, EndpointError> {
+        if let Some(live) = self.live.load_full() {
+            return Ok(live);
+        }
+        let failures = self.failures.load(Ordering::Acquire);
+        let _attempt = self.connecting.lock().await;
+        if let Some(live) = self.live.load_full() {
+            return Ok(live);
+        }
+        if self.failures.load(Ordering::Acquire) != failures
+            && let Some(error) = self.last_failure.lock().ok().and_then(|last| last.clone())
+        {
+            // The attempt this call waited for failed: share its error.
+            return Err(error);
+        }
+        match self.connect().await {
+            Ok(live) => {
+                self.live.store(Some(live.clone()));
+                Ok(live)
+            }
+            Err(error) => {
+                if let Ok(mut last) = self.last_failure.lock() {
+                    *last = Some(error.clone());
+                }
+                self.failures.fetch_add(1, Ordering::Release);
+                Err(error)
+            }
+        }
+    }
+
+    /// Drops connection `id` if calls still use it.
+    fn forget(&self, id: u64) {
+        self.live.rcu(|live| match live {
+            Some(live) if live.id == id => None,
+            other => other.clone(),
+        });
+    }
+
+    async fn connect(self: &Arc<Self>) -> Result<Arc<Live>, EndpointError> {
+        let address = self.address;
+        let after = self.settings.connect_timeout;
+        let attempt = async {
+            let tcp = tokio::net::TcpStream::connect(address)
+                .await
+                .and_then(|tcp| tcp.set_nodelay(true).map(|()| tcp))
+                .map_err(|source| EndpointError::Connect {
+                    address,
+                    source: Arc::new(source),
+                })?;
+            h2::client::Builder::new()
+                .initial_window_size(STREAM_WINDOW)
+                .initial_connection_window_size(CONNECTION_WINDOW)
+                .max_send_buffer_size(MAX_SEND_BUFFER)
+                .max_header_list_size(MAX_HEADER_LIST)
+                .enable_push(false)
+                .handshake::<_, Bytes>(tcp)
+                .await
+                .map_err(|source| EndpointError::Handshake {
+                    address,
+                    source: Arc::new(source),
+                })
+        };
+        let (send, mut connection) = tokio::time::timeout(after, attempt)
+            .await
+            .map_err(|_| EndpointError::ConnectTimeout { address, after })??;
+        let id = self.next_id.fetch_add(1, Ordering::Relaxed);
+        let keepalive = keepalive(connection.ping_pong(), self.settings.clone());
+        let shared = Arc::downgrade(self);
+        let span = tracing::debug_span!("lookaside_connection", cluster = %self.cluster, endpoint = %address);
+        tokio::spawn(drive(connection, keepalive, shared, id).instrument(span));
+        debug!(cluster = %self.cluster, endpoint = %address, "connected");
+        Ok(Arc::new(Live { id, send }))
+    }
+}
+
+/// Drives connection `id` until it ends or stops answering PINGs, then
+/// tells `shared` (if it still exists) to connect anew on the next call.
+async fn drive<T>(
+    connection: h2::client::Connection<T, Bytes>,
+    keepalive: impl Future<Output = String>,
+    shared: Weak<Shared>,
+    id: u64,
+) where
+    T: tokio::io::AsyncRead + tokio::io::AsyncWrite + Unpin,
+{
+    tokio::select! {
+        ended = connection => match ended {
+            Ok(()) => debug!("connection closed"),
+            Err(error) => debug!(%error, "connection ended"),
+        },
+        // Dropping the connection closes the socket; its calls fail.
+        reason = keepalive => warn!(%reason, "peer stopped answering; connection closed"),
+    }
+    if let Some(shared) = shared.upgrade() {
+        shared.forget(id);
+    }
+}
+
+/// PINGs the peer every keepalive interval; returns why it gave up.
+async fn keepalive(ping_pong: Option<h2::PingPong>, settings: ConnectionSettings) -> String {
+    let Some(mut ping_pong) = ping_pong else {
+        return std::future::pending().await;
+    };
+    loop {
+        tokio::time::sleep(settings.keepalive_interval).await;
+        match tokio::time::timeout(
+            settings.keepalive_timeout,
+            ping_pong.ping(h2::Ping::opaque()),
+        )
+        .await
+        {
+            Ok(Ok(_pong)) => {}
+            // The connection itself ended; its own branch reports it.
+            Ok(Err(_)) => return std::future::pending().await,
+            Err(_) => {
+                return format!(
+                    "no answer to a PING within {:?}",
+                    settings.keepalive_timeout
+                );
+            }
+        }
     }
 }

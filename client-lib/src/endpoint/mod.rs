@@ -1,12 +1,25 @@
 //! One backend address and its long-lived HTTP/2 connection.
 //!
-//! Owns: how a connection is configured (keepalive pings so a dead peer is
-//! found in seconds, connect timeout, no Nagle) and whether the endpoint is
-//! currently usable.
+//! Owns: the connection (made on demand, keepalive PINGs so a dead peer is
+//! found in seconds, connect timeout, no Nagle, replaced after GOAWAY),
+//! sending one call on it (request and response bodies, flow control,
+//! deadline), what each failure means, and whether the endpoint is
+//! currently usable. Calls go from the caller's task straight onto the h2
+//! connection (tonic's `Channel` adds a dispatch queue and a task per call,
+//! which doubled the client's CPU per call; docs/BENCHMARKS.md).
 //! Must never: pick endpoints or know about weights.
 
+mod body;
+mod call;
 mod connection;
+mod deadline;
+mod error;
+mod handle;
 mod settings;
 
-pub use connection::Endpoint;
+pub use body::RequestBody;
+pub(crate) use call::call;
+pub(crate) use connection::Connection;
+pub use error::EndpointError;
+pub use handle::Endpoint;
 pub use settings::ConnectionSettings;

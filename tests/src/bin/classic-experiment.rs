@@ -3,7 +3,10 @@
 //! 500 ms, through (a) a new connection per call, (b) one reused tonic
 //! channel, (c) lookaside-client following a real `lookaside serve`
 //! (separate process), (d) round robin over three plain tonic channels
-//! (what "watch endpoints + round robin" gives). Prints a Markdown table.
+//! (what "watch endpoints + round robin" gives), (e) as (d) but over
+//! hyper's own HTTP/2 connections without tonic's `Channel` (which shows the
+//! per-call cost is hyper's dispatch, not tonic's buffer). Prints a
+//! Markdown table.
 //!
 //! ```text
 //! cargo build --release --workspace --all-targets
@@ -22,6 +25,7 @@ use anyhow::{Context, Result};
 use clap::{Parser, ValueEnum};
 use futures::StreamExt;
 use futures::stream::FuturesUnordered;
+use lookaside_control_plane::telemetry::error_chain;
 use lookaside_tests::backend::{ARRIVALS, Backend};
 use lookaside_tests::config::{Config, Endpoint as ConfigEndpoint};
 use lookaside_tests::control_plane::ControlPlane;
@@ -49,7 +53,7 @@ struct Args {
     /// Weights of the three backends for (c).
     #[arg(long, value_delimiter = ',', default_value = "1,2,7")]
     weights: Vec<u32>,
-    /// Modes: a, b, c, d.
+    /// Modes: a, b, c, d, e.
     #[arg(long, value_delimiter = ',', default_value = "a,b,c,d")]
     modes: Vec<String>,
     /// Runs of each (calls, mode) pair; each run prints its own row.
@@ -94,30 +98,64 @@ where
             let mut text = status.message().to_string();
             if let Some(source) = std::error::Error::source(&status) {
                 text.push_str(": ");
-                text.push_str(&describe(source));
+                text.push_str(&error_chain(source));
             }
             text.chars().take(200).collect()
         })
 }
 
-/// `error` and its sources, joined by ": " (a transport error's message
-/// alone does not say what the server did).
-fn describe(error: &(dyn std::error::Error + 'static)) -> String {
-    let mut text = error.to_string();
-    let mut current = error.source();
-    while let Some(source) = current {
-        let next = source.to_string();
-        if !text.contains(&next) {
-            text.push_str(": ");
-            text.push_str(&next);
-        }
-        current = source.source();
+/// A generated client's requests over hyper's own HTTP/2 connection (no
+/// tonic `Channel`, no buffer task).
+#[derive(Clone)]
+struct RawH2 {
+    send: hyper::client::conn::http2::SendRequest<tonic::body::Body>,
+    authority: http::uri::Authority,
+}
+
+impl RawH2 {
+    async fn connect(address: &str) -> Result<Self> {
+        let tcp = tokio::net::TcpStream::connect(address).await?;
+        tcp.set_nodelay(true)?;
+        let (send, connection) =
+            hyper::client::conn::http2::Builder::new(hyper_util::rt::TokioExecutor::new())
+                .handshake(hyper_util::rt::TokioIo::new(tcp))
+                .await?;
+        tokio::spawn(connection);
+        Ok(Self {
+            send,
+            authority: address.parse()?,
+        })
     }
-    text
+}
+
+impl tower::Service<http::Request<tonic::body::Body>> for RawH2 {
+    type Response = http::Response<hyper::body::Incoming>;
+    type Error = hyper::Error;
+    type Future = std::pin::Pin<
+        Box<dyn Future<Output = Result<Self::Response, Self::Error>> + Send + 'static>,
+    >;
+
+    fn poll_ready(
+        &mut self,
+        cx: &mut std::task::Context<'_>,
+    ) -> std::task::Poll<Result<(), Self::Error>> {
+        self.send.poll_ready(cx)
+    }
+
+    fn call(&mut self, mut request: http::Request<tonic::body::Body>) -> Self::Future {
+        let mut parts = request.uri().clone().into_parts();
+        parts.scheme = Some(http::uri::Scheme::HTTP);
+        parts.authority = Some(self.authority.clone());
+        if let Ok(uri) = http::Uri::from_parts(parts) {
+            *request.uri_mut() = uri;
+        }
+        Box::pin(self.send.send_request(request))
+    }
 }
 
 /// What the calls of a run go through.
 struct Targets {
+    raw: Vec<RawH2>,
     balanced: lookaside_client::LbChannel,
     reused: Channel,
     plain: Vec<Channel>,
@@ -172,7 +210,7 @@ impl Targets {
                             .map_err(|e| e.to_string())?
                             .connect()
                             .await
-                            .map_err(|e| format!("connect: {}", describe(&e)))?;
+                            .map_err(|e| format!("connect: {}", error_chain(&e)))?;
                         who(channel).await
                     }
                 })
@@ -180,6 +218,7 @@ impl Targets {
             }
             "b" => issue_calls(n, issue, |_| who(self.reused.clone())).await,
             "d" => issue_calls(n, issue, |i| who(self.plain[i % self.plain.len()].clone())).await,
+            "e" => issue_calls(n, issue, |i| who(self.raw[i % self.raw.len()].clone())).await,
             _ => issue_calls(n, issue, |_| who(self.balanced.clone())).await,
         }
     }
@@ -289,7 +328,12 @@ async fn run(args: Args) -> Result<()> {
             plain.push(Endpoint::from_shared(address.clone())?.connect().await?);
         }
     }
+    let mut raw = Vec::new();
+    for backend in &backends {
+        raw.push(RawH2::connect(&backend.address().to_string()).await?);
+    }
     let targets = Targets {
+        raw,
         balanced,
         reused,
         plain,
@@ -347,6 +391,7 @@ async fn run(args: Args) -> Result<()> {
                     "a" => "(a) new connection per call",
                     "b" => "(b) one reused channel",
                     "d" => "(d) round robin over plain channels",
+                    "e" => "(e) round robin over hyper HTTP/2 connections",
                     _ => "(c) lookaside-client",
                 };
                 let counts: Vec<String> = ["a", "b", "c"]

@@ -1,0 +1,191 @@
+//! What can go wrong between a call and one endpoint, and what each failure
+//! means for the call: was the request never sent (another endpoint may
+//! take it), is the connection gone (eject the endpoint), or did only this
+//! call's stream end.
+
+use std::net::SocketAddr;
+use std::sync::Arc;
+use std::time::Duration;
+
+use tonic::{Code, Status};
+
+/// A call to one endpoint failed.
+#[derive(Debug, Clone, thiserror::Error)]
+pub enum EndpointError {
+    /// The TCP connection could not be made.
+    #[error("connecting to {address}")]
+    Connect {
+        /// The endpoint.
+        address: SocketAddr,
+        /// Why.
+        #[source]
+        source: Arc<std::io::Error>,
+    },
+    /// The TCP connection or the HTTP/2 handshake took too long.
+    #[error("connecting to {address}: no connection within {after:?}")]
+    ConnectTimeout {
+        /// The endpoint.
+        address: SocketAddr,
+        /// The connect timeout.
+        after: Duration,
+    },
+    /// The HTTP/2 handshake failed.
+    #[error("HTTP/2 handshake with {address}")]
+    Handshake {
+        /// The endpoint.
+        address: SocketAddr,
+        /// Why.
+        #[source]
+        source: Arc<h2::Error>,
+    },
+    /// The connection refused to open the stream (it is closing or gone);
+    /// nothing of the request was sent.
+    #[error("opening a stream to {address}")]
+    Open {
+        /// The endpoint.
+        address: SocketAddr,
+        /// Why.
+        #[source]
+        source: Arc<h2::Error>,
+    },
+    /// The request was sent but no response headers came back.
+    #[error("waiting for the response of {address}")]
+    Response {
+        /// The endpoint.
+        address: SocketAddr,
+        /// Why.
+        #[source]
+        source: Arc<h2::Error>,
+    },
+    /// The call's deadline (`grpc-timeout`) passed before the response.
+    #[error("deadline of {after:?} exceeded waiting for {address}")]
+    Deadline {
+        /// The endpoint.
+        address: SocketAddr,
+        /// The call's timeout.
+        after: Duration,
+    },
+}
+
+impl EndpointError {
+    /// Whether the server never saw the request, so another endpoint may
+    /// take it (gRPC's transparent retry): no connection, a stream the
+    /// connection would not open, a stream refused (`REFUSED_STREAM`) or
+    /// past the server's `GOAWAY`.
+    pub fn unprocessed(&self) -> bool {
+        match self {
+            Self::Connect { .. }
+            | Self::ConnectTimeout { .. }
+            | Self::Handshake { .. }
+            | Self::Open { .. } => true,
+            Self::Response { source, .. } => {
+                source.reason() == Some(h2::Reason::REFUSED_STREAM)
+                    || (source.is_go_away() && source.is_remote())
+            }
+            Self::Deadline { .. } => false,
+        }
+    }
+
+    /// Whether the endpoint's connection failed (rather than one call's
+    /// stream): the cluster ejects the endpoint until it answers again.
+    pub fn connection_failed(&self) -> bool {
+        match self {
+            Self::Connect { .. }
+            | Self::ConnectTimeout { .. }
+            | Self::Handshake { .. }
+            | Self::Open { .. } => true,
+            Self::Response { source, .. } => source.is_io() || source.is_go_away(),
+            Self::Deadline { .. } => false,
+        }
+    }
+
+    /// The status a call that ends with this error returns, naming the
+    /// cluster and the endpoint.
+    pub fn status(&self, cluster: &str) -> Status {
+        let code = match self {
+            Self::Deadline { .. } => Code::DeadlineExceeded,
+            Self::Response { source, .. } if !self.connection_failed() => stream_code(source),
+            _ => Code::Unavailable,
+        };
+        Status::new(
+            code,
+            format!("cluster {cluster}: {}", crate::telemetry::error_chain(self)),
+        )
+    }
+}
+
+/// The gRPC code for a stream the server reset, as gRPC's HTTP/2 mapping
+/// says (PROTOCOL-HTTP2.md, "Errors").
+fn stream_code(error: &h2::Error) -> Code {
+    match error.reason() {
+        Some(h2::Reason::REFUSED_STREAM) => Code::Unavailable,
+        Some(h2::Reason::CANCEL) => Code::Cancelled,
+        Some(h2::Reason::ENHANCE_YOUR_CALM) => Code::ResourceExhausted,
+        Some(h2::Reason::INADEQUATE_SECURITY) => Code::PermissionDenied,
+        Some(_) => Code::Internal,
+        None => Code::Unavailable,
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn address() -> SocketAddr {
+        SocketAddr::from(([127, 0, 0, 1], 1))
+    }
+
+    #[test]
+    fn requests_that_never_left_may_go_elsewhere() {
+        let refused = EndpointError::Connect {
+            address: address(),
+            source: Arc::new(std::io::ErrorKind::ConnectionRefused.into()),
+        };
+        assert!(refused.unprocessed() && refused.connection_failed());
+        let refused_stream = EndpointError::Response {
+            address: address(),
+            source: Arc::new(h2::Error::from(h2::Reason::REFUSED_STREAM)),
+        };
+        assert!(refused_stream.unprocessed());
+        assert!(
+            !refused_stream.connection_failed(),
+            "one stream, not the connection"
+        );
+        assert_eq!(refused_stream.status("c").code(), Code::Unavailable);
+    }
+
+    #[test]
+    fn a_reset_stream_is_neither_retried_nor_an_ejection() {
+        let cancelled = EndpointError::Response {
+            address: address(),
+            source: Arc::new(h2::Error::from(h2::Reason::CANCEL)),
+        };
+        assert!(!cancelled.unprocessed());
+        assert!(!cancelled.connection_failed());
+        assert_eq!(cancelled.status("c").code(), Code::Cancelled);
+    }
+
+    #[test]
+    fn a_connection_that_would_not_open_the_stream_ejects_and_may_retry() {
+        let closing = EndpointError::Open {
+            address: address(),
+            source: Arc::new(h2::Error::from(h2::Reason::NO_ERROR)),
+        };
+        assert!(closing.unprocessed(), "nothing was sent");
+        assert!(closing.connection_failed());
+        let status = closing.status("greeter");
+        assert_eq!(status.code(), Code::Unavailable);
+        assert!(status.message().contains("cluster greeter"), "{status:?}");
+        assert!(status.message().contains("127.0.0.1:1"), "{status:?}");
+    }
+
+    #[test]
+    fn a_deadline_is_deadline_exceeded() {
+        let late = EndpointError::Deadline {
+            address: address(),
+            after: Duration::from_millis(5),
+        };
+        assert!(!late.unprocessed() && !late.connection_failed());
+        assert_eq!(late.status("c").code(), Code::DeadlineExceeded);
+    }
+}

@@ -1,0 +1,100 @@
+//! A call's deadline (`grpc-timeout`, from tonic's `Request::set_timeout`)
+//! holds through a cluster's channel: a response that never starts and a
+//! stream that never ends both stop at the deadline with
+//! DEADLINE_EXCEEDED, and neither ejects the endpoint.
+
+#![allow(clippy::expect_used, clippy::unwrap_used)]
+
+mod support;
+
+use std::time::Duration;
+
+use lookaside_client::cluster::ClusterBalancer;
+use lookaside_client::endpoint::ConnectionSettings;
+use support::Backend;
+use tonic_health::pb::HealthCheckRequest;
+use tonic_health::pb::health_client::HealthClient;
+
+const TIMEOUT: Duration = Duration::from_millis(300);
+
+/// Fails the test, rather than hanging it, if the deadline is not kept.
+async fn bounded<F: Future>(future: F) -> F::Output {
+    tokio::time::timeout(Duration::from_secs(5), future)
+        .await
+        .expect("the call ended within 5 s")
+}
+
+fn with_timeout<T>(message: T) -> tonic::Request<T> {
+    let mut request = tonic::Request::new(message);
+    request.set_timeout(TIMEOUT);
+    request
+}
+
+#[tokio::test]
+async fn a_server_that_never_answers_costs_the_deadline_not_the_endpoint() {
+    // Accepts connections and never says a word.
+    let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+    let address = listener.local_addr().unwrap();
+    let held = tokio::spawn(async move {
+        let mut sockets = Vec::new();
+        while let Ok((socket, _)) = listener.accept().await {
+            sockets.push(socket);
+        }
+    });
+    let cluster = ClusterBalancer::spawn(
+        "silent",
+        ConnectionSettings::default(),
+        Duration::from_secs(2),
+    );
+    cluster.assign(vec![(address, 1)]);
+    let channel = cluster.channel();
+
+    let started = tokio::time::Instant::now();
+    let status = bounded(
+        HealthClient::new(channel.clone()).check(with_timeout(HealthCheckRequest::default())),
+    )
+    .await
+    .expect_err("no answer");
+    let waited = started.elapsed();
+    assert_eq!(status.code(), tonic::Code::DeadlineExceeded, "{status:?}");
+    assert!(status.message().contains("silent"), "{status:?}");
+    assert!(
+        waited >= TIMEOUT && waited < Duration::from_secs(2),
+        "waited {waited:?}"
+    );
+    assert!(channel.is_usable(), "a slow call is not a dead endpoint");
+    held.abort();
+}
+
+#[tokio::test]
+async fn a_stream_that_never_ends_stops_at_the_deadline() {
+    let backend = Backend::start().await;
+    let cluster = ClusterBalancer::spawn(
+        "watched",
+        ConnectionSettings::default(),
+        Duration::from_secs(2),
+    );
+    cluster.assign(vec![(backend.address, 1)]);
+    let channel = cluster.channel();
+
+    let started = tokio::time::Instant::now();
+    let mut updates = HealthClient::new(channel.clone())
+        .watch(with_timeout(HealthCheckRequest::default()))
+        .await
+        .expect("watch opens")
+        .into_inner();
+    let first = updates.message().await.expect("first update");
+    assert!(first.is_some(), "the current status comes first");
+    let status = bounded(updates.message())
+        .await
+        .expect_err("ends at the deadline");
+    let waited = started.elapsed();
+    assert_eq!(status.code(), tonic::Code::DeadlineExceeded, "{status:?}");
+    assert!(
+        waited >= TIMEOUT && waited < Duration::from_secs(2),
+        "waited {waited:?}"
+    );
+    assert!(channel.is_usable());
+    // The endpoint still serves.
+    support::call(&channel).await.expect("next call");
+}
