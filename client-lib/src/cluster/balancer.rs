@@ -69,7 +69,7 @@ impl ClusterBalancer {
 
     /// Counts an assignment that was rejected (NACKed or unusable).
     pub fn rejected(&self) {
-        self.channel.metrics.rejected.increment(1);
+        self.channel.metrics().rejected.increment(1);
     }
 
     /// The channel calls go through. Cheap to clone.

@@ -19,15 +19,20 @@ use crate::endpoint::{Connection, RequestBody};
 use crate::telemetry::ClusterMetrics;
 
 /// Balances calls over a cluster's usable endpoints by weight. Cheap to
-/// clone; clones share everything.
+/// clone (one reference count: a call clones it); clones share everything.
 #[derive(Debug, Clone)]
 pub struct LbChannel {
-    name: Arc<str>,
+    shared: Arc<Shared>,
+}
+
+#[derive(Debug)]
+struct Shared {
+    name: Box<str>,
     set: Arc<ArcSwap<EndpointSet>>,
     failures: mpsc::Sender<SocketAddr>,
     published: watch::Receiver<()>,
     first_assignment_timeout: Duration,
-    pub(super) metrics: ClusterMetrics,
+    metrics: ClusterMetrics,
 }
 
 impl LbChannel {
@@ -40,29 +45,36 @@ impl LbChannel {
         metrics: ClusterMetrics,
     ) -> Self {
         Self {
-            name: name.into(),
-            set,
-            failures,
-            published,
-            first_assignment_timeout,
-            metrics,
+            shared: Arc::new(Shared {
+                name: name.into(),
+                set,
+                failures,
+                published,
+                first_assignment_timeout,
+                metrics,
+            }),
         }
+    }
+
+    /// The cluster's metric handles.
+    pub(super) fn metrics(&self) -> &ClusterMetrics {
+        &self.shared.metrics
     }
 
     /// The cluster's name.
     pub fn cluster(&self) -> &str {
-        &self.name
+        &self.shared.name
     }
 
     /// Whether some endpoint can take a call now.
     pub fn is_usable(&self) -> bool {
-        self.set.load().usable() > 0
+        self.shared.set.load().usable() > 0
     }
 
     /// Picks an endpoint not in `tried` (a few draws: the set may still list
     /// an endpoint that just failed).
     fn pick_untried(&self, tried: &[SocketAddr]) -> Option<Connection> {
-        let set = self.set.load();
+        let set = self.shared.set.load();
         for _ in 0..8 {
             let endpoint = set.pick()?;
             if !tried.contains(&endpoint.address) {
@@ -75,20 +87,20 @@ impl LbChannel {
 
     /// Waits for the first assignment, up to the configured deadline.
     async fn assigned(&self) -> Result<(), Status> {
-        let mut published = self.published.clone();
+        let mut published = self.shared.published.clone();
         let wait = async {
-            while !self.set.load().assigned {
+            while !self.shared.set.load().assigned {
                 if published.changed().await.is_err() {
                     break;
                 }
             }
         };
-        tokio::time::timeout(self.first_assignment_timeout, wait)
+        tokio::time::timeout(self.shared.first_assignment_timeout, wait)
             .await
             .map_err(|_| {
                 Status::unavailable(format!(
                     "cluster {}: no assignment from the control plane within {:?}",
-                    self.name, self.first_assignment_timeout
+                    self.shared.name, self.shared.first_assignment_timeout
                 ))
             })
     }
@@ -107,39 +119,48 @@ impl Service<http::Request<Body>> for LbChannel {
 
     fn call(&mut self, request: http::Request<Body>) -> Self::Future {
         let this = self.clone();
+        // Split here, not in the future: a value moved inside a future still
+        // takes room in it, and one such future is allocated per call.
+        let (parts, body) = request.into_parts();
         Box::pin(async move {
-            if !this.set.load().assigned {
-                this.assigned().await?;
+            if !this.shared.set.load().assigned {
+                // Boxed: a rare wait should not grow every call's future.
+                Box::pin(this.assigned()).await?;
             }
-            let (parts, body) = request.into_parts();
             let mut body = RequestBody::read(body).await?;
             let mut tried: Vec<SocketAddr> = Vec::new();
             loop {
                 let Some(connection) = this.pick_untried(&tried) else {
-                    let set = this.set.load();
+                    let set = this.shared.set.load();
                     return Err(Status::unavailable(format!(
                         "cluster {}: none of its {} endpoints is reachable",
-                        this.name, set.assigned_endpoints
+                        this.shared.name, set.assigned_endpoints
                     ))
                     .into());
                 };
                 let address = connection.address();
-                let span = tracing::debug_span!("lookaside_call", cluster = %this.name, endpoint = %address);
-                let attempt = crate::endpoint::call(&connection, parts.clone(), body.attempt());
+                // Only built when someone listens: formatting the fields
+                // for nobody costs more than the pick.
+                let span = if tracing::enabled!(tracing::Level::DEBUG) {
+                    tracing::debug_span!("lookaside_call", cluster = %this.shared.name, endpoint = %address)
+                } else {
+                    tracing::Span::none()
+                };
+                let attempt = crate::endpoint::call(&connection, &parts, body.attempt());
                 let error = match attempt.instrument(span).await {
                     Ok(response) => return Ok(response),
                     Err(error) => error,
                 };
                 if error.connection_failed() {
                     // Eject the endpoint; the balancer probes it back.
-                    let _ = this.failures.try_send(address);
+                    let _ = this.shared.failures.try_send(address);
                 }
                 tried.push(address);
                 if !retry::may_retry(&error, body.replayable(), tried.len()) {
-                    return Err(error.status(&this.name).into());
+                    return Err(error.status(&this.shared.name).into());
                 }
-                this.metrics.retries.increment(1);
-                tracing::debug!(cluster = %this.name, endpoint = %address, error = %crate::telemetry::error_chain(&error), "request not processed; trying another endpoint");
+                this.shared.metrics.retries.increment(1);
+                tracing::debug!(cluster = %this.shared.name, endpoint = %address, error = %crate::telemetry::error_chain(&error), "request not processed; trying another endpoint");
             }
         })
     }

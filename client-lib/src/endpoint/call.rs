@@ -4,6 +4,9 @@
 //!
 //! Must never: change what the application sent beyond what HTTP/2 needs
 //! (`:scheme` and `:authority`, a `user-agent` if there is none).
+//!
+//! The futures here are kept small on purpose (values are moved in, not
+//! held beside the futures that consume them): one is allocated per call.
 
 use std::sync::Arc;
 
@@ -17,64 +20,91 @@ const USER_AGENT: &str = concat!("lookaside-client/", env!("CARGO_PKG_VERSION"))
 
 /// Sends `head` and `body` to `connection`'s endpoint and waits for the
 /// response head. The response body ends at the deadline too.
-pub(crate) async fn call(
-    connection: &Connection,
-    mut head: http::request::Parts,
+pub(crate) fn call<'a>(
+    connection: &'a Connection,
+    head: &http::request::Parts,
     body: RequestBody,
-) -> Result<http::Response<Body>, EndpointError> {
+) -> impl Future<Output = Result<http::Response<Body>, EndpointError>> + Send + use<'a> {
     let address = connection.address();
     let deadline =
         deadline::timeout(&head.headers).map(|after| (tokio::time::Instant::now() + after, after));
-    let mut uri = std::mem::take(&mut head.uri).into_parts();
+    let request = request(connection, head);
+    async move {
+        let (response, alive) = match deadline {
+            None => exchange(connection, request, body).await?,
+            // Boxed: the timer would otherwise grow every call's future.
+            Some((at, after)) => Box::pin(tokio::time::timeout_at(
+                at,
+                exchange(connection, request, body),
+            ))
+            .await
+            .map_err(|_| EndpointError::Deadline { address, after })??,
+        };
+        Ok(response.map(|stream| Body::new(ResponseBody::new(stream, deadline, alive))))
+    }
+}
+
+/// The head h2 sends for `head`: its method, path and headers (not its
+/// extensions, which never leave the process), this endpoint's scheme and
+/// authority, and a user-agent if the application set none.
+fn request(connection: &Connection, head: &http::request::Parts) -> http::Request<()> {
+    let mut uri = http::uri::Parts::default();
     uri.scheme = Some(http::uri::Scheme::HTTP);
     uri.authority = Some(connection.authority().clone());
+    uri.path_and_query = head.uri.path_and_query().cloned();
+    let mut request = http::Request::new(());
+    *request.method_mut() = head.method.clone();
     // Scheme, authority and the application's path always make a URI.
-    head.uri = http::Uri::from_parts(uri).unwrap_or_default();
-    if !head.headers.contains_key(http::header::USER_AGENT) {
-        head.headers.insert(
+    *request.uri_mut() = http::Uri::from_parts(uri).unwrap_or_default();
+    *request.version_mut() = head.version;
+    let headers = request.headers_mut();
+    *headers = head.headers.clone();
+    if !headers.contains_key(http::header::USER_AGENT) {
+        headers.insert(
             http::header::USER_AGENT,
             HeaderValue::from_static(USER_AGENT),
         );
     }
-    let request = http::Request::from_parts(head, ());
+    request
+}
+
+/// Opens the stream, sends the body (whole, or piped) and waits for the
+/// response head.
+async fn exchange(
+    connection: &Connection,
+    request: http::Request<()>,
+    body: RequestBody,
+) -> Result<(http::Response<h2::RecvStream>, CallAlive), EndpointError> {
+    let address = connection.address();
     let opened = |source| EndpointError::Open {
         address,
         source: Arc::new(source),
     };
-
-    let send = async {
-        let mut send = connection.ready().await?;
-        let (response, alive) = match body {
-            RequestBody::Complete(bytes) => {
-                let end = bytes.is_empty();
-                let (response, mut stream) = send.send_request(request, end).map_err(opened)?;
-                if !end {
-                    // Sent as one DATA frame with END_STREAM.
-                    stream
-                        .send_data(bytes, true)
-                        .map_err(|source| EndpointError::Response {
-                            address,
-                            source: Arc::new(source),
-                        })?;
-                }
-                (response, CallAlive::none())
+    let mut send = connection.ready().await?;
+    let (response, alive) = match body {
+        RequestBody::Complete(bytes) => {
+            let end = bytes.is_empty();
+            let (response, mut stream) = send.send_request(request, end).map_err(opened)?;
+            if !end {
+                // One DATA frame with END_STREAM.
+                stream
+                    .send_data(bytes, true)
+                    .map_err(|source| EndpointError::Response {
+                        address,
+                        source: Arc::new(source),
+                    })?;
             }
-            RequestBody::Streaming(body) => {
-                let (response, stream) = send.send_request(request, false).map_err(opened)?;
-                (response, spawn_pipe(body, stream))
-            }
-        };
-        let response = response.await.map_err(|source| EndpointError::Response {
-            address,
-            source: Arc::new(source),
-        })?;
-        Ok((response, alive))
+            (response, CallAlive::none())
+        }
+        RequestBody::Streaming(body) => {
+            let (response, stream) = send.send_request(request, false).map_err(opened)?;
+            (response, spawn_pipe(body, stream))
+        }
     };
-    let (response, alive) = match deadline {
-        None => send.await?,
-        Some((at, after)) => tokio::time::timeout_at(at, send)
-            .await
-            .map_err(|_| EndpointError::Deadline { address, after })??,
-    };
-    Ok(response.map(|stream| Body::new(ResponseBody::new(stream, deadline, alive))))
+    drop(send);
+    let response = response.await.map_err(|source| EndpointError::Response {
+        address,
+        source: Arc::new(source),
+    })?;
+    Ok((response, alive))
 }

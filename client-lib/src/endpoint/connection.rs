@@ -108,7 +108,12 @@ impl Connection {
     pub(crate) async fn ready(&self) -> Result<SendRequest<Bytes>, EndpointError> {
         let mut replaced = false;
         loop {
-            let live = self.shared.current().await?;
+            let live = match self.shared.live.load_full() {
+                Some(live) => live,
+                // Boxed: connecting is rare, and its future is large; every
+                // call's future would otherwise carry it.
+                None => Box::pin(self.shared.current()).await?,
+            };
             match live.send.clone().ready().await {
                 Ok(send) => return Ok(send),
                 Err(source) => {
