@@ -42,7 +42,7 @@ impl ClusterBalancer {
         let channel = LbChannel::new(
             name,
             set.clone(),
-            failures_tx,
+            failures_tx.clone(),
             published_rx,
             first_assignment_timeout,
             metrics.clone(),
@@ -51,6 +51,7 @@ impl ClusterBalancer {
             name: name.to_string(),
             settings,
             set,
+            failures: failures_tx,
             endpoints: BTreeMap::new(),
             published: published_tx,
             metrics: metrics.clone(),
@@ -82,6 +83,8 @@ struct Task {
     name: String,
     settings: ConnectionSettings,
     set: Arc<ArcSwap<EndpointSet>>,
+    /// Where calls and connection attempts report failed connections.
+    failures: mpsc::Sender<SocketAddr>,
     /// Every assigned endpoint with its weight.
     endpoints: BTreeMap<SocketAddr, (Endpoint, u32)>,
     published: watch::Sender<()>,
@@ -136,7 +139,7 @@ impl Task {
                 Some((endpoint, _)) => endpoint,
                 None => {
                     debug!(cluster = %self.name, endpoint = %address, "endpoint added");
-                    Endpoint::new(&self.name, address, &self.settings)
+                    Endpoint::new(&self.name, address, &self.settings, self.failures.clone())
                 }
             };
             next.insert(address, (endpoint, weight));

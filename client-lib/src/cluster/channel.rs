@@ -15,7 +15,7 @@ use tracing::Instrument;
 
 use super::EndpointSet;
 use super::retry;
-use crate::endpoint::{Connection, RequestBody};
+use crate::endpoint::{Connection, Deadline, RequestBody};
 use crate::telemetry::ClusterMetrics;
 
 /// Balances calls over a cluster's usable endpoints by weight. Cheap to
@@ -71,6 +71,17 @@ impl LbChannel {
         self.shared.set.load().usable() > 0
     }
 
+    /// Endpoints taking calls now (not ejected).
+    pub fn usable_endpoints(&self) -> usize {
+        self.shared.set.load().usable()
+    }
+
+    /// Endpoints in the latest assignment, usable or not (0 before the
+    /// first).
+    pub fn assigned_endpoints(&self) -> usize {
+        self.shared.set.load().assigned_endpoints
+    }
+
     /// Picks an endpoint not in `tried` (a few draws: the set may still list
     /// an endpoint that just failed).
     fn pick_untried(&self, tried: &[SocketAddr]) -> Option<Connection> {
@@ -85,8 +96,9 @@ impl LbChannel {
         None
     }
 
-    /// Waits for the first assignment, up to the configured deadline.
-    async fn assigned(&self) -> Result<(), Status> {
+    /// Waits for the first assignment, up to the configured timeout or the
+    /// call's deadline, whichever comes first.
+    async fn assigned(&self, deadline: Option<Deadline>) -> Result<(), Status> {
         let mut published = self.shared.published.clone();
         let wait = async {
             while !self.shared.set.load().assigned {
@@ -95,14 +107,23 @@ impl LbChannel {
                 }
             }
         };
-        tokio::time::timeout(self.shared.first_assignment_timeout, wait)
-            .await
-            .map_err(|_| {
+        let limit = tokio::time::Instant::now() + self.shared.first_assignment_timeout;
+        match deadline {
+            Some(deadline) if deadline.at < limit => tokio::time::timeout_at(deadline.at, wait)
+                .await
+                .map_err(|_| {
+                    Status::deadline_exceeded(format!(
+                        "cluster {}: deadline of {:?} passed before the first assignment",
+                        self.shared.name, deadline.after
+                    ))
+                }),
+            _ => tokio::time::timeout_at(limit, wait).await.map_err(|_| {
                 Status::unavailable(format!(
                     "cluster {}: no assignment from the control plane within {:?}",
                     self.shared.name, self.shared.first_assignment_timeout
                 ))
-            })
+            }),
+        }
     }
 }
 
@@ -122,10 +143,12 @@ impl Service<http::Request<Body>> for LbChannel {
         // Split here, not in the future: a value moved inside a future still
         // takes room in it, and one such future is allocated per call.
         let (parts, body) = request.into_parts();
+        // Fixed once: retries share the call's deadline.
+        let deadline = Deadline::of(&parts.headers);
         Box::pin(async move {
             if !this.shared.set.load().assigned {
                 // Boxed: a rare wait should not grow every call's future.
-                Box::pin(this.assigned()).await?;
+                Box::pin(this.assigned(deadline)).await?;
             }
             let mut body = RequestBody::read(body).await?;
             let mut tried: Vec<SocketAddr> = Vec::new();
@@ -146,7 +169,7 @@ impl Service<http::Request<Body>> for LbChannel {
                 } else {
                     tracing::Span::none()
                 };
-                let attempt = crate::endpoint::call(&connection, &parts, body.attempt());
+                let attempt = crate::endpoint::call(&connection, &parts, body.attempt(), deadline);
                 let error = match attempt.instrument(span).await {
                     Ok(response) => return Ok(response),
                     Err(error) => error,

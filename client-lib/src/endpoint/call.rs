@@ -3,7 +3,8 @@
 //! deadline.
 //!
 //! Must never: change what the application sent beyond what HTTP/2 needs
-//! (`:scheme` and `:authority`, a `user-agent` if there is none).
+//! (`:scheme` and `:authority`, no connection-specific headers, a
+//! `user-agent` if there is none).
 //!
 //! The futures here are kept small on purpose (values are moved in, not
 //! held beside the futures that consume them): one is allocated per call.
@@ -14,21 +15,25 @@ use http::HeaderValue;
 use tonic::body::Body;
 
 use super::body::{CallAlive, RequestBody, ResponseBody, spawn_pipe};
-use super::{Connection, EndpointError, deadline};
+use super::{Connection, Deadline, EndpointError};
 
 const USER_AGENT: &str = concat!("lookaside-client/", env!("CARGO_PKG_VERSION"));
 
 /// Sends `head` and `body` to `connection`'s endpoint and waits for the
-/// response head. The response body ends at the deadline too.
+/// response head, until `deadline` (the call's, shared by its attempts).
+/// The response body ends at the deadline too.
 pub(crate) fn call<'a>(
     connection: &'a Connection,
     head: &http::request::Parts,
     body: RequestBody,
+    deadline: Option<Deadline>,
 ) -> impl Future<Output = Result<http::Response<Body>, EndpointError>> + Send + use<'a> {
     let address = connection.address();
-    let deadline =
-        deadline::timeout(&head.headers).map(|after| (tokio::time::Instant::now() + after, after));
-    let request = request(connection, head);
+    let mut request = request(connection, head);
+    if let Some(deadline) = deadline {
+        deadline.rewrite(request.headers_mut());
+    }
+    let deadline = deadline.map(|deadline| (deadline.at, deadline.after));
     async move {
         let (response, alive) = match deadline {
             None => exchange(connection, request, body).await?,
@@ -59,6 +64,7 @@ fn request(connection: &Connection, head: &http::request::Parts) -> http::Reques
     *request.version_mut() = head.version;
     let headers = request.headers_mut();
     *headers = head.headers.clone();
+    strip_connection_headers(headers);
     if !headers.contains_key(http::header::USER_AGENT) {
         headers.insert(
             http::header::USER_AGENT,
@@ -66,6 +72,26 @@ fn request(connection: &Connection, head: &http::request::Parts) -> http::Reques
         );
     }
     request
+}
+
+/// Removes the headers HTTP/2 forbids (RFC 9113, 8.2.2), as hyper's client
+/// does: h2 refuses to send a request that carries one.
+fn strip_connection_headers(headers: &mut http::HeaderMap) {
+    for name in [
+        http::header::CONNECTION,
+        http::header::TRANSFER_ENCODING,
+        http::header::UPGRADE,
+        http::header::HeaderName::from_static("keep-alive"),
+        http::header::HeaderName::from_static("proxy-connection"),
+    ] {
+        headers.remove(name);
+    }
+    if headers
+        .get(http::header::TE)
+        .is_some_and(|te| te != "trailers")
+    {
+        headers.remove(http::header::TE);
+    }
 }
 
 /// Opens the stream, sends the body (whole, or piped) and waits for the
@@ -86,13 +112,9 @@ async fn exchange(
             let end = bytes.is_empty();
             let (response, mut stream) = send.send_request(request, end).map_err(opened)?;
             if !end {
-                // One DATA frame with END_STREAM.
-                stream
-                    .send_data(bytes, true)
-                    .map_err(|source| EndpointError::Response {
-                        address,
-                        source: Arc::new(source),
-                    })?;
+                // One DATA frame with END_STREAM. If the stream already
+                // failed, waiting for the response says why (as hyper).
+                let _ = stream.send_data(bytes, true);
             }
             (response, CallAlive::none())
         }
@@ -107,4 +129,38 @@ async fn exchange(
         source: Arc::new(source),
     })?;
     Ok((response, alive))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn connection_specific_headers_never_reach_h2() {
+        let mut headers = http::HeaderMap::new();
+        for (name, value) in [
+            ("connection", "keep-alive"),
+            ("keep-alive", "timeout=5"),
+            ("proxy-connection", "keep-alive"),
+            ("transfer-encoding", "chunked"),
+            ("upgrade", "h2c"),
+            ("te", "gzip"),
+            ("x-kept", "yes"),
+        ] {
+            headers.insert(
+                http::header::HeaderName::from_static(name),
+                HeaderValue::from_static(value),
+            );
+        }
+        strip_connection_headers(&mut headers);
+        let left: Vec<&str> = headers.keys().map(|name| name.as_str()).collect();
+        assert_eq!(left, vec!["x-kept"]);
+        let mut grpc = http::HeaderMap::new();
+        grpc.insert(http::header::TE, HeaderValue::from_static("trailers"));
+        strip_connection_headers(&mut grpc);
+        assert!(
+            grpc.contains_key(http::header::TE),
+            "gRPC's te: trailers stays"
+        );
+    }
 }

@@ -3,7 +3,10 @@
 //!
 //! Owns: connecting (TCP without Nagle, the h2 handshake, the connect
 //! timeout), the task that drives the connection and its keepalive, and
-//! handing callers a live `SendRequest`. Calls go straight onto the h2
+//! handing callers a live `SendRequest`. An attempt to connect runs on its
+//! own task, shared by every call that waits for it: a call whose deadline
+//! passes stops waiting, the attempt goes on, and a failed attempt is
+//! reported to the cluster (which ejects the endpoint) whoever waited. Calls go straight onto the h2
 //! connection from the caller's task: no dispatch queue, no task per call.
 //! A connection whose every handle is gone (the endpoint was removed)
 //! closes once its in-flight calls finish.
@@ -12,11 +15,14 @@
 
 use std::net::SocketAddr;
 use std::sync::atomic::{AtomicU64, Ordering};
-use std::sync::{Arc, Mutex, Weak};
+use std::sync::{Arc, Mutex, PoisonError, Weak};
 
 use arc_swap::ArcSwapOption;
 use bytes::Bytes;
+use futures::FutureExt;
+use futures::future::{BoxFuture, Shared as SharedFuture};
 use h2::client::SendRequest;
+use tokio::sync::mpsc;
 use tracing::{Instrument, debug, warn};
 
 use super::{ConnectionSettings, EndpointError};
@@ -24,8 +30,11 @@ use super::{ConnectionSettings, EndpointError};
 /// HTTP/2 settings, as hyper's client defaults (which tonic uses).
 const STREAM_WINDOW: u32 = 2 * 1024 * 1024;
 const CONNECTION_WINDOW: u32 = 5 * 1024 * 1024;
-const MAX_SEND_BUFFER: usize = 400 * 1024;
+const MAX_SEND_BUFFER: usize = 1024 * 1024;
 const MAX_HEADER_LIST: u32 = 16 * 1024;
+/// Streams opened before the server's SETTINGS say how many it allows (a
+/// server that names no limit lifts it).
+const INITIAL_MAX_SEND_STREAMS: usize = 100;
 
 /// A lazily made, self-replacing HTTP/2 connection to one endpoint. Cheap
 /// to clone; clones share the connection.
@@ -42,15 +51,16 @@ struct Shared {
     settings: ConnectionSettings,
     /// The connection calls use now, if any.
     live: ArcSwapOption<Live>,
-    /// Held while an attempt to connect is under way.
-    connecting: tokio::sync::Mutex<()>,
-    /// Failed attempts so far, and the latest failure: callers that waited
-    /// for an attempt that failed share its error instead of queueing
-    /// attempts of their own.
-    failures: AtomicU64,
-    last_failure: Mutex<Option<EndpointError>>,
+    /// The latest attempt to connect (numbered), finished or not.
+    attempt: Mutex<Option<(u64, Attempt)>>,
+    /// Where failed attempts are reported (the cluster ejects the
+    /// endpoint until it answers again).
+    failures: mpsc::Sender<SocketAddr>,
     next_id: AtomicU64,
 }
+
+/// An attempt to connect, on its own task; every waiting call shares it.
+type Attempt = SharedFuture<BoxFuture<'static, Result<Arc<Live>, EndpointError>>>;
 
 #[derive(Debug)]
 struct Live {
@@ -59,8 +69,14 @@ struct Live {
 }
 
 impl Connection {
-    /// A connection to `address` of `cluster`, made on first use.
-    pub(crate) fn new(cluster: &str, address: SocketAddr, settings: &ConnectionSettings) -> Self {
+    /// A connection to `address` of `cluster`, made on first use; attempts
+    /// that fail are reported on `failures`.
+    pub(crate) fn new(
+        cluster: &str,
+        address: SocketAddr,
+        settings: &ConnectionSettings,
+        failures: mpsc::Sender<SocketAddr>,
+    ) -> Self {
         // A SocketAddr always prints as a valid authority.
         let authority = address
             .to_string()
@@ -73,9 +89,8 @@ impl Connection {
                 authority,
                 settings: settings.clone(),
                 live: ArcSwapOption::empty(),
-                connecting: tokio::sync::Mutex::new(()),
-                failures: AtomicU64::new(0),
-                last_failure: Mutex::new(None),
+                attempt: Mutex::new(None),
+                failures,
                 next_id: AtomicU64::new(0),
             }),
         }
@@ -83,14 +98,7 @@ impl Connection {
 
     /// Starts connecting now, so the first call does not wait for it.
     pub(crate) fn warm_up(&self) {
-        let shared = Arc::downgrade(&self.shared);
-        tokio::spawn(async move {
-            if let Some(shared) = shared.upgrade()
-                && let Err(error) = shared.current().await
-            {
-                debug!(cluster = %shared.cluster, endpoint = %shared.address, error = %crate::telemetry::error_chain(&error), "could not connect ahead of the first call");
-            }
-        });
+        drop(self.shared.attempt());
     }
 
     /// The endpoint's address.
@@ -138,30 +146,55 @@ impl Shared {
         if let Some(live) = self.live.load_full() {
             return Ok(live);
         }
-        let failures = self.failures.load(Ordering::Acquire);
-        let _attempt = self.connecting.lock().await;
-        if let Some(live) = self.live.load_full() {
-            return Ok(live);
-        }
-        if self.failures.load(Ordering::Acquire) != failures
-            && let Some(error) = self.last_failure.lock().ok().and_then(|last| last.clone())
+        self.attempt().await
+    }
+
+    /// The attempt under way, or a new one.
+    fn attempt(self: &Arc<Self>) -> Attempt {
+        let mut slot = self.attempt.lock().unwrap_or_else(PoisonError::into_inner);
+        if let Some((_, attempt)) = slot.as_ref()
+            && attempt.peek().is_none()
         {
-            // The attempt this call waited for failed: share its error.
-            return Err(error);
+            return attempt.clone();
         }
-        match self.connect().await {
-            Ok(live) => {
-                self.live.store(Some(live.clone()));
-                Ok(live)
-            }
-            Err(error) => {
-                if let Ok(mut last) = self.last_failure.lock() {
-                    *last = Some(error.clone());
+        let number = self.next_id.fetch_add(1, Ordering::Relaxed);
+        // The task holds the endpoint for at most the connect timeout.
+        let shared = self.clone();
+        let task = tokio::spawn(async move {
+            let result = shared.connect(number).await;
+            match &result {
+                Ok(live) => shared.live.store(Some(live.clone())),
+                Err(error) => {
+                    debug!(cluster = %shared.cluster, endpoint = %shared.address, error = %crate::telemetry::error_chain(error), "could not connect");
+                    // Full queue: an ejection is already on its way.
+                    let _ = shared.failures.try_send(shared.address);
                 }
-                self.failures.fetch_add(1, Ordering::Release);
-                Err(error)
             }
+            // Done: the next call that finds no connection starts afresh.
+            let mut slot = shared
+                .attempt
+                .lock()
+                .unwrap_or_else(PoisonError::into_inner);
+            if matches!(slot.as_ref(), Some((current, _)) if *current == number) {
+                *slot = None;
+            }
+            result
+        });
+        let address = self.address;
+        let attempt = async move {
+            task.await.unwrap_or_else(|join| {
+                Err(EndpointError::Connect {
+                    address,
+                    source: Arc::new(std::io::Error::other(format!(
+                        "the connection attempt ended: {join}"
+                    ))),
+                })
+            })
         }
+        .boxed()
+        .shared();
+        *slot = Some((number, attempt.clone()));
+        attempt
     }
 
     /// Drops connection `id` if calls still use it.
@@ -172,7 +205,7 @@ impl Shared {
         });
     }
 
-    async fn connect(self: &Arc<Self>) -> Result<Arc<Live>, EndpointError> {
+    async fn connect(self: &Arc<Self>, id: u64) -> Result<Arc<Live>, EndpointError> {
         let address = self.address;
         let after = self.settings.connect_timeout;
         let attempt = async {
@@ -188,6 +221,7 @@ impl Shared {
                 .initial_connection_window_size(CONNECTION_WINDOW)
                 .max_send_buffer_size(MAX_SEND_BUFFER)
                 .max_header_list_size(MAX_HEADER_LIST)
+                .initial_max_send_streams(INITIAL_MAX_SEND_STREAMS)
                 .enable_push(false)
                 .handshake::<_, Bytes>(tcp)
                 .await
@@ -199,7 +233,6 @@ impl Shared {
         let (send, mut connection) = tokio::time::timeout(after, attempt)
             .await
             .map_err(|_| EndpointError::ConnectTimeout { address, after })??;
-        let id = self.next_id.fetch_add(1, Ordering::Relaxed);
         let keepalive = keepalive(connection.ping_pong(), self.settings.clone());
         let shared = Arc::downgrade(self);
         let span = tracing::debug_span!("lookaside_connection", cluster = %self.cluster, endpoint = %address);

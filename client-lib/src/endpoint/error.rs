@@ -74,10 +74,9 @@ impl EndpointError {
     /// past the server's `GOAWAY`.
     pub fn unprocessed(&self) -> bool {
         match self {
-            Self::Connect { .. }
-            | Self::ConnectTimeout { .. }
-            | Self::Handshake { .. }
-            | Self::Open { .. } => true,
+            Self::Connect { .. } | Self::ConnectTimeout { .. } | Self::Handshake { .. } => true,
+            // The connection is closing or gone; not a request h2 refused.
+            Self::Open { source, .. } => source.is_io() || source.is_go_away(),
             Self::Response { source, .. } => {
                 source.reason() == Some(h2::Reason::REFUSED_STREAM)
                     || (source.is_go_away() && source.is_remote())
@@ -87,14 +86,17 @@ impl EndpointError {
     }
 
     /// Whether the endpoint's connection failed (rather than one call's
-    /// stream): the cluster ejects the endpoint until it answers again.
+    /// stream, or the server replacing a connection with a graceful
+    /// GOAWAY): the cluster ejects the endpoint until it answers again.
     pub fn connection_failed(&self) -> bool {
+        let failed = |source: &h2::Error| {
+            source.is_io()
+                || (source.is_go_away()
+                    && !(source.is_remote() && source.reason() == Some(h2::Reason::NO_ERROR)))
+        };
         match self {
-            Self::Connect { .. }
-            | Self::ConnectTimeout { .. }
-            | Self::Handshake { .. }
-            | Self::Open { .. } => true,
-            Self::Response { source, .. } => source.is_io() || source.is_go_away(),
+            Self::Connect { .. } | Self::ConnectTimeout { .. } | Self::Handshake { .. } => true,
+            Self::Open { source, .. } | Self::Response { source, .. } => failed(source),
             Self::Deadline { .. } => false,
         }
     }
@@ -104,7 +106,12 @@ impl EndpointError {
     pub fn status(&self, cluster: &str) -> Status {
         let code = match self {
             Self::Deadline { .. } => Code::DeadlineExceeded,
-            Self::Response { source, .. } if !self.connection_failed() => stream_code(source),
+            // h2 would not send the request at all (e.g. a header HTTP/2
+            // forbids): the call's own fault, as gRPC reports it.
+            Self::Open { .. } if !self.unprocessed() => Code::Internal,
+            Self::Response { source, .. } if !self.connection_failed() && !source.is_go_away() => {
+                stream_code(source)
+            }
             _ => Code::Unavailable,
         };
         Status::new(
@@ -166,15 +173,18 @@ mod tests {
     }
 
     #[test]
-    fn a_connection_that_would_not_open_the_stream_ejects_and_may_retry() {
-        let closing = EndpointError::Open {
+    fn a_request_h2_will_not_send_is_the_calls_fault() {
+        // Not a connection error (no I/O, no GOAWAY): e.g. a header HTTP/2
+        // forbids. Retrying elsewhere or ejecting would take every
+        // endpoint out for one bad call.
+        let refused = EndpointError::Open {
             address: address(),
-            source: Arc::new(h2::Error::from(h2::Reason::NO_ERROR)),
+            source: Arc::new(h2::Error::from(h2::Reason::PROTOCOL_ERROR)),
         };
-        assert!(closing.unprocessed(), "nothing was sent");
-        assert!(closing.connection_failed());
-        let status = closing.status("greeter");
-        assert_eq!(status.code(), Code::Unavailable);
+        assert!(!refused.unprocessed());
+        assert!(!refused.connection_failed());
+        let status = refused.status("greeter");
+        assert_eq!(status.code(), Code::Internal);
         assert!(status.message().contains("cluster greeter"), "{status:?}");
         assert!(status.message().contains("127.0.0.1:1"), "{status:?}");
     }

@@ -4,6 +4,8 @@ use std::net::SocketAddr;
 use std::sync::Arc;
 use std::sync::atomic::{AtomicBool, Ordering};
 
+use tokio::sync::mpsc;
+
 use super::{Connection, ConnectionSettings};
 use crate::telemetry::EndpointMetrics;
 
@@ -19,9 +21,15 @@ pub struct Endpoint {
 
 impl Endpoint {
     /// An endpoint of `cluster` at `address`; it starts connecting at once.
-    /// Must be called within a tokio runtime.
-    pub fn new(cluster: &str, address: SocketAddr, settings: &ConnectionSettings) -> Self {
-        let connection = Connection::new(cluster, address, settings);
+    /// Connection attempts that fail are reported on `failures`. Must be
+    /// called within a tokio runtime.
+    pub fn new(
+        cluster: &str,
+        address: SocketAddr,
+        settings: &ConnectionSettings,
+        failures: mpsc::Sender<SocketAddr>,
+    ) -> Self {
+        let connection = Connection::new(cluster, address, settings, failures);
         connection.warm_up();
         Self {
             address,

@@ -17,9 +17,10 @@ mod error;
 mod handle;
 mod settings;
 
-pub use body::RequestBody;
+pub use body::{MAX_REPLAYABLE, RequestBody};
 pub(crate) use call::call;
 pub(crate) use connection::Connection;
+pub use deadline::Deadline;
 pub use error::EndpointError;
 pub use handle::Endpoint;
 pub use settings::ConnectionSettings;

@@ -1,0 +1,111 @@
+//! Connection failures reach the balancer however calls use the endpoint:
+//! an endpoint that cannot be reached is ejected even before any call, and
+//! even when every call gives up (its deadline) before the connection
+//! attempt does; a call carrying a header HTTP/2 forbids is sent without
+//! it and ejects nothing.
+
+#![allow(clippy::expect_used, clippy::unwrap_used)]
+
+mod support;
+
+use std::time::Duration;
+
+use lookaside_client::cluster::ClusterBalancer;
+use lookaside_client::endpoint::ConnectionSettings;
+use support::Backend;
+use tonic_health::pb::HealthCheckRequest;
+use tonic_health::pb::health_client::HealthClient;
+
+fn balancer(name: &str, connect_timeout: Duration) -> ClusterBalancer {
+    let settings = ConnectionSettings {
+        connect_timeout,
+        // Long enough that the test sees the ejection before a probe.
+        probe_backoff_initial: Duration::from_secs(30),
+        ..ConnectionSettings::default()
+    };
+    ClusterBalancer::spawn(name, settings, Duration::from_secs(2))
+}
+
+/// Polls until the channel's one assigned endpoint is ejected; panics
+/// after 5 s.
+async fn until_ejected(channel: &lookaside_client::LbChannel, mut between: impl AsyncFnMut()) {
+    let deadline = tokio::time::Instant::now() + Duration::from_secs(5);
+    while channel.assigned_endpoints() != 1 || channel.usable_endpoints() != 0 {
+        assert!(
+            tokio::time::Instant::now() < deadline,
+            "the unreachable endpoint is still in use"
+        );
+        between().await;
+        tokio::time::sleep(Duration::from_millis(10)).await;
+    }
+}
+
+#[tokio::test]
+async fn an_endpoint_nobody_listens_on_is_ejected_before_any_call() {
+    let closed = {
+        let listener = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
+        listener.local_addr().unwrap()
+    };
+    let cluster = balancer("closed", Duration::from_secs(2));
+    cluster.assign(vec![(closed, 1)]);
+    until_ejected(&cluster.channel(), async || {}).await;
+}
+
+#[tokio::test]
+async fn an_endpoint_that_never_answers_is_ejected_though_every_call_gives_up_first() {
+    // A listener whose accept queue is full: further connection attempts
+    // hang (the SYN is dropped) until the connect timeout.
+    let socket = tokio::net::TcpSocket::new_v4().unwrap();
+    socket.bind("127.0.0.1:0".parse().unwrap()).unwrap();
+    let listener = socket.listen(1).unwrap();
+    let address = listener.local_addr().unwrap();
+    let mut fillers = Vec::new();
+    for _ in 0..8 {
+        let attempt = tokio::time::timeout(
+            Duration::from_millis(100),
+            tokio::net::TcpStream::connect(address),
+        )
+        .await;
+        match attempt {
+            Ok(Ok(stream)) => fillers.push(stream),
+            _ => break,
+        }
+    }
+
+    let cluster = balancer("blackhole", Duration::from_millis(300));
+    cluster.assign(vec![(address, 1)]);
+    let channel = cluster.channel();
+    let mut gave_up = 0;
+    until_ejected(&channel, async || {
+        let mut request = tonic::Request::new(HealthCheckRequest::default());
+        request.set_timeout(Duration::from_millis(20));
+        match HealthClient::new(channel.clone()).check(request).await {
+            Err(status) if status.code() == tonic::Code::DeadlineExceeded => gave_up += 1,
+            // Once ejected, calls fail fast instead.
+            Err(status) => assert_eq!(status.code(), tonic::Code::Unavailable, "{status:?}"),
+            Ok(_) => panic!("nothing answers there"),
+        }
+    })
+    .await;
+    assert!(gave_up > 0, "calls waited for the connection and gave up");
+    drop(listener);
+}
+
+#[tokio::test]
+async fn a_connection_header_is_dropped_not_fatal() {
+    let backend = Backend::start().await;
+    let cluster = balancer("greeter", Duration::from_secs(2));
+    cluster.assign(vec![(backend.address, 1)]);
+    let channel = cluster.channel();
+    let mut request = tonic::Request::new(HealthCheckRequest::default());
+    request
+        .metadata_mut()
+        .insert("connection", "keep-alive".parse().unwrap());
+    HealthClient::new(channel.clone())
+        .check(request)
+        .await
+        .expect("served without the header");
+    assert!(channel.is_usable(), "nothing ejected");
+    support::call(&channel).await.expect("next call");
+    assert_eq!(backend.served(), 2);
+}
