@@ -109,3 +109,45 @@ async fn a_connection_header_is_dropped_not_fatal() {
     support::call(&channel).await.expect("next call");
     assert_eq!(backend.served(), 2);
 }
+
+#[tokio::test]
+async fn a_peer_that_goes_silent_is_found_by_keepalive() {
+    // Accepts connections, then never reads or answers anything (a frozen
+    // process, or a peer behind a dead network path).
+    let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+    let address = listener.local_addr().unwrap();
+    let held = tokio::spawn(async move {
+        let mut sockets = Vec::new();
+        while let Ok((socket, _)) = listener.accept().await {
+            sockets.push(socket);
+        }
+    });
+    let settings = ConnectionSettings {
+        keepalive_interval: Duration::from_millis(100),
+        keepalive_timeout: Duration::from_millis(100),
+        probe_backoff_initial: Duration::from_secs(30),
+        ..ConnectionSettings::default()
+    };
+    let cluster = ClusterBalancer::spawn("frozen", settings, Duration::from_secs(2));
+    cluster.assign(vec![(address, 1)]);
+    let channel = cluster.channel();
+
+    // A call without a deadline would wait forever on this peer; the
+    // unanswered PING ends the connection, and the call with it.
+    let started = tokio::time::Instant::now();
+    let status = tokio::time::timeout(
+        Duration::from_secs(5),
+        HealthClient::new(channel.clone()).check(HealthCheckRequest::default()),
+    )
+    .await
+    .expect("the dead peer was found within 5 s")
+    .expect_err("nothing answers there");
+    assert_eq!(status.code(), tonic::Code::Unavailable, "{status:?}");
+    assert!(
+        started.elapsed() < Duration::from_secs(2),
+        "found in {:?}",
+        started.elapsed()
+    );
+    until_ejected(&channel, async || {}).await;
+    held.abort();
+}
