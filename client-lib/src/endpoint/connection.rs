@@ -235,7 +235,14 @@ impl Shared {
             .map_err(|_| EndpointError::ConnectTimeout { address, after })??;
         let keepalive = keepalive(connection.ping_pong(), self.settings.clone());
         let shared = Arc::downgrade(self);
-        let span = tracing::debug_span!("lookaside_connection", cluster = %self.cluster, endpoint = %address);
+        // Entered on every poll of the connection: with nobody listening,
+        // a span without metadata costs nothing there (a disabled one still
+        // asks the `log` bridge each time).
+        let span = if tracing::enabled!(tracing::Level::DEBUG) {
+            tracing::debug_span!("lookaside_connection", cluster = %self.cluster, endpoint = %address)
+        } else {
+            tracing::Span::none()
+        };
         tokio::spawn(drive(connection, keepalive, shared, id).instrument(span));
         debug!(cluster = %self.cluster, endpoint = %address, "connected");
         Ok(Arc::new(Live { id, send }))
