@@ -112,16 +112,8 @@ async fn a_connection_header_is_dropped_not_fatal() {
 
 #[tokio::test]
 async fn a_peer_that_goes_silent_is_found_by_keepalive() {
-    // Accepts connections, then never reads or answers anything (a frozen
-    // process, or a peer behind a dead network path).
-    let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
-    let address = listener.local_addr().unwrap();
-    let held = tokio::spawn(async move {
-        let mut sockets = Vec::new();
-        while let Ok((socket, _)) = listener.accept().await {
-            sockets.push(socket);
-        }
-    });
+    // A frozen process, or a peer behind a dead network path.
+    let (address, held) = support::silent_peer().await;
     let settings = ConnectionSettings {
         keepalive_interval: Duration::from_millis(100),
         keepalive_timeout: Duration::from_millis(100),

@@ -32,15 +32,7 @@ fn with_timeout<T>(message: T) -> tonic::Request<T> {
 
 #[tokio::test]
 async fn a_server_that_never_answers_costs_the_deadline_not_the_endpoint() {
-    // Accepts connections and never says a word.
-    let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
-    let address = listener.local_addr().unwrap();
-    let held = tokio::spawn(async move {
-        let mut sockets = Vec::new();
-        while let Ok((socket, _)) = listener.accept().await {
-            sockets.push(socket);
-        }
-    });
+    let (address, held) = support::silent_peer().await;
     let cluster = ClusterBalancer::spawn(
         "silent",
         ConnectionSettings::default(),

@@ -102,6 +102,20 @@ impl Backend {
     }
 }
 
+/// A peer that accepts connections, then never reads or answers anything.
+/// Abort the task to close them.
+pub async fn silent_peer() -> (SocketAddr, tokio::task::JoinHandle<()>) {
+    let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+    let address = listener.local_addr().unwrap();
+    let held = tokio::spawn(async move {
+        let mut sockets = Vec::new();
+        while let Ok((socket, _)) = listener.accept().await {
+            sockets.push(socket);
+        }
+    });
+    (address, held)
+}
+
 /// Calls Health/Check once through `channel`.
 pub async fn call<S>(channel: &S) -> Result<(), tonic::Status>
 where
