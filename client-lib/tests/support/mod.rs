@@ -49,9 +49,59 @@ impl<S> Layer<S> for CountingLayer {
     }
 }
 
+/// A connection the backend accepted; counts itself out when closed.
+struct Tracked {
+    stream: tokio::net::TcpStream,
+    open: Arc<AtomicU64>,
+}
+
+impl Drop for Tracked {
+    fn drop(&mut self) {
+        self.open.fetch_sub(1, Ordering::Relaxed);
+    }
+}
+
+impl tonic::transport::server::Connected for Tracked {
+    type ConnectInfo = ();
+    fn connect_info(&self) {}
+}
+
+impl tokio::io::AsyncRead for Tracked {
+    fn poll_read(
+        mut self: std::pin::Pin<&mut Self>,
+        cx: &mut Context<'_>,
+        buf: &mut tokio::io::ReadBuf<'_>,
+    ) -> Poll<std::io::Result<()>> {
+        std::pin::Pin::new(&mut self.stream).poll_read(cx, buf)
+    }
+}
+
+impl tokio::io::AsyncWrite for Tracked {
+    fn poll_write(
+        mut self: std::pin::Pin<&mut Self>,
+        cx: &mut Context<'_>,
+        buf: &[u8],
+    ) -> Poll<std::io::Result<usize>> {
+        std::pin::Pin::new(&mut self.stream).poll_write(cx, buf)
+    }
+    fn poll_flush(
+        mut self: std::pin::Pin<&mut Self>,
+        cx: &mut Context<'_>,
+    ) -> Poll<std::io::Result<()>> {
+        std::pin::Pin::new(&mut self.stream).poll_flush(cx)
+    }
+    fn poll_shutdown(
+        mut self: std::pin::Pin<&mut Self>,
+        cx: &mut Context<'_>,
+    ) -> Poll<std::io::Result<()>> {
+        std::pin::Pin::new(&mut self.stream).poll_shutdown(cx)
+    }
+}
+
 pub struct Backend {
     pub address: SocketAddr,
     count: Arc<AtomicU64>,
+    open: Arc<AtomicU64>,
     stop: Option<tokio::sync::oneshot::Sender<()>>,
     task: tokio::task::JoinHandle<()>,
 }
@@ -64,21 +114,35 @@ impl Backend {
         let (_reporter, health) = tonic_health::server::health_reporter();
         let (stop, stopped) = tokio::sync::oneshot::channel::<()>();
         let layer = CountingLayer(count.clone());
+        let open = Arc::new(AtomicU64::new(0));
+        let tracked = {
+            let open = open.clone();
+            tokio_stream::StreamExt::map(
+                tokio_stream::wrappers::TcpListenerStream::new(listener),
+                move |accepted| {
+                    accepted.map(|stream| {
+                        open.fetch_add(1, Ordering::Relaxed);
+                        Tracked {
+                            stream,
+                            open: open.clone(),
+                        }
+                    })
+                },
+            )
+        };
         let task = tokio::spawn(async move {
             let _ = tonic::transport::Server::builder()
                 .layer(layer)
                 .add_service(health)
-                .serve_with_incoming_shutdown(
-                    tokio_stream::wrappers::TcpListenerStream::new(listener),
-                    async {
-                        let _ = stopped.await;
-                    },
-                )
+                .serve_with_incoming_shutdown(tracked, async {
+                    let _ = stopped.await;
+                })
                 .await;
         });
         Self {
             address,
             count,
+            open,
             stop: Some(stop),
             task,
         }
@@ -86,6 +150,11 @@ impl Backend {
 
     pub fn served(&self) -> u64 {
         self.count.load(Ordering::Relaxed)
+    }
+
+    /// Client connections open now.
+    pub fn open_connections(&self) -> u64 {
+        self.open.load(Ordering::Relaxed)
     }
 
     /// Graceful stop (like SIGTERM): GOAWAY, in-flight calls finish.
