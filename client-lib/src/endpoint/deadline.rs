@@ -35,7 +35,9 @@ impl Deadline {
     /// attempt must not grant the server the whole timeout again).
     pub(crate) fn rewrite(&self, headers: &mut HeaderMap) {
         let left = self.at.saturating_duration_since(Instant::now());
-        if left >= self.after {
+        // Under a millisecond gone (a first attempt): the header is exact
+        // enough as the application wrote it.
+        if self.after.saturating_sub(left) < Duration::from_millis(1) {
             return;
         }
         // Milliseconds, rounded up: at most 8 digits (27 hours).
