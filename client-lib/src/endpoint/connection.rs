@@ -243,7 +243,15 @@ impl Shared {
         } else {
             tracing::Span::none()
         };
-        tokio::spawn(drive(connection, keepalive, shared, id).instrument(span));
+        let task = drive(
+            connection,
+            keepalive,
+            shared,
+            id,
+            self.cluster.clone(),
+            address,
+        );
+        tokio::spawn(task.instrument(span));
         debug!(cluster = %self.cluster, endpoint = %address, "connected");
         Ok(Arc::new(Live { id, send }))
     }
@@ -251,21 +259,27 @@ impl Shared {
 
 /// Drives connection `id` until it ends or stops answering PINGs, then
 /// tells `shared` (if it still exists) to connect anew on the next call.
+/// Its events name the cluster and endpoint themselves: the span around it
+/// exists only when someone listens at DEBUG.
 async fn drive<T>(
     connection: h2::client::Connection<T, Bytes>,
     keepalive: impl Future<Output = String>,
     shared: Weak<Shared>,
     id: u64,
+    cluster: Arc<str>,
+    endpoint: SocketAddr,
 ) where
     T: tokio::io::AsyncRead + tokio::io::AsyncWrite + Unpin,
 {
     tokio::select! {
         ended = Coalescing::new(connection) => match ended {
-            Ok(()) => debug!("connection closed"),
-            Err(error) => debug!(%error, "connection ended"),
+            Ok(()) => debug!(%cluster, %endpoint, "connection closed"),
+            Err(error) => debug!(%cluster, %endpoint, %error, "connection ended"),
         },
         // Dropping the connection closes the socket; its calls fail.
-        reason = keepalive => warn!(%reason, "peer stopped answering; connection closed"),
+        reason = keepalive => {
+            warn!(%cluster, %endpoint, %reason, "peer stopped answering; connection closed");
+        }
     }
     if let Some(shared) = shared.upgrade() {
         shared.forget(id);
