@@ -62,9 +62,10 @@ struct Args {
     /// How the calls are issued.
     #[arg(long, value_enum, default_value_t = Issue::Spawn)]
     issue: Issue,
-    /// Worker threads of the client's runtime (0: one per core).
-    #[arg(long, default_value_t = 0)]
-    client_workers: usize,
+    /// Worker threads of the client's runtime (0: one per core; -1: a
+    /// current-thread runtime, everything on the main thread).
+    #[arg(long, default_value_t = 0, allow_hyphen_values = true)]
+    client_workers: i32,
     /// An argument for every `test-backend` (repeat the flag for more, e.g.
     /// `--backend-arg=--workers --backend-arg=2`).
     #[arg(long, allow_hyphen_values = true)]
@@ -270,6 +271,14 @@ fn machine_busy() -> Option<Duration> {
     Some(Duration::from_millis(busy * 10))
 }
 
+/// Minor page faults a process has taken so far, from `/proc/<pid>/stat`.
+fn page_faults(pid: &str) -> Option<u64> {
+    let stat = std::fs::read_to_string(format!("/proc/{pid}/stat")).ok()?;
+    let rest = stat.get(stat.rfind(')')? + 2..)?;
+    // minflt is field 10 of the line, 8 here.
+    rest.split_whitespace().nth(7)?.parse().ok()
+}
+
 /// CPU time (user + system) a process has used so far, from
 /// `/proc/<pid>/stat`; `None` where that cannot be read.
 fn cpu_time(pid: &str) -> Option<Duration> {
@@ -285,9 +294,13 @@ fn cpu_time(pid: &str) -> Option<Duration> {
 
 fn main() -> Result<()> {
     let args = Args::parse();
-    let mut builder = tokio::runtime::Builder::new_multi_thread();
+    let mut builder = if args.client_workers < 0 {
+        tokio::runtime::Builder::new_current_thread()
+    } else {
+        tokio::runtime::Builder::new_multi_thread()
+    };
     if args.client_workers > 0 {
-        builder.worker_threads(args.client_workers);
+        builder.worker_threads(args.client_workers as usize);
     }
     builder
         .enable_all()
@@ -353,9 +366,9 @@ async fn run(args: Args) -> Result<()> {
     if args.cpu {
         println!(
             "| mode | concurrent calls | total time | errors | calls per backend \
-             | CPU client | CPU backends a / b / c | CPU whole machine |"
+             | CPU client | page faults client | CPU backends a / b / c | CPU whole machine |"
         );
-        println!("|---|---|---|---|---|---|---|---|");
+        println!("|---|---|---|---|---|---|---|---|---|");
     } else {
         println!("| mode | concurrent calls | total time | errors | calls per backend |");
         println!("|---|---|---|---|---|");
@@ -364,6 +377,7 @@ async fn run(args: Args) -> Result<()> {
         for mode in &args.modes {
             for _ in 0..args.repeat {
                 let cpu_before = cpu_snapshot(&backend_pids);
+                let faults_before = page_faults("self");
                 let lines_before: Vec<usize> = backends.iter().map(|b| b.output().len()).collect();
                 let started_at = SystemTime::now();
                 let started = Instant::now();
@@ -405,6 +419,11 @@ async fn run(args: Args) -> Result<()> {
                     counts.join(" / ")
                 );
                 if args.cpu {
+                    let faults = page_faults("self")
+                        .zip(faults_before)
+                        .map_or("?".to_string(), |(after, before)| {
+                            (after.saturating_sub(before)).to_string()
+                        });
                     let used: Vec<String> = cpu_before
                         .iter()
                         .zip(&cpu_after)
@@ -418,7 +437,7 @@ async fn run(args: Args) -> Result<()> {
                     let (machine, processes) = used.split_last().unzip();
                     let processes = processes.unwrap_or_default();
                     row.push_str(&format!(
-                        " {} | {} | {} |",
+                        " {} | {faults} | {} | {} |",
                         processes.first().map_or("?", String::as_str),
                         processes.get(1..).unwrap_or_default().join(" / "),
                         machine.map_or("?", String::as_str),
