@@ -10,7 +10,8 @@ prints one line
     RESULT {"counts": {"backend": calls, ...}, "errors": {"CODE: details": calls}, "seconds": s}
 
 Exits at end of input. No generated stubs: requests and replies are raw
-bytes, and the reply's field 1 (the backend's name) is decoded by hand.
+bytes, and the reply's field 1 (the backend's name) is decoded by hand
+(`wire.py`).
 """
 
 import json
@@ -19,45 +20,11 @@ import time
 
 import grpc
 
+from wire import text_of
+
 METHOD = "/lookaside.test.v1.Echo/Who"
 CALL_TIMEOUT_SECONDS = 10
 IN_FLIGHT = 32
-
-
-def read_varint(data, index):
-    """Decodes the protobuf varint at data[index:]; returns (value, next index)."""
-    value = 0
-    shift = 0
-    while True:
-        byte = data[index]
-        index += 1
-        value |= (byte & 0x7F) << shift
-        if not byte & 0x80:
-            return value, index
-        shift += 7
-
-
-def backend_of(reply):
-    """Field 1 (string) of a WhoReply."""
-    index = 0
-    while index < len(reply):
-        key, index = read_varint(reply, index)
-        field, wire_type = key >> 3, key & 7
-        if wire_type == 2:
-            length, index = read_varint(reply, index)
-            value = reply[index : index + length]
-            index += length
-            if field == 1:
-                return value.decode("utf-8")
-        elif wire_type == 0:
-            _, index = read_varint(reply, index)
-        elif wire_type == 1:
-            index += 8
-        elif wire_type == 5:
-            index += 4
-        else:
-            raise ValueError(f"unexpected wire type {wire_type}")
-    return ""
 
 
 def call_batch(who, calls):
@@ -68,7 +35,7 @@ def call_batch(who, calls):
 
     def settle(future):
         try:
-            name = backend_of(future.result())
+            name = text_of(future.result())
             counts[name] = counts.get(name, 0) + 1
         except grpc.RpcError as error:
             key = f"{error.code().name}: {error.details()}"

@@ -32,6 +32,22 @@ const START_TIMEOUT: Duration = Duration::from_secs(10);
 /// own grace is 5 s).
 const TERMINATE_TIMEOUT: Duration = Duration::from_secs(8);
 
+/// Starts `command` and waits until it prints `listening on ADDRESS` (as
+/// `test-backend` and the Python backend do); returns it and the address.
+pub async fn spawn_listening(
+    name: &str,
+    command: Command,
+    timeout: Duration,
+) -> Result<(ChildProcess, SocketAddr)> {
+    let mut process = ChildProcess::spawn(name, command)?;
+    let address = process
+        .wait_for_line(0, "its address", timeout, |line| {
+            line.strip_prefix(LISTENING)?.trim().parse().ok()
+        })
+        .await?;
+    Ok((process, address))
+}
+
 /// A running test backend.
 #[derive(Debug)]
 pub struct Backend {
@@ -62,12 +78,8 @@ impl Backend {
             .args(["--listen", "127.0.0.1:0"])
             .args(["--delay-ms", &delay.as_millis().to_string()])
             .args(extra);
-        let mut process = ChildProcess::spawn(&format!("test-backend {name}"), command)?;
-        let address = process
-            .wait_for_line(0, "its address", START_TIMEOUT, |line| {
-                line.strip_prefix(LISTENING)?.trim().parse().ok()
-            })
-            .await?;
+        let (process, address) =
+            spawn_listening(&format!("test-backend {name}"), command, START_TIMEOUT).await?;
         Ok(Self {
             name: name.to_owned(),
             address,

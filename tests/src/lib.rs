@@ -27,6 +27,7 @@
 //! - [`envoy`]: a running Envoy fed by ADS;
 //! - [`http`]: the tiny HTTP/1.1 client that reads Envoy's admin pages;
 //! - [`python`]: a running gRPC Python xDS client;
+//! - [`python_backend`]: a running gRPC Python (C-core) backend;
 //! - [`grpcurl`]: running grpcurl;
 //! - [`drill`]: the fault drill's replicas, proxy, load and analysis.
 //!
@@ -58,6 +59,7 @@ pub mod peers;
 pub mod poll;
 pub mod process;
 pub mod python;
+pub mod python_backend;
 pub mod soak;
 pub mod split;
 pub mod workspace;
