@@ -53,25 +53,7 @@ async fn an_endpoint_nobody_listens_on_is_ejected_before_any_call() {
 
 #[tokio::test]
 async fn an_endpoint_that_never_answers_is_ejected_though_every_call_gives_up_first() {
-    // A listener whose accept queue is full: further connection attempts
-    // hang (the SYN is dropped) until the connect timeout.
-    let socket = tokio::net::TcpSocket::new_v4().unwrap();
-    socket.bind("127.0.0.1:0".parse().unwrap()).unwrap();
-    let listener = socket.listen(1).unwrap();
-    let address = listener.local_addr().unwrap();
-    let mut fillers = Vec::new();
-    for _ in 0..8 {
-        let attempt = tokio::time::timeout(
-            Duration::from_millis(100),
-            tokio::net::TcpStream::connect(address),
-        )
-        .await;
-        match attempt {
-            Ok(Ok(stream)) => fillers.push(stream),
-            _ => break,
-        }
-    }
-
+    let (address, blackhole) = support::blackhole().await;
     let cluster = balancer("blackhole", Duration::from_millis(300));
     cluster.assign(vec![(address, 1)]);
     let channel = cluster.channel();
@@ -88,7 +70,7 @@ async fn an_endpoint_that_never_answers_is_ejected_though_every_call_gives_up_fi
     })
     .await;
     assert!(gave_up > 0, "calls waited for the connection and gave up");
-    drop(listener);
+    drop(blackhole);
 }
 
 #[tokio::test]
@@ -142,4 +124,57 @@ async fn a_peer_that_goes_silent_is_found_by_keepalive() {
     );
     until_ejected(&channel, async || {}).await;
     held.abort();
+}
+
+/// A call whose request body is still being produced is not lost when the
+/// endpoint it first picked cannot be reached: the body is taken only once
+/// a stream is open, so the retry carries it. The unreachable endpoint has
+/// nearly all the weight, so the retry must also find the light one.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_streaming_request_survives_an_unreachable_first_endpoint() {
+    let (unreachable, blackhole) = support::blackhole().await;
+    let backend = Backend::start().await;
+    let balancer = balancer("streamed", Duration::from_millis(300));
+    balancer.assign(vec![(unreachable, 1000), (backend.address, 1)]);
+    // The picker's first pick goes to the endpoint listed first (by
+    // address); every other one but a thousandth to the blackhole. Spend
+    // the first on the backend if it is listed first, so that the streaming
+    // call below starts on the blackhole.
+    let channel = balancer.channel();
+    let mut served = 0;
+    if backend.address < unreachable {
+        support::call(&channel)
+            .await
+            .expect("the first pick answers");
+        served = 1;
+    }
+    let (requests, produced) = tokio::sync::mpsc::channel(1);
+    tokio::spawn(async move {
+        // Not ready when the call starts: the body is piped, not read ahead.
+        tokio::time::sleep(Duration::from_millis(50)).await;
+        let _ = requests
+            .send(HealthCheckRequest {
+                service: String::new(),
+            })
+            .await;
+    });
+    let mut grpc = tonic::client::Grpc::new(channel);
+    grpc.ready().await.expect("ready");
+    let response = tokio::time::timeout(
+        Duration::from_secs(10),
+        grpc.client_streaming(
+            tonic::Request::new(tokio_stream::wrappers::ReceiverStream::new(produced)),
+            tonic::codegen::http::uri::PathAndQuery::from_static("/grpc.health.v1.Health/Check"),
+            tonic_prost::ProstCodec::<HealthCheckRequest, tonic_health::pb::HealthCheckResponse>::default(),
+        ),
+    )
+    .await
+    .expect("the call ends")
+    .expect("the call goes to the reachable endpoint");
+    assert_eq!(
+        response.into_inner().status,
+        tonic_health::pb::health_check_response::ServingStatus::Serving as i32
+    );
+    assert_eq!(backend.served(), served + 1);
+    drop(blackhole);
 }

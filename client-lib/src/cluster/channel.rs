@@ -82,18 +82,17 @@ impl LbChannel {
         self.shared.set.load().assigned_endpoints
     }
 
-    /// Picks an endpoint not in `tried` (a few draws: the set may still list
-    /// an endpoint that just failed).
+    /// Picks an endpoint not in `tried`: a few weighted draws, then (the
+    /// draws keep landing on tried endpoints, as they do when the tried
+    /// ones carry most of the weight) the first untried endpoint.
     fn pick_untried(&self, tried: &[SocketAddr]) -> Option<Connection> {
         let set = self.shared.set.load();
-        for _ in 0..8 {
-            let endpoint = set.pick()?;
-            if !tried.contains(&endpoint.address) {
-                endpoint.metrics.picks.increment(1);
-                return Some(endpoint.connection.clone());
-            }
-        }
-        None
+        let endpoint = (0..4)
+            .filter_map(|_| set.pick())
+            .find(|endpoint| !tried.contains(&endpoint.address))
+            .or_else(|| set.untried(tried))?;
+        endpoint.metrics.picks.increment(1);
+        Some(endpoint.connection.clone())
     }
 
     /// Waits for the first assignment, up to the configured timeout or the
@@ -151,7 +150,11 @@ impl Service<http::Request<Body>> for LbChannel {
                 Box::pin(this.assigned(deadline)).await?;
             }
             let mut body = RequestBody::read(body).await?;
+            // Endpoints not to try again, and the one that may be tried
+            // once more (its connection, not the endpoint, refused).
             let mut tried: Vec<SocketAddr> = Vec::new();
+            let mut spared: Option<SocketAddr> = None;
+            let mut attempts = 0;
             loop {
                 let Some(connection) = this.pick_untried(&tried) else {
                     let set = this.shared.set.load();
@@ -169,7 +172,8 @@ impl Service<http::Request<Body>> for LbChannel {
                 } else {
                     tracing::Span::none()
                 };
-                let attempt = crate::endpoint::call(&connection, &parts, body.attempt(), deadline);
+                attempts += 1;
+                let attempt = crate::endpoint::call(&connection, &parts, &mut body, deadline);
                 let error = match attempt.instrument(span).await {
                     Ok(response) => return Ok(response),
                     Err(error) => error,
@@ -178,12 +182,21 @@ impl Service<http::Request<Body>> for LbChannel {
                     // Eject the endpoint; the balancer probes it back.
                     let _ = this.shared.failures.try_send(address);
                 }
-                tried.push(address);
-                if !retry::may_retry(&error, body.replayable(), tried.len()) {
+                if !retry::may_retry(&error, body.replayable(), attempts) {
+                    return Err(error.status(&this.shared.name).into());
+                }
+                // A stream refused, or past a graceful GOAWAY: the endpoint
+                // is fine and its next connection may take the call.
+                if error.connection_failed() || spared.replace(address).is_some() {
+                    tried.push(address);
+                }
+                // The last endpoint left: its error says more than "none
+                // is reachable".
+                if this.shared.set.load().untried(&tried).is_none() {
                     return Err(error.status(&this.shared.name).into());
                 }
                 this.shared.metrics.retries.increment(1);
-                tracing::debug!(cluster = %this.shared.name, endpoint = %address, error = %crate::telemetry::error_chain(&error), "request not processed; trying another endpoint");
+                tracing::debug!(cluster = %this.shared.name, endpoint = %address, error = %crate::telemetry::error_chain(&error), "request not processed; trying again");
             }
         })
     }
@@ -207,5 +220,32 @@ mod tests {
         let future = balancer.channel().call(http::Request::new(Body::empty()));
         let size = std::mem::size_of_val(&*future);
         assert!(size <= 1024, "a call's future takes {size} bytes");
+    }
+
+    /// With the tried endpoint carrying nearly all the weight, weighted
+    /// draws keep landing on it; the untried one must still be found.
+    #[tokio::test]
+    async fn a_retry_finds_the_light_endpoint_beside_a_heavy_tried_one() {
+        let heavy = SocketAddr::from(([127, 0, 0, 1], 1));
+        let light = SocketAddr::from(([127, 0, 0, 1], 2));
+        let (failures, _reported) = mpsc::channel(8);
+        let endpoint = |address| {
+            crate::endpoint::Endpoint::new("skewed", address, &Default::default(), failures.clone())
+        };
+        let set = EndpointSet::new(vec![(endpoint(heavy), 999), (endpoint(light), 1)], 2);
+        let (_published, published) = watch::channel(());
+        let channel = LbChannel::new(
+            "skewed",
+            Arc::new(ArcSwap::from_pointee(set)),
+            failures.clone(),
+            published,
+            Duration::from_secs(1),
+            ClusterMetrics::new("skewed"),
+        );
+        for _ in 0..1000 {
+            let picked = channel.pick_untried(&[heavy]).map(|c| c.address());
+            assert_eq!(picked, Some(light));
+        }
+        assert!(channel.pick_untried(&[heavy, light]).is_none());
     }
 }

@@ -5,19 +5,22 @@
 //! are retried: the connection could not be made, the server refused the
 //! stream (`REFUSED_STREAM`), or it was past the server's GOAWAY. A request
 //! that may have reached the server (connection lost mid-call) is never
-//! replayed. Only requests whose whole body is known up front (unary and
-//! server-streaming calls) can be replayed; streaming request bodies are
-//! passed through untouched.
+//! replayed. A failed connection excludes its endpoint from the call's
+//! later attempts; a refused stream or a graceful GOAWAY spares it once
+//! (its next connection may take the call, which matters when it is the
+//! only endpoint). A body known up front (unary and server-streaming
+//! calls) is sent again; a streaming request body only if no attempt took
+//! it yet (the attempt failed before its stream opened).
 
 use crate::endpoint::EndpointError;
 
-/// Whether a call that failed with `error` may go to another endpoint: its
-/// body can be sent again and the server never saw it.
-pub(super) fn may_retry(error: &EndpointError, replayable: bool, tried: usize) -> bool {
-    replayable && tried <= MAX_TRANSPARENT_RETRIES && error.unprocessed()
+/// Whether a call that failed with `error` on its `attempts`th attempt may
+/// be tried again: its body can be sent again and the server never saw it.
+pub(super) fn may_retry(error: &EndpointError, replayable: bool, attempts: usize) -> bool {
+    replayable && attempts <= MAX_TRANSPARENT_RETRIES && error.unprocessed()
 }
 
-/// Extra attempts on other endpoints for a request no server processed.
+/// Extra attempts for a request no server processed.
 const MAX_TRANSPARENT_RETRIES: usize = 2;
 
 #[cfg(test)]

@@ -1,5 +1,7 @@
 //! The immutable view calls read: usable endpoints and their picker.
 
+use std::net::SocketAddr;
+
 use crate::balance::Picker;
 use crate::endpoint::Endpoint;
 
@@ -40,6 +42,13 @@ impl EndpointSet {
     pub fn pick(&self) -> Option<&Endpoint> {
         let picker = self.picker.as_ref()?;
         self.endpoints.get(picker.pick())
+    }
+
+    /// The first usable endpoint not in `tried`, if any.
+    pub fn untried(&self, tried: &[SocketAddr]) -> Option<&Endpoint> {
+        self.endpoints
+            .iter()
+            .find(|endpoint| !tried.contains(&endpoint.address))
     }
 
     /// Number of usable endpoints.

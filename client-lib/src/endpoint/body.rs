@@ -29,6 +29,8 @@ pub enum RequestBody {
     Complete(Bytes),
     /// A body that is still being produced: one attempt only.
     Streaming(Body),
+    /// A streaming body an attempt has taken: no other attempt can be made.
+    Sent,
 }
 
 impl RequestBody {
@@ -75,17 +77,22 @@ impl RequestBody {
         }
     }
 
-    /// The body for one attempt.
+    /// The body for an attempt that is sending now: a copy of a complete
+    /// body, or a streaming body itself (leaving [`Self::Sent`]). Taken
+    /// only once the stream is open, so an attempt that failed before
+    /// sending anything leaves a streaming body for the next one.
     pub fn attempt(&mut self) -> Self {
         match self {
             Self::Complete(bytes) => Self::Complete(bytes.clone()),
-            Self::Streaming(body) => Self::Streaming(std::mem::take(body)),
+            Self::Streaming(_) => std::mem::replace(self, Self::Sent),
+            Self::Sent => Self::Sent,
         }
     }
 
-    /// Whether another attempt can be made.
+    /// Whether another attempt can be made: nothing of a streaming body
+    /// has been taken yet.
     pub fn replayable(&self) -> bool {
-        matches!(self, Self::Complete(_))
+        !matches!(self, Self::Sent)
     }
 }
 
@@ -311,10 +318,14 @@ mod tests {
             frames,
         )));
         let mut body = RequestBody::read(body).await.expect("read");
-        assert!(!body.replayable(), "4 MiB is not held for a retry");
+        assert!(
+            matches!(body, RequestBody::Streaming(_)),
+            "4 MiB is not held for a retry"
+        );
         let RequestBody::Streaming(attempt) = body.attempt() else {
             panic!("streaming");
         };
+        assert!(!body.replayable(), "an attempt took it");
         let bytes = attempt.collect().await.expect("collect").to_bytes();
         assert_eq!(bytes.len(), 64 * 64 * 1024, "nothing lost");
     }
@@ -363,10 +374,15 @@ mod tests {
         let mut body = RequestBody::read(Body::new(http_body_util::StreamBody::new(stream)))
             .await
             .expect("read");
-        assert!(!body.replayable());
+        assert!(
+            body.replayable(),
+            "until an attempt takes it, another endpoint may"
+        );
         let RequestBody::Streaming(attempt) = body.attempt() else {
             panic!("streaming");
         };
+        assert!(!body.replayable());
+        assert!(matches!(body.attempt(), RequestBody::Sent), "only once");
         tx.send(Ok(Frame::data(Bytes::from_static(b"-second"))))
             .await
             .expect("send");

@@ -28,7 +28,7 @@ const USER_AGENT: &str = concat!("lookaside-client/", env!("CARGO_PKG_VERSION"))
 pub(crate) fn call<'a>(
     connection: &'a Connection,
     head: &'a http::request::Parts,
-    body: RequestBody,
+    body: &'a mut RequestBody,
     deadline: Option<Deadline>,
 ) -> impl Future<Output = Result<http::Response<Body>, EndpointError>> + Send + use<'a> {
     async move {
@@ -121,7 +121,7 @@ fn strip_te(headers: &mut http::HeaderMap) {
 async fn exchange(
     connection: &Connection,
     head: &http::request::Parts,
-    body: RequestBody,
+    body: &mut RequestBody,
     deadline: Option<Deadline>,
 ) -> Result<(http::Response<h2::RecvStream>, CallAlive), EndpointError> {
     let address = connection.address();
@@ -138,17 +138,27 @@ async fn exchange(
         RequestBody::Complete(bytes) => {
             let end = bytes.is_empty();
             let (response, mut stream) = send.send_request(request, end).map_err(opened)?;
-            if !end {
-                // One DATA frame with END_STREAM. If the stream already
-                // failed, waiting for the response says why (as hyper).
-                let _ = stream.send_data(bytes, true);
+            if !end && let Err(source) = stream.send_data(bytes.clone(), true) {
+                // h2 refuses the frame (e.g. over 2 GiB in one message):
+                // end the stream rather than leave it open without an end.
+                stream.send_reset(h2::Reason::INTERNAL_ERROR);
+                return Err(EndpointError::Send {
+                    address,
+                    source: Arc::new(source),
+                });
             }
             (response, CallAlive::none())
         }
-        RequestBody::Streaming(body) => {
+        RequestBody::Streaming(_) => {
+            // The body is taken only once the stream is open: an attempt
+            // that fails before leaves it to the next.
             let (response, stream) = send.send_request(request, false).map_err(opened)?;
-            (response, spawn_pipe(body, stream))
+            let RequestBody::Streaming(taken) = body.attempt() else {
+                return Err(EndpointError::BodyGone { address });
+            };
+            (response, spawn_pipe(taken, stream))
         }
+        RequestBody::Sent => return Err(EndpointError::BodyGone { address }),
     };
     drop(send);
     let response = response.await.map_err(|source| EndpointError::Response {

@@ -57,6 +57,23 @@ pub enum EndpointError {
         #[source]
         source: Arc<h2::Error>,
     },
+    /// h2 would not send the request's body (one frame over HTTP/2's
+    /// limits); the stream was reset.
+    #[error("sending the request body to {address}")]
+    Send {
+        /// The endpoint.
+        address: SocketAddr,
+        /// Why.
+        #[source]
+        source: Arc<h2::Error>,
+    },
+    /// A streaming request body was already taken by an earlier attempt
+    /// (never made: such a call is not retried).
+    #[error("the request body for {address} went with an earlier attempt")]
+    BodyGone {
+        /// The endpoint.
+        address: SocketAddr,
+    },
     /// The call's deadline (`grpc-timeout`) passed before the response.
     #[error("deadline of {after:?} exceeded waiting for {address}")]
     Deadline {
@@ -81,7 +98,7 @@ impl EndpointError {
                 source.reason() == Some(h2::Reason::REFUSED_STREAM)
                     || (source.is_go_away() && source.is_remote())
             }
-            Self::Deadline { .. } => false,
+            Self::Send { .. } | Self::BodyGone { .. } | Self::Deadline { .. } => false,
         }
     }
 
@@ -97,7 +114,7 @@ impl EndpointError {
         match self {
             Self::Connect { .. } | Self::ConnectTimeout { .. } | Self::Handshake { .. } => true,
             Self::Open { source, .. } | Self::Response { source, .. } => failed(source),
-            Self::Deadline { .. } => false,
+            Self::Send { .. } | Self::BodyGone { .. } | Self::Deadline { .. } => false,
         }
     }
 
@@ -106,6 +123,7 @@ impl EndpointError {
     pub fn status(&self, cluster: &str) -> Status {
         let code = match self {
             Self::Deadline { .. } => Code::DeadlineExceeded,
+            Self::Send { .. } | Self::BodyGone { .. } => Code::Internal,
             // h2 would not send the request at all (e.g. a header HTTP/2
             // forbids): the call's own fault, as gRPC reports it.
             Self::Open { .. } if !self.unprocessed() => Code::Internal,

@@ -171,6 +171,32 @@ impl Backend {
     }
 }
 
+/// An address where TCP connections hang (a listener whose accept queue is
+/// full: the SYN is dropped) until the caller's connect timeout. Keep the
+/// returned value alive as long as the address must stay that way.
+pub async fn blackhole() -> (SocketAddr, Blackhole) {
+    let socket = tokio::net::TcpSocket::new_v4().unwrap();
+    socket.bind("127.0.0.1:0".parse().unwrap()).unwrap();
+    let listener = socket.listen(1).unwrap();
+    let address = listener.local_addr().unwrap();
+    let mut fillers = Vec::new();
+    for _ in 0..8 {
+        let attempt = tokio::time::timeout(
+            std::time::Duration::from_millis(100),
+            tokio::net::TcpStream::connect(address),
+        )
+        .await;
+        match attempt {
+            Ok(Ok(stream)) => fillers.push(stream),
+            _ => break,
+        }
+    }
+    (address, Blackhole(listener, fillers))
+}
+
+/// What keeps a [`blackhole`] in place.
+pub struct Blackhole(tokio::net::TcpListener, Vec<tokio::net::TcpStream>);
+
 /// A peer that accepts connections, then never reads or answers anything.
 /// Abort the task to close them.
 pub async fn silent_peer() -> (SocketAddr, tokio::task::JoinHandle<()>) {
