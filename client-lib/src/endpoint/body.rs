@@ -17,6 +17,8 @@ use tokio::sync::oneshot;
 use tonic::Status;
 use tonic::body::Body;
 
+use super::connection::InFlight;
+
 /// The most of a request body read ahead over several frames; a larger
 /// body that is still coming is streamed (and cannot be retried).
 pub const MAX_REPLAYABLE: usize = 1024 * 1024;
@@ -150,14 +152,29 @@ fn prepend(head: Bytes, next: Option<Frame<Bytes>>, rest: Body) -> Body {
 }
 
 /// Held by the response side of a call; when it is dropped (the call
-/// finished or was abandoned) the request pipe stops and resets the stream.
+/// finished or was abandoned) the request pipe stops and resets the stream,
+/// and the connection counts one call less in flight.
 #[derive(Debug)]
-pub(crate) struct CallAlive(#[allow(dead_code)] Option<oneshot::Receiver<()>>);
+pub(crate) struct CallAlive {
+    _abandoned: Option<oneshot::Receiver<()>>,
+    _in_flight: Option<InFlight>,
+}
 
 impl CallAlive {
     /// For a call with nothing to pipe.
     pub(crate) fn none() -> Self {
-        Self(None)
+        Self {
+            _abandoned: None,
+            _in_flight: None,
+        }
+    }
+
+    /// Also counts the call as in flight on its connection while held.
+    pub(crate) fn counted(self, in_flight: InFlight) -> Self {
+        Self {
+            _in_flight: Some(in_flight),
+            ..self
+        }
     }
 }
 
@@ -166,7 +183,10 @@ impl CallAlive {
 pub(crate) fn spawn_pipe(body: Body, stream: h2::SendStream<Bytes>) -> CallAlive {
     let (alive, abandoned) = oneshot::channel();
     tokio::spawn(pipe(body, stream, alive));
-    CallAlive(Some(abandoned))
+    CallAlive {
+        _abandoned: Some(abandoned),
+        _in_flight: None,
+    }
 }
 
 async fn pipe(mut body: Body, mut stream: h2::SendStream<Bytes>, mut alive: oneshot::Sender<()>) {

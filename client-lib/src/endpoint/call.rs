@@ -129,7 +129,7 @@ async fn exchange(
         address,
         source: Arc::new(source),
     };
-    let mut send = connection.ready().await?;
+    let (mut send, calls) = connection.ready().await?;
     let mut request = request(connection, head);
     if let Some(deadline) = deadline {
         deadline.rewrite(request.headers_mut());
@@ -161,6 +161,7 @@ async fn exchange(
         RequestBody::Sent => return Err(EndpointError::BodyGone { address }),
     };
     drop(send);
+    let alive = alive.counted(calls.start());
     let response = response.await.map_err(|source| EndpointError::Response {
         address,
         source: Arc::new(source),

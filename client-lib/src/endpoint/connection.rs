@@ -14,7 +14,7 @@
 //! (the cluster does), or hold the endpoint alive from its own task.
 
 use std::net::SocketAddr;
-use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::atomic::{AtomicU64, AtomicUsize, Ordering};
 use std::sync::{Arc, Mutex, PoisonError, Weak};
 
 use arc_swap::ArcSwapOption;
@@ -66,6 +66,34 @@ type Attempt = SharedFuture<BoxFuture<'static, Result<Arc<Live>, EndpointError>>
 struct Live {
     id: u64,
     send: SendRequest<Bytes>,
+    calls: Calls,
+}
+
+/// Counts the calls in flight on one connection (its keepalive pings only
+/// while there are some). Cheap to clone; clones share the count.
+#[derive(Debug, Clone, Default)]
+pub(crate) struct Calls(Arc<AtomicUsize>);
+
+impl Calls {
+    /// Counts a call until the returned guard is dropped.
+    pub(crate) fn start(&self) -> InFlight {
+        self.0.fetch_add(1, Ordering::Relaxed);
+        InFlight(self.0.clone())
+    }
+
+    fn any(&self) -> bool {
+        self.0.load(Ordering::Relaxed) > 0
+    }
+}
+
+/// One call in flight on a connection; dropped when the call ends.
+#[derive(Debug)]
+pub(crate) struct InFlight(Arc<AtomicUsize>);
+
+impl Drop for InFlight {
+    fn drop(&mut self) {
+        self.0.fetch_sub(1, Ordering::Relaxed);
+    }
 }
 
 impl Connection {
@@ -111,9 +139,10 @@ impl Connection {
         &self.shared.authority
     }
 
-    /// A handle ready to open one stream. A connection that has ended (the
-    /// peer sent GOAWAY, or it failed) is replaced by a new one first.
-    pub(crate) async fn ready(&self) -> Result<SendRequest<Bytes>, EndpointError> {
+    /// A handle ready to open one stream, and the connection's count of
+    /// calls in flight. A connection that has ended (the peer sent GOAWAY,
+    /// or it failed) is replaced by a new one first.
+    pub(crate) async fn ready(&self) -> Result<(SendRequest<Bytes>, Calls), EndpointError> {
         let mut replaced = false;
         loop {
             let live = match self.shared.live.load_full() {
@@ -123,7 +152,7 @@ impl Connection {
                 None => Box::pin(self.shared.current()).await?,
             };
             match live.send.clone().ready().await {
-                Ok(send) => return Ok(send),
+                Ok(send) => return Ok((send, live.calls.clone())),
                 Err(source) => {
                     self.shared.forget(live.id);
                     if replaced {
@@ -233,7 +262,8 @@ impl Shared {
         let (send, mut connection) = tokio::time::timeout(after, attempt)
             .await
             .map_err(|_| EndpointError::ConnectTimeout { address, after })??;
-        let keepalive = keepalive(connection.ping_pong(), self.settings.clone());
+        let calls = Calls::default();
+        let keepalive = keepalive(connection.ping_pong(), calls.clone(), self.settings.clone());
         let shared = Arc::downgrade(self);
         // Entered on every poll of the connection: with nobody listening,
         // a span without metadata costs nothing there (a disabled one still
@@ -253,7 +283,7 @@ impl Shared {
         );
         tokio::spawn(task.instrument(span));
         debug!(cluster = %self.cluster, endpoint = %address, "connected");
-        Ok(Arc::new(Live { id, send }))
+        Ok(Arc::new(Live { id, send, calls }))
     }
 }
 
@@ -325,13 +355,25 @@ impl<F: Future + Unpin> Future for Coalescing<F> {
     }
 }
 
-/// PINGs the peer every keepalive interval; returns why it gave up.
-async fn keepalive(ping_pong: Option<h2::PingPong>, settings: ConnectionSettings) -> String {
+/// PINGs the peer every keepalive interval while calls are in flight;
+/// returns why it gave up. An idle connection is not pinged: gRPC servers
+/// (Go, Java, C++) by default count PINGs without calls as abuse and close
+/// the connection with GOAWAY(ENHANCE_YOUR_CALM, "too_many_pings"), as
+/// gRPC's own clients avoid (`permit_without_stream` off). A dead idle
+/// connection is found by the next call, within one interval and timeout.
+async fn keepalive(
+    ping_pong: Option<h2::PingPong>,
+    calls: Calls,
+    settings: ConnectionSettings,
+) -> String {
     let Some(mut ping_pong) = ping_pong else {
         return std::future::pending().await;
     };
     loop {
         tokio::time::sleep(settings.keepalive_interval).await;
+        if !calls.any() {
+            continue;
+        }
         match tokio::time::timeout(
             settings.keepalive_timeout,
             ping_pong.ping(h2::Ping::opaque()),

@@ -106,10 +106,17 @@ impl EndpointError {
     /// stream, or the server replacing a connection with a graceful
     /// GOAWAY): the cluster ejects the endpoint until it answers again.
     pub fn connection_failed(&self) -> bool {
+        // A server's GOAWAY NO_ERROR replaces the connection gracefully;
+        // ENHANCE_YOUR_CALM says this client was too eager (too many
+        // PINGs or resets). Either way the endpoint answers.
         let failed = |source: &h2::Error| {
             source.is_io()
                 || (source.is_go_away()
-                    && !(source.is_remote() && source.reason() == Some(h2::Reason::NO_ERROR)))
+                    && !(source.is_remote()
+                        && matches!(
+                            source.reason(),
+                            Some(h2::Reason::NO_ERROR | h2::Reason::ENHANCE_YOUR_CALM)
+                        )))
         };
         match self {
             Self::Connect { .. } | Self::ConnectTimeout { .. } | Self::Handshake { .. } => true,

@@ -7,7 +7,11 @@ use std::time::Duration;
 pub struct ConnectionSettings {
     /// Give up on a connection attempt after this long.
     pub connect_timeout: Duration,
-    /// Send an HTTP/2 PING this often, even when idle.
+    /// Send an HTTP/2 PING this often while calls are in flight (never on
+    /// an idle connection: gRPC servers count those as abuse by default).
+    /// Servers in Go, Java and C++ also allow at most one PING per 5 minutes
+    /// unless they send data in between; raise this for quiet long-lived
+    /// streams to such servers.
     pub keepalive_interval: Duration,
     /// Declare the peer dead when a PING is not answered in this long.
     pub keepalive_timeout: Duration,

@@ -1,0 +1,105 @@
+//! Keepalive PINGs go out only while calls are in flight: gRPC servers (Go,
+//! Java, C++) by default close a connection that PINGs them while idle
+//! (GOAWAY ENHANCE_YOUR_CALM, "too_many_pings"). The peer here is a raw TCP
+//! listener that reads the client's HTTP/2 frames and answers nothing.
+
+#![allow(clippy::expect_used, clippy::unwrap_used)]
+
+use std::time::Duration;
+
+use lookaside_client::cluster::ClusterBalancer;
+use lookaside_client::endpoint::ConnectionSettings;
+use tokio::io::AsyncReadExt;
+use tokio::sync::mpsc;
+use tonic_health::pb::HealthCheckRequest;
+use tonic_health::pb::health_client::HealthClient;
+
+const PREFACE: &[u8] = b"PRI * HTTP/2.0\r\n\r\nSM\r\n\r\n";
+const PING: u8 = 0x6;
+const ACK: u8 = 0x1;
+
+/// Accepts one connection and reports the type of every frame the client
+/// sends on it, counting PINGs (not PING ACKs) as `PING`.
+async fn frame_reader() -> (std::net::SocketAddr, mpsc::UnboundedReceiver<u8>) {
+    let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+    let address = listener.local_addr().unwrap();
+    let (frames, received) = mpsc::unbounded_channel();
+    tokio::spawn(async move {
+        let (mut socket, _) = listener.accept().await.unwrap();
+        let mut preface = [0u8; 24];
+        socket.read_exact(&mut preface).await.unwrap();
+        assert_eq!(&preface[..], PREFACE);
+        loop {
+            let mut header = [0u8; 9];
+            if socket.read_exact(&mut header).await.is_err() {
+                return;
+            }
+            let length = (usize::from(header[0]) << 16)
+                | (usize::from(header[1]) << 8)
+                | usize::from(header[2]);
+            let mut payload = vec![0u8; length];
+            if socket.read_exact(&mut payload).await.is_err() {
+                return;
+            }
+            let kind = if header[3] == PING && header[4] & ACK != 0 {
+                0xff
+            } else {
+                header[3]
+            };
+            if frames.send(kind).is_err() {
+                return;
+            }
+        }
+    });
+    (address, received)
+}
+
+fn pings_in(received: &mut mpsc::UnboundedReceiver<u8>) -> usize {
+    let mut pings = 0;
+    while let Ok(kind) = received.try_recv() {
+        pings += usize::from(kind == PING);
+    }
+    pings
+}
+
+#[tokio::test]
+async fn keepalive_pings_only_while_calls_are_in_flight() {
+    let (address, mut received) = frame_reader().await;
+    let settings = ConnectionSettings {
+        keepalive_interval: Duration::from_millis(50),
+        keepalive_timeout: Duration::from_secs(30),
+        probe_backoff_initial: Duration::from_secs(30),
+        ..ConnectionSettings::default()
+    };
+    let cluster = ClusterBalancer::spawn("idle", settings, Duration::from_secs(2));
+    // The endpoint is connected at once (warm-up), then left idle for
+    // eight keepalive intervals.
+    cluster.assign(vec![(address, 1)]);
+    let first = tokio::time::timeout(Duration::from_secs(5), received.recv())
+        .await
+        .expect("the client connected")
+        .expect("a frame");
+    assert_ne!(first, PING, "the client starts with SETTINGS");
+    tokio::time::sleep(Duration::from_millis(400)).await;
+    assert_eq!(pings_in(&mut received), 0, "an idle connection was pinged");
+
+    // A call the peer never answers: now the connection is pinged.
+    let channel = cluster.channel();
+    let call = tokio::spawn(async move {
+        HealthClient::new(channel)
+            .check(HealthCheckRequest::default())
+            .await
+    });
+    let pinged = tokio::time::timeout(Duration::from_secs(5), async {
+        while let Some(kind) = received.recv().await {
+            if kind == PING {
+                return true;
+            }
+        }
+        false
+    })
+    .await
+    .expect("a PING within 5 s of the call");
+    assert!(pinged, "the connection closed without a PING");
+    call.abort();
+}
