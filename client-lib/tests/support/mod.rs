@@ -164,7 +164,10 @@ impl Backend {
         }
     }
 
-    /// Stops listening and closes connections at once (like SIGKILL).
+    /// Stops listening at once. Not a SIGKILL: connections already open
+    /// stay up for their calls in flight (a server stream went on after
+    /// it), and a new connection is refused. (The SIGKILL tests kill backend
+    /// processes: tests/tests/client_backend_killed.rs.)
     pub fn kill(&mut self) {
         self.task.abort();
         self.stop.take();
