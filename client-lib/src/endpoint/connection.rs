@@ -186,6 +186,12 @@ impl Shared {
         {
             return attempt.clone();
         }
+        // An attempt stores its connection before it clears the slot (under
+        // this lock): a caller that found no connection a moment ago and no
+        // attempt now uses the new connection instead of making another.
+        if let Some(live) = self.live.load_full() {
+            return futures::future::ready(Ok(live)).boxed().shared();
+        }
         let number = self.next_id.fetch_add(1, Ordering::Relaxed);
         // The task holds the endpoint for at most the connect timeout.
         let shared = self.clone();
