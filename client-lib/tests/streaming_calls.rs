@@ -1,6 +1,7 @@
 //! Streaming calls through a cluster's channel: a bidirectional stream (the
 //! control plane's own ADS service as the backend) carries requests written
-//! after the call started, and dropping the call cancels it at the server.
+//! after the call started, and dropping the call cancels it at the server;
+//! a server stream cut by a lost connection ends with UNAVAILABLE.
 
 #![allow(clippy::expect_used, clippy::unwrap_used)]
 
@@ -133,4 +134,67 @@ async fn a_bidirectional_stream_flows_and_dropping_it_cancels_it() {
         tokio::time::sleep(Duration::from_millis(20)).await;
     }
     drop(requests);
+}
+
+/// A server stream cut by a lost connection (the peer's socket closed
+/// mid-response, as when its process dies) ends with UNAVAILABLE, the code
+/// gRPC gives transport failures, not UNKNOWN. The peer is a raw h2 server
+/// that sends one message, then closes.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_connection_lost_mid_response_is_unavailable() {
+    use tonic_health::pb::health_check_response::ServingStatus;
+    use tonic_health::pb::{HealthCheckRequest, HealthCheckResponse};
+
+    let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+    let address = listener.local_addr().unwrap();
+    let (sent, sent_rx) = tokio::sync::oneshot::channel::<()>();
+    tokio::spawn(async move {
+        let (socket, _) = listener.accept().await.unwrap();
+        let mut connection = h2::server::handshake(socket).await.unwrap();
+        let (_request, mut respond) = connection.accept().await.unwrap().unwrap();
+        let head = http::Response::builder()
+            .header("content-type", "application/grpc")
+            .body(())
+            .unwrap();
+        let mut stream = respond.send_response(head, false).unwrap();
+        let message = prost::Message::encode_to_vec(&HealthCheckResponse {
+            status: ServingStatus::Serving as i32,
+        });
+        let mut framed = vec![0u8];
+        framed.extend_from_slice(&u32::try_from(message.len()).unwrap().to_be_bytes());
+        framed.extend_from_slice(&message);
+        stream.send_data(framed.into(), false).unwrap();
+        // Drive the connection until the client has the message, then
+        // close the socket without ending the stream.
+        let _ = tokio::time::timeout(Duration::from_secs(5), async {
+            tokio::select! {
+                _ = connection.accept() => {}
+                _ = sent_rx => {}
+            }
+        })
+        .await;
+        drop(stream);
+        drop(connection);
+    });
+
+    let cluster =
+        ClusterBalancer::spawn("cut", ConnectionSettings::default(), Duration::from_secs(2));
+    cluster.assign(vec![(address, 1)]);
+    let mut watch = tonic_health::pb::health_client::HealthClient::new(cluster.channel())
+        .watch(HealthCheckRequest::default())
+        .await
+        .expect("watch opens")
+        .into_inner();
+    let first = watch
+        .message()
+        .await
+        .expect("first message")
+        .expect("a status");
+    assert_eq!(first.status, ServingStatus::Serving as i32);
+    sent.send(()).unwrap();
+    let lost = tokio::time::timeout(Duration::from_secs(5), watch.message())
+        .await
+        .expect("the stream ends within 5 s")
+        .expect_err("the connection is gone");
+    assert_eq!(lost.code(), tonic::Code::Unavailable, "{lost:?}");
 }

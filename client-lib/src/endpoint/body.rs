@@ -268,6 +268,21 @@ impl ResponseBody {
     }
 }
 
+/// What a call reading its response sees when the stream fails. A lost
+/// connection is UNAVAILABLE, as gRPC specifies for transport failures
+/// (tonic alone would say UNKNOWN, which retry policies do not retry); a
+/// reset stream keeps the code tonic gives its reason.
+fn body_error(error: h2::Error) -> Box<dyn std::error::Error + Send + Sync> {
+    if error.is_io() {
+        let mut status = Status::unavailable(format!(
+            "connection lost while reading the response: {error}"
+        ));
+        status.set_source(std::sync::Arc::new(error));
+        return status.into();
+    }
+    error.into()
+}
+
 impl http_body::Body for ResponseBody {
     type Data = Bytes;
     type Error = Box<dyn std::error::Error + Send + Sync>;
@@ -291,7 +306,7 @@ impl http_body::Body for ResponseBody {
                     let _ = self.stream.flow_control().release_capacity(data.len());
                     return Poll::Ready(Some(Ok(Frame::data(data))));
                 }
-                Poll::Ready(Some(Err(error))) => return Poll::Ready(Some(Err(error.into()))),
+                Poll::Ready(Some(Err(error))) => return Poll::Ready(Some(Err(body_error(error)))),
                 Poll::Ready(None) => self.data_done = true,
                 Poll::Pending => return Poll::Pending,
             }
@@ -299,7 +314,7 @@ impl http_body::Body for ResponseBody {
         match self.stream.poll_trailers(cx) {
             Poll::Ready(Ok(Some(trailers))) => Poll::Ready(Some(Ok(Frame::trailers(trailers)))),
             Poll::Ready(Ok(None)) => Poll::Ready(None),
-            Poll::Ready(Err(error)) => Poll::Ready(Some(Err(error.into()))),
+            Poll::Ready(Err(error)) => Poll::Ready(Some(Err(body_error(error)))),
             Poll::Pending => Poll::Pending,
         }
     }
