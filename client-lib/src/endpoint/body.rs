@@ -157,35 +157,31 @@ fn prepend(head: Bytes, next: Option<Frame<Bytes>>, rest: Body) -> Body {
 #[derive(Debug)]
 pub(crate) struct CallAlive {
     _abandoned: Option<oneshot::Receiver<()>>,
-    _in_flight: Option<InFlight>,
+    _in_flight: InFlight,
 }
 
 impl CallAlive {
     /// For a call with nothing to pipe.
-    pub(crate) fn none() -> Self {
+    pub(crate) fn new(in_flight: InFlight) -> Self {
         Self {
             _abandoned: None,
-            _in_flight: None,
-        }
-    }
-
-    /// Also counts the call as in flight on its connection while held.
-    pub(crate) fn counted(self, in_flight: InFlight) -> Self {
-        Self {
-            _in_flight: Some(in_flight),
-            ..self
+            _in_flight: in_flight,
         }
     }
 }
 
 /// Pipes a streaming request body into `stream` on its own task, within
 /// the stream's flow-control window.
-pub(crate) fn spawn_pipe(body: Body, stream: h2::SendStream<Bytes>) -> CallAlive {
+pub(crate) fn spawn_pipe(
+    body: Body,
+    stream: h2::SendStream<Bytes>,
+    in_flight: InFlight,
+) -> CallAlive {
     let (alive, abandoned) = oneshot::channel();
     tokio::spawn(pipe(body, stream, alive));
     CallAlive {
         _abandoned: Some(abandoned),
-        _in_flight: None,
+        _in_flight: in_flight,
     }
 }
 

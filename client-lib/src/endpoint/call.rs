@@ -12,7 +12,9 @@
 use std::sync::Arc;
 
 use http::HeaderValue;
+use http::header::HeaderName;
 use tonic::body::Body;
+use tracing::debug;
 
 use super::body::{CallAlive, RequestBody, ResponseBody, spawn_pipe};
 use super::{Connection, Deadline, EndpointError};
@@ -75,29 +77,28 @@ fn request(connection: &Connection, head: &http::request::Parts) -> http::Reques
     request
 }
 
-/// Removes the headers HTTP/2 forbids (RFC 9113, 8.2.2), as hyper's client
-/// does: h2 refuses to send a request that carries one.
+/// Headers HTTP/2 forbids in a request (RFC 9113, 8.2.2); `te` is allowed
+/// as `te: trailers` only (see [`strip_te`]).
+const CONNECTION_SPECIFIC: [HeaderName; 5] = [
+    http::header::CONNECTION,
+    http::header::TRANSFER_ENCODING,
+    http::header::UPGRADE,
+    HeaderName::from_static("keep-alive"),
+    HeaderName::from_static("proxy-connection"),
+];
+
+/// Removes the headers HTTP/2 forbids, as hyper's client does: h2 refuses
+/// to send a request that carries one.
 fn strip_connection_headers(headers: &mut http::HeaderMap) {
-    // One pass over the few headers a call has; removing by name costs a
-    // hash per name, and almost no call carries any of them.
-    let forbidden = |name: &http::header::HeaderName| {
-        name == http::header::CONNECTION
-            || name == http::header::TRANSFER_ENCODING
-            || name == http::header::UPGRADE
-            || name.as_str() == "keep-alive"
-            || name.as_str() == "proxy-connection"
-    };
-    if !headers.keys().any(forbidden) {
-        return strip_te(headers);
-    }
-    for name in [
-        http::header::CONNECTION,
-        http::header::TRANSFER_ENCODING,
-        http::header::UPGRADE,
-        http::header::HeaderName::from_static("keep-alive"),
-        http::header::HeaderName::from_static("proxy-connection"),
-    ] {
-        headers.remove(name);
+    // One pass over the few headers a call has before any removal (a hash
+    // per name): almost no call carries any of them.
+    if headers
+        .keys()
+        .any(|name| CONNECTION_SPECIFIC.contains(name))
+    {
+        for name in CONNECTION_SPECIFIC {
+            headers.remove(name);
+        }
     }
     strip_te(headers);
 }
@@ -134,20 +135,22 @@ async fn exchange(
     if let Some(deadline) = deadline {
         deadline.rewrite(request.headers_mut());
     }
+    // Counted from here until the response body is dropped (or the call
+    // fails): the connection's keepalive pings only while calls are on it.
+    let in_flight = calls.start();
     let (response, alive) = match body {
         RequestBody::Complete(bytes) => {
             let end = bytes.is_empty();
             let (response, mut stream) = send.send_request(request, end).map_err(opened)?;
-            if !end && let Err(source) = stream.send_data(bytes.clone(), true) {
-                // h2 refuses the frame (e.g. over 2 GiB in one message):
-                // end the stream rather than leave it open without an end.
+            if !end && let Err(error) = stream.send_data(bytes.clone(), true) {
+                // h2 refused the frame (e.g. over 2 GiB in one message), or
+                // the stream already ended. Reset it (a no-op in the second
+                // case): waiting for the response then says why, as for any
+                // stream that ends early, and never waits forever.
+                debug!(endpoint = %address, %error, "request body not sent; resetting the stream");
                 stream.send_reset(h2::Reason::INTERNAL_ERROR);
-                return Err(EndpointError::Send {
-                    address,
-                    source: Arc::new(source),
-                });
             }
-            (response, CallAlive::none())
+            (response, CallAlive::new(in_flight))
         }
         RequestBody::Streaming(_) => {
             // The body is taken only once the stream is open: an attempt
@@ -156,12 +159,11 @@ async fn exchange(
             let RequestBody::Streaming(taken) = body.attempt() else {
                 return Err(EndpointError::BodyGone { address });
             };
-            (response, spawn_pipe(taken, stream))
+            (response, spawn_pipe(taken, stream, in_flight))
         }
         RequestBody::Sent => return Err(EndpointError::BodyGone { address }),
     };
     drop(send);
-    let alive = alive.counted(calls.start());
     let response = response.await.map_err(|source| EndpointError::Response {
         address,
         source: Arc::new(source),

@@ -57,16 +57,6 @@ pub enum EndpointError {
         #[source]
         source: Arc<h2::Error>,
     },
-    /// h2 would not send the request's body (one frame over HTTP/2's
-    /// limits); the stream was reset.
-    #[error("sending the request body to {address}")]
-    Send {
-        /// The endpoint.
-        address: SocketAddr,
-        /// Why.
-        #[source]
-        source: Arc<h2::Error>,
-    },
     /// A streaming request body was already taken by an earlier attempt
     /// (never made: such a call is not retried).
     #[error("the request body for {address} went with an earlier attempt")]
@@ -98,7 +88,7 @@ impl EndpointError {
                 source.reason() == Some(h2::Reason::REFUSED_STREAM)
                     || (source.is_go_away() && source.is_remote())
             }
-            Self::Send { .. } | Self::BodyGone { .. } | Self::Deadline { .. } => false,
+            Self::BodyGone { .. } | Self::Deadline { .. } => false,
         }
     }
 
@@ -121,7 +111,7 @@ impl EndpointError {
         match self {
             Self::Connect { .. } | Self::ConnectTimeout { .. } | Self::Handshake { .. } => true,
             Self::Open { source, .. } | Self::Response { source, .. } => failed(source),
-            Self::Send { .. } | Self::BodyGone { .. } | Self::Deadline { .. } => false,
+            Self::BodyGone { .. } | Self::Deadline { .. } => false,
         }
     }
 
@@ -130,7 +120,7 @@ impl EndpointError {
     pub fn status(&self, cluster: &str) -> Status {
         let code = match self {
             Self::Deadline { .. } => Code::DeadlineExceeded,
-            Self::Send { .. } | Self::BodyGone { .. } => Code::Internal,
+            Self::BodyGone { .. } => Code::Internal,
             // h2 would not send the request at all (e.g. a header HTTP/2
             // forbids): the call's own fault, as gRPC reports it.
             Self::Open { .. } if !self.unprocessed() => Code::Internal,

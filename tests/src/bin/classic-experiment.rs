@@ -271,22 +271,23 @@ fn machine_busy() -> Option<Duration> {
     Some(Duration::from_millis(busy * 10))
 }
 
-/// Minor page faults a process has taken so far, from `/proc/<pid>/stat`.
-fn page_faults(pid: &str) -> Option<u64> {
+/// The fields of `/proc/<pid>/stat` after the command name (which may hold
+/// spaces, in parentheses): field 3 of the line is index 0 here.
+fn stat_fields(pid: &str) -> Option<Vec<String>> {
     let stat = std::fs::read_to_string(format!("/proc/{pid}/stat")).ok()?;
     let rest = stat.get(stat.rfind(')')? + 2..)?;
-    // minflt is field 10 of the line, 8 here.
-    rest.split_whitespace().nth(7)?.parse().ok()
+    Some(rest.split_whitespace().map(str::to_owned).collect())
 }
 
-/// CPU time (user + system) a process has used so far, from
-/// `/proc/<pid>/stat`; `None` where that cannot be read.
+/// Minor page faults a process has taken so far (minflt, field 10).
+fn page_faults(pid: &str) -> Option<u64> {
+    stat_fields(pid)?.get(7)?.parse().ok()
+}
+
+/// CPU time (user + system) a process has used so far (utime and stime,
+/// fields 14 and 15); `None` where that cannot be read.
 fn cpu_time(pid: &str) -> Option<Duration> {
-    let stat = std::fs::read_to_string(format!("/proc/{pid}/stat")).ok()?;
-    // Fields after the command name (which may hold spaces), in parentheses.
-    let rest = stat.get(stat.rfind(')')? + 2..)?;
-    let fields: Vec<&str> = rest.split_whitespace().collect();
-    // utime and stime are fields 14 and 15 of the line, 12 and 13 here.
+    let fields = stat_fields(pid)?;
     let ticks: u64 = fields.get(11)?.parse::<u64>().ok()? + fields.get(12)?.parse::<u64>().ok()?;
     // USER_HZ is 100 on every Linux this runs on.
     Some(Duration::from_millis(ticks * 10))
