@@ -1,12 +1,13 @@
 //! The single writer of a cluster's endpoint set.
 
-use std::collections::BTreeMap;
+use std::collections::{BTreeMap, HashMap};
 use std::net::SocketAddr;
 use std::sync::Arc;
 use std::time::Duration;
 
 use arc_swap::ArcSwap;
 use tokio::sync::{mpsc, watch};
+use tokio::task::AbortHandle;
 use tracing::{debug, info, warn};
 
 use super::{EndpointSet, LbChannel};
@@ -53,6 +54,7 @@ impl ClusterBalancer {
             set,
             failures: failures_tx,
             endpoints: BTreeMap::new(),
+            probes: HashMap::new(),
             published: published_tx,
             metrics: metrics.clone(),
         };
@@ -87,6 +89,10 @@ struct Task {
     failures: mpsc::Sender<SocketAddr>,
     /// Every assigned endpoint with its weight.
     endpoints: BTreeMap<SocketAddr, (Endpoint, u32)>,
+    /// The probe of each ejected endpoint. A probe stops when its endpoint
+    /// recovers, is removed, or the balancer goes away: it never dials a
+    /// removed pod's address forever.
+    probes: HashMap<SocketAddr, AbortHandle>,
     published: watch::Sender<()>,
     metrics: ClusterMetrics,
 }
@@ -109,32 +115,52 @@ impl Task {
                         self.apply(next);
                     }
                 }
-                Some(address) = failures.recv() => {
-                    if let Some((endpoint, _)) = self.endpoints.get(&address)
-                        && endpoint.set_usable(false)
-                    {
-                        warn!(cluster = %self.name, endpoint = %address, "connection failed; endpoint ejected until it answers again");
-                        endpoint.metrics.ejections.increment(1);
-                        self.publish();
-                        tokio::spawn(probe(address, self.settings.clone(), recovered_tx.clone()));
-                    }
-                }
-                Some(address) = recovered.recv() => {
-                    if let Some((endpoint, _)) = self.endpoints.get(&address)
-                        && endpoint.set_usable(true)
-                    {
-                        info!(cluster = %self.name, endpoint = %address, "endpoint reachable again");
-                        endpoint.metrics.recoveries.increment(1);
-                        self.publish();
-                    }
-                }
+                Some(address) = failures.recv() => self.eject(address, &recovered_tx),
+                Some(address) = recovered.recv() => self.recover(address),
             }
         }
     }
 
+    /// Takes a failed endpoint out of the set and probes it until it
+    /// answers again.
+    fn eject(&mut self, address: SocketAddr, recovered: &mpsc::Sender<SocketAddr>) {
+        let Some((endpoint, _)) = self.endpoints.get(&address) else {
+            return;
+        };
+        if !endpoint.set_usable(false) {
+            return;
+        }
+        warn!(cluster = %self.name, endpoint = %address, "connection failed; endpoint ejected until it answers again");
+        endpoint.metrics.ejections.increment(1);
+        self.publish();
+        let probe = tokio::spawn(probe(address, self.settings.clone(), recovered.clone()));
+        if let Some(previous) = self.probes.insert(address, probe.abort_handle()) {
+            previous.abort();
+        }
+    }
+
+    /// Puts an endpoint whose probe got through back into the set.
+    fn recover(&mut self, address: SocketAddr) {
+        self.probes.remove(&address);
+        if let Some((endpoint, _)) = self.endpoints.get(&address)
+            && endpoint.set_usable(true)
+        {
+            info!(cluster = %self.name, endpoint = %address, "endpoint reachable again");
+            endpoint.metrics.recoveries.increment(1);
+            self.publish();
+        }
+    }
+
     fn apply(&mut self, assignment: Assignment) {
-        let mut next = BTreeMap::new();
+        let mut next: BTreeMap<SocketAddr, (Endpoint, u32)> = BTreeMap::new();
         for (address, weight) in assignment {
+            // An address listed twice (in two localities, say) is one
+            // endpoint with both weights: two Endpoints for one address
+            // would replace each other's connection on every update.
+            if let Some((_, total)) = next.get_mut(&address) {
+                *total = total.saturating_add(weight);
+                continue;
+            }
             let endpoint = match self.endpoints.remove(&address) {
                 Some((endpoint, _)) => endpoint,
                 None => {
@@ -145,9 +171,12 @@ impl Task {
             next.insert(address, (endpoint, weight));
         }
         // What is left was removed: dropping our clone lets in-flight calls
-        // finish on theirs, then the connection closes.
+        // finish on theirs, then the connection closes. Its probe stops.
         for address in self.endpoints.keys() {
             debug!(cluster = %self.name, endpoint = %address, "endpoint removed");
+            if let Some(probe) = self.probes.remove(address) {
+                probe.abort();
+            }
         }
         self.endpoints = next;
         self.metrics.assignments.increment(1);
@@ -166,6 +195,14 @@ impl Task {
         self.metrics.usable.set(set.usable() as f64);
         self.set.store(Arc::new(set));
         self.published.send_replace(());
+    }
+}
+
+impl Drop for Task {
+    fn drop(&mut self) {
+        for probe in self.probes.values() {
+            probe.abort();
+        }
     }
 }
 
@@ -191,5 +228,89 @@ async fn probe(
             return;
         }
         delay = (delay * 2).min(settings.probe_backoff_max);
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn task(name: &str) -> Task {
+        let (failures, _) = mpsc::channel(1);
+        let (published, _) = watch::channel(());
+        Task {
+            name: name.to_string(),
+            settings: ConnectionSettings {
+                probe_backoff_initial: Duration::from_millis(10),
+                probe_backoff_max: Duration::from_millis(40),
+                ..ConnectionSettings::default()
+            },
+            set: Arc::new(ArcSwap::from_pointee(EndpointSet::unassigned())),
+            failures,
+            endpoints: BTreeMap::new(),
+            probes: HashMap::new(),
+            published,
+            metrics: ClusterMetrics::new(name),
+        }
+    }
+
+    /// An address nothing listens on: every probe fails.
+    const DEAD: SocketAddr =
+        SocketAddr::new(std::net::IpAddr::V4(std::net::Ipv4Addr::LOCALHOST), 9);
+
+    /// Lets the runtime run other tasks until `probe` has ended.
+    async fn ended(probe: &AbortHandle) -> bool {
+        for _ in 0..1000 {
+            if probe.is_finished() {
+                return true;
+            }
+            tokio::time::sleep(Duration::from_millis(1)).await;
+        }
+        false
+    }
+
+    fn probing(task: &mut Task, recovered: &mpsc::Sender<SocketAddr>) -> AbortHandle {
+        task.apply(vec![(DEAD, 1)]);
+        task.eject(DEAD, recovered);
+        let probe = task.probes.get(&DEAD).cloned();
+        assert!(probe.is_some(), "an ejected endpoint is probed");
+        probe.unwrap_or_else(|| unreachable!())
+    }
+
+    #[tokio::test(start_paused = true)]
+    async fn a_removed_endpoints_probe_stops() {
+        let mut task = task("probed");
+        let (recovered, _keep_open) = mpsc::channel(1);
+        let probe = probing(&mut task, &recovered);
+        tokio::time::sleep(Duration::from_millis(100)).await;
+        assert!(
+            !probe.is_finished(),
+            "the probe keeps trying a dead endpoint"
+        );
+        task.apply(Vec::new());
+        assert!(ended(&probe).await, "the removed endpoint is still probed");
+    }
+
+    #[tokio::test(start_paused = true)]
+    async fn a_dropped_balancer_stops_its_probes() {
+        let mut task = task("dropped");
+        let (recovered, _keep_open) = mpsc::channel(1);
+        let probe = probing(&mut task, &recovered);
+        drop(task);
+        assert!(ended(&probe).await, "the probe outlived its balancer");
+    }
+
+    #[tokio::test]
+    async fn an_address_listed_twice_is_one_endpoint_with_both_weights() {
+        let mut task = task("twice");
+        let other = SocketAddr::from(([127, 0, 0, 1], 10));
+        task.apply(vec![(DEAD, 1), (other, 2), (DEAD, 1)]);
+        let weights: Vec<(SocketAddr, u32)> = task
+            .endpoints
+            .iter()
+            .map(|(address, (_, weight))| (*address, *weight))
+            .collect();
+        assert_eq!(weights, vec![(DEAD, 2), (other, 2)]);
+        assert_eq!(task.set.load().usable(), 2);
     }
 }
