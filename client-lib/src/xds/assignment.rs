@@ -8,6 +8,7 @@ use envoy_types::pb::envoy::config::endpoint::v3::{ClusterLoadAssignment, lb_end
 use prost::Message;
 use xds_client::resource::TypeUrl;
 
+use super::weigh::{Locality, weigh};
 use crate::cluster::Assignment;
 
 /// Type URL of ClusterLoadAssignment.
@@ -18,7 +19,9 @@ pub const EDS_TYPE_URL: &str = "type.googleapis.com/envoy.config.endpoint.v3.Clu
 pub struct AssignmentResource {
     /// Cluster name.
     pub cluster: String,
-    /// Serving endpoints and their weights (>= 1).
+    /// Endpoints that take calls, with their weights (>= 1): those serving
+    /// in the highest priority that has any, weighed by locality and
+    /// endpoint weight (see `weigh`).
     pub endpoints: Assignment,
     /// Endpoints in the resource, serving or not.
     pub total_endpoints: usize,
@@ -44,7 +47,7 @@ impl xds_client::Resource for AssignmentResource {
     /// An `Err` here NACKs the response with the message; the client keeps
     /// its last good assignment.
     fn validate(message: ClusterLoadAssignment) -> xds_client::Result<Self> {
-        let mut endpoints = Vec::new();
+        let mut localities = Vec::with_capacity(message.endpoints.len());
         let mut total = 0;
         for locality in &message.endpoints {
             let locality_weight = locality.load_balancing_weight.map(|w| w.value);
@@ -54,6 +57,7 @@ impl xds_client::Resource for AssignmentResource {
                     message.cluster_name, locality.locality
                 )));
             }
+            let mut serving = Vec::new();
             for endpoint in &locality.lb_endpoints {
                 total += 1;
                 let Some(lb_endpoint::HostIdentifier::Endpoint(inner)) = &endpoint.host_identifier
@@ -69,26 +73,28 @@ impl xds_client::Resource for AssignmentResource {
                         message.cluster_name, inner.address
                     ))
                 })?;
-                let weight = match endpoint.load_balancing_weight.map(|w| w.value) {
-                    Some(0) => {
-                        return Err(invalid(format!(
-                            "cluster {}: endpoint {address} has load_balancing_weight 0",
-                            message.cluster_name
-                        )));
-                    }
-                    Some(weight) => weight,
-                    None => locality_weight.unwrap_or(1),
-                };
+                let weight = endpoint.load_balancing_weight.map(|w| w.value);
+                if weight == Some(0) {
+                    return Err(invalid(format!(
+                        "cluster {}: endpoint {address} has load_balancing_weight 0",
+                        message.cluster_name
+                    )));
+                }
                 let health =
                     HealthStatus::try_from(endpoint.health_status).unwrap_or(HealthStatus::Unknown);
                 if matches!(health, HealthStatus::Healthy | HealthStatus::Unknown) {
-                    endpoints.push((address, weight));
+                    serving.push((address, weight));
                 }
             }
+            localities.push(Locality {
+                priority: locality.priority,
+                weight: locality_weight,
+                endpoints: serving,
+            });
         }
         Ok(Self {
             cluster: message.cluster_name,
-            endpoints,
+            endpoints: weigh(&localities),
             total_endpoints: total,
         })
     }

@@ -10,6 +10,7 @@
 
 mod assignment;
 mod follow;
+mod weigh;
 
 pub use assignment::{AssignmentResource, EDS_TYPE_URL};
 pub use follow::follow;

@@ -1,0 +1,217 @@
+//! From localities to one weight per endpoint.
+//!
+//! Owns the rules that turn a ClusterLoadAssignment's priorities, locality
+//! weights and endpoint weights into the flat weights the picker uses:
+//! - only the highest priority (lowest number) that has a serving endpoint
+//!   takes calls; the others are its failover;
+//! - without locality weights, each endpoint's own weight counts (1 when
+//!   unset), as Envoy does when locality-weighted balancing is off;
+//! - with locality weights, a locality gets its weight's share of the calls
+//!   and splits it among its endpoints by their weights, as gRPC's
+//!   `weighted_target` over `round_robin` does. A locality without a weight
+//!   counts as weight 1 (rather than being dropped).
+//!
+//! Must never: give an endpoint weight 0, or lose an endpoint to rounding.
+
+use std::net::SocketAddr;
+
+use crate::cluster::Assignment;
+
+/// The serving endpoints of one locality, as the resource lists them.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub(crate) struct Locality {
+    /// 0 is the highest priority.
+    pub(crate) priority: u32,
+    /// The locality's `load_balancing_weight`, if set (never 0).
+    pub(crate) weight: Option<u32>,
+    /// Serving endpoints with their `load_balancing_weight`, if set (never 0).
+    pub(crate) endpoints: Vec<(SocketAddr, Option<u32>)>,
+}
+
+/// When exact weights do not fit in a `u32`, each endpoint's share of the
+/// calls is rounded to this many parts.
+const PARTS: u128 = 1_000_000_000;
+
+fn gcd(mut a: u128, mut b: u128) -> u128 {
+    while b != 0 {
+        (a, b) = (b, a % b);
+    }
+    a
+}
+
+/// One weight (>= 1) per endpoint that may take calls.
+pub(crate) fn weigh(localities: &[Locality]) -> Assignment {
+    let Some(priority) = localities
+        .iter()
+        .filter(|locality| !locality.endpoints.is_empty())
+        .map(|locality| locality.priority)
+        .min()
+    else {
+        return Vec::new();
+    };
+    let chosen: Vec<&Locality> = localities
+        .iter()
+        .filter(|locality| locality.priority == priority && !locality.endpoints.is_empty())
+        .collect();
+    let endpoint_weight = |weight: Option<u32>| u128::from(weight.unwrap_or(1));
+    if chosen.iter().all(|locality| locality.weight.is_none()) {
+        return chosen
+            .iter()
+            .flat_map(|locality| &locality.endpoints)
+            .map(|(address, weight)| (*address, weight.unwrap_or(1)))
+            .collect();
+    }
+    let sums: Vec<u128> = chosen
+        .iter()
+        .map(|locality| {
+            locality
+                .endpoints
+                .iter()
+                .map(|(_, weight)| endpoint_weight(*weight))
+                .sum()
+        })
+        .collect();
+    if let Some(exact) = exact_weights(&chosen, &sums) {
+        return exact;
+    }
+    // Too fine to be exact: each endpoint's share lw(l) / sum(lw) * ew(e) /
+    // S(l), rounded to billionths of the calls (never to zero).
+    let locality_total: u128 = chosen
+        .iter()
+        .map(|locality| u128::from(locality.weight.unwrap_or(1)))
+        .sum();
+    let rounded: Vec<(SocketAddr, u128)> = chosen
+        .iter()
+        .zip(&sums)
+        .flat_map(|(locality, sum)| {
+            let locality_weight = u128::from(locality.weight.unwrap_or(1));
+            let denominator = (locality_total * sum).max(1);
+            locality.endpoints.iter().map(move |(address, weight)| {
+                let share = locality_weight * endpoint_weight(*weight) * PARTS / denominator;
+                (*address, share.max(1))
+            })
+        })
+        .collect();
+    reduce(&rounded).unwrap_or_else(|| rounded.iter().map(|(address, _)| (*address, 1)).collect())
+}
+
+/// Endpoint e of locality l gets lw(l) * ew(e) / S(l) of the calls, with
+/// S(l) the sum of l's endpoint weights. Over the least common multiple L
+/// of every S(l), that is the integer lw(l) * ew(e) * L / S(l). `None` when
+/// those integers, reduced, do not fit a `u32`.
+fn exact_weights(chosen: &[&Locality], sums: &[u128]) -> Option<Assignment> {
+    let mut multiple: u128 = 1;
+    for sum in sums {
+        multiple = multiple.checked_mul(sum / gcd(multiple, *sum))?;
+    }
+    let mut exact = Vec::new();
+    for (locality, sum) in chosen.iter().zip(sums) {
+        let locality_weight = u128::from(locality.weight.unwrap_or(1));
+        for (address, weight) in &locality.endpoints {
+            let share = locality_weight
+                .checked_mul(u128::from(weight.unwrap_or(1)))?
+                .checked_mul(multiple / sum)?;
+            exact.push((*address, share));
+        }
+    }
+    reduce(&exact)
+}
+
+/// Divides every share by their greatest common divisor; `None` when the
+/// result does not fit a `u32`.
+fn reduce(shares: &[(SocketAddr, u128)]) -> Option<Assignment> {
+    let divisor = shares
+        .iter()
+        .fold(0, |acc, (_, share)| gcd(acc, *share))
+        .max(1);
+    shares
+        .iter()
+        .map(|(address, share)| Some((*address, u32::try_from(share / divisor).ok()?)))
+        .collect()
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn at(port: u16) -> SocketAddr {
+        SocketAddr::from(([10, 0, 0, 1], port))
+    }
+
+    fn locality(priority: u32, weight: Option<u32>, endpoints: &[(u16, Option<u32>)]) -> Locality {
+        Locality {
+            priority,
+            weight,
+            endpoints: endpoints.iter().map(|(port, w)| (at(*port), *w)).collect(),
+        }
+    }
+
+    fn ports(assignment: Assignment) -> Vec<(u16, u32)> {
+        assignment.iter().map(|(a, w)| (a.port(), *w)).collect()
+    }
+
+    #[test]
+    fn without_locality_weights_endpoint_weights_count() {
+        let weights = weigh(&[
+            locality(0, None, &[(1, Some(3)), (2, None)]),
+            locality(0, None, &[(3, Some(5))]),
+        ]);
+        assert_eq!(ports(weights), vec![(1, 3), (2, 1), (3, 5)]);
+    }
+
+    #[test]
+    fn one_endpoint_per_locality_takes_the_locality_weight() {
+        // What Lookaside's own control plane sends.
+        let weights = weigh(&[
+            locality(0, Some(1), &[(1, Some(1))]),
+            locality(0, Some(2), &[(2, Some(2))]),
+            locality(0, Some(7), &[(3, Some(7))]),
+        ]);
+        assert_eq!(ports(weights), vec![(1, 1), (2, 2), (3, 7)]);
+    }
+
+    #[test]
+    fn locality_weights_split_between_localities_then_within() {
+        // Locality A (weight 1) has three equal endpoints, B (weight 1) one:
+        // B's endpoint takes half the calls, not a quarter.
+        let weights = weigh(&[
+            locality(0, Some(1), &[(1, None), (2, None), (3, None)]),
+            locality(0, Some(1), &[(4, None)]),
+        ]);
+        assert_eq!(ports(weights), vec![(1, 1), (2, 1), (3, 1), (4, 3)]);
+        // Within a locality, endpoint weights split its share.
+        let weights = weigh(&[
+            locality(0, Some(3), &[(1, Some(1)), (2, Some(2))]),
+            locality(0, Some(1), &[(3, Some(9))]),
+        ]);
+        assert_eq!(ports(weights), vec![(1, 1), (2, 2), (3, 1)]);
+    }
+
+    #[test]
+    fn only_the_highest_priority_with_a_serving_endpoint_takes_calls() {
+        let weights = weigh(&[
+            locality(1, Some(1), &[(1, None)]),
+            locality(0, Some(1), &[]),
+            locality(2, Some(1), &[(2, None)]),
+            locality(1, Some(4), &[(3, None)]),
+        ]);
+        assert_eq!(ports(weights), vec![(1, 1), (3, 4)]);
+        assert!(weigh(&[locality(0, None, &[])]).is_empty());
+    }
+
+    #[test]
+    fn shares_too_fine_for_exact_weights_are_rounded_never_to_zero() {
+        // Sums 2^32 - 5 (a prime) and 3: exact weights overflow a u32.
+        let weights = weigh(&[
+            locality(0, Some(1), &[(1, Some(u32::MAX - 5)), (2, Some(1))]),
+            locality(0, Some(1), &[(3, Some(1)), (4, Some(2))]),
+        ]);
+        let weights: Vec<u32> = weights.iter().map(|(_, w)| *w).collect();
+        assert_eq!(weights.len(), 4);
+        assert!(weights.iter().all(|w| *w >= 1), "{weights:?}");
+        let total: u64 = weights.iter().map(|w| u64::from(*w)).sum();
+        let share = |w: u32| f64::from(w) / total as f64;
+        assert!((share(weights[0]) - 0.5).abs() < 1e-6, "{weights:?}");
+        assert!((share(weights[3]) - 1.0 / 3.0).abs() < 1e-6, "{weights:?}");
+    }
+}
