@@ -60,8 +60,12 @@ struct Window {
 }
 
 impl Window {
-    fn report(&mut self, recorder: &LoadRecorder, cpu: &dyn CpuSource) -> OrcaLoadReport {
-        let now = Instant::now();
+    fn report(
+        &mut self,
+        now: Instant,
+        recorder: &LoadRecorder,
+        cpu: &dyn CpuSource,
+    ) -> OrcaLoadReport {
         let elapsed = now.duration_since(self.at).as_secs_f64().max(1e-3);
         let completed = recorder.completed();
         let errors = recorder.errors();
@@ -113,12 +117,54 @@ impl OpenRcaService for OrcaStreamService {
                     _ = ticker.tick() => {}
                     () = tx.closed() => return,
                 }
-                let report = window.report(&recorder, cpu.as_ref());
+                let report = window.report(Instant::now(), &recorder, cpu.as_ref());
                 if tx.send(Ok(report)).await.is_err() {
                     return;
                 }
             }
         });
         Ok(Response::new(Box::pin(ReceiverStream::new(rx))))
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[derive(Debug)]
+    struct NoCpu;
+
+    impl CpuSource for NoCpu {
+        fn cpu_seconds(&self) -> Option<f64> {
+            None
+        }
+        fn cpus(&self) -> f64 {
+            1.0
+        }
+    }
+
+    #[test]
+    fn rates_are_per_second_over_the_streams_own_window() {
+        let recorder = LoadRecorder::default();
+        recorder.started();
+        recorder.finished(false);
+        let start = Instant::now();
+        let mut window = Window {
+            at: start,
+            completed: recorder.completed(),
+            errors: recorder.errors(),
+            cpu: CpuWindow::new(&NoCpu),
+        };
+        for error in (0..50).map(|call| call % 5 == 0) {
+            recorder.started();
+            recorder.finished(error);
+        }
+        recorder.started();
+        let report = window.report(start + Duration::from_millis(200), &recorder, &NoCpu);
+        assert_eq!(report.rps_fractional, 250.0, "50 calls in 200 ms");
+        assert_eq!(report.eps, 50.0, "10 errors in 200 ms");
+        assert_eq!(report.named_metrics.get("in_flight"), Some(&1.0));
+        let idle = window.report(start + Duration::from_millis(400), &recorder, &NoCpu);
+        assert_eq!((idle.rps_fractional, idle.eps), (0.0, 0.0));
     }
 }
