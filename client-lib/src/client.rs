@@ -6,13 +6,11 @@ use std::net::SocketAddr;
 use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
-use xds_client::{
-    ClientConfig, Node, ProstCodec, RetryPolicy, TokioRuntime, TonicTransportBuilder, XdsClient,
-};
+use xds_client::{ClientConfig, Node, ProstCodec, RetryPolicy, TonicTransportBuilder, XdsClient};
 
-use crate::cluster::{Assignment, ClusterBalancer, LbChannel};
+use crate::cluster::{Assignment, ClusterBalancer, LbChannel, WeakLbChannel};
 use crate::endpoint::ConnectionSettings;
-use crate::xds::{AssignmentResource, follow};
+use crate::xds::{AssignmentResource, OwnedRuntime, Worker, follow};
 
 /// Why a client could not be built.
 #[derive(Debug, thiserror::Error)]
@@ -107,10 +105,12 @@ impl ClientBuilder {
         if let Some(tls) = &self.tls {
             transport = transport.with_tls_config(tls.clone());
         }
-        let xds = XdsClient::builder(config, transport, ProstCodec, TokioRuntime).build();
+        let runtime = OwnedRuntime::default();
+        let xds = XdsClient::builder(config, transport, ProstCodec, runtime.clone()).build();
         Ok(Client {
             inner: Arc::new(Inner {
                 xds,
+                worker: Arc::new(Worker::new(runtime)),
                 settings: self,
                 channels: Mutex::new(HashMap::new()),
             }),
@@ -121,11 +121,20 @@ impl ClientBuilder {
 #[derive(Debug)]
 struct Inner {
     xds: XdsClient,
+    /// Held here and by every cluster in use: the xDS stream lives while
+    /// the client or one of its channels does.
+    worker: Arc<Worker>,
     settings: ClientBuilder,
-    channels: Mutex<HashMap<String, LbChannel>>,
+    /// Channels handed out; an entry whose channel is no longer used is
+    /// replaced by a fresh subscription on the next request.
+    channels: Mutex<HashMap<String, WeakLbChannel>>,
 }
 
 /// A process's connection to a Lookaside control plane. Cheap to clone.
+///
+/// Channels keep working (and following assignments) after the client is
+/// dropped. Once the client and every channel are gone, the subscriptions,
+/// connections and the stream to the control plane all close.
 #[derive(Debug, Clone)]
 pub struct Client {
     inner: Arc<Inner>,
@@ -160,11 +169,12 @@ impl Client {
             Ok(channels) => channels,
             Err(poisoned) => poisoned.into_inner(),
         };
-        if let Some(channel) = channels.get(cluster) {
-            return channel.clone();
+        if let Some(channel) = channels.get(cluster).and_then(WeakLbChannel::upgrade) {
+            return channel;
         }
+        channels.retain(|_, channel| channel.upgrade().is_some());
         let settings = &self.inner.settings;
-        let balancer = ClusterBalancer::spawn(
+        let (balancer, channel) = ClusterBalancer::spawn(
             cluster,
             settings.connection.clone(),
             settings.first_assignment_timeout,
@@ -172,14 +182,16 @@ impl Client {
         if let Some(fallback) = settings.fallback.get(cluster) {
             balancer.assign(fallback.clone());
         }
-        let channel = balancer.channel();
         let xds = self.inner.xds.clone();
+        let worker = self.inner.worker.clone();
         let name = cluster.to_string();
         tokio::spawn(async move {
-            let watcher = xds.watch::<AssignmentResource>(name).await;
-            follow(watcher, balancer).await;
+            let watcher = xds.watch::<AssignmentResource>(name.clone()).await;
+            drop(xds);
+            follow(&name, watcher, balancer).await;
+            drop(worker);
         });
-        channels.insert(cluster.to_string(), channel.clone());
+        channels.insert(cluster.to_string(), channel.downgrade());
         channel
     }
 }

@@ -8,11 +8,12 @@ mod support;
 
 use std::time::Duration;
 
+use lookaside_client::LbChannel;
 use lookaside_client::cluster::ClusterBalancer;
 use lookaside_client::endpoint::ConnectionSettings;
 use support::{Backend, call};
 
-fn balancer(name: &str) -> ClusterBalancer {
+fn balancer(name: &str) -> (ClusterBalancer, LbChannel) {
     let settings = ConnectionSettings {
         probe_backoff_initial: Duration::from_millis(20),
         probe_backoff_max: Duration::from_millis(200),
@@ -28,13 +29,12 @@ async fn calls_split_exactly_by_weight_and_follow_reweighting() {
         Backend::start().await,
         Backend::start().await,
     ];
-    let cluster = balancer("greeter");
+    let (cluster, channel) = balancer("greeter");
     cluster.assign(vec![
         (backends[0].address, 1),
         (backends[1].address, 2),
         (backends[2].address, 7),
     ]);
-    let channel = cluster.channel();
     for _ in 0..1000 {
         call(&channel).await.expect("call");
     }
@@ -74,9 +74,8 @@ async fn a_dead_endpoint_is_ejected_and_later_calls_succeed() {
         Backend::start().await,
         Backend::start().await,
     ];
-    let cluster = balancer("greeter");
+    let (cluster, channel) = balancer("greeter");
     cluster.assign(backends.iter().map(|b| (b.address, 1)).collect());
-    let channel = cluster.channel();
     for _ in 0..30 {
         call(&channel).await.expect("call");
     }
@@ -103,8 +102,8 @@ async fn a_dead_endpoint_is_ejected_and_later_calls_succeed() {
 
 #[tokio::test]
 async fn calls_wait_for_the_first_assignment_then_fail_clearly() {
-    let cluster = balancer("never-assigned");
-    let status = call(&cluster.channel()).await.expect_err("no assignment");
+    let (_cluster, channel) = balancer("never-assigned");
+    let status = call(&channel).await.expect_err("no assignment");
     assert_eq!(status.code(), tonic::Code::Unavailable);
     assert!(
         status.message().contains("never-assigned"),
@@ -119,8 +118,7 @@ async fn calls_wait_for_the_first_assignment_then_fail_clearly() {
 
     // An assignment arriving while a call waits lets it through.
     let backend = Backend::start().await;
-    let cluster = balancer("late");
-    let channel = cluster.channel();
+    let (cluster, channel) = balancer("late");
     let waiting = tokio::spawn(async move { call(&channel).await });
     tokio::time::sleep(Duration::from_millis(50)).await;
     cluster.assign(vec![(backend.address, 1)]);
@@ -133,9 +131,8 @@ async fn calls_wait_for_the_first_assignment_then_fail_clearly() {
 #[tokio::test]
 async fn no_usable_endpoint_fails_fast_naming_the_cluster() {
     let mut backend = Backend::start().await;
-    let cluster = balancer("lonely");
+    let (cluster, channel) = balancer("lonely");
     cluster.assign(vec![(backend.address, 1)]);
-    let channel = cluster.channel();
     call(&channel).await.expect("call");
     backend.kill();
     // The first call after the kill discovers it; then calls fail fast.
@@ -187,9 +184,8 @@ async fn a_gracefully_stopped_endpoint_costs_no_call() {
         Backend::start().await,
         Backend::start().await,
     ];
-    let cluster = balancer("greeter");
+    let (cluster, channel) = balancer("greeter");
     cluster.assign(backends.iter().map(|b| (b.address, 1)).collect());
-    let channel = cluster.channel();
     let running = {
         let channel = channel.clone();
         tokio::spawn(async move { load(&channel, 8, 4000).await })

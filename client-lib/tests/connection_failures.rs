@@ -10,13 +10,14 @@ mod support;
 
 use std::time::Duration;
 
+use lookaside_client::LbChannel;
 use lookaside_client::cluster::ClusterBalancer;
 use lookaside_client::endpoint::ConnectionSettings;
 use support::Backend;
 use tonic_health::pb::HealthCheckRequest;
 use tonic_health::pb::health_client::HealthClient;
 
-fn balancer(name: &str, connect_timeout: Duration) -> ClusterBalancer {
+fn balancer(name: &str, connect_timeout: Duration) -> (ClusterBalancer, LbChannel) {
     let settings = ConnectionSettings {
         connect_timeout,
         // Long enough that the test sees the ejection before a probe.
@@ -46,17 +47,16 @@ async fn an_endpoint_nobody_listens_on_is_ejected_before_any_call() {
         let listener = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
         listener.local_addr().unwrap()
     };
-    let cluster = balancer("closed", Duration::from_secs(2));
+    let (cluster, channel) = balancer("closed", Duration::from_secs(2));
     cluster.assign(vec![(closed, 1)]);
-    until_ejected(&cluster.channel(), async || {}).await;
+    until_ejected(&channel, async || {}).await;
 }
 
 #[tokio::test]
 async fn an_endpoint_that_never_answers_is_ejected_though_every_call_gives_up_first() {
     let (address, blackhole) = support::blackhole().await;
-    let cluster = balancer("blackhole", Duration::from_millis(300));
+    let (cluster, channel) = balancer("blackhole", Duration::from_millis(300));
     cluster.assign(vec![(address, 1)]);
-    let channel = cluster.channel();
     let mut gave_up = 0;
     until_ejected(&channel, async || {
         let mut request = tonic::Request::new(HealthCheckRequest::default());
@@ -76,9 +76,8 @@ async fn an_endpoint_that_never_answers_is_ejected_though_every_call_gives_up_fi
 #[tokio::test]
 async fn a_connection_header_is_dropped_not_fatal() {
     let backend = Backend::start().await;
-    let cluster = balancer("greeter", Duration::from_secs(2));
+    let (cluster, channel) = balancer("greeter", Duration::from_secs(2));
     cluster.assign(vec![(backend.address, 1)]);
-    let channel = cluster.channel();
     let mut request = tonic::Request::new(HealthCheckRequest::default());
     request
         .metadata_mut()
@@ -102,9 +101,8 @@ async fn a_peer_that_goes_silent_is_found_by_keepalive() {
         probe_backoff_initial: Duration::from_secs(30),
         ..ConnectionSettings::default()
     };
-    let cluster = ClusterBalancer::spawn("frozen", settings, Duration::from_secs(2));
+    let (cluster, channel) = ClusterBalancer::spawn("frozen", settings, Duration::from_secs(2));
     cluster.assign(vec![(address, 1)]);
-    let channel = cluster.channel();
 
     // A call without a deadline would wait forever on this peer; the
     // unanswered PING ends the connection, and the call with it.
@@ -134,13 +132,12 @@ async fn a_peer_that_goes_silent_is_found_by_keepalive() {
 async fn a_streaming_request_survives_an_unreachable_first_endpoint() {
     let (unreachable, blackhole) = support::blackhole().await;
     let backend = Backend::start().await;
-    let balancer = balancer("streamed", Duration::from_millis(300));
+    let (balancer, channel) = balancer("streamed", Duration::from_millis(300));
     balancer.assign(vec![(unreachable, 1000), (backend.address, 1)]);
     // The picker's first pick goes to the endpoint listed first (by
     // address); every other one but a thousandth to the blackhole. Spend
     // the first on the backend if it is listed first, so that the streaming
     // call below starts on the blackhole.
-    let channel = balancer.channel();
     let mut served = 0;
     if backend.address < unreachable {
         support::call(&channel)

@@ -33,13 +33,12 @@ fn with_timeout<T>(message: T) -> tonic::Request<T> {
 #[tokio::test]
 async fn a_server_that_never_answers_costs_the_deadline_not_the_endpoint() {
     let (address, held) = support::silent_peer().await;
-    let cluster = ClusterBalancer::spawn(
+    let (cluster, channel) = ClusterBalancer::spawn(
         "silent",
         ConnectionSettings::default(),
         Duration::from_secs(2),
     );
     cluster.assign(vec![(address, 1)]);
-    let channel = cluster.channel();
 
     let started = tokio::time::Instant::now();
     let status = bounded(
@@ -61,13 +60,12 @@ async fn a_server_that_never_answers_costs_the_deadline_not_the_endpoint() {
 #[tokio::test]
 async fn a_stream_that_never_ends_stops_at_the_deadline() {
     let backend = Backend::start().await;
-    let cluster = ClusterBalancer::spawn(
+    let (cluster, channel) = ClusterBalancer::spawn(
         "watched",
         ConnectionSettings::default(),
         Duration::from_secs(2),
     );
     cluster.assign(vec![(backend.address, 1)]);
-    let channel = cluster.channel();
 
     let started = tokio::time::Instant::now();
     let mut updates = HealthClient::new(channel.clone())

@@ -27,13 +27,12 @@ async fn until(what: &str, mut condition: impl FnMut() -> bool) {
 async fn a_removed_endpoint_finishes_its_calls_then_closes_its_connection() {
     let leaving = Backend::start().await;
     let staying = Backend::start().await;
-    let cluster = ClusterBalancer::spawn(
+    let (cluster, channel) = ClusterBalancer::spawn(
         "greeter",
         ConnectionSettings::default(),
         Duration::from_secs(2),
     );
     cluster.assign(vec![(leaving.address, 1)]);
-    let channel = cluster.channel();
 
     // A call in flight on the endpoint that will leave: a health watch
     // stays open until the client ends it.

@@ -71,7 +71,7 @@ async fn keepalive_pings_only_while_calls_are_in_flight() {
         probe_backoff_initial: Duration::from_secs(30),
         ..ConnectionSettings::default()
     };
-    let cluster = ClusterBalancer::spawn("idle", settings, Duration::from_secs(2));
+    let (cluster, channel) = ClusterBalancer::spawn("idle", settings, Duration::from_secs(2));
     // The endpoint is connected at once (warm-up), then left idle for
     // eight keepalive intervals.
     cluster.assign(vec![(address, 1)]);
@@ -84,7 +84,6 @@ async fn keepalive_pings_only_while_calls_are_in_flight() {
     assert_eq!(pings_in(&mut received), 0, "an idle connection was pinged");
 
     // A call the peer never answers: now the connection is pinged.
-    let channel = cluster.channel();
     let call = tokio::spawn(async move {
         HealthClient::new(channel)
             .check(HealthCheckRequest::default())

@@ -65,13 +65,12 @@ async fn picks_ejections_and_assignments_are_counted() {
         .expect("the only recorder of this test binary");
 
     let mut backends = [Backend::start().await, Backend::start().await];
-    let cluster = ClusterBalancer::spawn(
+    let (cluster, channel) = ClusterBalancer::spawn(
         "greeter",
         ConnectionSettings::default(),
         Duration::from_secs(1),
     );
     cluster.assign(backends.iter().map(|b| (b.address, 1)).collect());
-    let channel = cluster.channel();
     for _ in 0..10 {
         call(&channel).await.expect("call");
     }

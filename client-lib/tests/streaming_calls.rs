@@ -68,13 +68,13 @@ async fn a_bidirectional_stream_flows_and_dropping_it_cancels_it() {
     );
 
     // The control plane is this cluster's one endpoint.
-    let cluster = ClusterBalancer::spawn(
+    let (cluster, channel) = ClusterBalancer::spawn(
         "control-plane",
         ConnectionSettings::default(),
         Duration::from_secs(2),
     );
     cluster.assign(vec![(running.xds_address, 1)]);
-    let mut ads = AggregatedDiscoveryServiceClient::new(cluster.channel());
+    let mut ads = AggregatedDiscoveryServiceClient::new(channel.clone());
     let (requests, rx) = tokio::sync::mpsc::channel(4);
     requests.send(request("", "")).await.unwrap();
     let mut responses = ads
@@ -177,10 +177,10 @@ async fn a_connection_lost_mid_response_is_unavailable() {
         drop(connection);
     });
 
-    let cluster =
+    let (cluster, channel) =
         ClusterBalancer::spawn("cut", ConnectionSettings::default(), Duration::from_secs(2));
     cluster.assign(vec![(address, 1)]);
-    let mut watch = tonic_health::pb::health_client::HealthClient::new(cluster.channel())
+    let mut watch = tonic_health::pb::health_client::HealthClient::new(channel)
         .watch(HealthCheckRequest::default())
         .await
         .expect("watch opens")

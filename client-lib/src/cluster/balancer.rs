@@ -21,20 +21,27 @@ pub type Assignment = Vec<(SocketAddr, u32)>;
 /// already being ejected).
 const FAILURE_QUEUE: usize = 64;
 
-/// Owns a cluster's endpoints. Feed it assignments; hand out its channel.
+/// Feeds assignments to a cluster's balancer task.
+///
+/// The task (which owns the endpoints, their connections and probes) lives
+/// while both this and some clone of the cluster's [`LbChannel`] do: when
+/// the last channel clone drops, it ends and [`closed`](Self::closed)
+/// resolves; when this drops, it ends and the channels keep serving the
+/// last endpoint set.
 #[derive(Debug)]
 pub struct ClusterBalancer {
     assignments: watch::Sender<Option<Assignment>>,
-    channel: LbChannel,
+    metrics: ClusterMetrics,
 }
 
 impl ClusterBalancer {
-    /// Starts the balancer task for cluster `name`.
+    /// Starts the balancer task for cluster `name`; returns its input and
+    /// the channel calls go through (cheap to clone).
     pub fn spawn(
         name: &str,
         settings: ConnectionSettings,
         first_assignment_timeout: Duration,
-    ) -> Self {
+    ) -> (Self, LbChannel) {
         let set = Arc::new(ArcSwap::from_pointee(EndpointSet::unassigned()));
         let (assignments, assignments_rx) = watch::channel(None);
         let (failures_tx, failures_rx) = mpsc::channel(FAILURE_QUEUE);
@@ -59,10 +66,13 @@ impl ClusterBalancer {
             metrics: metrics.clone(),
         };
         tokio::spawn(task.run(assignments_rx, failures_rx));
-        Self {
-            assignments,
+        (
+            Self {
+                assignments,
+                metrics,
+            },
             channel,
-        }
+        )
     }
 
     /// Replaces the cluster's endpoints and weights.
@@ -72,12 +82,13 @@ impl ClusterBalancer {
 
     /// Counts an assignment that was rejected (NACKed or unusable).
     pub fn rejected(&self) {
-        self.channel.metrics().rejected.increment(1);
+        self.metrics.rejected.increment(1);
     }
 
-    /// The channel calls go through. Cheap to clone.
-    pub fn channel(&self) -> LbChannel {
-        self.channel.clone()
+    /// Resolves once no clone of the cluster's channel is left (the task
+    /// has ended): nobody needs its assignments any more.
+    pub async fn closed(&self) {
+        self.assignments.closed().await;
     }
 }
 
@@ -106,6 +117,8 @@ impl Task {
         let (recovered_tx, mut recovered) = mpsc::channel::<SocketAddr>(FAILURE_QUEUE);
         loop {
             tokio::select! {
+                // No channel left: nothing will call through this cluster.
+                () = self.published.closed() => return,
                 changed = assignments.changed() => {
                     if changed.is_err() {
                         return;

@@ -1,7 +1,7 @@
 //! The `tower::Service` generated tonic clients call through.
 
 use std::net::SocketAddr;
-use std::sync::Arc;
+use std::sync::{Arc, Weak};
 use std::task::{Context, Poll};
 use std::time::Duration;
 
@@ -25,6 +25,21 @@ pub struct LbChannel {
     shared: Arc<Shared>,
 }
 
+/// A reference to a channel that does not keep its cluster alive.
+#[derive(Debug, Clone)]
+pub struct WeakLbChannel {
+    shared: Weak<Shared>,
+}
+
+impl WeakLbChannel {
+    /// The channel, if some clone of it is still in use.
+    pub fn upgrade(&self) -> Option<LbChannel> {
+        self.shared.upgrade().map(|shared| LbChannel { shared })
+    }
+}
+
+/// Also the cluster's lifetime: when the last clone drops, `published`
+/// closes and the balancer task ends (see `ClusterBalancer`).
 #[derive(Debug)]
 struct Shared {
     name: Box<str>,
@@ -56,9 +71,11 @@ impl LbChannel {
         }
     }
 
-    /// The cluster's metric handles.
-    pub(super) fn metrics(&self) -> &ClusterMetrics {
-        &self.shared.metrics
+    /// A reference that does not keep the cluster alive.
+    pub fn downgrade(&self) -> WeakLbChannel {
+        WeakLbChannel {
+            shared: Arc::downgrade(&self.shared),
+        }
     }
 
     /// The cluster's name.
@@ -212,12 +229,12 @@ mod tests {
     /// built after the connection is ready).
     #[tokio::test]
     async fn a_calls_future_fits_in_a_kibibyte() {
-        let balancer = super::super::ClusterBalancer::spawn(
+        let (_balancer, mut channel) = super::super::ClusterBalancer::spawn(
             "sized",
             Default::default(),
             Duration::from_secs(1),
         );
-        let future = balancer.channel().call(http::Request::new(Body::empty()));
+        let future = channel.call(http::Request::new(Body::empty()));
         let size = std::mem::size_of_val(&*future);
         assert!(size <= 1024, "a call's future takes {size} bytes");
     }

@@ -6,13 +6,27 @@ use super::AssignmentResource;
 use crate::cluster::ClusterBalancer;
 
 /// Feeds every new valid assignment of the watched cluster to `balancer`
-/// until the watch ends. A rejected (NACKed) or vanished resource keeps the
-/// last good assignment serving; so does a control plane that went away
-/// (the xDS client reconnects on its own and re-subscribes).
-pub async fn follow(mut watcher: ResourceWatcher<AssignmentResource>, balancer: ClusterBalancer) {
-    let cluster = balancer.channel().cluster().to_string();
+/// until the watch ends or nobody uses the cluster's channel any more
+/// (dropping the watcher unsubscribes). A rejected (NACKed) or vanished
+/// resource keeps the last good assignment serving; so does a control plane
+/// that went away (the xDS client reconnects on its own and re-subscribes).
+pub async fn follow(
+    cluster: &str,
+    mut watcher: ResourceWatcher<AssignmentResource>,
+    balancer: ClusterBalancer,
+) {
     let mut last: Option<AssignmentResource> = None;
-    while let Some(event) = watcher.next().await {
+    loop {
+        let event = tokio::select! {
+            event = watcher.next() => event,
+            () = balancer.closed() => {
+                tracing::debug!(cluster, "channel no longer used; unsubscribing");
+                return;
+            }
+        };
+        let Some(event) = event else {
+            return;
+        };
         match event {
             ResourceEvent::ResourceChanged {
                 result: Ok(resource),

@@ -10,7 +10,9 @@
 
 mod assignment;
 mod follow;
+mod runtime;
 mod weigh;
 
 pub use assignment::{AssignmentResource, EDS_TYPE_URL};
 pub use follow::follow;
+pub use runtime::{OwnedRuntime, Worker};

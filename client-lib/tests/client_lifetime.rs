@@ -1,0 +1,68 @@
+//! What a dropped client leaves behind: its channels keep following
+//! assignments, and once they are gone too, the stream to the control plane
+//! and the connections to the endpoints close.
+
+#![allow(clippy::expect_used, clippy::unwrap_used)]
+
+mod support;
+
+use std::time::Duration;
+
+use envoy_types::pb::envoy::service::discovery::v3::DiscoveryResponse;
+use lookaside_client::Client;
+use support::ads::{EDS, Seen, assignment, scripted};
+use support::{Backend, call};
+
+/// Waits (up to 5 s) until `done` holds.
+async fn until(what: &str, mut done: impl FnMut() -> bool) {
+    tokio::time::timeout(Duration::from_secs(5), async {
+        while !done() {
+            tokio::time::sleep(Duration::from_millis(10)).await;
+        }
+    })
+    .await
+    .unwrap_or_else(|_| panic!("{what}"));
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_channel_outlives_its_client_and_the_last_drop_closes_everything() {
+    let backend = Backend::start().await;
+    let response = DiscoveryResponse {
+        version_info: "1".into(),
+        resources: vec![assignment(&[(backend.address, 1)])],
+        type_url: EDS.into(),
+        nonce: "n1".into(),
+        ..Default::default()
+    };
+    let (address, mut seen) = scripted(vec![response]).await;
+
+    // The one-liner: the client itself is dropped at once.
+    let channel = Client::builder(format!("http://{address}"))
+        .build()
+        .expect("client")
+        .channel("greeter");
+    call(&channel)
+        .await
+        .expect("the channel follows its assignment");
+    assert_eq!(backend.served(), 1);
+    assert_eq!(backend.open_connections(), 1);
+
+    let clone = channel.clone();
+    drop(channel);
+    call(&clone).await.expect("a clone keeps the cluster alive");
+    drop(clone);
+
+    let ended = tokio::time::timeout(Duration::from_secs(5), async {
+        loop {
+            if let Seen::Ended = seen.recv().await.expect("server running") {
+                return;
+            }
+        }
+    })
+    .await;
+    assert!(ended.is_ok(), "the ADS stream outlived every channel");
+    until("the endpoint's connection outlived every channel", || {
+        backend.open_connections() == 0
+    })
+    .await;
+}
