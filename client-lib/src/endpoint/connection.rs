@@ -16,6 +16,7 @@
 use std::net::SocketAddr;
 use std::sync::atomic::{AtomicU64, AtomicUsize, Ordering};
 use std::sync::{Arc, Mutex, PoisonError, Weak};
+use std::time::Duration;
 
 use arc_swap::ArcSwapOption;
 use bytes::Bytes;
@@ -57,7 +58,13 @@ struct Shared {
     /// endpoint until it answers again).
     failures: mpsc::Sender<SocketAddr>,
     next_id: AtomicU64,
+    /// PING interval of new connections, in milliseconds: the configured
+    /// one, doubled each time the peer said "too many pings".
+    keepalive_ms: AtomicU64,
 }
+
+/// The longest keepalive interval doubling reaches.
+const MAX_KEEPALIVE: Duration = Duration::from_secs(3600);
 
 /// An attempt to connect, on its own task; every waiting call shares it.
 type Attempt = SharedFuture<BoxFuture<'static, Result<Arc<Live>, EndpointError>>>;
@@ -120,6 +127,9 @@ impl Connection {
                 attempt: Mutex::new(None),
                 failures,
                 next_id: AtomicU64::new(0),
+                keepalive_ms: AtomicU64::new(
+                    u64::try_from(settings.keepalive_interval.as_millis()).unwrap_or(u64::MAX),
+                ),
             }),
         }
     }
@@ -232,6 +242,25 @@ impl Shared {
         attempt
     }
 
+    /// The PING interval for a new connection.
+    fn keepalive_interval(&self) -> Duration {
+        Duration::from_millis(self.keepalive_ms.load(Ordering::Relaxed))
+    }
+
+    /// The peer closed a connection with GOAWAY(ENHANCE_YOUR_CALM), what
+    /// gRPC servers send for "too_many_pings": like gRPC's own clients,
+    /// PING half as often from the next connection on (up to an hour).
+    fn too_many_pings(&self) {
+        let max = u64::try_from(MAX_KEEPALIVE.as_millis()).unwrap_or(u64::MAX);
+        let previous = self
+            .keepalive_ms
+            .fetch_update(Ordering::Relaxed, Ordering::Relaxed, |ms| {
+                Some(ms.saturating_mul(2).clamp(1, max))
+            })
+            .unwrap_or_else(|ms| ms);
+        warn!(cluster = %self.cluster, endpoint = %self.address, interval = ?self.keepalive_interval(), previous = ?Duration::from_millis(previous), "peer said too many pings; keepalive interval doubled");
+    }
+
     /// Drops connection `id` if calls still use it.
     fn forget(&self, id: u64) {
         self.live.rcu(|live| match live {
@@ -269,7 +298,12 @@ impl Shared {
             .await
             .map_err(|_| EndpointError::ConnectTimeout { address, after })??;
         let calls = Calls::default();
-        let keepalive = keepalive(connection.ping_pong(), calls.clone(), self.settings.clone());
+        let keepalive = keepalive(
+            connection.ping_pong(),
+            calls.clone(),
+            self.keepalive_interval(),
+            self.settings.keepalive_timeout,
+        );
         let shared = Arc::downgrade(self);
         // Entered on every poll of the connection: with nobody listening,
         // a span without metadata costs nothing there (a disabled one still
@@ -310,7 +344,16 @@ async fn drive<T>(
     tokio::select! {
         ended = Coalescing::new(connection) => match ended {
             Ok(()) => debug!(%cluster, %endpoint, "connection closed"),
-            Err(error) => debug!(%cluster, %endpoint, %error, "connection ended"),
+            Err(error) => {
+                debug!(%cluster, %endpoint, %error, "connection ended");
+                if error.is_go_away()
+                    && error.is_remote()
+                    && error.reason() == Some(h2::Reason::ENHANCE_YOUR_CALM)
+                    && let Some(shared) = shared.upgrade()
+                {
+                    shared.too_many_pings();
+                }
+            }
         },
         // Dropping the connection closes the socket; its calls fail.
         reason = keepalive => {
@@ -367,34 +410,95 @@ impl<F: Future + Unpin> Future for Coalescing<F> {
 /// the connection with GOAWAY(ENHANCE_YOUR_CALM, "too_many_pings"), as
 /// gRPC's own clients avoid (`permit_without_stream` off). A dead idle
 /// connection is found by the next call, within one interval and timeout.
+/// A peer that still finds the PINGs too many (grpc-go allows one per five
+/// minutes by default without data in between) doubles the interval of
+/// the next connection (`Shared::too_many_pings`).
 async fn keepalive(
     ping_pong: Option<h2::PingPong>,
     calls: Calls,
-    settings: ConnectionSettings,
+    interval: Duration,
+    timeout: Duration,
 ) -> String {
     let Some(mut ping_pong) = ping_pong else {
         return std::future::pending().await;
     };
     loop {
-        tokio::time::sleep(settings.keepalive_interval).await;
+        tokio::time::sleep(interval).await;
         if !calls.any() {
             continue;
         }
-        match tokio::time::timeout(
-            settings.keepalive_timeout,
-            ping_pong.ping(h2::Ping::opaque()),
-        )
-        .await
-        {
+        match tokio::time::timeout(timeout, ping_pong.ping(h2::Ping::opaque())).await {
             Ok(Ok(_pong)) => {}
             // The connection itself ended; its own branch reports it.
             Ok(Err(_)) => return std::future::pending().await,
             Err(_) => {
-                return format!(
-                    "no answer to a PING within {:?}",
-                    settings.keepalive_timeout
-                );
+                return format!("no answer to a PING within {timeout:?}");
             }
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use tokio::io::{AsyncReadExt, AsyncWriteExt};
+
+    /// A peer that answers every connection with SETTINGS and
+    /// GOAWAY(ENHANCE_YOUR_CALM, "too_many_pings"), as grpc-go does.
+    async fn calm_peer() -> SocketAddr {
+        let listener = tokio::net::TcpListener::bind("127.0.0.1:0")
+            .await
+            .unwrap_or_else(|error| panic!("bind: {error}"));
+        let address = listener
+            .local_addr()
+            .unwrap_or_else(|error| panic!("address: {error}"));
+        tokio::spawn(async move {
+            while let Ok((mut socket, _)) = listener.accept().await {
+                tokio::spawn(async move {
+                    let mut preface = [0u8; 24];
+                    if socket.read_exact(&mut preface).await.is_err() {
+                        return;
+                    }
+                    let debug = b"too_many_pings";
+                    let mut frames = vec![0, 0, 0, 0x4, 0, 0, 0, 0, 0];
+                    frames.extend_from_slice(&[0, 0, 8 + debug.len() as u8, 0x7, 0, 0, 0, 0, 0]);
+                    frames.extend_from_slice(&[0, 0, 0, 0, 0, 0, 0, 0x0b]);
+                    frames.extend_from_slice(debug);
+                    if socket.write_all(&frames).await.is_err() {
+                        return;
+                    }
+                    let mut rest = Vec::new();
+                    let _ = socket.read_to_end(&mut rest).await;
+                });
+            }
+        });
+        address
+    }
+
+    #[tokio::test]
+    async fn too_many_pings_doubles_the_keepalive_interval_of_later_connections() {
+        let address = calm_peer().await;
+        let (failures, _reported) = mpsc::channel(8);
+        let settings = ConnectionSettings {
+            keepalive_interval: Duration::from_millis(50),
+            ..ConnectionSettings::default()
+        };
+        let connection = Connection::new("calm", address, &settings, failures);
+        for expected in [100, 200, 400] {
+            connection.warm_up();
+            let doubled = tokio::time::timeout(Duration::from_secs(5), async {
+                while connection.shared.keepalive_interval() != Duration::from_millis(expected)
+                    || connection.shared.live.load().is_some()
+                {
+                    tokio::time::sleep(Duration::from_millis(5)).await;
+                }
+            })
+            .await;
+            assert!(
+                doubled.is_ok(),
+                "interval {:?}, expected {expected} ms",
+                connection.shared.keepalive_interval()
+            );
         }
     }
 }
