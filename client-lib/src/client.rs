@@ -8,7 +8,7 @@ use std::time::Duration;
 
 use xds_client::{ClientConfig, Node, ProstCodec, RetryPolicy, TonicTransportBuilder, XdsClient};
 
-use crate::cluster::{Assignment, ClusterBalancer, LbChannel, WeakLbChannel};
+use crate::cluster::{Assignment, ClusterBalancer, LbChannel};
 use crate::endpoint::ConnectionSettings;
 use crate::xds::{AssignmentResource, OwnedRuntime, Worker, follow};
 
@@ -125,9 +125,9 @@ struct Inner {
     /// the client or one of its channels does.
     worker: Arc<Worker>,
     settings: ClientBuilder,
-    /// Channels handed out; an entry whose channel is no longer used is
-    /// replaced by a fresh subscription on the next request.
-    channels: Mutex<HashMap<String, WeakLbChannel>>,
+    /// One channel per cluster asked for, shared by every `channel()` call
+    /// while the client lives (dropped with it).
+    channels: Mutex<HashMap<String, LbChannel>>,
 }
 
 /// A process's connection to a Lookaside control plane. Cheap to clone.
@@ -169,10 +169,9 @@ impl Client {
             Ok(channels) => channels,
             Err(poisoned) => poisoned.into_inner(),
         };
-        if let Some(channel) = channels.get(cluster).and_then(WeakLbChannel::upgrade) {
-            return channel;
+        if let Some(channel) = channels.get(cluster) {
+            return channel.clone();
         }
-        channels.retain(|_, channel| channel.upgrade().is_some());
         let settings = &self.inner.settings;
         let (balancer, channel) = ClusterBalancer::spawn(
             cluster,
@@ -191,7 +190,7 @@ impl Client {
             follow(&name, watcher, balancer).await;
             drop(worker);
         });
-        channels.insert(cluster.to_string(), channel.downgrade());
+        channels.insert(cluster.to_string(), channel.clone());
         channel
     }
 }

@@ -25,6 +25,33 @@ async fn until(what: &str, mut done: impl FnMut() -> bool) {
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_channel_asked_for_again_is_the_same_cluster() {
+    let backend = Backend::start().await;
+    let response = DiscoveryResponse {
+        version_info: "1".into(),
+        resources: vec![assignment(&[(backend.address, 1)])],
+        type_url: EDS.into(),
+        nonce: "n1".into(),
+        ..Default::default()
+    };
+    let (address, _seen) = scripted(vec![response]).await;
+    let lb = Client::builder(format!("http://{address}"))
+        .first_assignment_timeout(Duration::from_millis(200))
+        .build()
+        .expect("client");
+    call(&lb.channel("greeter")).await.expect("first channel");
+    // The scripted server answers one subscription only: a second one
+    // would never get an assignment, and the call would fail.
+    for _ in 0..3 {
+        call(&lb.channel("greeter"))
+            .await
+            .expect("the same subscription, connection and assignment");
+    }
+    assert_eq!(backend.served(), 4);
+    assert_eq!(backend.open_connections(), 1);
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_channel_outlives_its_client_and_the_last_drop_closes_everything() {
     let backend = Backend::start().await;
     let response = DiscoveryResponse {

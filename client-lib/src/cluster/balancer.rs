@@ -62,6 +62,7 @@ impl ClusterBalancer {
             failures: failures_tx,
             endpoints: BTreeMap::new(),
             probes: HashMap::new(),
+            next_probe: 0,
             published: published_tx,
             metrics: metrics.clone(),
         };
@@ -103,7 +104,11 @@ struct Task {
     /// The probe of each ejected endpoint. A probe stops when its endpoint
     /// recovers, is removed, or the balancer goes away: it never dials a
     /// removed pod's address forever.
-    probes: HashMap<SocketAddr, AbortHandle>,
+    probes: HashMap<SocketAddr, (u64, AbortHandle)>,
+    /// Number of the next probe: a probe reports its number with the
+    /// address, so a report from an earlier probe of the same address
+    /// (aborted after it had sent) is told apart and ignored.
+    next_probe: u64,
     published: watch::Sender<()>,
     metrics: ClusterMetrics,
 }
@@ -114,7 +119,7 @@ impl Task {
         mut assignments: watch::Receiver<Option<Assignment>>,
         mut failures: mpsc::Receiver<SocketAddr>,
     ) {
-        let (recovered_tx, mut recovered) = mpsc::channel::<SocketAddr>(FAILURE_QUEUE);
+        let (recovered_tx, mut recovered) = mpsc::channel::<Recovered>(FAILURE_QUEUE);
         loop {
             tokio::select! {
                 // No channel left: nothing will call through this cluster.
@@ -129,14 +134,14 @@ impl Task {
                     }
                 }
                 Some(address) = failures.recv() => self.eject(address, &recovered_tx),
-                Some(address) = recovered.recv() => self.recover(address),
+                Some((address, number)) = recovered.recv() => self.recover(address, number),
             }
         }
     }
 
     /// Takes a failed endpoint out of the set and probes it until it
     /// answers again.
-    fn eject(&mut self, address: SocketAddr, recovered: &mpsc::Sender<SocketAddr>) {
+    fn eject(&mut self, address: SocketAddr, recovered: &mpsc::Sender<Recovered>) {
         let Some((endpoint, _)) = self.endpoints.get(&address) else {
             return;
         };
@@ -146,14 +151,25 @@ impl Task {
         warn!(cluster = %self.name, endpoint = %address, "connection failed; endpoint ejected until it answers again");
         endpoint.metrics.ejections.increment(1);
         self.publish();
-        let probe = tokio::spawn(probe(address, self.settings.clone(), recovered.clone()));
-        if let Some(previous) = self.probes.insert(address, probe.abort_handle()) {
+        let number = self.next_probe;
+        self.next_probe += 1;
+        let probe = tokio::spawn(probe(
+            address,
+            number,
+            self.settings.clone(),
+            recovered.clone(),
+        ));
+        if let Some((_, previous)) = self.probes.insert(address, (number, probe.abort_handle())) {
             previous.abort();
         }
     }
 
-    /// Puts an endpoint whose probe got through back into the set.
-    fn recover(&mut self, address: SocketAddr) {
+    /// Puts an endpoint whose probe `number` got through back into the set.
+    fn recover(&mut self, address: SocketAddr, number: u64) {
+        if !matches!(self.probes.get(&address), Some((current, _)) if *current == number) {
+            debug!(cluster = %self.name, endpoint = %address, "report of an earlier probe ignored");
+            return;
+        }
         self.probes.remove(&address);
         if let Some((endpoint, _)) = self.endpoints.get(&address)
             && endpoint.set_usable(true)
@@ -187,7 +203,7 @@ impl Task {
         // finish on theirs, then the connection closes. Its probe stops.
         for address in self.endpoints.keys() {
             debug!(cluster = %self.name, endpoint = %address, "endpoint removed");
-            if let Some(probe) = self.probes.remove(address) {
+            if let Some((_, probe)) = self.probes.remove(address) {
                 probe.abort();
             }
         }
@@ -213,17 +229,23 @@ impl Task {
 
 impl Drop for Task {
     fn drop(&mut self) {
-        for probe in self.probes.values() {
+        for (_, probe) in self.probes.values() {
             probe.abort();
         }
+        // The cluster is gone: none of its endpoints takes calls here.
+        self.metrics.usable.set(0.0);
     }
 }
+
+/// An endpoint's probe got through: its address and the probe's number.
+type Recovered = (SocketAddr, u64);
 
 /// Tries to connect to `address` with exponential backoff until it answers.
 async fn probe(
     address: SocketAddr,
+    number: u64,
     settings: ConnectionSettings,
-    recovered: mpsc::Sender<SocketAddr>,
+    recovered: mpsc::Sender<Recovered>,
 ) {
     let mut delay = settings.probe_backoff_initial;
     loop {
@@ -234,7 +256,7 @@ async fn probe(
         )
         .await;
         if let Ok(Ok(_)) = attempt {
-            let _ = recovered.send(address).await;
+            let _ = recovered.send((address, number)).await;
             return;
         }
         if recovered.is_closed() {
@@ -262,6 +284,7 @@ mod tests {
             failures,
             endpoints: BTreeMap::new(),
             probes: HashMap::new(),
+            next_probe: 0,
             published,
             metrics: ClusterMetrics::new(name),
         }
@@ -282,10 +305,10 @@ mod tests {
         false
     }
 
-    fn probing(task: &mut Task, recovered: &mpsc::Sender<SocketAddr>) -> AbortHandle {
+    fn probing(task: &mut Task, recovered: &mpsc::Sender<Recovered>) -> AbortHandle {
         task.apply(vec![(DEAD, 1)]);
         task.eject(DEAD, recovered);
-        let probe = task.probes.get(&DEAD).cloned();
+        let probe = task.probes.get(&DEAD).map(|(_, probe)| probe.clone());
         assert!(probe.is_some(), "an ejected endpoint is probed");
         probe.unwrap_or_else(|| unreachable!())
     }
@@ -325,5 +348,25 @@ mod tests {
             .collect();
         assert_eq!(weights, vec![(DEAD, 2), (other, 2)]);
         assert_eq!(task.set.load().usable(), 2);
+    }
+
+    #[tokio::test(start_paused = true)]
+    async fn an_earlier_probes_late_report_is_ignored() {
+        let mut task = task("late");
+        let (recovered, _keep_open) = mpsc::channel(1);
+        let _probe = probing(&mut task, &recovered);
+        let usable = |task: &Task| task.endpoints.get(&DEAD).map(|(e, _)| e.is_usable());
+        assert_eq!(usable(&task), Some(false));
+        let current = task.probes.get(&DEAD).map(|(number, _)| *number);
+        // A probe from before the endpoint was removed and added again.
+        task.recover(DEAD, current.unwrap_or_default() + 1);
+        assert_eq!(usable(&task), Some(false), "a stale report un-ejected it");
+        assert!(
+            task.probes.contains_key(&DEAD),
+            "the current probe was forgotten"
+        );
+        task.recover(DEAD, current.unwrap_or_default());
+        assert_eq!(usable(&task), Some(true));
+        assert!(task.probes.is_empty());
     }
 }

@@ -1,7 +1,7 @@
 //! The `tower::Service` generated tonic clients call through.
 
 use std::net::SocketAddr;
-use std::sync::{Arc, Weak};
+use std::sync::Arc;
 use std::task::{Context, Poll};
 use std::time::Duration;
 
@@ -23,19 +23,6 @@ use crate::telemetry::ClusterMetrics;
 #[derive(Debug, Clone)]
 pub struct LbChannel {
     shared: Arc<Shared>,
-}
-
-/// A reference to a channel that does not keep its cluster alive.
-#[derive(Debug, Clone)]
-pub struct WeakLbChannel {
-    shared: Weak<Shared>,
-}
-
-impl WeakLbChannel {
-    /// The channel, if some clone of it is still in use.
-    pub fn upgrade(&self) -> Option<LbChannel> {
-        self.shared.upgrade().map(|shared| LbChannel { shared })
-    }
 }
 
 /// Also the cluster's lifetime: when the last clone drops, `published`
@@ -68,13 +55,6 @@ impl LbChannel {
                 first_assignment_timeout,
                 metrics,
             }),
-        }
-    }
-
-    /// A reference that does not keep the cluster alive.
-    pub fn downgrade(&self) -> WeakLbChannel {
-        WeakLbChannel {
-            shared: Arc::downgrade(&self.shared),
         }
     }
 

@@ -12,5 +12,5 @@ mod retry;
 mod set;
 
 pub use balancer::{Assignment, ClusterBalancer};
-pub use channel::{LbChannel, WeakLbChannel};
+pub use channel::LbChannel;
 pub use set::EndpointSet;

@@ -247,15 +247,16 @@ impl Shared {
         Duration::from_millis(self.keepalive_ms.load(Ordering::Relaxed))
     }
 
-    /// The peer closed a connection with GOAWAY(ENHANCE_YOUR_CALM), what
-    /// gRPC servers send for "too_many_pings": like gRPC's own clients,
+    /// The peer closed a connection with GOAWAY(ENHANCE_YOUR_CALM,
+    /// "too_many_pings"), as gRPC servers do: like gRPC's own clients,
     /// PING half as often from the next connection on (up to an hour).
     fn too_many_pings(&self) {
         let max = u64::try_from(MAX_KEEPALIVE.as_millis()).unwrap_or(u64::MAX);
         let previous = self
             .keepalive_ms
             .fetch_update(Ordering::Relaxed, Ordering::Relaxed, |ms| {
-                Some(ms.saturating_mul(2).clamp(1, max))
+                // Never shorter than configured, even above the cap.
+                Some(ms.saturating_mul(2).min(max.max(ms)).max(1))
             })
             .unwrap_or_else(|ms| ms);
         warn!(cluster = %self.cluster, endpoint = %self.address, interval = ?self.keepalive_interval(), previous = ?Duration::from_millis(previous), "peer said too many pings; keepalive interval doubled");
@@ -346,9 +347,15 @@ async fn drive<T>(
             Ok(()) => debug!(%cluster, %endpoint, "connection closed"),
             Err(error) => {
                 debug!(%cluster, %endpoint, %error, "connection ended");
+                // h2 prints the GOAWAY's debug data; servers send
+                // ENHANCE_YOUR_CALM for other abuse too (floods of small
+                // DATA frames, of resets), which more PINGs do not cause.
+                // Best effort: a peer that resets the socket right after
+                // its GOAWAY leaves an I/O error here instead.
                 if error.is_go_away()
                     && error.is_remote()
                     && error.reason() == Some(h2::Reason::ENHANCE_YOUR_CALM)
+                    && error.to_string().contains("too_many_pings")
                     && let Some(shared) = shared.upgrade()
                 {
                     shared.too_many_pings();
@@ -443,9 +450,19 @@ mod tests {
     use super::*;
     use tokio::io::{AsyncReadExt, AsyncWriteExt};
 
+    impl Shared {
+        fn attempt_pending(&self) -> bool {
+            self.attempt
+                .lock()
+                .unwrap_or_else(PoisonError::into_inner)
+                .is_some()
+        }
+    }
+
     /// A peer that answers every connection with SETTINGS and
-    /// GOAWAY(ENHANCE_YOUR_CALM, "too_many_pings"), as grpc-go does.
-    async fn calm_peer() -> SocketAddr {
+    /// GOAWAY(ENHANCE_YOUR_CALM, `debug`), as grpc-go does with
+    /// "too_many_pings".
+    async fn calm_peer(debug: &'static [u8]) -> SocketAddr {
         let listener = tokio::net::TcpListener::bind("127.0.0.1:0")
             .await
             .unwrap_or_else(|error| panic!("bind: {error}"));
@@ -459,7 +476,6 @@ mod tests {
                     if socket.read_exact(&mut preface).await.is_err() {
                         return;
                     }
-                    let debug = b"too_many_pings";
                     let mut frames = vec![0, 0, 0, 0x4, 0, 0, 0, 0, 0];
                     frames.extend_from_slice(&[0, 0, 8 + debug.len() as u8, 0x7, 0, 0, 0, 0, 0]);
                     frames.extend_from_slice(&[0, 0, 0, 0, 0, 0, 0, 0x0b]);
@@ -477,7 +493,7 @@ mod tests {
 
     #[tokio::test]
     async fn too_many_pings_doubles_the_keepalive_interval_of_later_connections() {
-        let address = calm_peer().await;
+        let address = calm_peer(b"too_many_pings").await;
         let (failures, _reported) = mpsc::channel(8);
         let settings = ConnectionSettings {
             keepalive_interval: Duration::from_millis(50),
@@ -500,5 +516,32 @@ mod tests {
                 connection.shared.keepalive_interval()
             );
         }
+    }
+
+    #[tokio::test]
+    async fn other_calm_downs_leave_the_keepalive_interval_alone() {
+        let address = calm_peer(b"too_many_data_frames").await;
+        let (failures, _reported) = mpsc::channel(8);
+        let settings = ConnectionSettings {
+            keepalive_interval: Duration::from_millis(50),
+            ..ConnectionSettings::default()
+        };
+        let connection = Connection::new("calm", address, &settings, failures);
+        for _ in 0..3 {
+            connection.warm_up();
+            let ended = tokio::time::timeout(Duration::from_secs(5), async {
+                // Until the connection was made and has ended (or failed).
+                while connection.shared.live.load().is_some() || connection.shared.attempt_pending()
+                {
+                    tokio::time::sleep(Duration::from_millis(5)).await;
+                }
+            })
+            .await;
+            assert!(ended.is_ok(), "the connection did not end");
+        }
+        assert_eq!(
+            connection.shared.keepalive_interval(),
+            Duration::from_millis(50)
+        );
     }
 }

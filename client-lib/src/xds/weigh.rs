@@ -11,6 +11,13 @@
 //!   `weighted_target` over `round_robin` does. A locality without a weight
 //!   counts as weight 1 (rather than being dropped).
 //!
+//! Limits: failover between priorities follows the health the control
+//! plane reports, not what the client sees. If the client ejects every
+//! endpoint of the chosen priority (a partition the control plane does not
+//! see), calls fail with UNAVAILABLE rather than move to the next priority;
+//! and there is no overprovisioning factor (a priority with one serving
+//! endpoint takes every call, where Envoy would spill some over).
+//!
 //! Must never: give an endpoint weight 0, or lose an endpoint to rounding.
 
 use std::net::SocketAddr;
