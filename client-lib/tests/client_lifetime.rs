@@ -24,8 +24,13 @@ async fn until(what: &str, mut done: impl FnMut() -> bool) {
     .unwrap_or_else(|_| panic!("{what}"));
 }
 
-#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-async fn a_channel_asked_for_again_is_the_same_cluster() {
+/// A backend, and a scripted control plane that assigns it to `greeter`
+/// on the first subscription only.
+async fn one_backend_plane() -> (
+    Backend,
+    std::net::SocketAddr,
+    tokio::sync::mpsc::UnboundedReceiver<Seen>,
+) {
     let backend = Backend::start().await;
     let response = DiscoveryResponse {
         version_info: "1".into(),
@@ -34,7 +39,13 @@ async fn a_channel_asked_for_again_is_the_same_cluster() {
         nonce: "n1".into(),
         ..Default::default()
     };
-    let (address, _seen) = scripted(vec![response]).await;
+    let (address, seen) = scripted(vec![response]).await;
+    (backend, address, seen)
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_channel_asked_for_again_is_the_same_cluster() {
+    let (backend, address, _seen) = one_backend_plane().await;
     let lb = Client::builder(format!("http://{address}"))
         .first_assignment_timeout(Duration::from_millis(200))
         .build()
@@ -53,15 +64,7 @@ async fn a_channel_asked_for_again_is_the_same_cluster() {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_channel_outlives_its_client_and_the_last_drop_closes_everything() {
-    let backend = Backend::start().await;
-    let response = DiscoveryResponse {
-        version_info: "1".into(),
-        resources: vec![assignment(&[(backend.address, 1)])],
-        type_url: EDS.into(),
-        nonce: "n1".into(),
-        ..Default::default()
-    };
-    let (address, mut seen) = scripted(vec![response]).await;
+    let (backend, address, mut seen) = one_backend_plane().await;
 
     // The one-liner: the client itself is dropped at once.
     let channel = Client::builder(format!("http://{address}"))

@@ -459,10 +459,10 @@ mod tests {
         }
     }
 
-    /// A peer that answers every connection with SETTINGS and
-    /// GOAWAY(ENHANCE_YOUR_CALM, `debug`), as grpc-go does with
-    /// "too_many_pings".
-    async fn calm_peer(debug: &'static [u8]) -> SocketAddr {
+    /// A connection (keepalive every 50 ms) to a peer that answers every
+    /// connection with SETTINGS and GOAWAY(ENHANCE_YOUR_CALM, `debug`), as
+    /// grpc-go does with "too_many_pings".
+    async fn calm_peer(debug: &'static [u8]) -> Connection {
         let listener = tokio::net::TcpListener::bind("127.0.0.1:0")
             .await
             .unwrap_or_else(|error| panic!("bind: {error}"));
@@ -488,18 +488,17 @@ mod tests {
                 });
             }
         });
-        address
-    }
-
-    #[tokio::test]
-    async fn too_many_pings_doubles_the_keepalive_interval_of_later_connections() {
-        let address = calm_peer(b"too_many_pings").await;
-        let (failures, _reported) = mpsc::channel(8);
+        let (failures, _) = mpsc::channel(1);
         let settings = ConnectionSettings {
             keepalive_interval: Duration::from_millis(50),
             ..ConnectionSettings::default()
         };
-        let connection = Connection::new("calm", address, &settings, failures);
+        Connection::new("calm", address, &settings, failures)
+    }
+
+    #[tokio::test]
+    async fn too_many_pings_doubles_the_keepalive_interval_of_later_connections() {
+        let connection = calm_peer(b"too_many_pings").await;
         for expected in [100, 200, 400] {
             connection.warm_up();
             let doubled = tokio::time::timeout(Duration::from_secs(5), async {
@@ -520,13 +519,7 @@ mod tests {
 
     #[tokio::test]
     async fn other_calm_downs_leave_the_keepalive_interval_alone() {
-        let address = calm_peer(b"too_many_data_frames").await;
-        let (failures, _reported) = mpsc::channel(8);
-        let settings = ConnectionSettings {
-            keepalive_interval: Duration::from_millis(50),
-            ..ConnectionSettings::default()
-        };
-        let connection = Connection::new("calm", address, &settings, failures);
+        let connection = calm_peer(b"too_many_data_frames").await;
         for _ in 0..3 {
             connection.warm_up();
             let ended = tokio::time::timeout(Duration::from_secs(5), async {
