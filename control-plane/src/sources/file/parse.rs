@@ -32,7 +32,9 @@ pub fn parse(text: &str, path: &Path) -> Result<Vec<Cluster>, ConfigError> {
         serde_yaml_ng::from_str(text).map_err(|error| {
             let (line, column) = error
                 .location()
-                .map(|l| (to_u32(l.line()), to_u32(l.column())))
+                .map(|l| {
+                    position(text, l.index()).unwrap_or((to_u32(l.line()), to_u32(l.column())))
+                })
                 .unwrap_or_else(|| unplaced(text));
             invalid(line, column, strip_position(&error.to_string()))
         })?
@@ -94,6 +96,17 @@ pub fn parse(text: &str, path: &Path) -> Result<Vec<Cluster>, ConfigError> {
 
 fn to_u32(n: usize) -> u32 {
     u32::try_from(n).unwrap_or(u32::MAX)
+}
+
+/// Line and column (both from 1) of byte `index`, counting lines as
+/// `grep -n`, `sed` and `str::lines` do: only `\n` ends one. The YAML
+/// parser also ends a line at a lone `\r`, so its own line number can
+/// point past the end of the file as the operator's tools see it.
+fn position(text: &str, index: usize) -> Option<(u32, u32)> {
+    let before = text.get(..index)?;
+    let line = before.matches('\n').count() + 1;
+    let column = before.rsplit('\n').next().map_or(0, |l| l.chars().count()) + 1;
+    Some((to_u32(line), to_u32(column)))
 }
 
 /// serde_yaml appends " at line L column C"; we print the position first.
@@ -311,6 +324,19 @@ mod tests {
     }
 
     #[test]
+    fn a_lone_carriage_return_does_not_move_the_line_past_the_file() {
+        // Found by the mutation property below: the parser counted the
+        // `\r` as a line break and reported line 9 of this 7-line file.
+        let mut text = String::from(properties::VALID);
+        text.insert(166, '\r');
+        let Err(ConfigError::Invalid { line, column, .. }) = parse(&text, Path::new("f.yaml"))
+        else {
+            panic!("accepted: {text:?}");
+        };
+        assert_eq!((line, column), (7, 16), "at the `\\r` after `health:`");
+    }
+
+    #[test]
     fn error_display_leads_with_file_line_column() {
         let error = parse(
             "clusters:\n  - name: g\n    endpoints:\n      - { address: 127.0.0.1:1, weight: 0 }\n",
@@ -326,7 +352,7 @@ mod tests {
         use super::*;
 
         /// A valid file to mutate.
-        const VALID: &str = "clusters:\n  - name: greeter\n    policy: wrr\n    endpoints:\n      - { address: 10.0.0.1:50051, weight: 3, zone: z1 }\n      - address: \"[fd00::1]:50051\"\n        health: draining\n";
+        pub(super) const VALID: &str = "clusters:\n  - name: greeter\n    policy: wrr\n    endpoints:\n      - { address: 10.0.0.1:50051, weight: 3, zone: z1 }\n      - address: \"[fd00::1]:50051\"\n        health: draining\n";
 
         fn check(text: &str) -> Result<(), TestCaseError> {
             match parse(text, Path::new("f.yaml")) {
