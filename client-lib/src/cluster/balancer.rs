@@ -17,6 +17,14 @@ use crate::telemetry::ClusterMetrics;
 /// Endpoints and weights for a cluster, as the control plane sent them.
 pub type Assignment = Vec<(SocketAddr, u32)>;
 
+/// One assigned endpoint: its handle, weight and priority tier (0 first).
+#[derive(Debug)]
+struct Assigned {
+    endpoint: Endpoint,
+    weight: u32,
+    tier: usize,
+}
+
 /// How many failure reports may wait; more are dropped (the endpoint is
 /// already being ejected).
 const FAILURE_QUEUE: usize = 64;
@@ -30,7 +38,7 @@ const FAILURE_QUEUE: usize = 64;
 /// last endpoint set.
 #[derive(Debug)]
 pub struct ClusterBalancer {
-    assignments: watch::Sender<Option<Assignment>>,
+    assignments: watch::Sender<Option<Vec<Assignment>>>,
     metrics: ClusterMetrics,
 }
 
@@ -63,6 +71,7 @@ impl ClusterBalancer {
             endpoints: BTreeMap::new(),
             probes: HashMap::new(),
             next_probe: 0,
+            serving_tier: None,
             published: published_tx,
             metrics: metrics.clone(),
         };
@@ -78,7 +87,17 @@ impl ClusterBalancer {
 
     /// Replaces the cluster's endpoints and weights.
     pub fn assign(&self, assignment: Assignment) {
-        self.assignments.send_replace(Some(assignment));
+        self.assign_with_failover(vec![assignment]);
+    }
+
+    /// Replaces the cluster's endpoints with tiers in priority order: calls
+    /// go to the first tier that has a usable endpoint, so when every
+    /// endpoint of a tier is ejected, the next one takes over until one
+    /// recovers. Every tier's endpoints are connected at once, so a
+    /// failover finds its connections ready (and a dead one already
+    /// ejected). An address in two tiers belongs to the first.
+    pub fn assign_with_failover(&self, tiers: Vec<Assignment>) {
+        self.assignments.send_replace(Some(tiers));
     }
 
     /// Counts an assignment that was rejected (NACKed or unusable).
@@ -99,8 +118,10 @@ struct Task {
     set: Arc<ArcSwap<EndpointSet>>,
     /// Where calls and connection attempts report failed connections.
     failures: mpsc::Sender<SocketAddr>,
-    /// Every assigned endpoint with its weight.
-    endpoints: BTreeMap<SocketAddr, (Endpoint, u32)>,
+    /// Every assigned endpoint, every tier.
+    endpoints: BTreeMap<SocketAddr, Assigned>,
+    /// The tier calls go to now, if any endpoint is usable.
+    serving_tier: Option<usize>,
     /// The probe of each ejected endpoint. A probe stops when its endpoint
     /// recovers, is removed, or the balancer goes away: it never dials a
     /// removed pod's address forever.
@@ -116,7 +137,7 @@ struct Task {
 impl Task {
     async fn run(
         mut self,
-        mut assignments: watch::Receiver<Option<Assignment>>,
+        mut assignments: watch::Receiver<Option<Vec<Assignment>>>,
         mut failures: mpsc::Receiver<SocketAddr>,
     ) {
         let (recovered_tx, mut recovered) = mpsc::channel::<Recovered>(FAILURE_QUEUE);
@@ -142,7 +163,7 @@ impl Task {
     /// Takes a failed endpoint out of the set and probes it until it
     /// answers again.
     fn eject(&mut self, address: SocketAddr, recovered: &mpsc::Sender<Recovered>) {
-        let Some((endpoint, _)) = self.endpoints.get(&address) else {
+        let Some(Assigned { endpoint, .. }) = self.endpoints.get(&address) else {
             return;
         };
         if !endpoint.set_usable(false) {
@@ -171,7 +192,7 @@ impl Task {
             return;
         }
         self.probes.remove(&address);
-        if let Some((endpoint, _)) = self.endpoints.get(&address)
+        if let Some(Assigned { endpoint, .. }) = self.endpoints.get(&address)
             && endpoint.set_usable(true)
         {
             info!(cluster = %self.name, endpoint = %address, "endpoint reachable again");
@@ -180,24 +201,35 @@ impl Task {
         }
     }
 
-    fn apply(&mut self, assignment: Assignment) {
-        let mut next: BTreeMap<SocketAddr, (Endpoint, u32)> = BTreeMap::new();
-        for (address, weight) in assignment {
-            // An address listed twice (in two localities, say) is one
-            // endpoint with both weights: two Endpoints for one address
-            // would replace each other's connection on every update.
-            if let Some((_, total)) = next.get_mut(&address) {
-                *total = total.saturating_add(weight);
-                continue;
-            }
-            let endpoint = match self.endpoints.remove(&address) {
-                Some((endpoint, _)) => endpoint,
-                None => {
-                    debug!(cluster = %self.name, endpoint = %address, "endpoint added");
-                    Endpoint::new(&self.name, address, &self.settings, self.failures.clone())
+    fn apply(&mut self, tiers: Vec<Assignment>) {
+        let mut next: BTreeMap<SocketAddr, Assigned> = BTreeMap::new();
+        for (tier, assignment) in tiers.into_iter().enumerate() {
+            for (address, weight) in assignment {
+                // An address listed twice (in two localities, say) is one
+                // endpoint with both weights: two Endpoints for one address
+                // would replace each other's connection on every update.
+                if let Some(assigned) = next.get_mut(&address) {
+                    if assigned.tier == tier {
+                        assigned.weight = assigned.weight.saturating_add(weight);
+                    }
+                    continue;
                 }
-            };
-            next.insert(address, (endpoint, weight));
+                let endpoint = match self.endpoints.remove(&address) {
+                    Some(Assigned { endpoint, .. }) => endpoint,
+                    None => {
+                        debug!(cluster = %self.name, endpoint = %address, tier, "endpoint added");
+                        Endpoint::new(&self.name, address, &self.settings, self.failures.clone())
+                    }
+                };
+                next.insert(
+                    address,
+                    Assigned {
+                        endpoint,
+                        weight,
+                        tier,
+                    },
+                );
+            }
         }
         // What is left was removed: dropping our clone lets in-flight calls
         // finish on theirs, then the connection closes. Its probe stops.
@@ -212,13 +244,32 @@ impl Task {
         self.publish();
     }
 
-    fn publish(&self) {
+    /// Publishes the usable endpoints of the first tier that has any.
+    fn publish(&mut self) {
+        let tier = self
+            .endpoints
+            .values()
+            .filter(|assigned| assigned.endpoint.is_usable())
+            .map(|assigned| assigned.tier)
+            .min();
         let usable: Vec<(Endpoint, u32)> = self
             .endpoints
             .values()
-            .filter(|(endpoint, _)| endpoint.is_usable())
-            .map(|(endpoint, weight)| (endpoint.clone(), *weight))
+            .filter(|assigned| Some(assigned.tier) == tier && assigned.endpoint.is_usable())
+            .map(|assigned| (assigned.endpoint.clone(), assigned.weight))
             .collect();
+        if tier != self.serving_tier {
+            match tier {
+                Some(tier) if tier > 0 => {
+                    warn!(cluster = %self.name, tier, "no usable endpoint in a higher priority; calls fail over");
+                }
+                Some(tier) if self.serving_tier.is_some() => {
+                    info!(cluster = %self.name, tier, "calls back on the first priority");
+                }
+                _ => {}
+            }
+            self.serving_tier = tier;
+        }
         let set = EndpointSet::new(usable, self.endpoints.len());
         debug!(cluster = %self.name, usable = set.usable(), assigned = set.assigned_endpoints, "endpoint set published");
         self.metrics.usable.set(set.usable() as f64);
@@ -285,6 +336,7 @@ mod tests {
             endpoints: BTreeMap::new(),
             probes: HashMap::new(),
             next_probe: 0,
+            serving_tier: None,
             published,
             metrics: ClusterMetrics::new(name),
         }
@@ -306,7 +358,7 @@ mod tests {
     }
 
     fn probing(task: &mut Task, recovered: &mpsc::Sender<Recovered>) -> AbortHandle {
-        task.apply(vec![(DEAD, 1)]);
+        task.apply(vec![vec![(DEAD, 1)]]);
         task.eject(DEAD, recovered);
         let probe = task.probes.get(&DEAD).map(|(_, probe)| probe.clone());
         assert!(probe.is_some(), "an ejected endpoint is probed");
@@ -340,11 +392,11 @@ mod tests {
     async fn an_address_listed_twice_is_one_endpoint_with_both_weights() {
         let mut task = task("twice");
         let other = SocketAddr::from(([127, 0, 0, 1], 10));
-        task.apply(vec![(DEAD, 1), (other, 2), (DEAD, 1)]);
+        task.apply(vec![vec![(DEAD, 1), (other, 2), (DEAD, 1)]]);
         let weights: Vec<(SocketAddr, u32)> = task
             .endpoints
             .iter()
-            .map(|(address, (_, weight))| (*address, *weight))
+            .map(|(address, assigned)| (*address, assigned.weight))
             .collect();
         assert_eq!(weights, vec![(DEAD, 2), (other, 2)]);
         assert_eq!(task.set.load().usable(), 2);
@@ -355,7 +407,7 @@ mod tests {
         let mut task = task("late");
         let (recovered, _keep_open) = mpsc::channel(1);
         let _probe = probing(&mut task, &recovered);
-        let usable = |task: &Task| task.endpoints.get(&DEAD).map(|(e, _)| e.is_usable());
+        let usable = |task: &Task| task.endpoints.get(&DEAD).map(|a| a.endpoint.is_usable());
         assert_eq!(usable(&task), Some(false));
         let current = task.probes.get(&DEAD).map(|(number, _)| *number);
         // A probe from before the endpoint was removed and added again.
@@ -368,5 +420,32 @@ mod tests {
         task.recover(DEAD, current.unwrap_or_default());
         assert_eq!(usable(&task), Some(true));
         assert!(task.probes.is_empty());
+    }
+
+    #[tokio::test(start_paused = true)]
+    async fn calls_fail_over_to_the_next_tier_while_a_tier_is_all_ejected() {
+        let mut task = task("tiers");
+        let (recovered, _keep_open) = mpsc::channel(1);
+        let backup = SocketAddr::from(([127, 0, 0, 1], 10));
+        let served = |task: &Task| -> Vec<SocketAddr> {
+            let set = task.set.load();
+            (0..10)
+                .filter_map(|_| set.pick().map(|e| e.address))
+                .collect()
+        };
+        // The backup is also listed in the first tier's place: ignored there.
+        task.apply(vec![vec![(DEAD, 1)], vec![(backup, 1), (DEAD, 5)]]);
+        assert_eq!(task.endpoints.len(), 2);
+        assert_eq!(served(&task), vec![DEAD; 10], "the first tier serves");
+        task.eject(DEAD, &recovered);
+        assert_eq!(served(&task), vec![backup; 10], "the backup takes over");
+        assert_eq!(task.set.load().assigned_endpoints, 2);
+        let number = task.probes.get(&DEAD).map(|(number, _)| *number);
+        task.recover(DEAD, number.unwrap_or_default());
+        assert_eq!(served(&task), vec![DEAD; 10], "back on the first tier");
+        assert_eq!(
+            task.endpoints.get(&DEAD).map(|a| (a.weight, a.tier)),
+            Some((1, 0))
+        );
     }
 }

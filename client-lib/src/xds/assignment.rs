@@ -23,6 +23,9 @@ pub struct AssignmentResource {
     /// in the highest priority that has any, weighed by locality and
     /// endpoint weight (see `weigh`).
     pub endpoints: Assignment,
+    /// The serving endpoints of each lower priority, in order: where calls
+    /// go while no endpoint above is usable.
+    pub failover: Vec<Assignment>,
     /// Endpoints in the resource, serving or not.
     pub total_endpoints: usize,
 }
@@ -92,9 +95,11 @@ impl xds_client::Resource for AssignmentResource {
                 endpoints: serving,
             });
         }
+        let mut tiers = weigh(&localities).into_iter();
         Ok(Self {
             cluster: message.cluster_name,
-            endpoints: weigh(&localities),
+            endpoints: tiers.next().unwrap_or_default(),
+            failover: tiers.collect(),
             total_endpoints: total,
         })
     }

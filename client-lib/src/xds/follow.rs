@@ -36,10 +36,15 @@ pub async fn follow(
                     tracing::info!(
                         cluster,
                         serving = resource.endpoints.len(),
+                        failover = resource.failover.iter().map(Vec::len).sum::<usize>(),
                         total = resource.total_endpoints,
                         "assignment received"
                     );
-                    balancer.assign(resource.endpoints.clone());
+                    balancer.assign_with_failover(
+                        std::iter::once(resource.endpoints.clone())
+                            .chain(resource.failover.iter().cloned())
+                            .collect(),
+                    );
                     last = Some((*resource).clone());
                 }
                 drop(done);

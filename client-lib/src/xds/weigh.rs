@@ -2,8 +2,9 @@
 //!
 //! Owns the rules that turn a ClusterLoadAssignment's priorities, locality
 //! weights and endpoint weights into the flat weights the picker uses:
-//! - only the highest priority (lowest number) that has a serving endpoint
-//!   takes calls; the others are its failover;
+//! - priorities become tiers in order (lowest number first), leaving out
+//!   those without a serving endpoint: the balancer sends calls to the
+//!   first tier with a usable endpoint, the rest are its failover;
 //! - without locality weights, each endpoint's own weight counts (1 when
 //!   unset), as Envoy does when locality-weighted balancing is off;
 //! - with locality weights, a locality gets its weight's share of the calls
@@ -11,12 +12,9 @@
 //!   `weighted_target` over `round_robin` does. A locality without a weight
 //!   counts as weight 1 (rather than being dropped).
 //!
-//! Limits: failover between priorities follows the health the control
-//! plane reports, not what the client sees. If the client ejects every
-//! endpoint of the chosen priority (a partition the control plane does not
-//! see), calls fail with UNAVAILABLE rather than move to the next priority;
-//! and there is no overprovisioning factor (a priority with one serving
-//! endpoint takes every call, where Envoy would spill some over).
+//! Limit: there is no overprovisioning factor. A priority keeps every call
+//! while one of its endpoints is usable, where Envoy would spill some over
+//! to the next priority.
 //!
 //! Must never: give an endpoint weight 0, or lose an endpoint to rounding.
 
@@ -46,20 +44,30 @@ fn gcd(mut a: u128, mut b: u128) -> u128 {
     a
 }
 
-/// One weight (>= 1) per endpoint that may take calls.
-pub(crate) fn weigh(localities: &[Locality]) -> Assignment {
-    let Some(priority) = localities
+/// One tier per priority that has a serving endpoint, highest priority
+/// first, each with one weight (>= 1) per serving endpoint.
+pub(crate) fn weigh(localities: &[Locality]) -> Vec<Assignment> {
+    let mut priorities: Vec<u32> = localities
         .iter()
         .filter(|locality| !locality.endpoints.is_empty())
         .map(|locality| locality.priority)
-        .min()
-    else {
-        return Vec::new();
-    };
-    let chosen: Vec<&Locality> = localities
-        .iter()
-        .filter(|locality| locality.priority == priority && !locality.endpoints.is_empty())
         .collect();
+    priorities.sort_unstable();
+    priorities.dedup();
+    priorities
+        .into_iter()
+        .map(|priority| {
+            let chosen: Vec<&Locality> = localities
+                .iter()
+                .filter(|locality| locality.priority == priority && !locality.endpoints.is_empty())
+                .collect();
+            weigh_tier(&chosen)
+        })
+        .collect()
+}
+
+/// Weights of the serving endpoints of one priority's localities.
+fn weigh_tier(chosen: &[&Locality]) -> Assignment {
     let endpoint_weight = |weight: Option<u32>| u128::from(weight.unwrap_or(1));
     if chosen.iter().all(|locality| locality.weight.is_none()) {
         return chosen
@@ -78,7 +86,7 @@ pub(crate) fn weigh(localities: &[Locality]) -> Assignment {
                 .sum()
         })
         .collect();
-    if let Some(exact) = exact_weights(&chosen, &sums) {
+    if let Some(exact) = exact_weights(chosen, &sums) {
         return exact;
     }
     // Too fine to be exact: each endpoint's share lw(l) / sum(lw) * ew(e) /
@@ -153,8 +161,11 @@ mod tests {
         }
     }
 
-    fn ports(assignment: Assignment) -> Vec<(u16, u32)> {
-        assignment.iter().map(|(a, w)| (a.port(), *w)).collect()
+    /// The ports and weights of the only tier.
+    fn ports(mut tiers: Vec<Assignment>) -> Vec<(u16, u32)> {
+        assert_eq!(tiers.len(), 1, "{tiers:?}");
+        let tier = tiers.pop().unwrap_or_default();
+        tier.iter().map(|(a, w)| (a.port(), *w)).collect()
     }
 
     #[test]
@@ -195,14 +206,17 @@ mod tests {
     }
 
     #[test]
-    fn only_the_highest_priority_with_a_serving_endpoint_takes_calls() {
-        let weights = weigh(&[
+    fn priorities_with_a_serving_endpoint_become_tiers_in_order() {
+        let tiers: Vec<Vec<(u16, u32)>> = weigh(&[
             locality(1, Some(1), &[(1, None)]),
             locality(0, Some(1), &[]),
             locality(2, Some(1), &[(2, None)]),
             locality(1, Some(4), &[(3, None)]),
-        ]);
-        assert_eq!(ports(weights), vec![(1, 1), (3, 4)]);
+        ])
+        .into_iter()
+        .map(|tier| tier.iter().map(|(a, w)| (a.port(), *w)).collect())
+        .collect();
+        assert_eq!(tiers, vec![vec![(1, 1), (3, 4)], vec![(2, 1)]]);
         assert!(weigh(&[locality(0, None, &[])]).is_empty());
     }
 
@@ -213,7 +227,7 @@ mod tests {
             locality(0, Some(1), &[(1, Some(u32::MAX - 5)), (2, Some(1))]),
             locality(0, Some(1), &[(3, Some(1)), (4, Some(2))]),
         ]);
-        let weights: Vec<u32> = weights.iter().map(|(_, w)| *w).collect();
+        let weights: Vec<u32> = weights.iter().flatten().map(|(_, w)| *w).collect();
         assert_eq!(weights.len(), 4);
         assert!(weights.iter().all(|w| *w >= 1), "{weights:?}");
         let total: u64 = weights.iter().map(|w| u64::from(*w)).sum();
