@@ -3,6 +3,11 @@
 //! nothing). Handles are registered once per endpoint, so a call only
 //! increments an atomic.
 //!
+//! The facade cannot unregister a label set, so the series of a removed
+//! endpoint (a deleted pod's address) stay in the recorder. Under pod
+//! churn, let the recorder drop idle series, e.g.
+//! `PrometheusBuilder::idle_timeout(MetricKindMask::COUNTER, ..)`.
+//!
 //! | metric | labels | meaning |
 //! |---|---|---|
 //! | `lookaside_client_picks_total` | cluster, endpoint | calls sent to the endpoint |
