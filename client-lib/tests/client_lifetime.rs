@@ -11,18 +11,7 @@ use std::time::Duration;
 use envoy_types::pb::envoy::service::discovery::v3::DiscoveryResponse;
 use lookaside_client::Client;
 use support::ads::{EDS, Seen, assignment, scripted};
-use support::{Backend, call};
-
-/// Waits (up to 5 s) until `done` holds.
-async fn until(what: &str, mut done: impl FnMut() -> bool) {
-    tokio::time::timeout(Duration::from_secs(5), async {
-        while !done() {
-            tokio::time::sleep(Duration::from_millis(10)).await;
-        }
-    })
-    .await
-    .unwrap_or_else(|_| panic!("{what}"));
-}
+use support::{Backend, call, until};
 
 /// A backend, and a scripted control plane that assigns it to `greeter`
 /// on the first subscription only.

@@ -6,4 +6,5 @@
 
 mod picker;
 
+pub(crate) use picker::gcd;
 pub use picker::{Picker, PickerError};

@@ -40,7 +40,8 @@ pub struct Picker {
 /// 1 / golden ratio.
 const INVERSE_PHI: f64 = 0.618_033_988_749_894_9;
 
-fn gcd(mut a: u64, mut b: u64) -> u64 {
+/// Greatest common divisor (also used to reduce assignment weights).
+pub(crate) fn gcd(mut a: u128, mut b: u128) -> u128 {
     while b != 0 {
         (a, b) = (b, a % b);
     }
@@ -63,7 +64,7 @@ impl Picker {
             return Err(PickerError::Empty);
         }
         let mut step = ((total as f64) * INVERSE_PHI).round().max(1.0) as u64;
-        while gcd(step, total) != 1 {
+        while gcd(u128::from(step), u128::from(total)) != 1 {
             step += 1;
         }
         Ok(Self {

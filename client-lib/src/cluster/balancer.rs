@@ -63,18 +63,14 @@ impl ClusterBalancer {
             first_assignment_timeout,
             metrics.clone(),
         );
-        let task = Task {
-            name: name.to_string(),
+        let task = Task::new(
+            name,
             settings,
             set,
-            failures: failures_tx,
-            endpoints: BTreeMap::new(),
-            probes: HashMap::new(),
-            next_probe: 0,
-            serving_tier: None,
-            published: published_tx,
-            metrics: metrics.clone(),
-        };
+            failures_tx,
+            published_tx,
+            metrics.clone(),
+        );
         tokio::spawn(task.run(assignments_rx, failures_rx));
         (
             Self {
@@ -135,6 +131,29 @@ struct Task {
 }
 
 impl Task {
+    /// A task with no endpoint yet.
+    fn new(
+        name: &str,
+        settings: ConnectionSettings,
+        set: Arc<ArcSwap<EndpointSet>>,
+        failures: mpsc::Sender<SocketAddr>,
+        published: watch::Sender<()>,
+        metrics: ClusterMetrics,
+    ) -> Self {
+        Self {
+            name: name.to_string(),
+            settings,
+            set,
+            failures,
+            endpoints: BTreeMap::new(),
+            serving_tier: None,
+            probes: HashMap::new(),
+            next_probe: 0,
+            published,
+            metrics,
+        }
+    }
+
     async fn run(
         mut self,
         mut assignments: watch::Receiver<Option<Vec<Assignment>>>,
@@ -258,17 +277,15 @@ impl Task {
             .filter(|assigned| Some(assigned.tier) == tier && assigned.endpoint.is_usable())
             .map(|assigned| (assigned.endpoint.clone(), assigned.weight))
             .collect();
-        if tier != self.serving_tier {
-            match tier {
-                Some(tier) if tier > 0 => {
-                    warn!(cluster = %self.name, tier, "no usable endpoint in a higher priority; calls fail over");
-                }
-                Some(tier) if self.serving_tier.is_some() => {
-                    info!(cluster = %self.name, tier, "calls back on the first priority");
-                }
-                _ => {}
+        // Tiers count priorities that have a serving endpoint, from 0.
+        match (std::mem::replace(&mut self.serving_tier, tier), tier) {
+            (Some(from), Some(to)) if to > from => {
+                warn!(cluster = %self.name, from, to, "no usable endpoint left in a tier; calls fail over to the next");
             }
-            self.serving_tier = tier;
+            (Some(from), Some(to)) if to < from => {
+                info!(cluster = %self.name, from, to, "calls back on a higher tier");
+            }
+            _ => {}
         }
         let set = EndpointSet::new(usable, self.endpoints.len());
         debug!(cluster = %self.name, usable = set.usable(), assigned = set.assigned_endpoints, "endpoint set published");
@@ -324,22 +341,20 @@ mod tests {
     fn task(name: &str) -> Task {
         let (failures, _) = mpsc::channel(1);
         let (published, _) = watch::channel(());
-        Task {
-            name: name.to_string(),
-            settings: ConnectionSettings {
-                probe_backoff_initial: Duration::from_millis(10),
-                probe_backoff_max: Duration::from_millis(40),
-                ..ConnectionSettings::default()
-            },
-            set: Arc::new(ArcSwap::from_pointee(EndpointSet::unassigned())),
+        let settings = ConnectionSettings {
+            probe_backoff_initial: Duration::from_millis(10),
+            probe_backoff_max: Duration::from_millis(40),
+            ..ConnectionSettings::default()
+        };
+        let set = Arc::new(ArcSwap::from_pointee(EndpointSet::unassigned()));
+        Task::new(
+            name,
+            settings,
+            set,
             failures,
-            endpoints: BTreeMap::new(),
-            probes: HashMap::new(),
-            next_probe: 0,
-            serving_tier: None,
             published,
-            metrics: ClusterMetrics::new(name),
-        }
+            ClusterMetrics::new(name),
+        )
     }
 
     /// An address nothing listens on: every probe fails.
@@ -360,9 +375,10 @@ mod tests {
     fn probing(task: &mut Task, recovered: &mpsc::Sender<Recovered>) -> AbortHandle {
         task.apply(vec![vec![(DEAD, 1)]]);
         task.eject(DEAD, recovered);
-        let probe = task.probes.get(&DEAD).map(|(_, probe)| probe.clone());
-        assert!(probe.is_some(), "an ejected endpoint is probed");
-        probe.unwrap_or_else(|| unreachable!())
+        task.probes
+            .get(&DEAD)
+            .map(|(_, probe)| probe.clone())
+            .unwrap_or_else(|| panic!("an ejected endpoint is probed"))
     }
 
     #[tokio::test(start_paused = true)]

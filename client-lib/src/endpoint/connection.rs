@@ -347,15 +347,7 @@ async fn drive<T>(
             Ok(()) => debug!(%cluster, %endpoint, "connection closed"),
             Err(error) => {
                 debug!(%cluster, %endpoint, %error, "connection ended");
-                // h2 prints the GOAWAY's debug data; servers send
-                // ENHANCE_YOUR_CALM for other abuse too (floods of small
-                // DATA frames, of resets), which more PINGs do not cause.
-                // Best effort: a peer that resets the socket right after
-                // its GOAWAY leaves an I/O error here instead.
-                if error.is_go_away()
-                    && error.is_remote()
-                    && error.reason() == Some(h2::Reason::ENHANCE_YOUR_CALM)
-                    && error.to_string().contains("too_many_pings")
+                if super::error::too_many_pings(&error)
                     && let Some(shared) = shared.upgrade()
                 {
                     shared.too_many_pings();

@@ -136,6 +136,18 @@ impl EndpointError {
     }
 }
 
+/// Whether a connection ended because the peer found its PINGs too many:
+/// GOAWAY(ENHANCE_YOUR_CALM) with the debug data "too_many_pings" (which
+/// h2 prints), as gRPC servers send. Servers send ENHANCE_YOUR_CALM for
+/// other abuse too (floods of small DATA frames, of resets). Best effort: a
+/// peer that resets the socket right after its GOAWAY leaves an I/O error.
+pub(super) fn too_many_pings(error: &h2::Error) -> bool {
+    error.is_go_away()
+        && error.is_remote()
+        && error.reason() == Some(h2::Reason::ENHANCE_YOUR_CALM)
+        && error.to_string().contains("too_many_pings")
+}
+
 /// The gRPC code for a stream the server reset, as gRPC's HTTP/2 mapping
 /// says (PROTOCOL-HTTP2.md, "Errors").
 fn stream_code(error: &h2::Error) -> Code {

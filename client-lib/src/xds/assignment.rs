@@ -19,13 +19,10 @@ pub const EDS_TYPE_URL: &str = "type.googleapis.com/envoy.config.endpoint.v3.Clu
 pub struct AssignmentResource {
     /// Cluster name.
     pub cluster: String,
-    /// Endpoints that take calls, with their weights (>= 1): those serving
-    /// in the highest priority that has any, weighed by locality and
-    /// endpoint weight (see `weigh`).
-    pub endpoints: Assignment,
-    /// The serving endpoints of each lower priority, in order: where calls
-    /// go while no endpoint above is usable.
-    pub failover: Vec<Assignment>,
+    /// The serving endpoints of each priority that has any, highest
+    /// first, with their weights (>= 1) by locality and endpoint weight
+    /// (see `weigh`): calls go to the first tier with a usable endpoint.
+    pub tiers: Vec<Assignment>,
     /// Endpoints in the resource, serving or not.
     pub total_endpoints: usize,
 }
@@ -95,11 +92,9 @@ impl xds_client::Resource for AssignmentResource {
                 endpoints: serving,
             });
         }
-        let mut tiers = weigh(&localities).into_iter();
         Ok(Self {
             cluster: message.cluster_name,
-            endpoints: tiers.next().unwrap_or_default(),
-            failover: tiers.collect(),
+            tiers: weigh(&localities),
             total_endpoints: total,
         })
     }
@@ -164,14 +159,14 @@ mod tests {
             endpoint(3, Some(5), HealthStatus::Draining),
         ]))
         .expect("valid");
-        let ports: Vec<(u16, u32)> = resource
-            .endpoints
+        let ports: Vec<Vec<(u16, u32)>> = resource
+            .tiers
             .iter()
-            .map(|(a, w)| (a.port(), *w))
+            .map(|tier| tier.iter().map(|(a, w)| (a.port(), *w)).collect())
             .collect();
         assert_eq!(
             ports,
-            vec![(1, 3), (2, 1)],
+            vec![vec![(1, 3), (2, 1)]],
             "draining endpoints take no calls"
         );
         assert_eq!(resource.total_endpoints, 3);

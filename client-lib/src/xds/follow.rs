@@ -35,16 +35,12 @@ pub async fn follow(
                 if last.as_ref() != Some(&*resource) {
                     tracing::info!(
                         cluster,
-                        serving = resource.endpoints.len(),
-                        failover = resource.failover.iter().map(Vec::len).sum::<usize>(),
+                        serving = resource.tiers.iter().map(Vec::len).sum::<usize>(),
+                        tiers = resource.tiers.len(),
                         total = resource.total_endpoints,
                         "assignment received"
                     );
-                    balancer.assign_with_failover(
-                        std::iter::once(resource.endpoints.clone())
-                            .chain(resource.failover.iter().cloned())
-                            .collect(),
-                    );
+                    balancer.assign_with_failover(resource.tiers.clone());
                     last = Some((*resource).clone());
                 }
                 drop(done);

@@ -91,7 +91,11 @@ mod tests {
         tokio::task::yield_now().await;
         assert_eq!(runtime.running(), 1, "the finished task is forgotten");
         drop(Worker::new(runtime.clone()));
-        assert!(stopped.await.is_err(), "the pending task was stopped");
+        let stopped = tokio::time::timeout(Duration::from_secs(5), stopped).await;
+        assert!(
+            matches!(stopped, Ok(Err(_))),
+            "the pending task was not stopped"
+        );
         assert_eq!(runtime.running(), 0);
     }
 }

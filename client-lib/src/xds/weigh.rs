@@ -18,8 +18,10 @@
 //!
 //! Must never: give an endpoint weight 0, or lose an endpoint to rounding.
 
+use std::collections::BTreeMap;
 use std::net::SocketAddr;
 
+use crate::balance::gcd;
 use crate::cluster::Assignment;
 
 /// The serving endpoints of one locality, as the resource lists them.
@@ -37,72 +39,60 @@ pub(crate) struct Locality {
 /// calls is rounded to this many parts.
 const PARTS: u128 = 1_000_000_000;
 
-fn gcd(mut a: u128, mut b: u128) -> u128 {
-    while b != 0 {
-        (a, b) = (b, a % b);
-    }
-    a
+/// One locality of a tier with its weights filled in (1 where unset), and
+/// the sum of its endpoint weights.
+struct Weighed {
+    weight: u128,
+    endpoints: Vec<(SocketAddr, u128)>,
+    sum: u128,
 }
 
 /// One tier per priority that has a serving endpoint, highest priority
 /// first, each with one weight (>= 1) per serving endpoint.
 pub(crate) fn weigh(localities: &[Locality]) -> Vec<Assignment> {
-    let mut priorities: Vec<u32> = localities
-        .iter()
-        .filter(|locality| !locality.endpoints.is_empty())
-        .map(|locality| locality.priority)
-        .collect();
-    priorities.sort_unstable();
-    priorities.dedup();
-    priorities
-        .into_iter()
-        .map(|priority| {
-            let chosen: Vec<&Locality> = localities
-                .iter()
-                .filter(|locality| locality.priority == priority && !locality.endpoints.is_empty())
-                .collect();
-            weigh_tier(&chosen)
-        })
-        .collect()
+    let mut tiers: BTreeMap<u32, Vec<&Locality>> = BTreeMap::new();
+    for locality in localities.iter().filter(|l| !l.endpoints.is_empty()) {
+        tiers.entry(locality.priority).or_default().push(locality);
+    }
+    tiers.values().map(|tier| weigh_tier(tier)).collect()
 }
 
 /// Weights of the serving endpoints of one priority's localities.
-fn weigh_tier(chosen: &[&Locality]) -> Assignment {
-    let endpoint_weight = |weight: Option<u32>| u128::from(weight.unwrap_or(1));
-    if chosen.iter().all(|locality| locality.weight.is_none()) {
-        return chosen
+fn weigh_tier(tier: &[&Locality]) -> Assignment {
+    if tier.iter().all(|locality| locality.weight.is_none()) {
+        return tier
             .iter()
             .flat_map(|locality| &locality.endpoints)
             .map(|(address, weight)| (*address, weight.unwrap_or(1)))
             .collect();
     }
-    let sums: Vec<u128> = chosen
+    let tier: Vec<Weighed> = tier
         .iter()
         .map(|locality| {
-            locality
+            let endpoints: Vec<(SocketAddr, u128)> = locality
                 .endpoints
                 .iter()
-                .map(|(_, weight)| endpoint_weight(*weight))
-                .sum()
+                .map(|(address, weight)| (*address, u128::from(weight.unwrap_or(1))))
+                .collect();
+            Weighed {
+                weight: u128::from(locality.weight.unwrap_or(1)),
+                sum: endpoints.iter().map(|(_, weight)| weight).sum(),
+                endpoints,
+            }
         })
         .collect();
-    if let Some(exact) = exact_weights(chosen, &sums) {
+    if let Some(exact) = exact_weights(&tier) {
         return exact;
     }
     // Too fine to be exact: each endpoint's share lw(l) / sum(lw) * ew(e) /
     // S(l), rounded to billionths of the calls (never to zero).
-    let locality_total: u128 = chosen
+    let locality_total: u128 = tier.iter().map(|locality| locality.weight).sum();
+    let rounded: Vec<(SocketAddr, u128)> = tier
         .iter()
-        .map(|locality| u128::from(locality.weight.unwrap_or(1)))
-        .sum();
-    let rounded: Vec<(SocketAddr, u128)> = chosen
-        .iter()
-        .zip(&sums)
-        .flat_map(|(locality, sum)| {
-            let locality_weight = u128::from(locality.weight.unwrap_or(1));
-            let denominator = (locality_total * sum).max(1);
+        .flat_map(|locality| {
+            let denominator = (locality_total * locality.sum).max(1);
             locality.endpoints.iter().map(move |(address, weight)| {
-                let share = locality_weight * endpoint_weight(*weight) * PARTS / denominator;
+                let share = locality.weight * weight * PARTS / denominator;
                 (*address, share.max(1))
             })
         })
@@ -114,18 +104,18 @@ fn weigh_tier(chosen: &[&Locality]) -> Assignment {
 /// S(l) the sum of l's endpoint weights. Over the least common multiple L
 /// of every S(l), that is the integer lw(l) * ew(e) * L / S(l). `None` when
 /// those integers, reduced, do not fit a `u32`.
-fn exact_weights(chosen: &[&Locality], sums: &[u128]) -> Option<Assignment> {
+fn exact_weights(tier: &[Weighed]) -> Option<Assignment> {
     let mut multiple: u128 = 1;
-    for sum in sums {
-        multiple = multiple.checked_mul(sum / gcd(multiple, *sum))?;
+    for locality in tier {
+        multiple = multiple.checked_mul(locality.sum / gcd(multiple, locality.sum))?;
     }
     let mut exact = Vec::new();
-    for (locality, sum) in chosen.iter().zip(sums) {
-        let locality_weight = u128::from(locality.weight.unwrap_or(1));
+    for locality in tier {
         for (address, weight) in &locality.endpoints {
-            let share = locality_weight
-                .checked_mul(u128::from(weight.unwrap_or(1)))?
-                .checked_mul(multiple / sum)?;
+            let share = locality
+                .weight
+                .checked_mul(*weight)?
+                .checked_mul(multiple / locality.sum)?;
             exact.push((*address, share));
         }
     }

@@ -232,3 +232,12 @@ where
         .await
         .map(|_| ())
 }
+
+/// Polls `condition` every 10 ms; panics with `what` after 5 s.
+pub async fn until(what: &str, mut condition: impl FnMut() -> bool) {
+    let deadline = tokio::time::Instant::now() + std::time::Duration::from_secs(5);
+    while !condition() {
+        assert!(tokio::time::Instant::now() < deadline, "{what}");
+        tokio::time::sleep(std::time::Duration::from_millis(10)).await;
+    }
+}
