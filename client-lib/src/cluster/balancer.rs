@@ -271,12 +271,20 @@ impl Task {
             .filter(|assigned| assigned.endpoint.is_usable())
             .map(|assigned| assigned.tier)
             .min();
-        let usable: Vec<(Endpoint, u32)> = self
-            .endpoints
-            .values()
-            .filter(|assigned| Some(assigned.tier) == tier && assigned.endpoint.is_usable())
-            .map(|assigned| (assigned.endpoint.clone(), assigned.weight))
-            .collect();
+        let mut usable: Vec<(Endpoint, u32)> = Vec::new();
+        let mut fallback: Vec<(usize, Endpoint)> = Vec::new();
+        for assigned in self.endpoints.values() {
+            if !assigned.endpoint.is_usable() {
+                continue;
+            }
+            if Some(assigned.tier) == tier {
+                usable.push((assigned.endpoint.clone(), assigned.weight));
+            } else {
+                fallback.push((assigned.tier, assigned.endpoint.clone()));
+            }
+        }
+        // Stable: within a tier, in address order.
+        fallback.sort_by_key(|(tier, _)| *tier);
         // Tiers count priorities that have a serving endpoint, from 0.
         match (std::mem::replace(&mut self.serving_tier, tier), tier) {
             (Some(from), Some(to)) if to > from => {
@@ -287,7 +295,8 @@ impl Task {
             }
             _ => {}
         }
-        let set = EndpointSet::new(usable, self.endpoints.len());
+        let fallback = fallback.into_iter().map(|(_, endpoint)| endpoint).collect();
+        let set = EndpointSet::new(usable, fallback, self.endpoints.len());
         debug!(cluster = %self.name, usable = set.usable(), assigned = set.assigned_endpoints, "endpoint set published");
         self.metrics.usable.set(set.usable() as f64);
         self.set.store(Arc::new(set));
@@ -453,6 +462,12 @@ mod tests {
         task.apply(vec![vec![(DEAD, 1)], vec![(backup, 1), (DEAD, 5)]]);
         assert_eq!(task.endpoints.len(), 2);
         assert_eq!(served(&task), vec![DEAD; 10], "the first tier serves");
+        let fallback = task.set.load().untried(&[DEAD]).map(|e| e.address);
+        assert_eq!(
+            fallback,
+            Some(backup),
+            "a retry may fall back on the backup"
+        );
         task.eject(DEAD, &recovered);
         assert_eq!(served(&task), vec![backup; 10], "the backup takes over");
         assert_eq!(task.set.load().assigned_endpoints, 2);

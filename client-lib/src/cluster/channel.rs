@@ -219,30 +219,71 @@ mod tests {
         assert!(size <= 1024, "a call's future takes {size} bytes");
     }
 
+    /// A channel over `serving` (address, weight) and `fallback` endpoints
+    /// of loopback ports nothing needs to answer on; no balancer behind it.
+    fn channel_over(serving: &[(u16, u32)], fallback: &[u16]) -> LbChannel {
+        let (failures, _reported) = mpsc::channel(8);
+        let endpoint = |port| {
+            crate::endpoint::Endpoint::new(
+                "test",
+                loopback(port),
+                &Default::default(),
+                failures.clone(),
+            )
+        };
+        let set = EndpointSet::new(
+            serving
+                .iter()
+                .map(|&(port, w)| (endpoint(port), w))
+                .collect(),
+            fallback.iter().map(|&port| endpoint(port)).collect(),
+            serving.len() + fallback.len(),
+        );
+        let (_published, published) = watch::channel(());
+        LbChannel::new(
+            "test",
+            Arc::new(ArcSwap::from_pointee(set)),
+            failures,
+            published,
+            Duration::from_secs(1),
+            ClusterMetrics::new("test"),
+        )
+    }
+
+    fn loopback(port: u16) -> SocketAddr {
+        SocketAddr::from(([127, 0, 0, 1], port))
+    }
+
     /// With the tried endpoint carrying nearly all the weight, weighted
     /// draws keep landing on it; the untried one must still be found.
     #[tokio::test]
     async fn a_retry_finds_the_light_endpoint_beside_a_heavy_tried_one() {
-        let heavy = SocketAddr::from(([127, 0, 0, 1], 1));
-        let light = SocketAddr::from(([127, 0, 0, 1], 2));
-        let (failures, _reported) = mpsc::channel(8);
-        let endpoint = |address| {
-            crate::endpoint::Endpoint::new("skewed", address, &Default::default(), failures.clone())
-        };
-        let set = EndpointSet::new(vec![(endpoint(heavy), 999), (endpoint(light), 1)], 2);
-        let (_published, published) = watch::channel(());
-        let channel = LbChannel::new(
-            "skewed",
-            Arc::new(ArcSwap::from_pointee(set)),
-            failures.clone(),
-            published,
-            Duration::from_secs(1),
-            ClusterMetrics::new("skewed"),
-        );
+        let channel = channel_over(&[(1, 999), (2, 1)], &[]);
         for _ in 0..1000 {
-            let picked = channel.pick_untried(&[heavy]).map(|c| c.address());
-            assert_eq!(picked, Some(light));
+            let picked = channel.pick_untried(&[loopback(1)]).map(|c| c.address());
+            assert_eq!(picked, Some(loopback(2)));
         }
-        assert!(channel.pick_untried(&[heavy, light]).is_none());
+        assert!(channel.pick_untried(&[loopback(1), loopback(2)]).is_none());
+    }
+
+    /// The serving tier's last endpoint failed and the balancer has not
+    /// failed over yet: the retry goes to the next tier, which no first
+    /// attempt ever does.
+    #[tokio::test]
+    async fn a_retry_falls_back_on_the_next_tier_before_the_balancer_fails_over() {
+        let channel = channel_over(&[(1, 1)], &[2]);
+        let (serving, backup) = (loopback(1), loopback(2));
+        for _ in 0..100 {
+            let picked = channel.pick_untried(&[]).map(|c| c.address());
+            assert_eq!(
+                picked,
+                Some(serving),
+                "first attempts stay on the serving tier"
+            );
+        }
+        let retried = channel.pick_untried(&[serving]).map(|c| c.address());
+        assert_eq!(retried, Some(backup));
+        assert_eq!(channel.usable_endpoints(), 1, "the fallback is not serving");
+        assert!(channel.pick_untried(&[serving, backup]).is_none());
     }
 }

@@ -1,0 +1,65 @@
+//! Priority tiers: when the serving tier's last endpoint goes away under
+//! load, calls move to the next tier without one failing; a lower tier's
+//! endpoint that goes away while the first tier serves is ejected then,
+//! not found dead at the failover.
+
+#![allow(clippy::expect_used, clippy::unwrap_used)]
+
+mod support;
+
+use std::sync::Arc;
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::time::Duration;
+
+use lookaside_client::cluster::ClusterBalancer;
+use lookaside_client::endpoint::ConnectionSettings;
+use support::{Backend, call, until};
+
+fn settings() -> ConnectionSettings {
+    ConnectionSettings {
+        // The test watches one ejection, not the recovery after it.
+        probe_backoff_initial: Duration::from_secs(30),
+        ..ConnectionSettings::default()
+    }
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn no_call_fails_when_the_serving_tier_goes_away_under_load() {
+    for round in 0..5 {
+        let mut first = Backend::start().await;
+        let backup = Backend::start().await;
+        let (cluster, channel) =
+            ClusterBalancer::spawn("tiers", settings(), Duration::from_secs(2));
+        cluster.assign_with_failover(vec![vec![(first.address, 1)], vec![(backup.address, 1)]]);
+        call(&channel).await.expect("the first tier serves");
+        until("the backup's connection is up", || {
+            backup.open_connections() == 1
+        })
+        .await;
+
+        let stop = Arc::new(AtomicBool::new(false));
+        let failed = Arc::new(std::sync::Mutex::new(Vec::new()));
+        let callers: Vec<_> = (0..32)
+            .map(|_| {
+                let (channel, stop, failed) = (channel.clone(), stop.clone(), failed.clone());
+                tokio::spawn(async move {
+                    while !stop.load(Ordering::Relaxed) {
+                        if let Err(status) = call(&channel).await {
+                            failed.lock().unwrap().push(status);
+                        }
+                    }
+                })
+            })
+            .collect();
+        until("calls reach the first tier", || first.served() > 100).await;
+        // GOAWAY, and the port closes: the next connection is refused.
+        first.drain();
+        until("calls reach the backup", || backup.served() > 200).await;
+        stop.store(true, Ordering::Relaxed);
+        for caller in callers {
+            caller.await.unwrap();
+        }
+        let failed = failed.lock().unwrap();
+        assert!(failed.is_empty(), "round {round}: calls failed: {failed:?}");
+    }
+}
