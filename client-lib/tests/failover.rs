@@ -63,3 +63,42 @@ async fn no_call_fails_when_the_serving_tier_goes_away_under_load() {
         assert!(failed.is_empty(), "round {round}: calls failed: {failed:?}");
     }
 }
+
+#[tokio::test(flavor = "current_thread")]
+async fn a_backup_that_goes_away_is_ejected_while_the_first_tier_serves() {
+    // This thread's own recorder: every task of this runtime runs here.
+    let recorder = metrics_util::debugging::DebuggingRecorder::new();
+    let snapshotter = recorder.snapshotter();
+    let _recording = metrics::set_default_local_recorder(&recorder);
+    let first = Backend::start().await;
+    let mut backup = Backend::start().await;
+    let (cluster, channel) = ClusterBalancer::spawn("backup", settings(), Duration::from_secs(2));
+    cluster.assign_with_failover(vec![vec![(first.address, 1)], vec![(backup.address, 1)]]);
+    call(&channel).await.expect("the first tier serves");
+    until("the backup's connection is up", || {
+        backup.open_connections() == 1
+    })
+    .await;
+    // GOAWAY, and the port closes: no call ever goes there.
+    backup.drain();
+    let backup_address = backup.address.to_string();
+    let mut ejected = false;
+    until("the backup is ejected", || {
+        ejected |= snapshotter
+            .snapshot()
+            .into_vec()
+            .into_iter()
+            .any(|(key, _, _, value)| {
+                let key = key.key();
+                key.name() == "lookaside_client_ejections_total"
+                    && key
+                        .labels()
+                        .any(|l| l.key() == "endpoint" && l.value() == backup_address)
+                    && matches!(value, metrics_util::debugging::DebugValue::Counter(n) if n > 0)
+            });
+        ejected
+    })
+    .await;
+    call(&channel).await.expect("the first tier still serves");
+    assert_eq!(backup.served(), 0);
+}

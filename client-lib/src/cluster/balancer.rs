@@ -89,9 +89,12 @@ impl ClusterBalancer {
     /// Replaces the cluster's endpoints with tiers in priority order: calls
     /// go to the first tier that has a usable endpoint, so when every
     /// endpoint of a tier is ejected, the next one takes over until one
-    /// recovers. Every tier's endpoints are connected at once, so a
-    /// failover finds its connections ready (and a dead one already
-    /// ejected). An address in two tiers belongs to the first.
+    /// recovers. Every tier's endpoints are connected at once and kept
+    /// connected (a connection that ends is made again), so a failover
+    /// finds its connections ready, and an endpoint that went away since
+    /// already ejected; one that froze without closing its connection is
+    /// found by the failover's first calls, which retry on the next one.
+    /// An address in two tiers belongs to the first.
     pub fn assign_with_failover(&self, tiers: Vec<Assignment>) {
         self.assignments.send_replace(Some(tiers));
     }

@@ -66,6 +66,11 @@ struct Shared {
 /// The longest keepalive interval doubling reaches.
 const MAX_KEEPALIVE: Duration = Duration::from_secs(3600);
 
+/// A connection that ended is replaced at once, but no sooner than this
+/// after it was made: a peer that closes every connection as soon as it is
+/// up is not dialled in a loop.
+const RECONNECT_AT_MOST_EVERY: Duration = Duration::from_secs(1);
+
 /// An attempt to connect, on its own task; every waiting call shares it.
 type Attempt = SharedFuture<BoxFuture<'static, Result<Arc<Live>, EndpointError>>>;
 
@@ -329,7 +334,10 @@ impl Shared {
 }
 
 /// Drives connection `id` until it ends or stops answering PINGs, then
-/// tells `shared` (if it still exists) to connect anew on the next call.
+/// (if `shared` still exists: the endpoint was not removed) connects anew,
+/// as gRPC's balancers do. An endpoint that went away is then ejected when
+/// it goes, by the failed attempt, not found dead by the next call that
+/// needs it: a failover tier's endpoints take no calls until the failover.
 /// Its events name the cluster and endpoint themselves: the span around it
 /// exists only when someone listens at DEBUG.
 async fn drive<T>(
@@ -342,6 +350,7 @@ async fn drive<T>(
 ) where
     T: tokio::io::AsyncRead + tokio::io::AsyncWrite + Unpin,
 {
+    let made = tokio::time::Instant::now();
     tokio::select! {
         ended = Coalescing::new(connection) => match ended {
             Ok(()) => debug!(%cluster, %endpoint, "connection closed"),
@@ -361,6 +370,11 @@ async fn drive<T>(
     }
     if let Some(shared) = shared.upgrade() {
         shared.forget(id);
+    }
+    tokio::time::sleep_until(made + RECONNECT_AT_MOST_EVERY).await;
+    if let Some(shared) = shared.upgrade() {
+        // A call may have made the next connection already: then nothing.
+        drop(shared.attempt());
     }
 }
 
