@@ -24,7 +24,7 @@ pub fn parse(text: &str, path: &Path) -> Result<Vec<Cluster>, ConfigError> {
         column,
         reason,
     };
-    let file: ConfigFile = if text.trim().is_empty() {
+    let file: ConfigFile = if text.trim_start_matches(BOM).trim().is_empty() {
         ConfigFile {
             clusters: Vec::new(),
         }
@@ -102,12 +102,22 @@ fn to_u32(n: usize) -> u32 {
 /// `grep -n`, `sed` and `str::lines` do: only `\n` ends one. The YAML
 /// parser also ends a line at a lone `\r`, so its own line number can
 /// point past the end of the file as the operator's tools see it.
+/// Columns count characters, as editors do, and a byte-order mark at the
+/// start of the file is not one (editors do not show it).
 fn position(text: &str, index: usize) -> Option<(u32, u32)> {
     let before = text.get(..index)?;
     let line = before.matches('\n').count() + 1;
-    let column = before.rsplit('\n').next().map_or(0, |l| l.chars().count()) + 1;
-    Some((to_u32(line), to_u32(column)))
+    let start = before.rfind('\n').map_or(0, |i| i + 1);
+    let in_line = &before[start..];
+    let in_line = match start {
+        0 => in_line.strip_prefix(BOM).unwrap_or(in_line),
+        _ => in_line,
+    };
+    Some((to_u32(line), to_u32(in_line.chars().count() + 1)))
 }
+
+/// The UTF-8 byte-order mark some Windows editors start a file with.
+const BOM: char = '\u{feff}';
 
 /// serde_yaml appends " at line L column C"; we print the position first.
 fn strip_position(message: &str) -> String {
@@ -122,7 +132,7 @@ fn strip_position(message: &str) -> String {
 /// than one document"), else the first line.
 fn unplaced(text: &str) -> (u32, u32) {
     let mut content = false;
-    for (index, line) in text.lines().enumerate() {
+    for (index, line) in text.trim_start_matches(BOM).lines().enumerate() {
         let marker = |m: &str| {
             line.strip_prefix(m)
                 .is_some_and(|rest| rest.is_empty() || rest.starts_with([' ', '\t']))
@@ -143,10 +153,7 @@ fn locate(text: &str, needle: &str, nth: usize) -> (u32, u32) {
     let Some((offset, _)) = text.match_indices(needle).take(nth.max(1)).last() else {
         return (1, 1);
     };
-    let before = &text[..offset];
-    let line = before.matches('\n').count() + 1;
-    let column = offset - before.rfind('\n').map(|i| i + 1).unwrap_or(0) + 1;
-    (to_u32(line), to_u32(column))
+    position(text, offset).unwrap_or((1, 1))
 }
 
 #[cfg(test)]
@@ -165,6 +172,33 @@ mod tests {
             }) => (line, column, reason),
             Err(other) => panic!("unexpected error {other}"),
         }
+    }
+
+    /// Some Windows editors start a file with a byte-order mark; it is
+    /// read past, and the position of an error is where an editor shows it.
+    #[test]
+    fn a_byte_order_mark_moves_no_position() {
+        for text in [
+            "bogus: 1\n",
+            "clusters:\n  - name: g\n    bogus: 1\n",
+            "clusters: [\n",
+            "clusters:\n  - name: g\n  - name: g\n",
+            "clusters: []\n---\nclusters: []\n",
+        ] {
+            let marked = format!("{BOM}{text}");
+            assert_eq!(err(&marked), err(text), "{text:?}");
+        }
+        let marked = format!("{BOM}clusters:\n  - name: g\n");
+        assert_eq!(
+            parse(&marked, Path::new("l.yaml")).map(|c| c.len()).ok(),
+            Some(1)
+        );
+        assert_eq!(
+            parse(&BOM.to_string(), Path::new("l.yaml"))
+                .map(|c| c.len())
+                .ok(),
+            Some(0)
+        );
     }
 
     #[test]
