@@ -1,7 +1,8 @@
 //! Priority tiers: when the serving tier's last endpoint goes away under
 //! load, calls move to the next tier without one failing; a lower tier's
 //! endpoint that goes away while the first tier serves is ejected then,
-//! not found dead at the failover.
+//! not found dead at the failover, and one that comes back is connected
+//! (and so watched) again though no call goes there.
 
 #![allow(clippy::expect_used, clippy::unwrap_used)]
 
@@ -13,6 +14,7 @@ use std::time::Duration;
 
 use lookaside_client::cluster::ClusterBalancer;
 use lookaside_client::endpoint::ConnectionSettings;
+use metrics_util::debugging::{DebugValue, DebuggingRecorder, Snapshotter};
 use support::{Backend, call, until};
 
 fn settings() -> ConnectionSettings {
@@ -67,7 +69,7 @@ async fn no_call_fails_when_the_serving_tier_goes_away_under_load() {
 #[tokio::test(flavor = "current_thread")]
 async fn a_backup_that_goes_away_is_ejected_while_the_first_tier_serves() {
     // This thread's own recorder: every task of this runtime runs here.
-    let recorder = metrics_util::debugging::DebuggingRecorder::new();
+    let recorder = DebuggingRecorder::new();
     let snapshotter = recorder.snapshotter();
     let _recording = metrics::set_default_local_recorder(&recorder);
     let first = Backend::start().await;
@@ -81,9 +83,46 @@ async fn a_backup_that_goes_away_is_ejected_while_the_first_tier_serves() {
     .await;
     // GOAWAY, and the port closes: no call ever goes there.
     backup.drain();
-    let backup_address = backup.address.to_string();
+    until_ejected(&snapshotter, backup.address).await;
+    call(&channel).await.expect("the first tier still serves");
+    assert_eq!(backup.served(), 0);
+}
+
+#[tokio::test]
+async fn a_backup_that_comes_back_is_connected_again_though_no_call_goes_there() {
+    let recorder = DebuggingRecorder::new();
+    let snapshotter = recorder.snapshotter();
+    let _recording = metrics::set_default_local_recorder(&recorder);
+    let first = Backend::start().await;
+    // A port nobody listens on yet: the backup is ejected at once.
+    let port = std::net::TcpListener::bind("127.0.0.1:0")
+        .unwrap()
+        .local_addr()
+        .unwrap();
+    let settings = ConnectionSettings {
+        probe_backoff_initial: Duration::from_millis(20),
+        probe_backoff_max: Duration::from_millis(100),
+        ..ConnectionSettings::default()
+    };
+    let (cluster, channel) = ClusterBalancer::spawn("back", settings, Duration::from_secs(2));
+    cluster.assign_with_failover(vec![vec![(first.address, 1)], vec![(port, 1)]]);
+    call(&channel).await.expect("the first tier serves");
+    until_ejected(&snapshotter, port).await;
+    let backup = Backend::start_at(port).await;
+    until("the recovered backup is connected", || {
+        backup.open_connections() == 1
+    })
+    .await;
+    call(&channel).await.expect("the first tier still serves");
+    assert_eq!(backup.served(), 0);
+}
+
+/// Polls the ejection counter of `endpoint` until it counts one.
+async fn until_ejected(snapshotter: &Snapshotter, endpoint: std::net::SocketAddr) {
+    let endpoint = endpoint.to_string();
     let mut ejected = false;
-    until("the backup is ejected", || {
+    until("the endpoint is ejected", || {
+        // A snapshot drains counters: remember what was seen.
         ejected |= snapshotter
             .snapshot()
             .into_vec()
@@ -93,12 +132,10 @@ async fn a_backup_that_goes_away_is_ejected_while_the_first_tier_serves() {
                 key.name() == "lookaside_client_ejections_total"
                     && key
                         .labels()
-                        .any(|l| l.key() == "endpoint" && l.value() == backup_address)
-                    && matches!(value, metrics_util::debugging::DebugValue::Counter(n) if n > 0)
+                        .any(|l| l.key() == "endpoint" && l.value() == endpoint)
+                    && matches!(value, DebugValue::Counter(n) if n > 0)
             });
         ejected
     })
     .await;
-    call(&channel).await.expect("the first tier still serves");
-    assert_eq!(backup.served(), 0);
 }

@@ -11,7 +11,7 @@ use tokio::task::AbortHandle;
 use tracing::{debug, info, warn};
 
 use super::{EndpointSet, LbChannel};
-use crate::endpoint::{ConnectionSettings, Endpoint};
+use crate::endpoint::{ConnectionSettings, Endpoint, Failures};
 use crate::telemetry::ClusterMetrics;
 
 /// Endpoints and weights for a cluster, as the control plane sent them.
@@ -25,9 +25,8 @@ struct Assigned {
     tier: usize,
 }
 
-/// How many failure reports may wait; more are dropped (the endpoint is
-/// already being ejected).
-const FAILURE_QUEUE: usize = 64;
+/// How many probe reports may wait; a probe waits for room.
+const RECOVERY_QUEUE: usize = 64;
 
 /// Feeds assignments to a cluster's balancer task.
 ///
@@ -52,13 +51,13 @@ impl ClusterBalancer {
     ) -> (Self, LbChannel) {
         let set = Arc::new(ArcSwap::from_pointee(EndpointSet::unassigned()));
         let (assignments, assignments_rx) = watch::channel(None);
-        let (failures_tx, failures_rx) = mpsc::channel(FAILURE_QUEUE);
+        // Unbounded, yet at most one report per endpoint waits in it.
+        let (failures_tx, failures_rx) = mpsc::unbounded_channel();
         let (published_tx, published_rx) = watch::channel(());
         let metrics = ClusterMetrics::new(name);
         let channel = LbChannel::new(
             name,
             set.clone(),
-            failures_tx.clone(),
             published_rx,
             first_assignment_timeout,
             metrics.clone(),
@@ -115,8 +114,8 @@ struct Task {
     name: String,
     settings: ConnectionSettings,
     set: Arc<ArcSwap<EndpointSet>>,
-    /// Where calls and connection attempts report failed connections.
-    failures: mpsc::Sender<SocketAddr>,
+    /// Where the endpoints' connections report their failures.
+    failures: Failures,
     /// Every assigned endpoint, every tier.
     endpoints: BTreeMap<SocketAddr, Assigned>,
     /// The tier calls go to now, if any endpoint is usable.
@@ -139,7 +138,7 @@ impl Task {
         name: &str,
         settings: ConnectionSettings,
         set: Arc<ArcSwap<EndpointSet>>,
-        failures: mpsc::Sender<SocketAddr>,
+        failures: Failures,
         published: watch::Sender<()>,
         metrics: ClusterMetrics,
     ) -> Self {
@@ -160,9 +159,9 @@ impl Task {
     async fn run(
         mut self,
         mut assignments: watch::Receiver<Option<Vec<Assignment>>>,
-        mut failures: mpsc::Receiver<SocketAddr>,
+        mut failures: mpsc::UnboundedReceiver<SocketAddr>,
     ) {
-        let (recovered_tx, mut recovered) = mpsc::channel::<Recovered>(FAILURE_QUEUE);
+        let (recovered_tx, mut recovered) = mpsc::channel::<Recovered>(RECOVERY_QUEUE);
         loop {
             tokio::select! {
                 // No channel left: nothing will call through this cluster.
@@ -188,6 +187,7 @@ impl Task {
         let Some(Assigned { endpoint, .. }) = self.endpoints.get(&address) else {
             return;
         };
+        endpoint.connection.failure_taken();
         if !endpoint.set_usable(false) {
             return;
         }
@@ -219,6 +219,9 @@ impl Task {
         {
             info!(cluster = %self.name, endpoint = %address, "endpoint reachable again");
             endpoint.metrics.recoveries.increment(1);
+            // Connected again now, so that it is watched again: an endpoint
+            // no call uses (a failover tier's) is otherwise never dialled.
+            endpoint.connection.warm_up();
             self.publish();
         }
     }
@@ -275,7 +278,7 @@ impl Task {
             .map(|assigned| assigned.tier)
             .min();
         let mut usable: Vec<(Endpoint, u32)> = Vec::new();
-        let mut fallback: Vec<(usize, Endpoint)> = Vec::new();
+        let mut lower: BTreeMap<usize, Vec<Endpoint>> = BTreeMap::new();
         for assigned in self.endpoints.values() {
             if !assigned.endpoint.is_usable() {
                 continue;
@@ -283,11 +286,10 @@ impl Task {
             if Some(assigned.tier) == tier {
                 usable.push((assigned.endpoint.clone(), assigned.weight));
             } else {
-                fallback.push((assigned.tier, assigned.endpoint.clone()));
+                let endpoint = assigned.endpoint.clone();
+                lower.entry(assigned.tier).or_default().push(endpoint);
             }
         }
-        // Stable: within a tier, in address order.
-        fallback.sort_by_key(|(tier, _)| *tier);
         // Tiers count priorities that have a serving endpoint, from 0.
         match (std::mem::replace(&mut self.serving_tier, tier), tier) {
             (Some(from), Some(to)) if to > from => {
@@ -298,7 +300,7 @@ impl Task {
             }
             _ => {}
         }
-        let fallback = fallback.into_iter().map(|(_, endpoint)| endpoint).collect();
+        let fallback = lower.into_values().collect();
         let set = EndpointSet::new(usable, fallback, self.endpoints.len());
         debug!(cluster = %self.name, usable = set.usable(), assigned = set.assigned_endpoints, "endpoint set published");
         self.metrics.usable.set(set.usable() as f64);
@@ -351,7 +353,7 @@ mod tests {
     use super::*;
 
     fn task(name: &str) -> Task {
-        let (failures, _) = mpsc::channel(1);
+        let (failures, _) = mpsc::unbounded_channel();
         let (published, _) = watch::channel(());
         let settings = ConnectionSettings {
             probe_backoff_initial: Duration::from_millis(10),
@@ -465,7 +467,11 @@ mod tests {
         task.apply(vec![vec![(DEAD, 1)], vec![(backup, 1), (DEAD, 5)]]);
         assert_eq!(task.endpoints.len(), 2);
         assert_eq!(served(&task), vec![DEAD; 10], "the first tier serves");
-        let fallback = task.set.load().untried(&[DEAD]).map(|e| e.address);
+        let fallback = task
+            .set
+            .load()
+            .fallback(|a| a == DEAD, |a| a == DEAD)
+            .map(|e| e.address);
         assert_eq!(
             fallback,
             Some(backup),

@@ -7,7 +7,7 @@ use std::time::Duration;
 
 use arc_swap::ArcSwap;
 use futures::future::BoxFuture;
-use tokio::sync::{mpsc, watch};
+use tokio::sync::watch;
 use tonic::Status;
 use tonic::body::Body;
 use tower::Service;
@@ -31,7 +31,6 @@ pub struct LbChannel {
 struct Shared {
     name: Box<str>,
     set: Arc<ArcSwap<EndpointSet>>,
-    failures: mpsc::Sender<SocketAddr>,
     published: watch::Receiver<()>,
     first_assignment_timeout: Duration,
     metrics: ClusterMetrics,
@@ -41,7 +40,6 @@ impl LbChannel {
     pub(super) fn new(
         name: &str,
         set: Arc<ArcSwap<EndpointSet>>,
-        failures: mpsc::Sender<SocketAddr>,
         published: watch::Receiver<()>,
         first_assignment_timeout: Duration,
         metrics: ClusterMetrics,
@@ -50,7 +48,6 @@ impl LbChannel {
             shared: Arc::new(Shared {
                 name: name.into(),
                 set,
-                failures,
                 published,
                 first_assignment_timeout,
                 metrics,
@@ -79,15 +76,21 @@ impl LbChannel {
         self.shared.set.load().assigned_endpoints
     }
 
-    /// Picks an endpoint not in `tried`: a few weighted draws, then (the
-    /// draws keep landing on tried endpoints, as they do when the tried
-    /// ones carry most of the weight) the first untried endpoint.
-    fn pick_untried(&self, tried: &[SocketAddr]) -> Option<Connection> {
+    /// Picks an endpoint not in `tried` (each with whether its connection
+    /// failed): a few weighted draws, then (the draws keep landing on tried
+    /// endpoints, as they do when the tried ones carry most of the weight)
+    /// the first untried endpoint, then, if the connection to every usable
+    /// endpoint failed, one of a lower tier (the balancer is about to fail
+    /// over).
+    fn pick_untried(&self, tried: &[(SocketAddr, bool)]) -> Option<Connection> {
+        let was_tried = |address| tried.iter().any(|(t, _)| *t == address);
+        let failed = |address| tried.iter().any(|(t, failed)| *t == address && *failed);
         let set = self.shared.set.load();
         let endpoint = (0..4)
             .filter_map(|_| set.pick())
-            .find(|endpoint| !tried.contains(&endpoint.address))
-            .or_else(|| set.untried(tried))?;
+            .find(|endpoint| !was_tried(endpoint.address))
+            .or_else(|| set.untried(was_tried))
+            .or_else(|| set.fallback(failed, was_tried))?;
         endpoint.metrics.picks.increment(1);
         Some(endpoint.connection.clone())
     }
@@ -147,20 +150,21 @@ impl Service<http::Request<Body>> for LbChannel {
                 Box::pin(this.assigned(deadline)).await?;
             }
             let mut body = RequestBody::read(body).await?;
-            // Endpoints not to try again, and the one that may be tried
-            // once more (its connection, not the endpoint, refused).
-            let mut tried: Vec<SocketAddr> = Vec::new();
+            // Endpoints not to try again, each with whether its connection
+            // failed, and the one that may be tried once more (its
+            // connection, not the endpoint, refused).
+            let mut tried: Vec<(SocketAddr, bool)> = Vec::new();
             let mut spared: Option<SocketAddr> = None;
             let mut attempts = 0;
+            let Some(mut connection) = this.pick_untried(&tried) else {
+                let set = this.shared.set.load();
+                return Err(Status::unavailable(format!(
+                    "cluster {}: none of its {} endpoints is reachable",
+                    this.shared.name, set.assigned_endpoints
+                ))
+                .into());
+            };
             loop {
-                let Some(connection) = this.pick_untried(&tried) else {
-                    let set = this.shared.set.load();
-                    return Err(Status::unavailable(format!(
-                        "cluster {}: none of its {} endpoints is reachable",
-                        this.shared.name, set.assigned_endpoints
-                    ))
-                    .into());
-                };
                 let address = connection.address();
                 // Only built when someone listens: formatting the fields
                 // for nobody costs more than the pick.
@@ -175,23 +179,24 @@ impl Service<http::Request<Body>> for LbChannel {
                     Ok(response) => return Ok(response),
                     Err(error) => error,
                 };
-                if error.connection_failed() {
+                let failed = error.connection_failed();
+                if failed {
                     // Eject the endpoint; the balancer probes it back.
-                    let _ = this.shared.failures.try_send(address);
+                    connection.report_failure();
                 }
                 if !retry::may_retry(&error, body.replayable(), attempts) {
                     return Err(error.status(&this.shared.name).into());
                 }
                 // A stream refused, or past a graceful GOAWAY: the endpoint
                 // is fine and its next connection may take the call.
-                if error.connection_failed() || spared.replace(address).is_some() {
-                    tried.push(address);
+                if failed || spared.replace(address).is_some() {
+                    tried.push((address, failed));
                 }
-                // The last endpoint left: its error says more than "none
-                // is reachable".
-                if this.shared.set.load().untried(&tried).is_none() {
+                // None left: this error says more than "none is reachable".
+                let Some(next) = this.pick_untried(&tried) else {
                     return Err(error.status(&this.shared.name).into());
-                }
+                };
+                connection = next;
                 this.shared.metrics.retries.increment(1);
                 tracing::debug!(cluster = %this.shared.name, endpoint = %address, error = %crate::telemetry::error_chain(&error), "request not processed; trying again");
             }
@@ -201,6 +206,8 @@ impl Service<http::Request<Body>> for LbChannel {
 
 #[cfg(test)]
 mod tests {
+    use tokio::sync::mpsc;
+
     use super::*;
 
     /// One such future is allocated per call. At 1 KiB or less it comes
@@ -220,9 +227,10 @@ mod tests {
     }
 
     /// A channel over `serving` (address, weight) and `fallback` endpoints
-    /// of loopback ports nothing needs to answer on; no balancer behind it.
+    /// (one tier) of loopback ports nothing needs to answer on; no
+    /// balancer behind it.
     fn channel_over(serving: &[(u16, u32)], fallback: &[u16]) -> LbChannel {
-        let (failures, _reported) = mpsc::channel(8);
+        let (failures, _reported) = mpsc::unbounded_channel();
         let endpoint = |port| {
             crate::endpoint::Endpoint::new(
                 "test",
@@ -236,14 +244,13 @@ mod tests {
                 .iter()
                 .map(|&(port, w)| (endpoint(port), w))
                 .collect(),
-            fallback.iter().map(|&port| endpoint(port)).collect(),
+            vec![fallback.iter().map(|&port| endpoint(port)).collect()],
             serving.len() + fallback.len(),
         );
         let (_published, published) = watch::channel(());
         LbChannel::new(
             "test",
             Arc::new(ArcSwap::from_pointee(set)),
-            failures,
             published,
             Duration::from_secs(1),
             ClusterMetrics::new("test"),
@@ -260,19 +267,26 @@ mod tests {
     async fn a_retry_finds_the_light_endpoint_beside_a_heavy_tried_one() {
         let channel = channel_over(&[(1, 999), (2, 1)], &[]);
         for _ in 0..1000 {
-            let picked = channel.pick_untried(&[loopback(1)]).map(|c| c.address());
+            let picked = channel
+                .pick_untried(&[(loopback(1), false)])
+                .map(|c| c.address());
             assert_eq!(picked, Some(loopback(2)));
         }
-        assert!(channel.pick_untried(&[loopback(1), loopback(2)]).is_none());
+        assert!(
+            channel
+                .pick_untried(&[(loopback(1), false), (loopback(2), true)])
+                .is_none()
+        );
     }
 
-    /// The serving tier's last endpoint failed and the balancer has not
-    /// failed over yet: the retry goes to the next tier, which no first
-    /// attempt ever does.
+    /// The connection to the serving tier's last endpoint failed and the
+    /// balancer has not failed over yet: the retry goes to the next tier,
+    /// spread over its endpoints, which no first attempt ever does, nor a
+    /// retry after a refused stream.
     #[tokio::test]
     async fn a_retry_falls_back_on_the_next_tier_before_the_balancer_fails_over() {
-        let channel = channel_over(&[(1, 1)], &[2]);
-        let (serving, backup) = (loopback(1), loopback(2));
+        let channel = channel_over(&[(1, 1)], &[2, 3]);
+        let serving = loopback(1);
         for _ in 0..100 {
             let picked = channel.pick_untried(&[]).map(|c| c.address());
             assert_eq!(
@@ -281,9 +295,17 @@ mod tests {
                 "first attempts stay on the serving tier"
             );
         }
-        let retried = channel.pick_untried(&[serving]).map(|c| c.address());
-        assert_eq!(retried, Some(backup));
+        let refused = channel
+            .pick_untried(&[(serving, false)])
+            .map(|c| c.address());
+        assert_eq!(refused, None, "a refused stream is no reason to fail over");
+        let retried: std::collections::BTreeSet<u16> = (0..10)
+            .filter_map(|_| channel.pick_untried(&[(serving, true)]))
+            .map(|c| c.address().port())
+            .collect();
+        assert_eq!(retried, [2, 3].into(), "retries spread over the next tier");
         assert_eq!(channel.usable_endpoints(), 1, "the fallback is not serving");
-        assert!(channel.pick_untried(&[serving, backup]).is_none());
+        let all = [(serving, true), (loopback(2), true), (loopback(3), false)];
+        assert!(channel.pick_untried(&all).is_none());
     }
 }

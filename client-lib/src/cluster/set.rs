@@ -2,6 +2,7 @@
 //! the lower tiers' usable endpoints a retry may fall back on.
 
 use std::net::SocketAddr;
+use std::sync::atomic::{AtomicUsize, Ordering};
 
 use crate::balance::Picker;
 use crate::endpoint::Endpoint;
@@ -15,12 +16,15 @@ pub struct EndpointSet {
     pub assigned_endpoints: usize,
     endpoints: Vec<Endpoint>,
     picker: Option<Picker>,
-    /// Usable endpoints of the tiers below the serving one, in tier order.
-    /// Never picked: a call whose every serving endpoint failed retries
-    /// here, in the moment before the balancer hears of the failures and
-    /// fails over (without them, the calls of that moment would fail
-    /// though the next tier is ready).
-    fallback: Vec<Endpoint>,
+    /// Usable endpoints of the tiers below the serving one, a list per
+    /// tier, in tier order. Never picked: a call whose connection to every
+    /// serving endpoint failed retries here, in the moment before the
+    /// balancer hears of the failures and fails over (without them, the
+    /// calls of that moment would fail though the next tier is ready).
+    fallback: Vec<Vec<Endpoint>>,
+    /// Turns the fallback's first endpoint, so that the calls caught in
+    /// that moment spread over the next tier.
+    rotation: AtomicUsize,
 }
 
 impl EndpointSet {
@@ -32,14 +36,16 @@ impl EndpointSet {
             endpoints: Vec::new(),
             picker: None,
             fallback: Vec::new(),
+            rotation: AtomicUsize::new(0),
         }
     }
 
     /// A set over `usable` endpoints with their weights (>= 1), and the
-    /// lower tiers' usable endpoints as `fallback` for retries.
+    /// lower tiers' usable endpoints (a list per tier, in tier order) as
+    /// `fallback` for retries.
     pub fn new(
         usable: Vec<(Endpoint, u32)>,
-        fallback: Vec<Endpoint>,
+        fallback: Vec<Vec<Endpoint>>,
         assigned_endpoints: usize,
     ) -> Self {
         let picker = Picker::new(usable.iter().map(|(_, w)| (*w).max(1))).ok();
@@ -49,6 +55,7 @@ impl EndpointSet {
             endpoints: usable.into_iter().map(|(e, _)| e).collect(),
             picker,
             fallback,
+            rotation: AtomicUsize::new(0),
         }
     }
 
@@ -58,13 +65,35 @@ impl EndpointSet {
         self.endpoints.get(picker.pick())
     }
 
-    /// The first usable endpoint not in `tried`, if any: of the serving
-    /// tier, else of the tiers below it.
-    pub fn untried(&self, tried: &[SocketAddr]) -> Option<&Endpoint> {
+    /// The first usable endpoint not `tried`, if any.
+    pub fn untried(&self, tried: impl Fn(SocketAddr) -> bool) -> Option<&Endpoint> {
         self.endpoints
             .iter()
-            .chain(&self.fallback)
-            .find(|endpoint| !tried.contains(&endpoint.address))
+            .find(|endpoint| !tried(endpoint.address))
+    }
+
+    /// For a retry once the connection to every usable endpoint has
+    /// `failed`: an endpoint of the first lower tier that has one not
+    /// `tried`, turning from call to call. None while some usable endpoint
+    /// has not failed (a refused stream is no reason to leave the tier).
+    pub fn fallback(
+        &self,
+        failed: impl Fn(SocketAddr) -> bool,
+        tried: impl Fn(SocketAddr) -> bool,
+    ) -> Option<&Endpoint> {
+        if !self
+            .endpoints
+            .iter()
+            .all(|endpoint| failed(endpoint.address))
+        {
+            return None;
+        }
+        let turn = self.rotation.fetch_add(1, Ordering::Relaxed);
+        self.fallback.iter().find_map(|tier| {
+            (0..tier.len())
+                .filter_map(|i| tier.get((turn + i) % tier.len()))
+                .find(|endpoint| !tried(endpoint.address))
+        })
     }
 
     /// Number of usable endpoints.

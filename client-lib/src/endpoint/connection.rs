@@ -14,7 +14,7 @@
 //! (the cluster does), or hold the endpoint alive from its own task.
 
 use std::net::SocketAddr;
-use std::sync::atomic::{AtomicU64, AtomicUsize, Ordering};
+use std::sync::atomic::{AtomicBool, AtomicU32, AtomicU64, AtomicUsize, Ordering};
 use std::sync::{Arc, Mutex, PoisonError, Weak};
 use std::time::Duration;
 
@@ -54,9 +54,16 @@ struct Shared {
     live: ArcSwapOption<Live>,
     /// The latest attempt to connect (numbered), finished or not.
     attempt: Mutex<Option<(u64, Attempt)>>,
-    /// Where failed attempts are reported (the cluster ejects the
+    /// Where failed connections are reported (the cluster ejects the
     /// endpoint until it answers again).
-    failures: mpsc::Sender<SocketAddr>,
+    failures: Failures,
+    /// A failure was reported and the balancer has not taken it yet: one
+    /// report per endpoint waits at most, so the queue, unbounded, holds
+    /// at most one report per endpoint.
+    failure_reported: AtomicBool,
+    /// Connections in a row that ended before they were stable: each
+    /// doubles the wait before the next one is made unasked.
+    short_lived: AtomicU32,
     next_id: AtomicU64,
     /// PING interval of new connections, in milliseconds: the configured
     /// one, doubled each time the peer said "too many pings".
@@ -66,10 +73,14 @@ struct Shared {
 /// The longest keepalive interval doubling reaches.
 const MAX_KEEPALIVE: Duration = Duration::from_secs(3600);
 
-/// A connection that ended is replaced at once, but no sooner than this
-/// after it was made: a peer that closes every connection as soon as it is
-/// up is not dialled in a loop.
-const RECONNECT_AT_MOST_EVERY: Duration = Duration::from_secs(1);
+/// A connection that lived this long was stable: the next one is made at
+/// once when it ends, and the reconnect backoff starts over.
+const STABLE_AFTER: Duration = Duration::from_secs(10);
+
+/// Where an endpoint's failed connections are reported: the cluster's
+/// balancer, which ejects it. One report per endpoint waits at most (see
+/// [`Connection::report_failure`]).
+pub type Failures = mpsc::UnboundedSender<SocketAddr>;
 
 /// An attempt to connect, on its own task; every waiting call shares it.
 type Attempt = SharedFuture<BoxFuture<'static, Result<Arc<Live>, EndpointError>>>;
@@ -115,7 +126,7 @@ impl Connection {
         cluster: &str,
         address: SocketAddr,
         settings: &ConnectionSettings,
-        failures: mpsc::Sender<SocketAddr>,
+        failures: Failures,
     ) -> Self {
         // A SocketAddr always prints as a valid authority.
         let authority = address
@@ -131,6 +142,8 @@ impl Connection {
                 live: ArcSwapOption::empty(),
                 attempt: Mutex::new(None),
                 failures,
+                failure_reported: AtomicBool::new(false),
+                short_lived: AtomicU32::new(0),
                 next_id: AtomicU64::new(0),
                 keepalive_ms: AtomicU64::new(
                     u64::try_from(settings.keepalive_interval.as_millis()).unwrap_or(u64::MAX),
@@ -142,6 +155,17 @@ impl Connection {
     /// Starts connecting now, so the first call does not wait for it.
     pub(crate) fn warm_up(&self) {
         drop(self.shared.attempt());
+    }
+
+    /// Reports that a connection to the endpoint failed, unless a report
+    /// is already waiting for the balancer.
+    pub(crate) fn report_failure(&self) {
+        self.shared.report_failure();
+    }
+
+    /// The balancer took the waiting report: the next failure is reported.
+    pub(crate) fn failure_taken(&self) {
+        self.shared.failure_reported.store(false, Ordering::Release);
     }
 
     /// The endpoint's address.
@@ -185,6 +209,29 @@ impl Connection {
 }
 
 impl Shared {
+    fn report_failure(&self) {
+        if !self.failure_reported.swap(true, Ordering::AcqRel) {
+            // Closed: the cluster is gone, nobody needs to know.
+            let _ = self.failures.send(self.address);
+        }
+    }
+
+    /// How long after a connection that lived `lived` was made the next
+    /// one is made unasked: at once after a stable one; after one that
+    /// ended early, the reconnect backoff, doubled for each such
+    /// connection in a row, with jitter.
+    fn reconnect_delay(&self, lived: Duration) -> Duration {
+        if lived >= STABLE_AFTER {
+            self.short_lived.store(0, Ordering::Relaxed);
+            return Duration::ZERO;
+        }
+        let before = self.short_lived.fetch_add(1, Ordering::Relaxed).min(30);
+        let initial = self.settings.reconnect_backoff_initial;
+        let max = self.settings.reconnect_backoff_max.max(initial);
+        let delay = initial.saturating_mul(1 << before).min(max);
+        jitter(delay)
+    }
+
     /// The live connection, connecting first if there is none.
     async fn current(self: &Arc<Self>) -> Result<Arc<Live>, EndpointError> {
         if let Some(live) = self.live.load_full() {
@@ -216,8 +263,7 @@ impl Shared {
                 Ok(live) => shared.live.store(Some(live.clone())),
                 Err(error) => {
                     debug!(cluster = %shared.cluster, endpoint = %shared.address, error = %crate::telemetry::error_chain(error), "could not connect");
-                    // Full queue: an ejection is already on its way.
-                    let _ = shared.failures.try_send(shared.address);
+                    shared.report_failure();
                 }
             }
             // Done: the next call that finds no connection starts afresh.
@@ -338,6 +384,8 @@ impl Shared {
 /// as gRPC's balancers do. An endpoint that went away is then ejected when
 /// it goes, by the failed attempt, not found dead by the next call that
 /// needs it: a failover tier's endpoints take no calls until the failover.
+/// A connection that ended early is replaced only after the reconnect
+/// backoff (calls that need one sooner make it themselves).
 /// Its events name the cluster and endpoint themselves: the span around it
 /// exists only when someone listens at DEBUG.
 async fn drive<T>(
@@ -368,10 +416,14 @@ async fn drive<T>(
             warn!(%cluster, %endpoint, %reason, "peer stopped answering; connection closed");
         }
     }
-    if let Some(shared) = shared.upgrade() {
-        shared.forget(id);
-    }
-    tokio::time::sleep_until(made + RECONNECT_AT_MOST_EVERY).await;
+    let delay = match shared.upgrade() {
+        Some(shared) => {
+            shared.forget(id);
+            shared.reconnect_delay(made.elapsed())
+        }
+        None => return,
+    };
+    tokio::time::sleep_until(made + delay).await;
     if let Some(shared) = shared.upgrade() {
         // A call may have made the next connection already: then nothing.
         drop(shared.attempt());
@@ -451,6 +503,20 @@ async fn keepalive(
     }
 }
 
+/// `delay` give or take a fifth, so clients that lost their connections
+/// at the same moment do not all come back at the same moment.
+fn jitter(delay: Duration) -> Duration {
+    use std::hash::{BuildHasher, Hasher};
+    // Randomly keyed per call: enough randomness for spreading, no crate.
+    let random = std::collections::hash_map::RandomState::new()
+        .build_hasher()
+        .finish();
+    let fifth = delay / 5;
+    let spread = u64::try_from(fifth.as_nanos().saturating_mul(2)).unwrap_or(u64::MAX);
+    let offset = Duration::from_nanos(random.checked_rem(spread).unwrap_or(0));
+    (delay - fifth) + offset
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -463,6 +529,58 @@ mod tests {
                 .unwrap_or_else(PoisonError::into_inner)
                 .is_some()
         }
+    }
+
+    fn unconnected(
+        settings: &ConnectionSettings,
+    ) -> (Connection, mpsc::UnboundedReceiver<SocketAddr>) {
+        let (failures, reported) = mpsc::unbounded_channel();
+        let address = SocketAddr::from(([127, 0, 0, 1], 9));
+        (
+            Connection::new("test", address, settings, failures),
+            reported,
+        )
+    }
+
+    #[test]
+    fn one_failure_report_waits_per_endpoint() {
+        let (connection, mut reported) = unconnected(&ConnectionSettings::default());
+        for _ in 0..100 {
+            connection.report_failure();
+        }
+        assert!(reported.try_recv().is_ok());
+        assert!(reported.try_recv().is_err(), "a second report waits");
+        connection.failure_taken();
+        connection.report_failure();
+        assert!(reported.try_recv().is_ok(), "taken: the next is reported");
+    }
+
+    #[test]
+    fn connections_that_end_early_back_off_and_a_stable_one_starts_over() {
+        let settings = ConnectionSettings {
+            reconnect_backoff_initial: Duration::from_secs(1),
+            reconnect_backoff_max: Duration::from_secs(5),
+            ..ConnectionSettings::default()
+        };
+        let (connection, _reported) = unconnected(&settings);
+        let early = || connection.shared.reconnect_delay(Duration::from_millis(10));
+        let around = |delay: Duration, secs: f64| {
+            let secs_got = delay.as_secs_f64();
+            assert!(
+                (secs * 0.8..=secs * 1.2).contains(&secs_got),
+                "{delay:?}, expected {secs} s give or take a fifth"
+            );
+        };
+        for secs in [1.0, 2.0, 4.0, 5.0, 5.0] {
+            around(early(), secs);
+        }
+        let stable = connection.shared.reconnect_delay(STABLE_AFTER);
+        assert_eq!(
+            stable,
+            Duration::ZERO,
+            "a stable connection is replaced at once"
+        );
+        around(early(), 1.0);
     }
 
     /// A connection (keepalive every 50 ms) to a peer that answers every
@@ -494,9 +612,11 @@ mod tests {
                 });
             }
         });
-        let (failures, _) = mpsc::channel(1);
+        let (failures, _) = mpsc::unbounded_channel();
         let settings = ConnectionSettings {
             keepalive_interval: Duration::from_millis(50),
+            // The test makes each connection: none is made unasked.
+            reconnect_backoff_initial: Duration::from_secs(3600),
             ..ConnectionSettings::default()
         };
         Connection::new("calm", address, &settings, failures)

@@ -4,9 +4,7 @@ use std::net::SocketAddr;
 use std::sync::Arc;
 use std::sync::atomic::{AtomicBool, Ordering};
 
-use tokio::sync::mpsc;
-
-use super::{Connection, ConnectionSettings};
+use super::{Connection, ConnectionSettings, Failures};
 use crate::telemetry::EndpointMetrics;
 
 /// A backend address with its connection. Cheap to clone.
@@ -27,7 +25,7 @@ impl Endpoint {
         cluster: &str,
         address: SocketAddr,
         settings: &ConnectionSettings,
-        failures: mpsc::Sender<SocketAddr>,
+        failures: Failures,
     ) -> Self {
         let connection = Connection::new(cluster, address, settings, failures);
         connection.warm_up();

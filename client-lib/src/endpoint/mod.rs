@@ -20,6 +20,7 @@ mod settings;
 pub use body::{MAX_REPLAYABLE, RequestBody};
 pub(crate) use call::call;
 pub(crate) use connection::Connection;
+pub use connection::Failures;
 pub use deadline::Deadline;
 pub use error::EndpointError;
 pub use handle::Endpoint;

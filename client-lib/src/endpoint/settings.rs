@@ -19,6 +19,14 @@ pub struct ConnectionSettings {
     pub probe_backoff_initial: Duration,
     /// Longest delay between probes.
     pub probe_backoff_max: Duration,
+    /// A connection that ends is made again unasked (so an endpoint that
+    /// went away is ejected when it goes): at once if it had been up for
+    /// 10 s, else this long after it was made, doubled for each early end
+    /// in a row (a peer that closes every connection is not dialled in a
+    /// loop), give or take a fifth.
+    pub reconnect_backoff_initial: Duration,
+    /// Longest wait before a connection is made again unasked.
+    pub reconnect_backoff_max: Duration,
 }
 
 impl Default for ConnectionSettings {
@@ -29,6 +37,9 @@ impl Default for ConnectionSettings {
             keepalive_timeout: Duration::from_secs(5),
             probe_backoff_initial: Duration::from_millis(100),
             probe_backoff_max: Duration::from_secs(5),
+            // gRPC's connection backoff: 1 s, up to 120 s.
+            reconnect_backoff_initial: Duration::from_secs(1),
+            reconnect_backoff_max: Duration::from_secs(120),
         }
     }
 }

@@ -110,7 +110,12 @@ pub struct Backend {
 
 impl Backend {
     pub async fn start() -> Self {
-        let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+        Self::start_at("127.0.0.1:0".parse().unwrap()).await
+    }
+
+    /// A backend on `address` (port 0: any free port).
+    pub async fn start_at(address: SocketAddr) -> Self {
+        let listener = tokio::net::TcpListener::bind(address).await.unwrap();
         let address = listener.local_addr().unwrap();
         let count = Arc::new(AtomicU64::new(0));
         let (_reporter, health) = tonic_health::server::health_reporter();
