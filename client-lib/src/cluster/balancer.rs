@@ -322,7 +322,8 @@ impl Drop for Task {
 /// An endpoint's probe got through: its address and the probe's number.
 type Recovered = (SocketAddr, u64);
 
-/// Tries to connect to `address` with exponential backoff until it answers.
+/// Tries to connect to `address` (TLS included, when set) with exponential
+/// backoff until it answers.
 async fn probe(
     address: SocketAddr,
     number: u64,
@@ -334,7 +335,7 @@ async fn probe(
         tokio::time::sleep(delay).await;
         let attempt = tokio::time::timeout(
             settings.connect_timeout,
-            tokio::net::TcpStream::connect(address),
+            crate::endpoint::dial(address, &settings),
         )
         .await;
         if let Ok(Ok(_)) = attempt {

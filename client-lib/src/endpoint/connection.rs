@@ -26,6 +26,7 @@ use h2::client::SendRequest;
 use tokio::sync::mpsc;
 use tracing::{Instrument, debug, warn};
 
+use super::tls::Io;
 use super::{ConnectionSettings, EndpointError};
 
 /// HTTP/2 settings, as hyper's client defaults (which tonic uses).
@@ -325,13 +326,7 @@ impl Shared {
         let address = self.address;
         let after = self.settings.connect_timeout;
         let attempt = async {
-            let tcp = tokio::net::TcpStream::connect(address)
-                .await
-                .and_then(|tcp| tcp.set_nodelay(true).map(|()| tcp))
-                .map_err(|source| EndpointError::Connect {
-                    address,
-                    source: Arc::new(source),
-                })?;
+            let io = dial(address, &self.settings).await?;
             h2::client::Builder::new()
                 .initial_window_size(STREAM_WINDOW)
                 .initial_connection_window_size(CONNECTION_WINDOW)
@@ -339,7 +334,7 @@ impl Shared {
                 .max_header_list_size(MAX_HEADER_LIST)
                 .initial_max_send_streams(INITIAL_MAX_SEND_STREAMS)
                 .enable_push(false)
-                .handshake::<_, Bytes>(tcp)
+                .handshake::<_, Bytes>(io)
                 .await
                 .map_err(|source| EndpointError::Handshake {
                     address,
@@ -376,6 +371,30 @@ impl Shared {
         tokio::spawn(task.instrument(span));
         debug!(cluster = %self.cluster, endpoint = %address, "connected");
         Ok(Arc::new(Live { id, send, calls }))
+    }
+}
+
+/// A TCP connection to `address`, with TLS on it if `settings` say so.
+pub(crate) async fn dial(
+    address: SocketAddr,
+    settings: &ConnectionSettings,
+) -> Result<Io, EndpointError> {
+    let tcp = tokio::net::TcpStream::connect(address)
+        .await
+        .and_then(|tcp| tcp.set_nodelay(true).map(|()| tcp))
+        .map_err(|source| EndpointError::Connect {
+            address,
+            source: Arc::new(source),
+        })?;
+    match &settings.tls {
+        None => Ok(Io::Plain(tcp)),
+        Some(tls) => match tls.handshake(address, tcp).await {
+            Ok(stream) => Ok(Io::Tls(Box::new(stream))),
+            Err(source) => Err(EndpointError::Tls {
+                address,
+                source: Arc::new(source),
+            }),
+        },
     }
 }
 

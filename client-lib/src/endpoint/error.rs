@@ -38,6 +38,16 @@ pub enum EndpointError {
         #[source]
         source: Arc<h2::Error>,
     },
+    /// The TLS handshake failed (an untrusted or mismatched certificate, a
+    /// peer that does not speak TLS or HTTP/2).
+    #[error("TLS handshake with {address}")]
+    Tls {
+        /// The endpoint.
+        address: SocketAddr,
+        /// Why.
+        #[source]
+        source: Arc<std::io::Error>,
+    },
     /// The connection refused to open the stream (it is closing or gone);
     /// nothing of the request was sent.
     #[error("opening a stream to {address}")]
@@ -81,7 +91,10 @@ impl EndpointError {
     /// past the server's `GOAWAY`.
     pub fn unprocessed(&self) -> bool {
         match self {
-            Self::Connect { .. } | Self::ConnectTimeout { .. } | Self::Handshake { .. } => true,
+            Self::Connect { .. }
+            | Self::ConnectTimeout { .. }
+            | Self::Tls { .. }
+            | Self::Handshake { .. } => true,
             // The connection is closing or gone; not a request h2 refused.
             Self::Open { source, .. } => source.is_io() || source.is_go_away(),
             Self::Response { source, .. } => {
@@ -109,7 +122,10 @@ impl EndpointError {
                         )))
         };
         match self {
-            Self::Connect { .. } | Self::ConnectTimeout { .. } | Self::Handshake { .. } => true,
+            Self::Connect { .. }
+            | Self::ConnectTimeout { .. }
+            | Self::Tls { .. }
+            | Self::Handshake { .. } => true,
             Self::Open { source, .. } | Self::Response { source, .. } => failed(source),
             Self::BodyGone { .. } | Self::Deadline { .. } => false,
         }

@@ -1,7 +1,8 @@
 //! One backend address and its long-lived HTTP/2 connection.
 //!
-//! Owns: the connection (made on demand, keepalive PINGs so a dead peer is
-//! found in seconds, connect timeout, no Nagle, replaced after GOAWAY),
+//! Owns: the connection (made on demand, plain or TLS, keepalive PINGs so a
+//! dead peer is found in seconds, connect timeout, no Nagle, replaced after
+//! GOAWAY),
 //! sending one call on it (request and response bodies, flow control,
 //! deadline), what each failure means, and whether the endpoint is
 //! currently usable. Calls go from the caller's task straight onto the h2
@@ -16,12 +17,14 @@ mod deadline;
 mod error;
 mod handle;
 mod settings;
+mod tls;
 
 pub use body::{MAX_REPLAYABLE, RequestBody};
 pub(crate) use call::call;
-pub(crate) use connection::Connection;
 pub use connection::Failures;
+pub(crate) use connection::{Connection, dial};
 pub use deadline::Deadline;
 pub use error::EndpointError;
 pub use handle::Endpoint;
 pub use settings::ConnectionSettings;
+pub use tls::{EndpointTls, TlsError};

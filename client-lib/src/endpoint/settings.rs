@@ -2,6 +2,8 @@
 
 use std::time::Duration;
 
+use super::EndpointTls;
+
 /// How endpoint connections are made and watched.
 #[derive(Debug, Clone)]
 pub struct ConnectionSettings {
@@ -27,6 +29,8 @@ pub struct ConnectionSettings {
     pub reconnect_backoff_initial: Duration,
     /// Longest wait before a connection is made again unasked.
     pub reconnect_backoff_max: Duration,
+    /// TLS towards the endpoints (default: plaintext).
+    pub tls: Option<EndpointTls>,
 }
 
 impl Default for ConnectionSettings {
@@ -40,6 +44,7 @@ impl Default for ConnectionSettings {
             // gRPC's connection backoff: 1 s, up to 120 s.
             reconnect_backoff_initial: Duration::from_secs(1),
             reconnect_backoff_max: Duration::from_secs(120),
+            tls: None,
         }
     }
 }

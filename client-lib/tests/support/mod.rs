@@ -115,6 +115,18 @@ impl Backend {
 
     /// A backend on `address` (port 0: any free port).
     pub async fn start_at(address: SocketAddr) -> Self {
+        Self::start_with(address, None).await
+    }
+
+    /// A backend that speaks only TLS, as `tls` says.
+    pub async fn start_tls(tls: tonic::transport::ServerTlsConfig) -> Self {
+        Self::start_with("127.0.0.1:0".parse().unwrap(), Some(tls)).await
+    }
+
+    async fn start_with(
+        address: SocketAddr,
+        tls: Option<tonic::transport::ServerTlsConfig>,
+    ) -> Self {
         let listener = tokio::net::TcpListener::bind(address).await.unwrap();
         let address = listener.local_addr().unwrap();
         let count = Arc::new(AtomicU64::new(0));
@@ -138,7 +150,11 @@ impl Backend {
             )
         };
         let task = tokio::spawn(async move {
-            let _ = tonic::transport::Server::builder()
+            let mut builder = tonic::transport::Server::builder();
+            if let Some(tls) = tls {
+                builder = builder.tls_config(tls).unwrap();
+            }
+            let _ = builder
                 .layer(layer)
                 .add_service(health)
                 .serve_with_incoming_shutdown(tracked, async {

@@ -1,0 +1,114 @@
+//! TLS towards endpoints: calls reach a backend that speaks only TLS, with
+//! a client certificate when it requires one; a backend whose certificate
+//! is not trusted, or that requires a certificate the client lacks, is
+//! ejected and its calls fail with UNAVAILABLE naming the TLS handshake.
+
+#![allow(clippy::expect_used, clippy::unwrap_used)]
+
+mod support;
+
+use std::time::Duration;
+
+use lookaside_client::LbChannel;
+use lookaside_client::cluster::ClusterBalancer;
+use lookaside_client::endpoint::{ConnectionSettings, EndpointTls};
+use support::{Backend, call, until};
+use tonic::transport::{Certificate, Identity, ServerTlsConfig};
+
+/// The control plane's test certificates: a CA, a server certificate for
+/// 127.0.0.1 and localhost, a client certificate, and a second CA.
+fn fixture(name: &str) -> Vec<u8> {
+    let path = format!(
+        "{}/../control-plane/tests/tls/{name}",
+        env!("CARGO_MANIFEST_DIR")
+    );
+    std::fs::read(&path).unwrap_or_else(|error| panic!("{path}: {error}"))
+}
+
+fn server_tls(require_client_certificate: bool) -> ServerTlsConfig {
+    let tls = ServerTlsConfig::new().identity(Identity::from_pem(
+        fixture("server.pem"),
+        fixture("server.key"),
+    ));
+    if require_client_certificate {
+        tls.client_ca_root(Certificate::from_pem(fixture("ca.pem")))
+    } else {
+        tls
+    }
+}
+
+fn balanced(name: &str, tls: EndpointTls, backend: &Backend) -> (ClusterBalancer, LbChannel) {
+    let settings = ConnectionSettings {
+        tls: Some(tls),
+        // Long enough that a refused endpoint stays ejected for the test.
+        probe_backoff_initial: Duration::from_secs(30),
+        ..ConnectionSettings::default()
+    };
+    let (cluster, channel) = ClusterBalancer::spawn(name, settings, Duration::from_secs(2));
+    cluster.assign(vec![(backend.address, 1)]);
+    (cluster, channel)
+}
+
+#[tokio::test]
+async fn calls_reach_a_tls_backend_checked_by_its_ip_address_or_a_name() {
+    let backend = Backend::start_tls(server_tls(false)).await;
+    let by_ip = EndpointTls::new(&fixture("ca.pem")).unwrap();
+    let (_cluster, channel) = balanced("tls", by_ip, &backend);
+    for _ in 0..10 {
+        call(&channel).await.expect("call over TLS");
+    }
+    let by_name = EndpointTls::new(&fixture("ca.pem"))
+        .and_then(|tls| tls.server_name("localhost"))
+        .unwrap();
+    let (_named, channel) = balanced("named", by_name, &backend);
+    call(&channel)
+        .await
+        .expect("call over TLS, checked as localhost");
+    assert_eq!(backend.served(), 11);
+}
+
+#[tokio::test]
+async fn mutual_tls_needs_the_client_certificate() {
+    let backend = Backend::start_tls(server_tls(true)).await;
+    let identity = EndpointTls::with_identity(
+        &fixture("ca.pem"),
+        &fixture("client.pem"),
+        &fixture("client.key"),
+    )
+    .unwrap();
+    let (_cluster, channel) = balanced("mtls", identity, &backend);
+    call(&channel)
+        .await
+        .expect("call with a client certificate");
+
+    let anonymous = EndpointTls::new(&fixture("ca.pem")).unwrap();
+    let (_refused, channel) = balanced("anonymous", anonymous, &backend);
+    let status = call(&channel).await.expect_err("no client certificate");
+    assert_eq!(status.code(), tonic::Code::Unavailable, "{status:?}");
+    until("the endpoint is ejected", || {
+        channel.usable_endpoints() == 0
+    })
+    .await;
+    assert_eq!(backend.served(), 1);
+}
+
+#[tokio::test]
+async fn an_untrusted_certificate_ejects_the_endpoint() {
+    let backend = Backend::start_tls(server_tls(false)).await;
+    let other_ca = EndpointTls::new(&fixture("ca2.pem")).unwrap();
+    let (_cluster, channel) = balanced("untrusted", other_ca, &backend);
+    until("the endpoint is ejected", || {
+        channel.usable_endpoints() == 0
+    })
+    .await;
+    let status = call(&channel).await.expect_err("untrusted certificate");
+    assert_eq!(status.code(), tonic::Code::Unavailable, "{status:?}");
+    // A name the certificate does not carry is refused the same way.
+    let wrong_name = EndpointTls::new(&fixture("ca.pem"))
+        .and_then(|tls| tls.server_name("greeter.default.svc"))
+        .unwrap();
+    let (_named, channel) = balanced("wrong-name", wrong_name, &backend);
+    let status = call(&channel).await.expect_err("wrong server name");
+    assert!(status.message().contains("TLS handshake"), "{status:?}");
+    assert_eq!(backend.served(), 0);
+}
