@@ -13,6 +13,7 @@
 //! | `lookaside_client_picks_total` | cluster, endpoint | calls sent to the endpoint |
 //! | `lookaside_client_ejections_total` | cluster, endpoint | connection failures that ejected it |
 //! | `lookaside_client_recoveries_total` | cluster, endpoint | probes that brought it back |
+//! | `lookaside_client_connections_total` | cluster, endpoint | HTTP/2 connections made to it (more than one: connections that ended and were replaced) |
 //! | `lookaside_client_usable_endpoints` | cluster | endpoints taking calls now |
 //! | `lookaside_client_assignments_total` | cluster | new assignments applied |
 //! | `lookaside_client_assignments_rejected_total` | cluster | assignments NACKed or unusable |
@@ -42,6 +43,15 @@ impl EndpointMetrics {
             recoveries: counter!("lookaside_client_recoveries_total", &labels),
         }
     }
+}
+
+/// The count of connections made to `endpoint` of `cluster`.
+pub(crate) fn connections(cluster: &str, endpoint: SocketAddr) -> Counter {
+    counter!(
+        "lookaside_client_connections_total",
+        "cluster" => cluster.to_string(),
+        "endpoint" => endpoint.to_string()
+    )
 }
 
 /// Per-cluster handles.

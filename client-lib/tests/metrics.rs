@@ -95,6 +95,17 @@ async fn picks_ejections_and_assignments_are_counted() {
         ),
         Some(1.0)
     );
+    let connections = |totals: &Totals, endpoint: &str| {
+        totals.get(
+            "lookaside_client_connections_total",
+            &[("cluster", "greeter"), ("endpoint", endpoint)],
+        )
+    };
+    assert_eq!(
+        (connections(&totals, &a), connections(&totals, &b)),
+        (Some(1.0), Some(1.0)),
+        "one long-lived connection per endpoint"
+    );
     assert_eq!(
         totals.get(
             "lookaside_client_usable_endpoints",

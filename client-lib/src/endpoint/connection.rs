@@ -69,6 +69,8 @@ struct Shared {
     /// PING interval of new connections, in milliseconds: the configured
     /// one, doubled each time the peer said "too many pings".
     keepalive_ms: AtomicU64,
+    /// Connections made.
+    made: metrics::Counter,
 }
 
 /// The longest keepalive interval doubling reaches.
@@ -149,6 +151,7 @@ impl Connection {
                 keepalive_ms: AtomicU64::new(
                     u64::try_from(settings.keepalive_interval.as_millis()).unwrap_or(u64::MAX),
                 ),
+                made: crate::telemetry::connections(cluster, address),
             }),
         }
     }
@@ -369,6 +372,7 @@ impl Shared {
             address,
         );
         tokio::spawn(task.instrument(span));
+        self.made.increment(1);
         debug!(cluster = %self.cluster, endpoint = %address, "connected");
         Ok(Arc::new(Live { id, send, calls }))
     }
