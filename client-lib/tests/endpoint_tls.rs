@@ -38,10 +38,21 @@ fn server_tls(require_client_certificate: bool) -> ServerTlsConfig {
 }
 
 fn balanced(name: &str, tls: EndpointTls, backend: &Backend) -> (ClusterBalancer, LbChannel) {
+    balanced_probing(name, tls, backend, Duration::from_secs(30))
+}
+
+/// A cluster of `backend` whose ejected endpoints are probed every
+/// `probe`.
+fn balanced_probing(
+    name: &str,
+    tls: EndpointTls,
+    backend: &Backend,
+    probe: Duration,
+) -> (ClusterBalancer, LbChannel) {
     let settings = ConnectionSettings {
         tls: Some(tls),
-        // Long enough that a refused endpoint stays ejected for the test.
-        probe_backoff_initial: Duration::from_secs(30),
+        probe_backoff_initial: probe,
+        probe_backoff_max: probe,
         ..ConnectionSettings::default()
     };
     let (cluster, channel) = ClusterBalancer::spawn(name, settings, Duration::from_secs(2));
@@ -81,14 +92,21 @@ async fn mutual_tls_needs_the_client_certificate() {
         .await
         .expect("call with a client certificate");
 
+    // TLS 1.3 refuses the missing certificate only after the client's
+    // side of the handshake: probes that stopped there would let the
+    // endpoint back in again and again.
     let anonymous = EndpointTls::new(&fixture("ca.pem")).unwrap();
-    let (_refused, channel) = balanced("anonymous", anonymous, &backend);
+    let (_refused, channel) =
+        balanced_probing("anonymous", anonymous, &backend, Duration::from_millis(10));
     let status = call(&channel).await.expect_err("no client certificate");
     assert_eq!(status.code(), tonic::Code::Unavailable, "{status:?}");
     until("the endpoint is ejected", || {
         channel.usable_endpoints() == 0
     })
     .await;
+    let before = backend.accepted();
+    until("probes came", || backend.accepted() >= before + 5).await;
+    assert_eq!(channel.usable_endpoints(), 0, "a probe let it back in");
     assert_eq!(backend.served(), 1);
 }
 

@@ -322,8 +322,8 @@ impl Drop for Task {
 /// An endpoint's probe got through: its address and the probe's number.
 type Recovered = (SocketAddr, u64);
 
-/// Tries to connect to `address` (TLS included, when set) with exponential
-/// backoff until it answers.
+/// Tries `address` with exponential backoff until it answers an HTTP/2
+/// PING on a new connection (TLS included, when set).
 async fn probe(
     address: SocketAddr,
     number: u64,
@@ -335,7 +335,7 @@ async fn probe(
         tokio::time::sleep(delay).await;
         let attempt = tokio::time::timeout(
             settings.connect_timeout,
-            crate::endpoint::dial(address, &settings),
+            crate::endpoint::answers(address, &settings),
         )
         .await;
         if let Ok(Ok(_)) = attempt {

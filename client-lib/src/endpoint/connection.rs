@@ -402,6 +402,40 @@ pub(crate) async fn dial(
     }
 }
 
+/// Whether `address` answers an HTTP/2 PING on a new connection (TLS
+/// included): what a probe checks before an ejected endpoint takes calls
+/// again. More than a TCP connect: a peer that accepts connections but
+/// does not speak HTTP/2, or refuses this client's certificate (TLS 1.3
+/// says so only after the handshake), would otherwise be let back in and
+/// ejected again by the calls it fails, over and over.
+pub(crate) async fn answers(
+    address: SocketAddr,
+    settings: &ConnectionSettings,
+) -> Result<(), EndpointError> {
+    let io = dial(address, settings).await?;
+    let handshake = |source| EndpointError::Handshake {
+        address,
+        source: Arc::new(source),
+    };
+    let (_send, mut connection) = h2::client::Builder::new()
+        .enable_push(false)
+        .handshake::<_, Bytes>(io)
+        .await
+        .map_err(handshake)?;
+    let closed = || EndpointError::Connect {
+        address,
+        source: Arc::new(std::io::Error::new(
+            std::io::ErrorKind::ConnectionAborted,
+            "the connection closed before answering a PING",
+        )),
+    };
+    let mut ping_pong = connection.ping_pong().ok_or_else(closed)?;
+    tokio::select! {
+        pong = ping_pong.ping(h2::Ping::opaque()) => pong.map(drop).map_err(handshake),
+        ended = &mut connection => Err(ended.err().map_or_else(closed, handshake)),
+    }
+}
+
 /// Drives connection `id` until it ends or stops answering PINGs, then
 /// (if `shared` still exists: the endpoint was not removed) connects anew,
 /// as gRPC's balancers do. An endpoint that went away is then ejected when

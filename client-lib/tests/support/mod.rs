@@ -104,6 +104,7 @@ pub struct Backend {
     pub address: SocketAddr,
     count: Arc<AtomicU64>,
     open: Arc<AtomicU64>,
+    accepted: Arc<AtomicU64>,
     stop: Option<tokio::sync::oneshot::Sender<()>>,
     task: tokio::task::JoinHandle<()>,
 }
@@ -134,13 +135,15 @@ impl Backend {
         let (stop, stopped) = tokio::sync::oneshot::channel::<()>();
         let layer = CountingLayer(count.clone());
         let open = Arc::new(AtomicU64::new(0));
+        let accepted = Arc::new(AtomicU64::new(0));
         let tracked = {
-            let open = open.clone();
+            let (open, accepted) = (open.clone(), accepted.clone());
             tokio_stream::StreamExt::map(
                 tokio_stream::wrappers::TcpListenerStream::new(listener),
-                move |accepted| {
-                    accepted.map(|stream| {
+                move |result| {
+                    result.map(|stream| {
                         open.fetch_add(1, Ordering::Relaxed);
+                        accepted.fetch_add(1, Ordering::Relaxed);
                         Tracked {
                             stream,
                             open: open.clone(),
@@ -166,6 +169,7 @@ impl Backend {
             address,
             count,
             open,
+            accepted,
             stop: Some(stop),
             task,
         }
@@ -173,6 +177,11 @@ impl Backend {
 
     pub fn served(&self) -> u64 {
         self.count.load(Ordering::Relaxed)
+    }
+
+    /// Client connections accepted since it started.
+    pub fn accepted(&self) -> u64 {
+        self.accepted.load(Ordering::Relaxed)
     }
 
     /// Client connections open now.
