@@ -68,6 +68,10 @@ async fn calls_reach_a_tls_backend_checked_by_its_ip_address_or_a_name() {
     for _ in 0..10 {
         call(&channel).await.expect("call over TLS");
     }
+    let uri = backend.last_uri().unwrap();
+    assert_eq!(uri.scheme_str(), Some("https"));
+    let authority = |uri: &http::Uri| uri.authority().map(|a| a.as_str().to_string());
+    assert_eq!(authority(&uri), Some(backend.address.to_string()));
     let by_name = EndpointTls::new(&fixture("ca.pem"))
         .and_then(|tls| tls.server_name("localhost"))
         .unwrap();
@@ -75,6 +79,9 @@ async fn calls_reach_a_tls_backend_checked_by_its_ip_address_or_a_name() {
     call(&channel)
         .await
         .expect("call over TLS, checked as localhost");
+    // The name the certificate carries is the requests' authority too.
+    let named = format!("localhost:{}", backend.address.port());
+    assert_eq!(authority(&backend.last_uri().unwrap()), Some(named));
     assert_eq!(backend.served(), 11);
 }
 
@@ -127,6 +134,81 @@ async fn an_untrusted_certificate_ejects_the_endpoint() {
         .unwrap();
     let (_named, channel) = balanced("wrong-name", wrong_name, &backend);
     let status = call(&channel).await.expect_err("wrong server name");
-    assert!(status.message().contains("TLS handshake"), "{status:?}");
+    assert_eq!(status.code(), tonic::Code::Unavailable, "{status:?}");
+    // The call that met the handshake names it; later ones find the
+    // endpoint ejected.
+    let message = status.message();
+    assert!(
+        message.contains("TLS handshake") || message.contains("reachable"),
+        "{status:?}"
+    );
     assert_eq!(backend.served(), 0);
+}
+
+#[tokio::test]
+async fn a_tls_server_that_does_not_agree_to_http2_is_refused() {
+    use rustls_pki_types::pem::PemObject;
+    // A TLS server (the test certificate) offering no ALPN protocol, as an
+    // HTTP/1.1-only server would.
+    let chain = rustls_pki_types::CertificateDer::pem_slice_iter(&fixture("server.pem"))
+        .collect::<Result<Vec<_>, _>>()
+        .unwrap();
+    let key = rustls_pki_types::PrivateKeyDer::from_pem_slice(&fixture("server.key")).unwrap();
+    let config = rustls::ServerConfig::builder_with_provider(std::sync::Arc::new(
+        rustls::crypto::ring::default_provider(),
+    ))
+    .with_safe_default_protocol_versions()
+    .unwrap()
+    .with_no_client_auth()
+    .with_single_cert(chain, key)
+    .unwrap();
+    let acceptor = tokio_rustls::TlsAcceptor::from(std::sync::Arc::new(config));
+    let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+    let address = listener.local_addr().unwrap();
+    let server = tokio::spawn(async move {
+        let mut held = Vec::new();
+        while let Ok((tcp, _)) = listener.accept().await {
+            if let Ok(tls) = acceptor.accept(tcp).await {
+                held.push(tls);
+            }
+        }
+    });
+    let settings = ConnectionSettings {
+        tls: Some(EndpointTls::new(&fixture("ca.pem")).unwrap()),
+        probe_backoff_initial: Duration::from_secs(30),
+        ..ConnectionSettings::default()
+    };
+    let (cluster, channel) = ClusterBalancer::spawn("http1", settings, Duration::from_secs(2));
+    cluster.assign(vec![(address, 1)]);
+    let status = call(&channel).await.expect_err("no HTTP/2 there");
+    assert_eq!(status.code(), tonic::Code::Unavailable, "{status:?}");
+    // The first call waits for the warm-up attempt (this runtime runs one
+    // task at a time) and meets its error.
+    assert!(status.message().contains("ALPN"), "{status:?}");
+    until("the endpoint is ejected", || {
+        channel.usable_endpoints() == 0
+    })
+    .await;
+    server.abort();
+}
+
+#[tokio::test]
+async fn calls_caught_by_a_backend_that_refuses_the_client_go_to_another() {
+    // Both backends trust the test CA's server certificate; the first also
+    // wants a client certificate this client lacks.
+    let strict = Backend::start_tls(server_tls(true)).await;
+    let open = Backend::start_tls(server_tls(false)).await;
+    let settings = ConnectionSettings {
+        tls: Some(EndpointTls::new(&fixture("ca.pem")).unwrap()),
+        probe_backoff_initial: Duration::from_secs(30),
+        ..ConnectionSettings::default()
+    };
+    let (cluster, channel) = ClusterBalancer::spawn("mixed", settings, Duration::from_secs(2));
+    cluster.assign(vec![(strict.address, 1), (open.address, 1)]);
+    for _ in 0..20 {
+        call(&channel)
+            .await
+            .expect("a call caught by the refusal is retried");
+    }
+    assert_eq!((strict.served(), open.served()), (0, 20));
 }

@@ -1,7 +1,9 @@
 //! Keepalive PINGs go out only while calls are in flight: gRPC servers (Go,
 //! Java, C++) by default close a connection that PINGs them while idle
 //! (GOAWAY ENHANCE_YOUR_CALM, "too_many_pings"). The peer here is a raw TCP
-//! listener that reads the client's HTTP/2 frames and answers nothing.
+//! listener that reads the client's HTTP/2 frames and answers only the
+//! handshake: SETTINGS, and the one PING a new connection waits for (which
+//! such servers allow).
 
 #![allow(clippy::expect_used, clippy::unwrap_used)]
 
@@ -9,7 +11,7 @@ use std::time::Duration;
 
 use lookaside_client::cluster::ClusterBalancer;
 use lookaside_client::endpoint::ConnectionSettings;
-use tokio::io::AsyncReadExt;
+use tokio::io::{AsyncReadExt, AsyncWriteExt};
 use tokio::sync::mpsc;
 use tonic_health::pb::HealthCheckRequest;
 use tonic_health::pb::health_client::HealthClient;
@@ -18,8 +20,9 @@ const PREFACE: &[u8] = b"PRI * HTTP/2.0\r\n\r\nSM\r\n\r\n";
 const PING: u8 = 0x6;
 const ACK: u8 = 0x1;
 
-/// Accepts one connection and reports the type of every frame the client
-/// sends on it, counting PINGs (not PING ACKs) as `PING`.
+/// Accepts one connection, answers its handshake, and reports the type of
+/// every frame the client sends on it after the first PING, counting PINGs
+/// (not PING ACKs) as `PING`.
 async fn frame_reader() -> (std::net::SocketAddr, mpsc::UnboundedReceiver<u8>) {
     let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
     let address = listener.local_addr().unwrap();
@@ -29,6 +32,11 @@ async fn frame_reader() -> (std::net::SocketAddr, mpsc::UnboundedReceiver<u8>) {
         let mut preface = [0u8; 24];
         socket.read_exact(&mut preface).await.unwrap();
         assert_eq!(&preface[..], PREFACE);
+        socket
+            .write_all(&[0, 0, 0, 0x4, 0, 0, 0, 0, 0])
+            .await
+            .unwrap();
+        let mut answered = false;
         loop {
             let mut header = [0u8; 9];
             if socket.read_exact(&mut header).await.is_err() {
@@ -40,6 +48,13 @@ async fn frame_reader() -> (std::net::SocketAddr, mpsc::UnboundedReceiver<u8>) {
             let mut payload = vec![0u8; length];
             if socket.read_exact(&mut payload).await.is_err() {
                 return;
+            }
+            if !answered && header[3] == PING && header[4] & ACK == 0 {
+                let mut ack = vec![0, 0, 8, PING, ACK, 0, 0, 0, 0];
+                ack.extend_from_slice(&payload);
+                socket.write_all(&ack).await.unwrap();
+                answered = true;
+                continue;
             }
             let kind = if header[3] == PING && header[4] & ACK != 0 {
                 0xff

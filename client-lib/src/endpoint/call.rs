@@ -57,7 +57,7 @@ pub(crate) fn call<'a>(
 /// authority, and a user-agent if the application set none.
 fn request(connection: &Connection, head: &http::request::Parts) -> http::Request<()> {
     let mut uri = http::uri::Parts::default();
-    uri.scheme = Some(http::uri::Scheme::HTTP);
+    uri.scheme = Some(connection.scheme().clone());
     uri.authority = Some(connection.authority().clone());
     uri.path_and_query = head.uri.path_and_query().cloned();
     let mut request = http::Request::new(());

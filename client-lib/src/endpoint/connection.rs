@@ -50,6 +50,8 @@ struct Shared {
     cluster: Arc<str>,
     address: SocketAddr,
     authority: http::uri::Authority,
+    /// `https` over TLS, else `http`.
+    scheme: http::uri::Scheme,
     settings: ConnectionSettings,
     /// The connection calls use now, if any.
     live: ArcSwapOption<Live>,
@@ -131,16 +133,29 @@ impl Connection {
         settings: &ConnectionSettings,
         failures: Failures,
     ) -> Self {
-        // A SocketAddr always prints as a valid authority.
-        let authority = address
-            .to_string()
+        // Requests name the server as its certificate does: the configured
+        // server name, else the address (which always prints as a valid
+        // authority).
+        let authority = settings
+            .tls
+            .as_ref()
+            .and_then(|tls| tls.dns_name())
+            .map_or_else(
+                || address.to_string(),
+                |name| format!("{name}:{}", address.port()),
+            )
             .parse()
             .unwrap_or_else(|_| http::uri::Authority::from_static("0.0.0.0"));
+        let scheme = match settings.tls {
+            Some(_) => http::uri::Scheme::HTTPS,
+            None => http::uri::Scheme::HTTP,
+        };
         Self {
             shared: Arc::new(Shared {
                 cluster: cluster.into(),
                 address,
                 authority,
+                scheme,
                 settings: settings.clone(),
                 live: ArcSwapOption::empty(),
                 attempt: Mutex::new(None),
@@ -175,6 +190,11 @@ impl Connection {
     /// The endpoint's address.
     pub(crate) fn address(&self) -> SocketAddr {
         self.shared.address
+    }
+
+    /// The `:scheme` requests carry.
+    pub(crate) fn scheme(&self) -> &http::uri::Scheme {
+        &self.shared.scheme
     }
 
     /// The `:authority` requests carry.
@@ -328,28 +348,25 @@ impl Shared {
     async fn connect(self: &Arc<Self>, id: u64) -> Result<Arc<Live>, EndpointError> {
         let address = self.address;
         let after = self.settings.connect_timeout;
-        let attempt = async {
-            let io = dial(address, &self.settings).await?;
-            h2::client::Builder::new()
-                .initial_window_size(STREAM_WINDOW)
-                .initial_connection_window_size(CONNECTION_WINDOW)
-                .max_send_buffer_size(MAX_SEND_BUFFER)
-                .max_header_list_size(MAX_HEADER_LIST)
-                .initial_max_send_streams(INITIAL_MAX_SEND_STREAMS)
-                .enable_push(false)
-                .handshake::<_, Bytes>(io)
-                .await
-                .map_err(|source| EndpointError::Handshake {
-                    address,
-                    source: Arc::new(source),
-                })
-        };
-        let (send, mut connection) = tokio::time::timeout(after, attempt)
+        let established = tokio::time::timeout(after, establish(address, &self.settings))
             .await
-            .map_err(|_| EndpointError::ConnectTimeout { address, after })??;
+            .map_err(|_| EndpointError::ConnectTimeout { address, after })?;
+        let (send, connection, ping_pong) = match established {
+            Ok(established) => established,
+            Err(error) => {
+                // The peer may close at once (its GOAWAY read with the
+                // answer to the first PING).
+                if let EndpointError::Handshake { source, .. } = &error
+                    && super::error::too_many_pings(source)
+                {
+                    self.too_many_pings();
+                }
+                return Err(error);
+            }
+        };
         let calls = Calls::default();
         let keepalive = keepalive(
-            connection.ping_pong(),
+            Some(ping_pong),
             calls.clone(),
             self.keepalive_interval(),
             self.settings.keepalive_timeout,
@@ -392,32 +409,66 @@ pub(crate) async fn dial(
         })?;
     match &settings.tls {
         None => Ok(Io::Plain(tcp)),
-        Some(tls) => match tls.handshake(address, tcp).await {
-            Ok(stream) => Ok(Io::Tls(Box::new(stream))),
-            Err(source) => Err(EndpointError::Tls {
+        Some(tls) => {
+            let tls_failed = |source| EndpointError::Tls {
                 address,
                 source: Arc::new(source),
-            }),
-        },
+            };
+            let stream = tls.handshake(address, tcp).await.map_err(tls_failed)?;
+            // rustls lets a server that picks no protocol through; HTTP/2
+            // frames would then reach an HTTP/1 server.
+            if stream.get_ref().1.alpn_protocol() != Some(b"h2") {
+                return Err(tls_failed(std::io::Error::new(
+                    std::io::ErrorKind::InvalidData,
+                    "the server did not agree to HTTP/2 (ALPN h2)",
+                )));
+            }
+            Ok(Io::Tls(Box::new(stream)))
+        }
     }
 }
 
 /// Whether `address` answers an HTTP/2 PING on a new connection (TLS
 /// included): what a probe checks before an ejected endpoint takes calls
-/// again. More than a TCP connect: a peer that accepts connections but
-/// does not speak HTTP/2, or refuses this client's certificate (TLS 1.3
-/// says so only after the handshake), would otherwise be let back in and
-/// ejected again by the calls it fails, over and over.
+/// again (see [`establish`]).
 pub(crate) async fn answers(
     address: SocketAddr,
     settings: &ConnectionSettings,
 ) -> Result<(), EndpointError> {
+    establish(address, settings).await.map(drop)
+}
+
+/// A new HTTP/2 connection to `address` (TLS included, when set), its
+/// sender and its PING handle, once the peer has answered a first PING.
+/// Waiting for that answer (as gRPC's clients wait for the server's
+/// SETTINGS) keeps out, as a failed handshake that ejects the endpoint and
+/// leaves the call free to go elsewhere, a peer that accepts connections
+/// but does not speak HTTP/2 or refuses this client's certificate (TLS 1.3
+/// says so only after the client's side of the handshake). Otherwise such
+/// a peer would fail the calls sent on it as though it had seen them, and
+/// every probe would let it back in.
+async fn establish(
+    address: SocketAddr,
+    settings: &ConnectionSettings,
+) -> Result<
+    (
+        SendRequest<Bytes>,
+        h2::client::Connection<Io, Bytes>,
+        h2::PingPong,
+    ),
+    EndpointError,
+> {
     let io = dial(address, settings).await?;
     let handshake = |source| EndpointError::Handshake {
         address,
         source: Arc::new(source),
     };
-    let (_send, mut connection) = h2::client::Builder::new()
+    let (send, mut connection) = h2::client::Builder::new()
+        .initial_window_size(STREAM_WINDOW)
+        .initial_connection_window_size(CONNECTION_WINDOW)
+        .max_send_buffer_size(MAX_SEND_BUFFER)
+        .max_header_list_size(MAX_HEADER_LIST)
+        .initial_max_send_streams(INITIAL_MAX_SEND_STREAMS)
         .enable_push(false)
         .handshake::<_, Bytes>(io)
         .await
@@ -430,10 +481,13 @@ pub(crate) async fn answers(
         )),
     };
     let mut ping_pong = connection.ping_pong().ok_or_else(closed)?;
+    // The connection must be driven for the PING to leave and its answer
+    // to be read.
     tokio::select! {
-        pong = ping_pong.ping(h2::Ping::opaque()) => pong.map(drop).map_err(handshake),
-        ended = &mut connection => Err(ended.err().map_or_else(closed, handshake)),
-    }
+        pong = ping_pong.ping(h2::Ping::opaque()) => pong.map_err(handshake)?,
+        ended = &mut connection => return Err(ended.err().map_or_else(closed, handshake)),
+    };
+    Ok((send, connection, ping_pong))
 }
 
 /// Drives connection `id` until it ends or stops answering PINGs, then
@@ -641,8 +695,9 @@ mod tests {
     }
 
     /// A connection (keepalive every 50 ms) to a peer that answers every
-    /// connection with SETTINGS and GOAWAY(ENHANCE_YOUR_CALM, `debug`), as
-    /// grpc-go does with "too_many_pings".
+    /// connection with SETTINGS, answers its first PING, then sends
+    /// GOAWAY(ENHANCE_YOUR_CALM, `debug`), as grpc-go does with
+    /// "too_many_pings".
     async fn calm_peer(debug: &'static [u8]) -> Connection {
         let listener = tokio::net::TcpListener::bind("127.0.0.1:0")
             .await
@@ -657,7 +712,30 @@ mod tests {
                     if socket.read_exact(&mut preface).await.is_err() {
                         return;
                     }
-                    let mut frames = vec![0, 0, 0, 0x4, 0, 0, 0, 0, 0];
+                    if socket
+                        .write_all(&[0, 0, 0, 0x4, 0, 0, 0, 0, 0])
+                        .await
+                        .is_err()
+                    {
+                        return;
+                    }
+                    // Frames until the first PING (type 6, not an ACK).
+                    let ping = loop {
+                        let mut head = [0u8; 9];
+                        if socket.read_exact(&mut head).await.is_err() {
+                            return;
+                        }
+                        let length = usize::from(head[1]) << 8 | usize::from(head[2]);
+                        let mut payload = vec![0u8; length];
+                        if socket.read_exact(&mut payload).await.is_err() {
+                            return;
+                        }
+                        if head[3] == 0x6 && head[4] & 0x1 == 0 {
+                            break payload;
+                        }
+                    };
+                    let mut frames = vec![0, 0, 8, 0x6, 0x1, 0, 0, 0, 0];
+                    frames.extend_from_slice(&ping);
                     frames.extend_from_slice(&[0, 0, 8 + debug.len() as u8, 0x7, 0, 0, 0, 0, 0]);
                     frames.extend_from_slice(&[0, 0, 0, 0, 0, 0, 0, 0x0b]);
                     frames.extend_from_slice(debug);

@@ -93,13 +93,23 @@ impl EndpointTls {
     }
 
     /// Checks every endpoint's certificate against `name` (a DNS name or an
-    /// IP address) instead of the endpoint's IP address.
+    /// IP address) instead of the endpoint's IP address; a DNS name is also
+    /// the `:authority` of requests (with the endpoint's port).
     pub fn server_name(mut self, name: &str) -> Result<Self, TlsError> {
         let parsed = ServerName::try_from(name.to_string()).map_err(|_| TlsError::ServerName {
             name: name.to_string(),
         })?;
         self.server_name = Some(parsed);
         Ok(self)
+    }
+
+    /// The configured server name, if it is a DNS name (requests then
+    /// carry it as their `:authority`).
+    pub(crate) fn dns_name(&self) -> Option<&str> {
+        match &self.server_name {
+            Some(ServerName::DnsName(name)) => Some(name.as_ref()),
+            _ => None,
+        }
     }
 
     /// Runs the TLS handshake on `tcp`, a connection to `address`.

@@ -12,11 +12,12 @@ use std::task::{Context, Poll};
 
 use tower::{Layer, Service};
 
-/// Counts the requests a backend served.
+/// Counts the requests a backend served, and keeps the last one's URI.
 #[derive(Clone)]
 struct Counting<S> {
     inner: S,
     count: Arc<AtomicU64>,
+    last_uri: Arc<std::sync::Mutex<Option<http::Uri>>>,
 }
 
 impl<S, B> Service<http::Request<B>> for Counting<S>
@@ -33,13 +34,14 @@ where
         // Not the control plane asking for ORCA load reports.
         if !request.uri().path().starts_with("/xds.service.orca.v3.") {
             self.count.fetch_add(1, Ordering::Relaxed);
+            *self.last_uri.lock().unwrap() = Some(request.uri().clone());
         }
         self.inner.call(request)
     }
 }
 
 #[derive(Clone)]
-struct CountingLayer(Arc<AtomicU64>);
+struct CountingLayer(Arc<AtomicU64>, Arc<std::sync::Mutex<Option<http::Uri>>>);
 
 impl<S> Layer<S> for CountingLayer {
     type Service = Counting<S>;
@@ -47,6 +49,7 @@ impl<S> Layer<S> for CountingLayer {
         Counting {
             inner,
             count: self.0.clone(),
+            last_uri: self.1.clone(),
         }
     }
 }
@@ -105,6 +108,7 @@ pub struct Backend {
     count: Arc<AtomicU64>,
     open: Arc<AtomicU64>,
     accepted: Arc<AtomicU64>,
+    last_uri: Arc<std::sync::Mutex<Option<http::Uri>>>,
     stop: Option<tokio::sync::oneshot::Sender<()>>,
     task: tokio::task::JoinHandle<()>,
 }
@@ -133,7 +137,8 @@ impl Backend {
         let count = Arc::new(AtomicU64::new(0));
         let (_reporter, health) = tonic_health::server::health_reporter();
         let (stop, stopped) = tokio::sync::oneshot::channel::<()>();
-        let layer = CountingLayer(count.clone());
+        let last_uri = Arc::new(std::sync::Mutex::new(None));
+        let layer = CountingLayer(count.clone(), last_uri.clone());
         let open = Arc::new(AtomicU64::new(0));
         let accepted = Arc::new(AtomicU64::new(0));
         let tracked = {
@@ -170,6 +175,7 @@ impl Backend {
             count,
             open,
             accepted,
+            last_uri,
             stop: Some(stop),
             task,
         }
@@ -177,6 +183,11 @@ impl Backend {
 
     pub fn served(&self) -> u64 {
         self.count.load(Ordering::Relaxed)
+    }
+
+    /// The URI (scheme, authority, path) of the last call it served.
+    pub fn last_uri(&self) -> Option<http::Uri> {
+        self.last_uri.lock().unwrap().clone()
     }
 
     /// Client connections accepted since it started.
@@ -232,15 +243,43 @@ pub async fn blackhole() -> (SocketAddr, Blackhole) {
 /// What keeps a [`blackhole`] in place.
 pub struct Blackhole(tokio::net::TcpListener, Vec<tokio::net::TcpStream>);
 
-/// A peer that accepts connections, then never reads or answers anything.
-/// Abort the task to close them.
+/// A peer that answers the HTTP/2 handshake (SETTINGS, and the first
+/// PING, which clients wait for), then never reads or answers anything: a
+/// process that froze once connected. Abort the task to close its
+/// connections.
 pub async fn silent_peer() -> (SocketAddr, tokio::task::JoinHandle<()>) {
+    use tokio::io::{AsyncReadExt, AsyncWriteExt};
     let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
     let address = listener.local_addr().unwrap();
     let held = tokio::spawn(async move {
-        let mut sockets = Vec::new();
-        while let Ok((socket, _)) = listener.accept().await {
-            sockets.push(socket);
+        // Dropped with this task: every connection closes.
+        let mut connections = tokio::task::JoinSet::new();
+        while let Ok((mut socket, _)) = listener.accept().await {
+            connections.spawn(async move {
+                let mut preface = [0u8; 24];
+                socket.read_exact(&mut preface).await.ok()?;
+                socket
+                    .write_all(&[0, 0, 0, 0x4, 0, 0, 0, 0, 0])
+                    .await
+                    .ok()?;
+                // Frames until the first PING (type 6, not an ACK).
+                let ping = loop {
+                    let mut head = [0u8; 9];
+                    socket.read_exact(&mut head).await.ok()?;
+                    let length = usize::from(head[1]) << 8 | usize::from(head[2]);
+                    let mut payload = vec![0u8; length];
+                    socket.read_exact(&mut payload).await.ok()?;
+                    if head[3] == 0x6 && head[4] & 0x1 == 0 {
+                        break payload;
+                    }
+                };
+                let mut ack = vec![0, 0, 8, 0x6, 0x1, 0, 0, 0, 0];
+                ack.extend_from_slice(&ping);
+                socket.write_all(&ack).await.ok()?;
+                // Frozen: hold the socket, read nothing.
+                std::future::pending::<()>().await;
+                Some(socket)
+            });
         }
     });
     (address, held)
