@@ -14,7 +14,7 @@ use std::time::Duration;
 
 use lookaside_client::cluster::ClusterBalancer;
 use lookaside_client::endpoint::ConnectionSettings;
-use metrics_util::debugging::{DebugValue, DebuggingRecorder, Snapshotter};
+use metrics_util::debugging::{DebuggingRecorder, Snapshotter};
 use support::{Backend, call, until};
 
 fn settings() -> ConnectionSettings {
@@ -123,18 +123,7 @@ async fn until_ejected(snapshotter: &Snapshotter, endpoint: std::net::SocketAddr
     let mut ejected = false;
     until("the endpoint is ejected", || {
         // A snapshot drains counters: remember what was seen.
-        ejected |= snapshotter
-            .snapshot()
-            .into_vec()
-            .into_iter()
-            .any(|(key, _, _, value)| {
-                let key = key.key();
-                key.name() == "lookaside_client_ejections_total"
-                    && key
-                        .labels()
-                        .any(|l| l.key() == "endpoint" && l.value() == endpoint)
-                    && matches!(value, DebugValue::Counter(n) if n > 0)
-            });
+        ejected |= support::counted(snapshotter, "lookaside_client_ejections_total", &endpoint);
         ejected
     })
     .await;

@@ -287,7 +287,10 @@ impl Shared {
                 Ok(live) => shared.live.store(Some(live.clone())),
                 Err(error) => {
                     debug!(cluster = %shared.cluster, endpoint = %shared.address, error = %crate::telemetry::error_chain(error), "could not connect");
-                    shared.report_failure();
+                    // Not a peer that closed gracefully (see `establish`).
+                    if error.connection_failed() {
+                        shared.report_failure();
+                    }
                 }
             }
             // Done: the next call that finds no connection starts afresh.
@@ -356,7 +359,8 @@ impl Shared {
             Err(error) => {
                 // The peer may close at once (its GOAWAY read with the
                 // answer to the first PING).
-                if let EndpointError::Handshake { source, .. } = &error
+                if let EndpointError::Open { source, .. } | EndpointError::Handshake { source, .. } =
+                    &error
                     && super::error::too_many_pings(source)
                 {
                     self.too_many_pings();
@@ -446,7 +450,9 @@ pub(crate) async fn answers(
 /// but does not speak HTTP/2 or refuses this client's certificate (TLS 1.3
 /// says so only after the client's side of the handshake). Otherwise such
 /// a peer would fail the calls sent on it as though it had seen them, and
-/// every probe would let it back in.
+/// every probe would let it back in. Servers' PING policies allow it:
+/// grpc-go and gRPC C-core count no strike for a connection's first PING,
+/// grpc-java one of the two it tolerates.
 async fn establish(
     address: SocketAddr,
     settings: &ConnectionSettings,
@@ -485,7 +491,17 @@ async fn establish(
     // to be read.
     tokio::select! {
         pong = ping_pong.ping(h2::Ping::opaque()) => pong.map_err(handshake)?,
-        ended = &mut connection => return Err(ended.err().map_or_else(closed, handshake)),
+        ended = &mut connection => return Err(match ended.err() {
+            None => closed(),
+            // The peer closed at once, gracefully (draining, or calming this
+            // client down): the endpoint answers, and the error says so as
+            // on a live connection (not a failure that ejects it).
+            Some(source) if source.is_go_away() && source.is_remote() => EndpointError::Open {
+                address,
+                source: Arc::new(source),
+            },
+            Some(source) => handshake(source),
+        }),
     };
     Ok((send, connection, ping_pong))
 }
@@ -695,10 +711,10 @@ mod tests {
     }
 
     /// A connection (keepalive every 50 ms) to a peer that answers every
-    /// connection with SETTINGS, answers its first PING, then sends
-    /// GOAWAY(ENHANCE_YOUR_CALM, `debug`), as grpc-go does with
+    /// connection with SETTINGS, answers its first PING, then, `after` that,
+    /// sends GOAWAY(ENHANCE_YOUR_CALM, `debug`), as grpc-go does with
     /// "too_many_pings".
-    async fn calm_peer(debug: &'static [u8]) -> Connection {
+    async fn calm_peer(debug: &'static [u8], after: Duration) -> Connection {
         let listener = tokio::net::TcpListener::bind("127.0.0.1:0")
             .await
             .unwrap_or_else(|error| panic!("bind: {error}"));
@@ -736,6 +752,13 @@ mod tests {
                     };
                     let mut frames = vec![0, 0, 8, 0x6, 0x1, 0, 0, 0, 0];
                     frames.extend_from_slice(&ping);
+                    if !after.is_zero() {
+                        if socket.write_all(&frames).await.is_err() {
+                            return;
+                        }
+                        frames.clear();
+                        tokio::time::sleep(after).await;
+                    }
                     frames.extend_from_slice(&[0, 0, 8 + debug.len() as u8, 0x7, 0, 0, 0, 0, 0]);
                     frames.extend_from_slice(&[0, 0, 0, 0, 0, 0, 0, 0x0b]);
                     frames.extend_from_slice(debug);
@@ -759,7 +782,8 @@ mod tests {
 
     #[tokio::test]
     async fn too_many_pings_doubles_the_keepalive_interval_of_later_connections() {
-        let connection = calm_peer(b"too_many_pings").await;
+        // On the live connection, as a server's calm-down comes.
+        let connection = calm_peer(b"too_many_pings", Duration::from_millis(20)).await;
         for expected in [100, 200, 400] {
             connection.warm_up();
             let doubled = tokio::time::timeout(Duration::from_secs(5), async {
@@ -778,9 +802,30 @@ mod tests {
         }
     }
 
+    /// The calm-down read with the answer to the connection's first PING:
+    /// the interval doubles as well, and the endpoint, which answers, is
+    /// not reported as failed.
+    #[tokio::test]
+    async fn a_calm_down_with_the_first_pong_doubles_and_ejects_nothing() {
+        let connection = calm_peer(b"too_many_pings", Duration::ZERO).await;
+        let failed = connection.shared.attempt().await;
+        assert!(
+            matches!(&failed, Err(EndpointError::Open { .. })),
+            "{failed:?}"
+        );
+        assert_eq!(
+            connection.shared.keepalive_interval(),
+            Duration::from_millis(100)
+        );
+        assert!(
+            !connection.shared.failure_reported.load(Ordering::Acquire),
+            "a peer that answers was reported as failed"
+        );
+    }
+
     #[tokio::test]
     async fn other_calm_downs_leave_the_keepalive_interval_alone() {
-        let connection = calm_peer(b"too_many_data_frames").await;
+        let connection = calm_peer(b"too_many_data_frames", Duration::from_millis(20)).await;
         for _ in 0..3 {
             connection.warm_up();
             let ended = tokio::time::timeout(Duration::from_secs(5), async {

@@ -310,3 +310,23 @@ pub async fn until(what: &str, mut condition: impl FnMut() -> bool) {
         tokio::time::sleep(std::time::Duration::from_millis(10)).await;
     }
 }
+
+/// Whether the debugging recorder behind `snapshotter` counted `name` with
+/// some label valued `label` since the last snapshot (a snapshot drains
+/// counters).
+pub fn counted(
+    snapshotter: &metrics_util::debugging::Snapshotter,
+    name: &str,
+    label: &str,
+) -> bool {
+    snapshotter
+        .snapshot()
+        .into_vec()
+        .into_iter()
+        .any(|(key, _, _, value)| {
+            let key = key.key();
+            key.name() == name
+                && key.labels().any(|l| l.value() == label)
+                && matches!(value, metrics_util::debugging::DebugValue::Counter(n) if n > 0)
+        })
+}
