@@ -258,8 +258,9 @@ impl Task {
         }
         // What is left was removed: dropping our clone lets in-flight calls
         // finish on theirs, then the connection closes. Its probe stops.
-        for address in self.endpoints.keys() {
+        for (address, removed) in &self.endpoints {
             debug!(cluster = %self.name, endpoint = %address, "endpoint removed");
+            removed.endpoint.connection.retire();
             if let Some((_, probe)) = self.probes.remove(address) {
                 probe.abort();
             }

@@ -73,6 +73,9 @@ struct Shared {
     keepalive_ms: AtomicU64,
     /// Connections made.
     made: metrics::Counter,
+    /// The endpoint left the assignment: its connection serves the calls
+    /// still on it, and is not made again unasked when it ends.
+    retired: AtomicBool,
 }
 
 /// The longest keepalive interval doubling reaches.
@@ -167,6 +170,7 @@ impl Connection {
                     u64::try_from(settings.keepalive_interval.as_millis()).unwrap_or(u64::MAX),
                 ),
                 made: crate::telemetry::connections(cluster, address),
+                retired: AtomicBool::new(false),
             }),
         }
     }
@@ -174,6 +178,12 @@ impl Connection {
     /// Starts connecting now, so the first call does not wait for it.
     pub(crate) fn warm_up(&self) {
         drop(self.shared.attempt());
+    }
+
+    /// The endpoint left the assignment: calls still on the connection
+    /// finish, but it is not replaced unasked when it ends.
+    pub(crate) fn retire(&self) {
+        self.shared.retired.store(true, Ordering::Release);
     }
 
     /// Reports that a connection to the endpoint failed, unless a report
@@ -234,6 +244,11 @@ impl Connection {
 
 impl Shared {
     fn report_failure(&self) {
+        // A retired endpoint's report could only eject the endpoint that
+        // took its address since.
+        if self.retired.load(Ordering::Acquire) {
+            return;
+        }
         if !self.failure_reported.swap(true, Ordering::AcqRel) {
             // Closed: the cluster is gone, nobody needs to know.
             let _ = self.failures.send(self.address);
@@ -551,7 +566,9 @@ async fn drive<T>(
         None => return,
     };
     tokio::time::sleep_until(made + delay).await;
-    if let Some(shared) = shared.upgrade() {
+    if let Some(shared) = shared.upgrade()
+        && !shared.retired.load(Ordering::Acquire)
+    {
         // A call may have made the next connection already: then nothing.
         drop(shared.attempt());
     }
@@ -715,6 +732,16 @@ mod tests {
     /// sends GOAWAY(ENHANCE_YOUR_CALM, `debug`), as grpc-go does with
     /// "too_many_pings".
     async fn calm_peer(debug: &'static [u8], after: Duration) -> Connection {
+        calm_peer_reconnecting(debug, after, Duration::from_secs(3600)).await
+    }
+
+    /// [`calm_peer`], whose connection is made again unasked `reconnect`
+    /// after it ended.
+    async fn calm_peer_reconnecting(
+        debug: &'static [u8],
+        after: Duration,
+        reconnect: Duration,
+    ) -> Connection {
         let listener = tokio::net::TcpListener::bind("127.0.0.1:0")
             .await
             .unwrap_or_else(|error| panic!("bind: {error}"));
@@ -773,8 +800,7 @@ mod tests {
         let (failures, _) = mpsc::unbounded_channel();
         let settings = ConnectionSettings {
             keepalive_interval: Duration::from_millis(50),
-            // The test makes each connection: none is made unasked.
-            reconnect_backoff_initial: Duration::from_secs(3600),
+            reconnect_backoff_initial: reconnect,
             ..ConnectionSettings::default()
         };
         Connection::new("calm", address, &settings, failures)
@@ -800,6 +826,42 @@ mod tests {
                 connection.shared.keepalive_interval()
             );
         }
+    }
+
+    /// Polls `done` every 5 ms; panics with `what` after 5 s.
+    async fn until(what: &str, done: impl Fn() -> bool) {
+        let deadline = tokio::time::Instant::now() + Duration::from_secs(5);
+        while !done() {
+            assert!(tokio::time::Instant::now() < deadline, "{what}");
+            tokio::time::sleep(Duration::from_millis(5)).await;
+        }
+    }
+
+    /// A connection that ends is made again unasked, unless its endpoint
+    /// left the assignment.
+    #[tokio::test]
+    async fn a_retired_endpoints_connection_is_not_made_again() {
+        let reconnect = Duration::from_millis(10);
+        let assigned = calm_peer_reconnecting(b"bye", Duration::from_millis(20), reconnect).await;
+        assigned.warm_up();
+        let attempts = |c: &Connection| c.shared.next_id.load(Ordering::Relaxed);
+        until("made again", || attempts(&assigned) >= 2).await;
+
+        let retired = calm_peer_reconnecting(b"bye", Duration::from_millis(20), reconnect).await;
+        retired.retire();
+        retired.warm_up();
+        // Ended (its drive task chose the delay before the next one).
+        until("ended", || {
+            retired.shared.short_lived.load(Ordering::Relaxed) == 1
+        })
+        .await;
+        // Well past that delay (10 ms, give or take a fifth).
+        tokio::time::sleep(reconnect * 10).await;
+        assert_eq!(
+            attempts(&retired),
+            1,
+            "a retired endpoint was dialled again"
+        );
     }
 
     /// The calm-down read with the answer to the connection's first PING:
