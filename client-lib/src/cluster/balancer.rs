@@ -333,7 +333,9 @@ async fn probe(
 ) {
     let mut delay = settings.probe_backoff_initial;
     loop {
-        tokio::time::sleep(delay).await;
+        // Give or take a fifth: the clients that ejected an endpoint at the
+        // same moment do not all probe it at the same moment.
+        tokio::time::sleep(crate::endpoint::jitter(delay)).await;
         let attempt = tokio::time::timeout(
             settings.connect_timeout,
             crate::endpoint::answers(address, &settings),

@@ -649,7 +649,7 @@ async fn keepalive(
 
 /// `delay` give or take a fifth, so clients that lost their connections
 /// at the same moment do not all come back at the same moment.
-fn jitter(delay: Duration) -> Duration {
+pub(crate) fn jitter(delay: Duration) -> Duration {
     use std::hash::{BuildHasher, Hasher};
     // Randomly keyed per call: enough randomness for spreading, no crate.
     let random = std::collections::hash_map::RandomState::new()

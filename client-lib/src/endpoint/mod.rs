@@ -22,7 +22,7 @@ mod tls;
 pub use body::{MAX_REPLAYABLE, RequestBody};
 pub(crate) use call::call;
 pub use connection::Failures;
-pub(crate) use connection::{Connection, answers};
+pub(crate) use connection::{Connection, answers, jitter};
 pub use deadline::Deadline;
 pub use error::EndpointError;
 pub use handle::Endpoint;

@@ -17,7 +17,9 @@ pub struct ConnectionSettings {
     pub keepalive_interval: Duration,
     /// Declare the peer dead when a PING is not answered in this long.
     pub keepalive_timeout: Duration,
-    /// First delay before probing an endpoint that failed.
+    /// First delay before probing an endpoint that failed (doubled after
+    /// each failed probe; every delay give or take a fifth). A probe makes
+    /// an HTTP/2 connection (TLS included) and waits for a PING's answer.
     pub probe_backoff_initial: Duration,
     /// Longest delay between probes.
     pub probe_backoff_max: Duration,
