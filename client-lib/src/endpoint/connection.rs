@@ -1,12 +1,15 @@
 //! One endpoint's HTTP/2 connection: made on demand, one attempt at a time,
 //! watched with keepalive PINGs, and replaced when it ends.
 //!
-//! Owns: connecting (TCP without Nagle, the h2 handshake, the connect
-//! timeout), the task that drives the connection and its keepalive, and
-//! handing callers a live `SendRequest`. An attempt to connect runs on its
-//! own task, shared by every call that waits for it: a call whose deadline
+//! Owns: connecting (TCP without Nagle, TLS when set, the h2 handshake and
+//! a first PING answered, the connect timeout), the task that drives the
+//! connection and its keepalive, making it again unasked when it ends (with
+//! backoff after early ends; never for a removed endpoint), and handing
+//! callers a live `SendRequest`. An attempt to connect runs on its own
+//! task, shared by every call that waits for it: a call whose deadline
 //! passes stops waiting, the attempt goes on, and a failed attempt is
-//! reported to the cluster (which ejects the endpoint) whoever waited. Calls go straight onto the h2
+//! reported to the cluster (which ejects the endpoint) whoever waited, at
+//! most one report waiting per endpoint. Calls go straight onto the h2
 //! connection from the caller's task: no dispatch queue, no task per call.
 //! A connection whose every handle is gone (the endpoint was removed)
 //! closes once its in-flight calls finish.
@@ -415,10 +418,7 @@ impl Shared {
 }
 
 /// A TCP connection to `address`, with TLS on it if `settings` say so.
-pub(crate) async fn dial(
-    address: SocketAddr,
-    settings: &ConnectionSettings,
-) -> Result<Io, EndpointError> {
+async fn dial(address: SocketAddr, settings: &ConnectionSettings) -> Result<Io, EndpointError> {
     let tcp = tokio::net::TcpStream::connect(address)
         .await
         .and_then(|tcp| tcp.set_nodelay(true).map(|()| tcp))
