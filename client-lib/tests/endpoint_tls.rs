@@ -221,3 +221,41 @@ async fn calls_caught_by_a_backend_that_refuses_the_client_go_to_another() {
     }
     assert_eq!((strict.served(), open.served()), (0, 20));
 }
+
+/// Replaces `path` at once, as a Secret mount swaps its files.
+fn replace(path: &std::path::Path, content: &[u8]) {
+    let next = path.with_extension("next");
+    std::fs::write(&next, content).unwrap();
+    std::fs::rename(&next, path).unwrap();
+}
+
+#[tokio::test]
+async fn rotated_files_are_read_again_and_a_broken_set_keeps_the_last_good_one() {
+    let dir = tempfile::tempdir().unwrap();
+    let ca = dir.path().join("ca.pem");
+    // Another CA first: the backend's certificate is refused.
+    std::fs::write(&ca, fixture("ca2.pem")).unwrap();
+    let backend = Backend::start_tls(server_tls(false)).await;
+    let tls = EndpointTls::from_files(&ca, None).unwrap();
+    let (_cluster, channel) =
+        balanced_probing("rotated", tls.clone(), &backend, Duration::from_millis(20));
+    until("the refused endpoint is ejected", || {
+        channel.usable_endpoints() == 0
+    })
+    .await;
+    // The right CA arrives: the next probe reads it and gets through.
+    replace(&ca, &fixture("ca.pem"));
+    until("the endpoint is back", || channel.usable_endpoints() == 1).await;
+    call(&channel).await.expect("a call with the rotated CA");
+
+    // A broken CA file: new connections keep the last good configuration.
+    replace(&ca, b"not a certificate");
+    let (_second, again) = balanced("rotated-again", tls, &backend);
+    call(&again)
+        .await
+        .expect("the last good configuration still serves");
+    assert!(
+        EndpointTls::from_files(&ca, None).is_err(),
+        "a broken set is refused when first read"
+    );
+}

@@ -18,6 +18,7 @@ mod error;
 mod handle;
 mod settings;
 mod tls;
+mod tls_files;
 
 pub use body::{MAX_REPLAYABLE, RequestBody};
 pub(crate) use call::call;

@@ -18,6 +18,8 @@ use tokio::io::{AsyncRead, AsyncWrite, ReadBuf};
 use tokio::net::TcpStream;
 use tokio_rustls::client::TlsStream;
 
+use super::tls_files::TlsFiles;
+
 /// Why a TLS configuration could not be built.
 #[derive(Debug, thiserror::Error)]
 pub enum TlsError {
@@ -39,6 +41,15 @@ pub enum TlsError {
         #[source]
         source: rustls::Error,
     },
+    /// A TLS file could not be read.
+    #[error("reading {}", path.display())]
+    Read {
+        /// The file.
+        path: std::path::PathBuf,
+        /// Why.
+        #[source]
+        source: std::io::Error,
+    },
     /// Not a DNS name or an IP address.
     #[error("{name:?} is not a valid server name")]
     ServerName {
@@ -54,32 +65,50 @@ pub enum TlsError {
 /// certificates usually name the service, not the pod's IP).
 #[derive(Debug, Clone)]
 pub struct EndpointTls {
-    config: Arc<rustls::ClientConfig>,
+    config: Source,
     server_name: Option<ServerName<'static>>,
+}
+
+/// Where the rustls configuration comes from.
+#[derive(Debug, Clone)]
+enum Source {
+    /// Built once.
+    Fixed(Arc<rustls::ClientConfig>),
+    /// Rebuilt when its files change.
+    Files(Arc<TlsFiles>),
 }
 
 impl EndpointTls {
     /// Trusts the CA certificates in `ca_pem`; no client certificate.
     pub fn new(ca_pem: &[u8]) -> Result<Self, TlsError> {
-        let config = builder(ca_pem)?.with_no_client_auth();
-        Ok(Self::from_config(config))
+        Ok(Self::from_config(client_config(ca_pem, None)?))
     }
 
     /// Trusts the CA certificates in `ca_pem` and presents the certificate
     /// chain `cert_pem` with its private key `key_pem` (mutual TLS).
     pub fn with_identity(ca_pem: &[u8], cert_pem: &[u8], key_pem: &[u8]) -> Result<Self, TlsError> {
-        let chain = certificates("client certificate", cert_pem)?;
-        let key = PrivateKeyDer::from_pem_slice(key_pem).map_err(|error| TlsError::Pem {
-            what: "client key",
-            reason: format!("no usable private key: {error}"),
-        })?;
-        let config = builder(ca_pem)?
-            .with_client_auth_cert(chain, key)
-            .map_err(|source| TlsError::Rustls {
-                what: "client certificate and key",
-                source,
-            })?;
-        Ok(Self::from_config(config))
+        Ok(Self::from_config(client_config(
+            ca_pem,
+            Some((cert_pem, key_pem)),
+        )?))
+    }
+
+    /// As [`new`](Self::new) (without `identity`) or
+    /// [`with_identity`](Self::with_identity) (with a certificate file and
+    /// a key file), from PEM files that may rotate: they are read now (an
+    /// error if they do not load), and read again when one changes, as
+    /// each new connection or probe finds. A changed set that does not load
+    /// (half written, a key of another certificate) is logged, and new
+    /// connections keep the previous one; connections already made keep
+    /// theirs.
+    pub fn from_files(
+        ca: impl Into<std::path::PathBuf>,
+        identity: Option<(std::path::PathBuf, std::path::PathBuf)>,
+    ) -> Result<Self, TlsError> {
+        Ok(Self {
+            config: Source::Files(Arc::new(TlsFiles::open(ca.into(), identity)?)),
+            server_name: None,
+        })
     }
 
     /// An application's own rustls configuration; its ALPN protocols are
@@ -87,7 +116,7 @@ impl EndpointTls {
     pub fn from_config(mut config: rustls::ClientConfig) -> Self {
         config.alpn_protocols = vec![b"h2".to_vec()];
         Self {
-            config: Arc::new(config),
+            config: Source::Fixed(Arc::new(config)),
             server_name: None,
         }
     }
@@ -122,10 +151,42 @@ impl EndpointTls {
             .server_name
             .clone()
             .unwrap_or_else(|| ServerName::IpAddress(address.ip().into()));
-        tokio_rustls::TlsConnector::from(self.config.clone())
+        let config = match &self.config {
+            Source::Fixed(config) => config.clone(),
+            Source::Files(files) => files.current().await,
+        };
+        tokio_rustls::TlsConnector::from(config)
             .connect(name, tcp)
             .await
     }
+}
+
+/// A configuration trusting the CAs in `ca_pem` and presenting `identity`
+/// (a certificate chain and its key, PEM) when given, speaking HTTP/2.
+pub(super) fn client_config(
+    ca_pem: &[u8],
+    identity: Option<(&[u8], &[u8])>,
+) -> Result<rustls::ClientConfig, TlsError> {
+    let builder = builder(ca_pem)?;
+    let mut config = match identity {
+        None => builder.with_no_client_auth(),
+        Some((cert_pem, key_pem)) => {
+            let chain = certificates("client certificate", cert_pem)?;
+            let key = PrivateKeyDer::from_pem_slice(key_pem).map_err(|error| TlsError::Pem {
+                what: "client key",
+                reason: format!("no usable private key: {error}"),
+            })?;
+            builder
+                .with_client_auth_cert(chain, key)
+                .map_err(|source| TlsError::Rustls {
+                    what: "client certificate and key",
+                    source,
+                })?
+        }
+    };
+    // gRPC speaks nothing else.
+    config.alpn_protocols = vec![b"h2".to_vec()];
+    Ok(config)
 }
 
 /// A configuration builder trusting the CAs in `ca_pem`, on ring (not the
@@ -249,7 +310,7 @@ mod tests {
 
     #[test]
     fn builds_with_h2_and_refuses_what_cannot_work() {
-        let tls = EndpointTls::new(&fixture("ca.pem")).map(|tls| tls.config.alpn_protocols.clone());
+        let tls = client_config(&fixture("ca.pem"), None).map(|config| config.alpn_protocols);
         assert_eq!(tls.ok(), Some(vec![b"h2".to_vec()]));
         let mutual = EndpointTls::with_identity(
             &fixture("ca.pem"),

@@ -1,0 +1,173 @@
+//! TLS towards endpoints from PEM files that rotate: the configuration is
+//! rebuilt when a file changes (cert-manager and Kubernetes Secret mounts
+//! replace files in place, or swap symlinks), checked at each new
+//! connection and probe.
+//!
+//! Owns: the file paths, the last configuration that loaded, and when the
+//! files were last looked at. Must never: let a set of files that does not
+//! load (half written, a key that does not match) replace a good
+//! configuration; it is logged and the previous one keeps serving.
+
+use std::path::{Path, PathBuf};
+use std::sync::{Arc, Mutex, PoisonError};
+use std::time::SystemTime;
+
+use tracing::{info, warn};
+
+use super::tls::{TlsError, client_config};
+
+/// The CA file, and a client certificate and key for mutual TLS.
+#[derive(Debug)]
+pub(crate) struct TlsFiles {
+    ca: PathBuf,
+    identity: Option<(PathBuf, PathBuf)>,
+    loaded: Mutex<Loaded>,
+}
+
+/// What the files looked like when last read, and the configuration in use.
+#[derive(Debug)]
+struct Loaded {
+    stamps: Vec<Stamp>,
+    config: Arc<rustls::ClientConfig>,
+}
+
+/// A file's modification time and length (None: it could not be read).
+type Stamp = Option<(SystemTime, u64)>;
+
+impl TlsFiles {
+    /// Reads the files now: a set that does not load is an error here.
+    pub(crate) fn open(
+        ca: PathBuf,
+        identity: Option<(PathBuf, PathBuf)>,
+    ) -> Result<Self, TlsError> {
+        let paths = paths(&ca, identity.as_ref());
+        let stamps = paths
+            .iter()
+            .map(|path| stamp(std::fs::metadata(path)))
+            .collect();
+        let contents = paths
+            .iter()
+            .map(|path| read(path, std::fs::read(path)))
+            .collect::<Result<Vec<_>, _>>()?;
+        let config = build(&contents)?;
+        Ok(Self {
+            ca,
+            identity,
+            loaded: Mutex::new(Loaded {
+                stamps,
+                config: Arc::new(config),
+            }),
+        })
+    }
+
+    /// The configuration for a new connection: rebuilt first if a file
+    /// changed since it was last looked at.
+    pub(crate) async fn current(&self) -> Arc<rustls::ClientConfig> {
+        let paths = paths(&self.ca, self.identity.as_ref());
+        let mut stamps = Vec::with_capacity(paths.len());
+        for path in &paths {
+            stamps.push(stamp(tokio::fs::metadata(path).await));
+        }
+        {
+            let loaded = self.loaded.lock().unwrap_or_else(PoisonError::into_inner);
+            if loaded.stamps == stamps {
+                return loaded.config.clone();
+            }
+        }
+        let mut contents = Vec::with_capacity(paths.len());
+        let mut failed = None;
+        for path in &paths {
+            match read(path, tokio::fs::read(path).await) {
+                Ok(content) => contents.push(content),
+                Err(error) => {
+                    failed = Some(error);
+                    break;
+                }
+            }
+        }
+        let built = match failed {
+            Some(error) => Err(error),
+            None => build(&contents),
+        };
+        let mut loaded = self.loaded.lock().unwrap_or_else(PoisonError::into_inner);
+        // Looked at: a set that failed is read again only once it changes.
+        loaded.stamps = stamps;
+        match built {
+            Ok(config) => {
+                info!(ca = %self.ca.display(), "endpoint TLS files changed; new connections use them");
+                loaded.config = Arc::new(config);
+            }
+            Err(error) => {
+                warn!(ca = %self.ca.display(), error = %crate::telemetry::error_chain(&error), "endpoint TLS files changed but do not load; new connections keep the previous ones");
+            }
+        }
+        loaded.config.clone()
+    }
+}
+
+fn paths<'a>(ca: &'a Path, identity: Option<&'a (PathBuf, PathBuf)>) -> Vec<&'a Path> {
+    let mut paths = vec![ca];
+    if let Some((cert, key)) = identity {
+        paths.push(cert);
+        paths.push(key);
+    }
+    paths
+}
+
+fn stamp(metadata: std::io::Result<std::fs::Metadata>) -> Stamp {
+    let metadata = metadata.ok()?;
+    Some((metadata.modified().ok()?, metadata.len()))
+}
+
+fn read(path: &Path, content: std::io::Result<Vec<u8>>) -> Result<Vec<u8>, TlsError> {
+    content.map_err(|source| TlsError::Read {
+        path: path.to_path_buf(),
+        source,
+    })
+}
+
+/// A configuration from the CA's PEM and, when given, the certificate's and
+/// key's (in the order of [`paths`]).
+fn build(contents: &[Vec<u8>]) -> Result<rustls::ClientConfig, TlsError> {
+    match contents {
+        [ca] => client_config(ca, None),
+        [ca, cert, key] => client_config(ca, Some((cert, key))),
+        _ => Err(TlsError::Pem {
+            what: "TLS files",
+            reason: format!("{} files read, expected 1 or 3", contents.len()),
+        }),
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn fixture(name: &str) -> PathBuf {
+        Path::new(env!("CARGO_MANIFEST_DIR"))
+            .join("../control-plane/tests/tls")
+            .join(name)
+    }
+
+    #[tokio::test]
+    async fn a_client_identity_loads_from_files_and_a_mismatched_key_is_refused() {
+        let identity = Some((fixture("client.pem"), fixture("client.key")));
+        let files = TlsFiles::open(fixture("ca.pem"), identity);
+        let config = match &files {
+            Ok(files) => Some(files.current().await),
+            Err(_) => None,
+        };
+        assert!(
+            config.is_some_and(|c| c.client_auth_cert_resolver.has_certs()),
+            "{files:?}"
+        );
+        let mismatched = Some((fixture("client.pem"), fixture("server.key")));
+        let refused = TlsFiles::open(fixture("ca.pem"), mismatched);
+        assert!(
+            matches!(refused, Err(TlsError::Rustls { .. })),
+            "{refused:?}"
+        );
+        let missing = TlsFiles::open(fixture("nowhere.pem"), None);
+        assert!(matches!(missing, Err(TlsError::Read { .. })), "{missing:?}");
+    }
+}
