@@ -22,6 +22,9 @@ pub(crate) struct TlsFiles {
     ca: PathBuf,
     identity: Option<(PathBuf, PathBuf)>,
     loaded: Mutex<Loaded>,
+    /// One reload at a time: callers that find the files changed while
+    /// another reads them wait, then use what it loaded.
+    reloading: tokio::sync::Mutex<()>,
 }
 
 /// What the files looked like when last read, and the configuration in use.
@@ -31,8 +34,11 @@ struct Loaded {
     config: Arc<rustls::ClientConfig>,
 }
 
-/// A file's modification time and length (None: it could not be read).
-type Stamp = Option<(SystemTime, u64)>;
+/// What identifies a file's content without reading it: modification
+/// time, length and (on Unix) device, inode and change time, which no tool
+/// sets back (a copy that keeps the modification time, a same-length
+/// rewrite within one clock tick). None: it could not be looked at.
+type Stamp = Option<(SystemTime, u64, [i64; 4])>;
 
 impl TlsFiles {
     /// Reads the files now: a set that does not load is an error here.
@@ -57,6 +63,7 @@ impl TlsFiles {
                 stamps,
                 config: Arc::new(config),
             }),
+            reloading: tokio::sync::Mutex::new(()),
         })
     }
 
@@ -64,10 +71,12 @@ impl TlsFiles {
     /// changed since it was last looked at.
     pub(crate) async fn current(&self) -> Arc<rustls::ClientConfig> {
         let paths = paths(&self.ca, self.identity.as_ref());
-        let mut stamps = Vec::with_capacity(paths.len());
-        for path in &paths {
-            stamps.push(stamp(tokio::fs::metadata(path).await));
+        if let Some(config) = self.unchanged(&paths).await {
+            return config;
         }
+        let _reloading = self.reloading.lock().await;
+        // Another caller may have reloaded them meanwhile.
+        let stamps = stamps(&paths).await;
         {
             let loaded = self.loaded.lock().unwrap_or_else(PoisonError::into_inner);
             if loaded.stamps == stamps {
@@ -75,22 +84,20 @@ impl TlsFiles {
             }
         }
         let mut contents = Vec::with_capacity(paths.len());
-        let mut failed = None;
         for path in &paths {
             match read(path, tokio::fs::read(path).await) {
                 Ok(content) => contents.push(content),
                 Err(error) => {
-                    failed = Some(error);
-                    break;
+                    // Maybe passing (no file handle left, a permission being
+                    // changed): read again at the next connection.
+                    warn!(error = %crate::telemetry::error_chain(&error), "endpoint TLS files changed but cannot be read; new connections keep the previous ones");
+                    return self.config();
                 }
             }
         }
-        let built = match failed {
-            Some(error) => Err(error),
-            None => build(&contents),
-        };
+        let built = build(&contents);
         let mut loaded = self.loaded.lock().unwrap_or_else(PoisonError::into_inner);
-        // Looked at: a set that failed is read again only once it changes.
+        // Looked at: a set that does not load is read again once it changes.
         loaded.stamps = stamps;
         match built {
             Ok(config) => {
@@ -103,6 +110,27 @@ impl TlsFiles {
         }
         loaded.config.clone()
     }
+
+    /// The configuration in use, if the files look as when last read.
+    async fn unchanged(&self, paths: &[&Path]) -> Option<Arc<rustls::ClientConfig>> {
+        let stamps = stamps(paths).await;
+        let loaded = self.loaded.lock().unwrap_or_else(PoisonError::into_inner);
+        (loaded.stamps == stamps).then(|| loaded.config.clone())
+    }
+
+    /// The configuration in use.
+    fn config(&self) -> Arc<rustls::ClientConfig> {
+        let loaded = self.loaded.lock().unwrap_or_else(PoisonError::into_inner);
+        loaded.config.clone()
+    }
+}
+
+async fn stamps(paths: &[&Path]) -> Vec<Stamp> {
+    let mut stamps = Vec::with_capacity(paths.len());
+    for path in paths {
+        stamps.push(stamp(tokio::fs::metadata(path).await));
+    }
+    stamps
 }
 
 fn paths<'a>(ca: &'a Path, identity: Option<&'a (PathBuf, PathBuf)>) -> Vec<&'a Path> {
@@ -116,7 +144,20 @@ fn paths<'a>(ca: &'a Path, identity: Option<&'a (PathBuf, PathBuf)>) -> Vec<&'a 
 
 fn stamp(metadata: std::io::Result<std::fs::Metadata>) -> Stamp {
     let metadata = metadata.ok()?;
-    Some((metadata.modified().ok()?, metadata.len()))
+    #[cfg(unix)]
+    let identity = {
+        use std::os::unix::fs::MetadataExt;
+        // Bit patterns, compared only for equality.
+        [
+            metadata.dev() as i64,
+            metadata.ino() as i64,
+            metadata.ctime(),
+            metadata.ctime_nsec(),
+        ]
+    };
+    #[cfg(not(unix))]
+    let identity = [0; 4];
+    Some((metadata.modified().ok()?, metadata.len(), identity))
 }
 
 fn read(path: &Path, content: std::io::Result<Vec<u8>>) -> Result<Vec<u8>, TlsError> {
@@ -147,6 +188,32 @@ mod tests {
         Path::new(env!("CARGO_MANIFEST_DIR"))
             .join("../control-plane/tests/tls")
             .join(name)
+    }
+
+    /// A copy that keeps the modification time and the length (`cp -p` of
+    /// a same-size certificate) is still a change.
+    #[tokio::test]
+    async fn a_same_length_copy_with_the_old_time_is_a_change() {
+        let dir = tempfile::tempdir().unwrap_or_else(|error| panic!("{error}"));
+        let ca = dir.path().join("ca.pem");
+        let content = std::fs::read(fixture("ca.pem")).unwrap_or_default();
+        std::fs::write(&ca, &content).unwrap_or_else(|error| panic!("{error}"));
+        let files = TlsFiles::open(ca.clone(), None).unwrap_or_else(|error| panic!("{error}"));
+        let paths = [ca.as_path()];
+        assert!(files.unchanged(&paths).await.is_some());
+        let modified = std::fs::metadata(&ca).and_then(|m| m.modified());
+        let next = dir.path().join("next.pem");
+        std::fs::write(&next, &content).unwrap_or_else(|error| panic!("{error}"));
+        let kept = std::fs::File::options()
+            .write(true)
+            .open(&next)
+            .and_then(|file| file.set_modified(modified?));
+        assert!(kept.is_ok(), "{kept:?}");
+        std::fs::rename(&next, &ca).unwrap_or_else(|error| panic!("{error}"));
+        assert!(
+            files.unchanged(&paths).await.is_none(),
+            "the swap went unnoticed"
+        );
     }
 
     #[tokio::test]
