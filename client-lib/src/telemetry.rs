@@ -33,10 +33,7 @@ pub(crate) struct EndpointMetrics {
 
 impl EndpointMetrics {
     pub(crate) fn new(cluster: &str, endpoint: SocketAddr) -> Self {
-        let labels = [
-            ("cluster", cluster.to_string()),
-            ("endpoint", endpoint.to_string()),
-        ];
+        let labels = endpoint_labels(cluster, endpoint);
         Self {
             picks: counter!("lookaside_client_picks_total", &labels),
             ejections: counter!("lookaside_client_ejections_total", &labels),
@@ -49,9 +46,16 @@ impl EndpointMetrics {
 pub(crate) fn connections(cluster: &str, endpoint: SocketAddr) -> Counter {
     counter!(
         "lookaside_client_connections_total",
-        "cluster" => cluster.to_string(),
-        "endpoint" => endpoint.to_string()
+        &endpoint_labels(cluster, endpoint)
     )
+}
+
+/// The labels of a per-endpoint series.
+fn endpoint_labels(cluster: &str, endpoint: SocketAddr) -> [(&'static str, String); 2] {
+    [
+        ("cluster", cluster.to_string()),
+        ("endpoint", endpoint.to_string()),
+    ]
 }
 
 /// Per-cluster handles.

@@ -38,15 +38,15 @@ fn server_tls(require_client_certificate: bool) -> ServerTlsConfig {
 }
 
 fn balanced(name: &str, tls: EndpointTls, backend: &Backend) -> (ClusterBalancer, LbChannel) {
-    balanced_probing(name, tls, backend, Duration::from_secs(30))
+    balanced_probing(name, tls, &[backend.address], Duration::from_secs(30))
 }
 
-/// A cluster of `backend` whose ejected endpoints are probed every
-/// `probe`.
+/// A cluster of `addresses` (weight 1 each) whose ejected endpoints are
+/// probed every `probe`.
 fn balanced_probing(
     name: &str,
     tls: EndpointTls,
-    backend: &Backend,
+    addresses: &[std::net::SocketAddr],
     probe: Duration,
 ) -> (ClusterBalancer, LbChannel) {
     let settings = ConnectionSettings {
@@ -56,7 +56,7 @@ fn balanced_probing(
         ..ConnectionSettings::default()
     };
     let (cluster, channel) = ClusterBalancer::spawn(name, settings, Duration::from_secs(2));
-    cluster.assign(vec![(backend.address, 1)]);
+    cluster.assign(addresses.iter().map(|&address| (address, 1)).collect());
     (cluster, channel)
 }
 
@@ -107,8 +107,12 @@ async fn mutual_tls_needs_the_client_certificate() {
     // side of the handshake: probes that stopped there would let the
     // endpoint back in again and again.
     let anonymous = EndpointTls::new(&fixture("ca.pem")).unwrap();
-    let (_refused, channel) =
-        balanced_probing("anonymous", anonymous, &backend, Duration::from_millis(10));
+    let (_refused, channel) = balanced_probing(
+        "anonymous",
+        anonymous,
+        &[backend.address],
+        Duration::from_millis(10),
+    );
     let status = call(&channel).await.expect_err("no client certificate");
     assert_eq!(status.code(), tonic::Code::Unavailable, "{status:?}");
     until("the endpoint is ejected", || {
@@ -182,13 +186,8 @@ async fn a_tls_server_that_does_not_agree_to_http2_is_refused() {
             }
         }
     });
-    let settings = ConnectionSettings {
-        tls: Some(EndpointTls::new(&fixture("ca.pem")).unwrap()),
-        probe_backoff_initial: Duration::from_secs(30),
-        ..ConnectionSettings::default()
-    };
-    let (cluster, channel) = ClusterBalancer::spawn("http1", settings, Duration::from_secs(2));
-    cluster.assign(vec![(address, 1)]);
+    let tls = EndpointTls::new(&fixture("ca.pem")).unwrap();
+    let (_cluster, channel) = balanced_probing("http1", tls, &[address], Duration::from_secs(30));
     let status = call(&channel).await.expect_err("no HTTP/2 there");
     assert_eq!(status.code(), tonic::Code::Unavailable, "{status:?}");
     // The first call waits for the warm-up attempt (this runtime runs one
@@ -207,13 +206,9 @@ async fn calls_caught_by_a_backend_that_refuses_the_client_go_to_another() {
     // wants a client certificate this client lacks.
     let strict = Backend::start_tls(server_tls(true)).await;
     let open = Backend::start_tls(server_tls(false)).await;
-    let settings = ConnectionSettings {
-        tls: Some(EndpointTls::new(&fixture("ca.pem")).unwrap()),
-        probe_backoff_initial: Duration::from_secs(30),
-        ..ConnectionSettings::default()
-    };
-    let (cluster, channel) = ClusterBalancer::spawn("mixed", settings, Duration::from_secs(2));
-    cluster.assign(vec![(strict.address, 1), (open.address, 1)]);
+    let tls = EndpointTls::new(&fixture("ca.pem")).unwrap();
+    let addresses = [strict.address, open.address];
+    let (_cluster, channel) = balanced_probing("mixed", tls, &addresses, Duration::from_secs(30));
     for _ in 0..20 {
         call(&channel)
             .await
@@ -237,8 +232,12 @@ async fn rotated_files_are_read_again_and_a_broken_set_keeps_the_last_good_one()
     std::fs::write(&ca, fixture("ca2.pem")).unwrap();
     let backend = Backend::start_tls(server_tls(false)).await;
     let tls = EndpointTls::from_files(&ca, None).unwrap();
-    let (_cluster, channel) =
-        balanced_probing("rotated", tls.clone(), &backend, Duration::from_millis(20));
+    let (_cluster, channel) = balanced_probing(
+        "rotated",
+        tls.clone(),
+        &[backend.address],
+        Duration::from_millis(20),
+    );
     until("the refused endpoint is ejected", || {
         channel.usable_endpoints() == 0
     })

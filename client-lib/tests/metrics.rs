@@ -78,14 +78,14 @@ async fn picks_ejections_and_assignments_are_counted() {
     let b = backends[1].address.to_string();
     let mut totals = Totals::default();
     totals.refresh(&snapshotter);
-    let picks = |totals: &Totals, endpoint: &str| {
-        totals.get(
-            "lookaside_client_picks_total",
-            &[("cluster", "greeter"), ("endpoint", endpoint)],
-        )
+    // A per-endpoint metric of both endpoints.
+    let both = |totals: &Totals, name: &str| {
+        let of =
+            |endpoint: &str| totals.get(name, &[("cluster", "greeter"), ("endpoint", endpoint)]);
+        (of(&a), of(&b))
     };
     assert_eq!(
-        (picks(&totals, &a), picks(&totals, &b)),
+        both(&totals, "lookaside_client_picks_total"),
         (Some(5.0), Some(5.0))
     );
     assert_eq!(
@@ -95,14 +95,8 @@ async fn picks_ejections_and_assignments_are_counted() {
         ),
         Some(1.0)
     );
-    let connections = |totals: &Totals, endpoint: &str| {
-        totals.get(
-            "lookaside_client_connections_total",
-            &[("cluster", "greeter"), ("endpoint", endpoint)],
-        )
-    };
     assert_eq!(
-        (connections(&totals, &a), connections(&totals, &b)),
+        both(&totals, "lookaside_client_connections_total"),
         (Some(1.0), Some(1.0)),
         "one long-lived connection per endpoint"
     );

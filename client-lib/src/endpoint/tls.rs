@@ -297,15 +297,19 @@ impl AsyncWrite for Io {
 }
 
 #[cfg(test)]
-mod tests {
+pub(super) mod tests {
     use super::*;
 
+    /// The control plane's test certificates (control-plane/tests/tls).
+    pub(in crate::endpoint) fn fixture_path(name: &str) -> std::path::PathBuf {
+        std::path::Path::new(env!("CARGO_MANIFEST_DIR"))
+            .join("../control-plane/tests/tls")
+            .join(name)
+    }
+
     fn fixture(name: &str) -> Vec<u8> {
-        let path = format!(
-            "{}/../control-plane/tests/tls/{name}",
-            env!("CARGO_MANIFEST_DIR")
-        );
-        std::fs::read(&path).unwrap_or_else(|error| panic!("{path}: {error}"))
+        let path = fixture_path(name);
+        std::fs::read(&path).unwrap_or_else(|error| panic!("{}: {error}", path.display()))
     }
 
     #[test]

@@ -71,18 +71,15 @@ impl TlsFiles {
     /// changed since it was last looked at.
     pub(crate) async fn current(&self) -> Arc<rustls::ClientConfig> {
         let paths = paths(&self.ca, self.identity.as_ref());
-        if let Some(config) = self.unchanged(&paths).await {
+        if let Ok(config) = self.unchanged(&paths).await {
             return config;
         }
         let _reloading = self.reloading.lock().await;
         // Another caller may have reloaded them meanwhile.
-        let stamps = stamps(&paths).await;
-        {
-            let loaded = self.loaded.lock().unwrap_or_else(PoisonError::into_inner);
-            if loaded.stamps == stamps {
-                return loaded.config.clone();
-            }
-        }
+        let stamps = match self.unchanged(&paths).await {
+            Ok(config) => return config,
+            Err(stamps) => stamps,
+        };
         let mut contents = Vec::with_capacity(paths.len());
         for path in &paths {
             match read(path, tokio::fs::read(path).await) {
@@ -111,11 +108,15 @@ impl TlsFiles {
         loaded.config.clone()
     }
 
-    /// The configuration in use, if the files look as when last read.
-    async fn unchanged(&self, paths: &[&Path]) -> Option<Arc<rustls::ClientConfig>> {
+    /// The configuration in use if the files look as when last read, else
+    /// how they look now.
+    async fn unchanged(&self, paths: &[&Path]) -> Result<Arc<rustls::ClientConfig>, Vec<Stamp>> {
         let stamps = stamps(paths).await;
         let loaded = self.loaded.lock().unwrap_or_else(PoisonError::into_inner);
-        (loaded.stamps == stamps).then(|| loaded.config.clone())
+        match loaded.stamps == stamps {
+            true => Ok(loaded.config.clone()),
+            false => Err(stamps),
+        }
     }
 
     /// The configuration in use.
@@ -184,11 +185,7 @@ fn build(contents: &[Vec<u8>]) -> Result<rustls::ClientConfig, TlsError> {
 mod tests {
     use super::*;
 
-    fn fixture(name: &str) -> PathBuf {
-        Path::new(env!("CARGO_MANIFEST_DIR"))
-            .join("../control-plane/tests/tls")
-            .join(name)
-    }
+    use crate::endpoint::tls::tests::fixture_path as fixture;
 
     /// A copy that keeps the modification time and the length (`cp -p` of
     /// a same-size certificate) is still a change.
@@ -200,7 +197,7 @@ mod tests {
         std::fs::write(&ca, &content).unwrap_or_else(|error| panic!("{error}"));
         let files = TlsFiles::open(ca.clone(), None).unwrap_or_else(|error| panic!("{error}"));
         let paths = [ca.as_path()];
-        assert!(files.unchanged(&paths).await.is_some());
+        assert!(files.unchanged(&paths).await.is_ok());
         let modified = std::fs::metadata(&ca).and_then(|m| m.modified());
         let next = dir.path().join("next.pem");
         std::fs::write(&next, &content).unwrap_or_else(|error| panic!("{error}"));
@@ -211,7 +208,7 @@ mod tests {
         assert!(kept.is_ok(), "{kept:?}");
         std::fs::rename(&next, &ca).unwrap_or_else(|error| panic!("{error}"));
         assert!(
-            files.unchanged(&paths).await.is_none(),
+            files.unchanged(&paths).await.is_err(),
             "the swap went unnoticed"
         );
     }

@@ -18,13 +18,16 @@ pub fn parse_file(path: &Path) -> Result<Vec<Cluster>, ConfigError> {
 
 /// Validates `text`, the content of `path`, into clusters.
 pub fn parse(text: &str, path: &Path) -> Result<Vec<Cluster>, ConfigError> {
+    // Read past, once: every position below is then where an editor, which
+    // does not show the mark, puts it.
+    let text = text.strip_prefix(BOM).unwrap_or(text);
     let invalid = |line: u32, column: u32, reason: String| ConfigError::Invalid {
         path: path.to_path_buf(),
         line,
         column,
         reason,
     };
-    let file: ConfigFile = if text.trim_start_matches(BOM).trim().is_empty() {
+    let file: ConfigFile = if text.trim().is_empty() {
         ConfigFile {
             clusters: Vec::new(),
         }
@@ -102,18 +105,12 @@ fn to_u32(n: usize) -> u32 {
 /// `grep -n`, `sed` and `str::lines` do: only `\n` ends one. The YAML
 /// parser also ends a line at a lone `\r`, so its own line number can
 /// point past the end of the file as the operator's tools see it.
-/// Columns count characters, as editors do, and a byte-order mark at the
-/// start of the file is not one (editors do not show it).
+/// Columns count characters, as editors do.
 fn position(text: &str, index: usize) -> Option<(u32, u32)> {
     let before = text.get(..index)?;
     let line = before.matches('\n').count() + 1;
-    let start = before.rfind('\n').map_or(0, |i| i + 1);
-    let in_line = &before[start..];
-    let in_line = match start {
-        0 => in_line.strip_prefix(BOM).unwrap_or(in_line),
-        _ => in_line,
-    };
-    Some((to_u32(line), to_u32(in_line.chars().count() + 1)))
+    let column = before.rsplit('\n').next().map_or(0, |l| l.chars().count()) + 1;
+    Some((to_u32(line), to_u32(column)))
 }
 
 /// The UTF-8 byte-order mark some Windows editors start a file with.
@@ -132,7 +129,7 @@ fn strip_position(message: &str) -> String {
 /// than one document"), else the first line.
 fn unplaced(text: &str) -> (u32, u32) {
     let mut content = false;
-    for (index, line) in text.trim_start_matches(BOM).lines().enumerate() {
+    for (index, line) in text.lines().enumerate() {
         let marker = |m: &str| {
             line.strip_prefix(m)
                 .is_some_and(|rest| rest.is_empty() || rest.starts_with([' ', '\t']))
