@@ -60,6 +60,7 @@ pub mod poll;
 pub mod process;
 pub mod python;
 pub mod python_backend;
+pub mod quiet;
 pub mod soak;
 pub mod split;
 pub mod workspace;
