@@ -17,7 +17,7 @@ use tokio::sync::oneshot;
 use tonic::Status;
 use tonic::body::Body;
 
-use super::connection::InFlight;
+use super::in_flight::InFlight;
 
 /// The most of a request body read ahead over several frames; a larger
 /// body that is still coming is streamed (and cannot be retried).
@@ -153,11 +153,12 @@ fn prepend(head: Bytes, next: Option<Frame<Bytes>>, rest: Body) -> Body {
 
 /// Held by the response side of a call; when it is dropped (the call
 /// finished or was abandoned) the request pipe stops and resets the stream,
-/// and the connection counts one call less in flight.
+/// and the connection counts one call less in flight (if the response has
+/// not ended before).
 #[derive(Debug)]
 pub(crate) struct CallAlive {
     _abandoned: Option<oneshot::Receiver<()>>,
-    _in_flight: InFlight,
+    in_flight: Option<InFlight>,
 }
 
 impl CallAlive {
@@ -165,8 +166,19 @@ impl CallAlive {
     pub(crate) fn new(in_flight: InFlight) -> Self {
         Self {
             _abandoned: None,
-            _in_flight: in_flight,
+            in_flight: Some(in_flight),
         }
+    }
+
+    /// The response ended (or failed): the connection counts the call out
+    /// now, not when the application drops a finished stream it keeps (its
+    /// HTTP/2 stream is closed, and calls past the server's stream limit
+    /// wait for the count). A request still being piped stops, and its
+    /// stream is reset: the call is over (as grpc-go does), and the stream
+    /// would otherwise stay open and counted by HTTP/2.
+    fn response_ended(&mut self) {
+        self.in_flight = None;
+        self._abandoned = None;
     }
 }
 
@@ -181,7 +193,7 @@ pub(crate) fn spawn_pipe(
     tokio::spawn(pipe(body, stream, alive));
     CallAlive {
         _abandoned: Some(abandoned),
-        _in_flight: in_flight,
+        in_flight: Some(in_flight),
     }
 }
 
@@ -246,7 +258,7 @@ pub(crate) struct ResponseBody {
     stream: h2::RecvStream,
     data_done: bool,
     deadline: Option<(Pin<Box<tokio::time::Sleep>>, std::time::Duration)>,
-    _alive: CallAlive,
+    alive: CallAlive,
 }
 
 impl ResponseBody {
@@ -259,16 +271,19 @@ impl ResponseBody {
             stream,
             data_done: false,
             deadline: deadline.map(|(at, after)| (Box::pin(tokio::time::sleep_until(at)), after)),
-            _alive: alive,
+            alive,
         }
     }
 }
+
+/// A response body's error (tonic takes any).
+type BodyError = Box<dyn std::error::Error + Send + Sync>;
 
 /// What a call reading its response sees when the stream fails. A lost
 /// connection is UNAVAILABLE, as gRPC specifies for transport failures
 /// (tonic alone would say UNKNOWN, which retry policies do not retry); a
 /// reset stream keeps the code tonic gives its reason.
-fn body_error(error: h2::Error) -> Box<dyn std::error::Error + Send + Sync> {
+fn body_error(error: h2::Error) -> BodyError {
     if error.is_io() {
         let mut status = Status::unavailable(format!(
             "connection lost while reading the response: {error}"
@@ -281,7 +296,7 @@ fn body_error(error: h2::Error) -> Box<dyn std::error::Error + Send + Sync> {
 
 impl http_body::Body for ResponseBody {
     type Data = Bytes;
-    type Error = Box<dyn std::error::Error + Send + Sync>;
+    type Error = BodyError;
 
     fn poll_frame(
         mut self: Pin<&mut Self>,
@@ -302,16 +317,25 @@ impl http_body::Body for ResponseBody {
                     let _ = self.stream.flow_control().release_capacity(data.len());
                     return Poll::Ready(Some(Ok(Frame::data(data))));
                 }
-                Poll::Ready(Some(Err(error))) => return Poll::Ready(Some(Err(body_error(error)))),
+                Poll::Ready(Some(Err(error))) => {
+                    // The stream failed: HTTP/2 counts it out too.
+                    self.alive.response_ended();
+                    return Poll::Ready(Some(Err(body_error(error))));
+                }
                 Poll::Ready(None) => self.data_done = true,
                 Poll::Pending => return Poll::Pending,
             }
         }
-        match self.stream.poll_trailers(cx) {
-            Poll::Ready(Ok(Some(trailers))) => Poll::Ready(Some(Ok(Frame::trailers(trailers)))),
-            Poll::Ready(Ok(None)) => Poll::Ready(None),
-            Poll::Ready(Err(error)) => Poll::Ready(Some(Err(body_error(error)))),
-            Poll::Pending => Poll::Pending,
+        let Poll::Ready(trailers) = self.stream.poll_trailers(cx) else {
+            return Poll::Pending;
+        };
+        // The last frame, or the stream failed. (Not at a passed deadline:
+        // the stream stays open until the body is dropped.)
+        self.alive.response_ended();
+        match trailers {
+            Ok(Some(trailers)) => Poll::Ready(Some(Ok(Frame::trailers(trailers)))),
+            Ok(None) => Poll::Ready(None),
+            Err(error) => Poll::Ready(Some(Err(body_error(error)))),
         }
     }
 

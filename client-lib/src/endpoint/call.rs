@@ -130,14 +130,15 @@ async fn exchange(
         address,
         source: Arc::new(source),
     };
-    let (mut send, calls) = connection.ready().await?;
+    // The call is counted on the connection from here until its response
+    // ends (or it fails, or its response body is dropped): its keepalive
+    // pings only while calls are on it, and calls past the server's stream
+    // limit wait here.
+    let (mut send, in_flight) = connection.ready().await?;
     let mut request = request(connection, head);
     if let Some(deadline) = deadline {
         deadline.rewrite(request.headers_mut());
     }
-    // Counted from here until the response body is dropped (or the call
-    // fails): the connection's keepalive pings only while calls are on it.
-    let in_flight = calls.start();
     let (response, alive) = match body {
         RequestBody::Complete(bytes) => {
             let end = bytes.is_empty();

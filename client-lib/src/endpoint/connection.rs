@@ -17,7 +17,7 @@
 //! (the cluster does), or hold the endpoint alive from its own task.
 
 use std::net::SocketAddr;
-use std::sync::atomic::{AtomicBool, AtomicU32, AtomicU64, AtomicUsize, Ordering};
+use std::sync::atomic::{AtomicBool, AtomicU32, AtomicU64, Ordering};
 use std::sync::{Arc, Mutex, PoisonError, Weak};
 use std::time::Duration;
 
@@ -29,6 +29,7 @@ use h2::client::SendRequest;
 use tokio::sync::mpsc;
 use tracing::{Instrument, debug, warn};
 
+use super::in_flight::{Calls, InFlight};
 use super::tls::Io;
 use super::{ConnectionSettings, EndpointError};
 
@@ -101,33 +102,6 @@ struct Live {
     id: u64,
     send: SendRequest<Bytes>,
     calls: Calls,
-}
-
-/// Counts the calls in flight on one connection (its keepalive pings only
-/// while there are some). Cheap to clone; clones share the count.
-#[derive(Debug, Clone, Default)]
-pub(crate) struct Calls(Arc<AtomicUsize>);
-
-impl Calls {
-    /// Counts a call until the returned guard is dropped.
-    pub(crate) fn start(&self) -> InFlight {
-        self.0.fetch_add(1, Ordering::Relaxed);
-        InFlight(self.0.clone())
-    }
-
-    fn any(&self) -> bool {
-        self.0.load(Ordering::Relaxed) > 0
-    }
-}
-
-/// One call in flight on a connection; dropped when the call ends.
-#[derive(Debug)]
-pub(crate) struct InFlight(Arc<AtomicUsize>);
-
-impl Drop for InFlight {
-    fn drop(&mut self) {
-        self.0.fetch_sub(1, Ordering::Relaxed);
-    }
 }
 
 impl Connection {
@@ -215,10 +189,12 @@ impl Connection {
         &self.shared.authority
     }
 
-    /// A handle ready to open one stream, and the connection's count of
-    /// calls in flight. A connection that has ended (the peer sent GOAWAY,
-    /// or it failed) is replaced by a new one first.
-    pub(crate) async fn ready(&self) -> Result<(SendRequest<Bytes>, Calls), EndpointError> {
+    /// A handle ready to open one stream, and the call counted in flight
+    /// on its connection, once the server allows one more stream (see
+    /// [`Calls`]). A connection that has ended (the peer sent GOAWAY, or it
+    /// failed, also while the call waited for a stream) is replaced by a
+    /// new one first.
+    pub(crate) async fn ready(&self) -> Result<(SendRequest<Bytes>, InFlight), EndpointError> {
         let mut replaced = false;
         loop {
             let live = match self.shared.live.load_full() {
@@ -228,7 +204,17 @@ impl Connection {
                 None => Box::pin(self.shared.current()).await?,
             };
             match live.send.clone().ready().await {
-                Ok(send) => return Ok((send, live.calls.clone())),
+                Ok(send) => {
+                    let probe = || match send.clone().ready().now_or_never() {
+                        Some(Err(_)) => None,
+                        _ => Some(send.current_max_send_streams()),
+                    };
+                    if let Some(in_flight) = live.calls.start(&probe).await {
+                        return Ok((send, in_flight));
+                    }
+                    // Ended, or past GOAWAY, while the call waited: the
+                    // next pass finds it so and replaces it.
+                }
                 Err(source) => {
                     self.shared.forget(live.id);
                     if replaced {
@@ -386,7 +372,9 @@ impl Shared {
                 return Err(error);
             }
         };
-        let calls = Calls::default();
+        // The server's SETTINGS are in: they came before its answer to
+        // the first PING.
+        let calls = Calls::new(send.current_max_send_streams());
         let keepalive = keepalive(
             Some(ping_pong),
             calls.clone(),
@@ -405,6 +393,7 @@ impl Shared {
         let task = drive(
             connection,
             keepalive,
+            calls.clone(),
             shared,
             id,
             self.cluster.clone(),
@@ -533,6 +522,7 @@ async fn establish(
 async fn drive<T>(
     connection: h2::client::Connection<T, Bytes>,
     keepalive: impl Future<Output = String>,
+    calls: Calls,
     shared: Weak<Shared>,
     id: u64,
     cluster: Arc<str>,
@@ -558,6 +548,8 @@ async fn drive<T>(
             warn!(%cluster, %endpoint, %reason, "peer stopped answering; connection closed");
         }
     }
+    // The connection is dropped: calls waiting for a stream on it go on.
+    calls.end();
     let delay = match shared.upgrade() {
         Some(shared) => {
             shared.forget(id);

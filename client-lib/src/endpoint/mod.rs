@@ -2,7 +2,8 @@
 //!
 //! Owns: the connection (made on demand, plain or TLS, keepalive PINGs so a
 //! dead peer is found in seconds, connect timeout, no Nagle, replaced after
-//! GOAWAY),
+//! GOAWAY), the calls in flight on it (held back past the server's stream
+//! limit, so a call h2 never sent is not lost with the connection),
 //! sending one call on it (request and response bodies, flow control,
 //! deadline), what each failure means, and whether the endpoint is
 //! currently usable. Calls go from the caller's task straight onto the h2
@@ -16,6 +17,7 @@ mod connection;
 mod deadline;
 mod error;
 mod handle;
+mod in_flight;
 mod settings;
 mod tls;
 mod tls_files;
