@@ -32,4 +32,4 @@ mod telemetry;
 pub mod xds;
 
 pub use client::{Client, ClientBuilder, ClientError};
-pub use cluster::LbChannel;
+pub use cluster::{LbChannel, WaitForReady};

@@ -14,15 +14,28 @@ use tower::Service;
 use tracing::Instrument;
 
 use super::EndpointSet;
+use super::ready::{self as wait, WaitForReady};
 use super::retry;
 use crate::endpoint::{Connection, Deadline, RequestBody};
 use crate::telemetry::ClusterMetrics;
 
 /// Balances calls over a cluster's usable endpoints by weight. Cheap to
 /// clone (one reference count: a call clones it); clones share everything.
-#[derive(Debug, Clone)]
+#[derive(Clone)]
 pub struct LbChannel {
     shared: Arc<Shared>,
+    /// Calls wait for a usable endpoint instead of failing fast (see
+    /// [`LbChannel::wait_for_ready`]).
+    wait_for_ready: bool,
+}
+
+impl std::fmt::Debug for LbChannel {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("LbChannel")
+            .field("cluster", &self.shared.name)
+            .field("wait_for_ready", &self.wait_for_ready)
+            .finish_non_exhaustive()
+    }
 }
 
 /// Also the cluster's lifetime: when the last clone drops, `published`
@@ -52,12 +65,36 @@ impl LbChannel {
                 first_assignment_timeout,
                 metrics,
             }),
+            wait_for_ready: false,
         }
+    }
+
+    /// This channel with gRPC's wait-for-ready semantics for every call:
+    /// a call that finds no usable endpoint (none assigned yet, or every
+    /// one ejected), or whose attempts all failed to connect, waits for one
+    /// until its deadline (without a deadline, as long as it takes) instead
+    /// of failing fast with UNAVAILABLE. The transparent-retry cap does not
+    /// apply across those waits: each needs the balancer to publish a new
+    /// endpoint set. One call can ask for it alone with the [`WaitForReady`]
+    /// request extension. Readiness (`poll_ready`) still never blocks: it
+    /// cannot see a call's deadline (see [`LbChannel::until_usable`]).
+    #[must_use]
+    pub fn wait_for_ready(mut self) -> Self {
+        self.wait_for_ready = true;
+        self
     }
 
     /// The cluster's name.
     pub fn cluster(&self) -> &str {
         &self.shared.name
+    }
+
+    /// Waits until some endpoint can take a call (at once if one can), as
+    /// a wait-for-ready `poll_ready` would, but where the caller can bound
+    /// it (`tokio::time::timeout`): e.g. to hold a service's own readiness
+    /// until its backends are reachable. `false`: the cluster is gone.
+    pub async fn until_usable(&self) -> bool {
+        wait::usable(self.shared.set.clone(), self.shared.published.clone()).await
     }
 
     /// Whether some endpoint can take a call now.
@@ -93,6 +130,80 @@ impl LbChannel {
             .or_else(|| set.fallback(failed, was_tried))?;
         endpoint.metrics.picks.increment(1);
         Some(endpoint.connection.clone())
+    }
+
+    /// Waits for a usable endpoint (a wait-for-ready call), up to the
+    /// call's deadline if it has one.
+    async fn wait_usable(&self, deadline: Option<Deadline>) -> Result<(), Status> {
+        let usable = wait::usable(self.shared.set.clone(), self.shared.published.clone());
+        if self
+            .within(deadline, "no endpoint was usable", usable)
+            .await?
+        {
+            Ok(())
+        } else {
+            Err(self.gone())
+        }
+    }
+
+    /// `wait`, for a wait-for-ready call, up to its deadline if it has
+    /// one; `waiting` says for what, should the deadline pass.
+    async fn within<T>(
+        &self,
+        deadline: Option<Deadline>,
+        waiting: &str,
+        wait: impl Future<Output = T>,
+    ) -> Result<T, Status> {
+        let Some(deadline) = deadline else {
+            return Ok(wait.await);
+        };
+        tokio::time::timeout_at(deadline.at, wait)
+            .await
+            .map_err(|_| {
+                Status::deadline_exceeded(format!(
+                    "cluster {}: deadline of {:?} passed while {waiting} (the call waits for \
+                     one: wait for ready)",
+                    self.shared.name, deadline.after
+                ))
+            })
+    }
+
+    /// The status of a call whose cluster is gone while it waited.
+    fn gone(&self) -> Status {
+        Status::unavailable(format!(
+            "cluster {}: its balancer is gone (the client is shutting down)",
+            self.shared.name
+        ))
+    }
+
+    /// An endpoint for a wait-for-ready call whose every attempt failed to
+    /// connect (`tried`): the first usable one not tried while the cluster
+    /// still has the endpoint set `seen` it failed in, any usable one once
+    /// the balancer has published another (it ejected the failed ones, or
+    /// probed them back). Up to the call's deadline.
+    async fn requeue(
+        &self,
+        seen: &Arc<EndpointSet>,
+        tried: &mut Vec<(SocketAddr, bool)>,
+        deadline: Option<Deadline>,
+    ) -> Result<Connection, Status> {
+        let mut published = self.shared.published.clone();
+        published.mark_unchanged();
+        let wait = async {
+            loop {
+                if !Arc::ptr_eq(&self.shared.set.load(), seen) {
+                    tried.clear();
+                }
+                if let Some(next) = self.pick_untried(tried) {
+                    return Ok(next);
+                }
+                if published.changed().await.is_err() {
+                    return Err(self.gone());
+                }
+            }
+        };
+        self.within(deadline, "no endpoint was reachable", wait)
+            .await?
     }
 
     /// Waits for the first assignment, up to the configured timeout or the
@@ -132,8 +243,11 @@ impl Service<http::Request<Body>> for LbChannel {
     type Future = BoxFuture<'static, Result<Self::Response, Self::Error>>;
 
     fn poll_ready(&mut self, _cx: &mut Context<'_>) -> Poll<Result<(), Self::Error>> {
-        // Calls wait for the first assignment or fail fast with UNAVAILABLE
-        // (a status tonic passes through); readiness never blocks.
+        // Never blocks: calls wait for the first assignment (or, wait for
+        // ready, for a usable endpoint) within their deadlines, which
+        // readiness cannot see, or fail fast with UNAVAILABLE (a status
+        // tonic passes through; it would turn a readiness error into
+        // UNKNOWN).
         Poll::Ready(Ok(()))
     }
 
@@ -144,8 +258,10 @@ impl Service<http::Request<Body>> for LbChannel {
         let (parts, body) = request.into_parts();
         // Fixed once: retries share the call's deadline.
         let deadline = Deadline::of(&parts.headers);
+        let wait_for_ready =
+            this.wait_for_ready || parts.extensions.get::<WaitForReady>().is_some();
         Box::pin(async move {
-            if !this.shared.set.load().assigned {
+            if !wait_for_ready && !this.shared.set.load().assigned {
                 // Boxed: a rare wait should not grow every call's future.
                 Box::pin(this.assigned(deadline)).await?;
             }
@@ -156,13 +272,20 @@ impl Service<http::Request<Body>> for LbChannel {
             let mut tried: Vec<(SocketAddr, bool)> = Vec::new();
             let mut spared: Option<SocketAddr> = None;
             let mut attempts = 0;
-            let Some(mut connection) = this.pick_untried(&tried) else {
-                let set = this.shared.set.load();
-                return Err(Status::unavailable(format!(
-                    "cluster {}: none of its {} endpoints is reachable",
-                    this.shared.name, set.assigned_endpoints
-                ))
-                .into());
+            let mut connection = loop {
+                if let Some(connection) = this.pick_untried(&tried) {
+                    break connection;
+                }
+                if !wait_for_ready {
+                    let set = this.shared.set.load();
+                    return Err(Status::unavailable(format!(
+                        "cluster {}: none of its {} endpoints is reachable",
+                        this.shared.name, set.assigned_endpoints
+                    ))
+                    .into());
+                }
+                // Boxed: a rare wait should not grow every call's future.
+                Box::pin(this.wait_usable(deadline)).await?;
             };
             loop {
                 let address = connection.address();
@@ -184,19 +307,36 @@ impl Service<http::Request<Body>> for LbChannel {
                     // Eject the endpoint; the balancer probes it back.
                     connection.report_failure();
                 }
-                if !retry::may_retry(&error, body.replayable(), attempts) {
-                    return Err(error.status(&this.shared.name).into());
-                }
+                // A wait-for-ready call whose request never left a failed
+                // connection goes back to waiting for a usable endpoint
+                // once none is left to try (as gRPC queues it again).
+                let requeue = wait_for_ready && failed && error.unprocessed() && body.replayable();
+                let retry = retry::may_retry(&error, body.replayable(), attempts);
                 // A stream refused, or past a graceful GOAWAY: the endpoint
                 // is fine and its next connection may take the call.
-                if failed || spared.replace(address).is_some() {
+                if (retry || requeue) && (failed || spared.replace(address).is_some()) {
                     tried.push((address, failed));
                 }
-                // None left: this error says more than "none is reachable".
-                let Some(next) = this.pick_untried(&tried) else {
-                    return Err(error.status(&this.shared.name).into());
+                let next = if retry {
+                    this.pick_untried(&tried)
+                } else {
+                    None
                 };
-                connection = next;
+                connection = match next {
+                    Some(next) => next,
+                    None if requeue => {
+                        // Refused streams say nothing of the endpoint.
+                        tried.retain(|&(_, failed)| failed);
+                        let seen = this.shared.set.load_full();
+                        let next = Box::pin(this.requeue(&seen, &mut tried, deadline)).await?;
+                        spared = None;
+                        attempts = 0;
+                        next
+                    }
+                    // None left: this error says more than "none is
+                    // reachable".
+                    None => return Err(error.status(&this.shared.name).into()),
+                };
                 this.shared.metrics.retries.increment(1);
                 tracing::debug!(cluster = %this.shared.name, endpoint = %address, error = %crate::telemetry::error_chain(&error), "request not processed; trying again");
             }
@@ -255,6 +395,155 @@ mod tests {
             Duration::from_secs(1),
             ClusterMetrics::new("test"),
         )
+    }
+
+    /// A channel whose cluster's latest assignment is empty (nothing is
+    /// usable), and its balancer.
+    fn assigned_nothing() -> (super::super::ClusterBalancer, LbChannel) {
+        let (balancer, channel) = super::super::ClusterBalancer::spawn(
+            "empty",
+            Default::default(),
+            Duration::from_secs(1),
+        );
+        balancer.assign(Vec::new());
+        (balancer, channel)
+    }
+
+    /// A request with a deadline of `ms` milliseconds.
+    fn request_within(ms: u64) -> http::Request<Body> {
+        let mut request = http::Request::new(Body::empty());
+        request.headers_mut().insert(
+            "grpc-timeout",
+            http::HeaderValue::from_str(&format!("{ms}m")).unwrap(),
+        );
+        request
+    }
+
+    async fn ready_within(channel: &mut LbChannel, after: Duration) -> bool {
+        tokio::time::timeout(after, tower::ServiceExt::ready(channel))
+            .await
+            .is_ok()
+    }
+
+    #[tokio::test(start_paused = true)]
+    async fn by_default_readiness_never_blocks_and_a_call_with_nothing_usable_fails_fast() {
+        let (_balancer, mut channel) = assigned_nothing();
+        assert!(ready_within(&mut channel, Duration::from_millis(1)).await);
+        let failed = channel.call(request_within(10_000)).await.unwrap_err();
+        let status = Status::from_error(failed);
+        assert_eq!(status.code(), tonic::Code::Unavailable, "{status:?}");
+        assert!(status.message().contains("cluster empty"), "{status:?}");
+    }
+
+    #[tokio::test(start_paused = true)]
+    async fn until_usable_waits_for_an_endpoint_that_can_take_calls() {
+        let (balancer, channel) = assigned_nothing();
+        let channel = channel.wait_for_ready();
+        assert!(
+            tokio::time::timeout(Duration::from_secs(5), channel.until_usable())
+                .await
+                .is_err(),
+            "usable with nothing assigned"
+        );
+        assert!(
+            ready_within(&mut channel.clone(), Duration::from_millis(1)).await,
+            "readiness never blocks, even waiting for ready"
+        );
+        balancer.assign(vec![(answering_peer().await, 1)]);
+        let usable = tokio::time::timeout(Duration::from_secs(1), channel.until_usable()).await;
+        assert_eq!(usable, Ok(true));
+        drop(balancer);
+    }
+
+    #[tokio::test(start_paused = true)]
+    async fn a_wait_for_ready_call_waits_for_a_usable_endpoint_until_its_deadline() {
+        let (_balancer, channel) = assigned_nothing();
+        let mut channel = channel.wait_for_ready();
+        let started = tokio::time::Instant::now();
+        let failed = channel.call(request_within(300)).await.unwrap_err();
+        let status = Status::from_error(failed);
+        assert_eq!(status.code(), tonic::Code::DeadlineExceeded, "{status:?}");
+        assert!(status.message().contains("wait for ready"), "{status:?}");
+        assert_eq!(started.elapsed(), Duration::from_millis(300));
+    }
+
+    #[tokio::test(start_paused = true)]
+    async fn one_call_can_wait_for_ready_on_a_fail_fast_channel() {
+        let (_balancer, mut channel) = assigned_nothing();
+        let mut request = request_within(300);
+        request.extensions_mut().insert(WaitForReady);
+        let status = Status::from_error(channel.call(request).await.unwrap_err());
+        assert_eq!(status.code(), tonic::Code::DeadlineExceeded, "{status:?}");
+        assert!(
+            ready_within(&mut channel, Duration::from_millis(1)).await,
+            "the channel stays fail-fast"
+        );
+    }
+
+    /// An HTTP/2 server answering every request with an empty 200.
+    async fn answering_peer() -> SocketAddr {
+        let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+        let address = listener.local_addr().unwrap();
+        tokio::spawn(async move {
+            let (socket, _) = listener.accept().await.unwrap();
+            let mut connection = h2::server::handshake(socket).await.unwrap();
+            while let Some(Ok((_request, mut respond))) = connection.accept().await {
+                let _ = respond.send_response(http::Response::new(()), true);
+            }
+        });
+        address
+    }
+
+    /// A wait-for-ready call whose attempt fails to connect while the
+    /// cluster still counts the endpoint usable (the balancer has not
+    /// ejected it yet) waits for the next endpoint set rather than fail.
+    #[tokio::test]
+    async fn a_wait_for_ready_call_that_failed_to_connect_waits_for_the_next_set() {
+        let down = {
+            let reserved = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+            reserved.local_addr().unwrap()
+        };
+        let (failures, mut reported) = mpsc::unbounded_channel();
+        let set_at = |address| {
+            let endpoint = crate::endpoint::Endpoint::new(
+                "test",
+                address,
+                &Default::default(),
+                failures.clone(),
+            );
+            Arc::new(EndpointSet::new(vec![(endpoint, 1)], Vec::new(), 1))
+        };
+        let set = Arc::new(ArcSwap::new(set_at(down)));
+        let (publish, published) = watch::channel(());
+        let channel = LbChannel::new(
+            "test",
+            set.clone(),
+            published,
+            Duration::from_secs(1),
+            ClusterMetrics::new("test"),
+        )
+        .wait_for_ready();
+        let call = tokio::spawn(channel.clone().call(request_within(10_000)));
+        // The call waits for the next set once it holds a receiver of its
+        // own (the channel holds the other).
+        let deadline = tokio::time::Instant::now() + Duration::from_secs(5);
+        while publish.receiver_count() < 2 {
+            assert!(!call.is_finished(), "the call gave up");
+            assert!(
+                tokio::time::Instant::now() < deadline,
+                "the call never waited"
+            );
+            tokio::time::sleep(Duration::from_millis(10)).await;
+        }
+        assert_eq!(reported.recv().await, Some(down), "the endpoint failed");
+
+        set.store(set_at(answering_peer().await));
+        publish.send_replace(());
+        let answered = tokio::time::timeout(Duration::from_secs(5), call)
+            .await
+            .expect("answered once another set is published")
+            .unwrap();
+        assert!(answered.is_ok(), "{answered:?}");
     }
 
     fn loopback(port: u16) -> SocketAddr {

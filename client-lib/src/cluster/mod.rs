@@ -8,9 +8,11 @@
 
 mod balancer;
 mod channel;
+mod ready;
 mod retry;
 mod set;
 
 pub use balancer::{Assignment, ClusterBalancer};
 pub use channel::LbChannel;
+pub use ready::WaitForReady;
 pub use set::EndpointSet;
