@@ -47,8 +47,9 @@ impl ClientBuilder {
         self
     }
 
-    /// How long calls on a new channel wait for its first assignment
-    /// (default 5 s).
+    /// How long fail-fast calls on a new channel wait for its first
+    /// assignment (default 5 s); wait-for-ready calls wait until their
+    /// deadline (see [`crate::LbChannel::wait_for_ready`]).
     pub fn first_assignment_timeout(mut self, timeout: Duration) -> Self {
         self.first_assignment_timeout = timeout;
         self

@@ -1,7 +1,9 @@
 //! Wait-for-ready calls (gRPC's per-call option, or a channel's): a call
-//! that finds its cluster's only endpoint down waits, within its deadline,
-//! until the endpoint is back and the balancer has probed it in, where a
-//! fail-fast call fails at once with UNAVAILABLE.
+//! whose cluster's only endpoint is down waits, within its deadline, until
+//! the endpoint is back and the balancer has probed it in, where a
+//! fail-fast call fails at once with UNAVAILABLE. (A call whose own attempt
+//! fails to connect and waits for the next endpoint set: the unit tests of
+//! `cluster/channel.rs`.)
 
 #![allow(clippy::expect_used, clippy::unwrap_used)]
 
@@ -69,7 +71,9 @@ async fn a_wait_for_ready_call_waits_until_the_endpoint_is_back() {
             let channel = channel.clone();
             async move { check(&channel, per_call).await }
         });
-        // The call met the endpoint down: it is ejected, nothing is usable.
+        // The endpoint is ejected (the balancer's first connection, or the
+        // call's, found it down), and the call waits: a fail-fast one has
+        // failed by then.
         support::until("the down endpoint ejected", || !channel.is_usable()).await;
         assert!(!call.is_finished(), "the call gave up");
 

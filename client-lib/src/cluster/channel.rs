@@ -1,4 +1,12 @@
 //! The `tower::Service` generated tonic clients call through.
+//!
+//! Owns: one call's way through the cluster: waiting for the first
+//! assignment (fail-fast calls) or for a usable endpoint (wait-for-ready
+//! calls), picking an endpoint, sending on it, and trying again where
+//! [`super::retry`] allows.
+//! Must never: block readiness (`poll_ready` cannot see a call's deadline),
+//! change the endpoint set (the balancer does), or send a request that may
+//! have been processed a second time.
 
 use std::net::SocketAddr;
 use std::sync::Arc;
@@ -14,13 +22,15 @@ use tower::Service;
 use tracing::Instrument;
 
 use super::EndpointSet;
-use super::ready::{self as wait, WaitForReady};
+use super::ready::{self, WaitForReady};
 use super::retry;
 use crate::endpoint::{Connection, Deadline, RequestBody};
 use crate::telemetry::ClusterMetrics;
 
 /// Balances calls over a cluster's usable endpoints by weight. Cheap to
-/// clone (one reference count: a call clones it); clones share everything.
+/// clone (one reference count: a call clones it); clones share everything
+/// but whether their calls wait for ready (other handles of the same
+/// cluster, e.g. another `lb.channel(name)`, stay fail-fast).
 #[derive(Clone)]
 pub struct LbChannel {
     shared: Arc<Shared>,
@@ -73,10 +83,12 @@ impl LbChannel {
     /// a call that finds no usable endpoint (none assigned yet, or every
     /// one ejected), or whose attempts all failed to connect, waits for one
     /// until its deadline (without a deadline, as long as it takes) instead
-    /// of failing fast with UNAVAILABLE. The transparent-retry cap does not
-    /// apply across those waits: each needs the balancer to publish a new
-    /// endpoint set. One call can ask for it alone with the [`WaitForReady`]
-    /// request extension. Readiness (`poll_ready`) still never blocks: it
+    /// of failing fast with UNAVAILABLE. After its attempts all failed to
+    /// connect it tries the usable endpoints it has not tried yet, then
+    /// waits for the balancer's next endpoint set and starts over: the cap
+    /// on transparent retries holds between such waits, not across them.
+    /// Nothing that may have been processed is sent again. One call can ask
+    /// for it alone with the [`WaitForReady`] request extension. Readiness (`poll_ready`) still never blocks: it
     /// cannot see a call's deadline (see [`LbChannel::until_usable`]).
     #[must_use]
     pub fn wait_for_ready(mut self) -> Self {
@@ -89,12 +101,17 @@ impl LbChannel {
         &self.shared.name
     }
 
-    /// Waits until some endpoint can take a call (at once if one can), as
-    /// a wait-for-ready `poll_ready` would, but where the caller can bound
-    /// it (`tokio::time::timeout`): e.g. to hold a service's own readiness
-    /// until its backends are reachable. `false`: the cluster is gone.
+    /// Waits until some endpoint is usable (assigned and not ejected; at
+    /// once if one is), where the caller can bound the wait
+    /// (`tokio::time::timeout`): e.g. to hold a service's own readiness
+    /// until its backends are. `false`: the cluster's balancer has stopped
+    /// (its client was dropped; the channel keeps its last endpoint set,
+    /// which has none usable, and no set will follow).
     pub async fn until_usable(&self) -> bool {
-        wait::usable(self.shared.set.clone(), self.shared.published.clone()).await
+        let usable = |set: &EndpointSet| (set.usable() > 0).then_some(());
+        ready::until(&self.shared.set, &self.shared.published, usable)
+            .await
+            .is_some()
     }
 
     /// Whether some endpoint can take a call now.
@@ -135,45 +152,18 @@ impl LbChannel {
     /// Waits for a usable endpoint (a wait-for-ready call), up to the
     /// call's deadline if it has one.
     async fn wait_usable(&self, deadline: Option<Deadline>) -> Result<(), Status> {
-        let usable = wait::usable(self.shared.set.clone(), self.shared.published.clone());
-        if self
-            .within(deadline, "no endpoint was usable", usable)
-            .await?
+        let name = &self.shared.name;
+        match ready::within(
+            name,
+            deadline,
+            "no endpoint was usable",
+            self.until_usable(),
+        )
+        .await?
         {
-            Ok(())
-        } else {
-            Err(self.gone())
+            true => Ok(()),
+            false => Err(ready::stopped(name)),
         }
-    }
-
-    /// `wait`, for a wait-for-ready call, up to its deadline if it has
-    /// one; `waiting` says for what, should the deadline pass.
-    async fn within<T>(
-        &self,
-        deadline: Option<Deadline>,
-        waiting: &str,
-        wait: impl Future<Output = T>,
-    ) -> Result<T, Status> {
-        let Some(deadline) = deadline else {
-            return Ok(wait.await);
-        };
-        tokio::time::timeout_at(deadline.at, wait)
-            .await
-            .map_err(|_| {
-                Status::deadline_exceeded(format!(
-                    "cluster {}: deadline of {:?} passed while {waiting} (the call waits for \
-                     one: wait for ready)",
-                    self.shared.name, deadline.after
-                ))
-            })
-    }
-
-    /// The status of a call whose cluster is gone while it waited.
-    fn gone(&self) -> Status {
-        Status::unavailable(format!(
-            "cluster {}: its balancer is gone (the client is shutting down)",
-            self.shared.name
-        ))
     }
 
     /// An endpoint for a wait-for-ready call whose every attempt failed to
@@ -187,35 +177,25 @@ impl LbChannel {
         tried: &mut Vec<(SocketAddr, bool)>,
         deadline: Option<Deadline>,
     ) -> Result<Connection, Status> {
-        let mut published = self.shared.published.clone();
-        published.mark_unchanged();
-        let wait = async {
-            loop {
-                if !Arc::ptr_eq(&self.shared.set.load(), seen) {
-                    tried.clear();
-                }
-                if let Some(next) = self.pick_untried(tried) {
-                    return Ok(next);
-                }
-                if published.changed().await.is_err() {
-                    return Err(self.gone());
-                }
+        let next = ready::until(&self.shared.set, &self.shared.published, |set| {
+            if !std::ptr::eq(set, &**seen) {
+                tried.clear();
             }
-        };
-        self.within(deadline, "no endpoint was reachable", wait)
+            self.pick_untried(tried)
+        });
+        let name = &self.shared.name;
+        ready::within(name, deadline, "no endpoint was reachable", next)
             .await?
+            .ok_or_else(|| ready::stopped(name))
     }
 
     /// Waits for the first assignment, up to the configured timeout or the
     /// call's deadline, whichever comes first.
     async fn assigned(&self, deadline: Option<Deadline>) -> Result<(), Status> {
-        let mut published = self.shared.published.clone();
+        let assigned = |set: &EndpointSet| set.assigned.then_some(());
+        // A stopped balancer ends it too: the pick then says what is wrong.
         let wait = async {
-            while !self.shared.set.load().assigned {
-                if published.changed().await.is_err() {
-                    break;
-                }
-            }
+            ready::until(&self.shared.set, &self.shared.published, assigned).await;
         };
         let limit = tokio::time::Instant::now() + self.shared.first_assignment_timeout;
         match deadline {
@@ -307,10 +287,7 @@ impl Service<http::Request<Body>> for LbChannel {
                     // Eject the endpoint; the balancer probes it back.
                     connection.report_failure();
                 }
-                // A wait-for-ready call whose request never left a failed
-                // connection goes back to waiting for a usable endpoint
-                // once none is left to try (as gRPC queues it again).
-                let requeue = wait_for_ready && failed && error.unprocessed() && body.replayable();
+                let requeue = wait_for_ready && retry::may_requeue(&error, body.replayable());
                 let retry = retry::may_retry(&error, body.replayable(), attempts);
                 // A stream refused, or past a graceful GOAWAY: the endpoint
                 // is fine and its next connection may take the call.

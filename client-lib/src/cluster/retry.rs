@@ -10,7 +10,9 @@
 //! (its next connection may take the call, which matters when it is the
 //! only endpoint). A body known up front (unary and server-streaming
 //! calls) is sent again; a streaming request body only if no attempt took
-//! it yet (the attempt failed before its stream opened).
+//! it yet (the attempt failed before its stream opened). The cap holds for
+//! fail-fast calls; a wait-for-ready call whose connections failed waits for
+//! the balancer's next endpoint set and starts over (`may_requeue`).
 
 use crate::endpoint::EndpointError;
 
@@ -22,6 +24,16 @@ pub(super) fn may_retry(error: &EndpointError, replayable: bool, attempts: usize
 
 /// Extra attempts for a request no server processed.
 const MAX_TRANSPARENT_RETRIES: usize = 2;
+
+/// Whether a wait-for-ready call that failed with `error` waits for a
+/// usable endpoint and tries again once it has tried every endpoint (as
+/// gRPC queues such a call again): its body can be sent again, the server
+/// never saw it, and the connection failed (so the balancer ejects the
+/// endpoint and publishes a new set). Not capped: each such wait needs a
+/// new set.
+pub(super) fn may_requeue(error: &EndpointError, replayable: bool) -> bool {
+    replayable && error.unprocessed() && error.connection_failed()
+}
 
 #[cfg(test)]
 mod tests {

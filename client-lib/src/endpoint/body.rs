@@ -174,8 +174,11 @@ impl CallAlive {
     /// now, not when the application drops a finished stream it keeps (its
     /// HTTP/2 stream is closed, and calls past the server's stream limit
     /// wait for the count). A request still being piped stops, and its
-    /// stream is reset: the call is over (as grpc-go does), and the stream
-    /// would otherwise stay open and counted by HTTP/2.
+    /// stream is reset: the call is over, and the stream would otherwise
+    /// stay open and counted by HTTP/2. (A complete body larger than the
+    /// stream's window, answered before the server read it all, keeps its
+    /// stream open in h2 until the body is dropped: a call then may wait in
+    /// h2's queue meanwhile. Rare: unary requests are small.)
     fn response_ended(&mut self) {
         self.in_flight = None;
         self._abandoned = None;

@@ -5,7 +5,8 @@
 //! a first PING answered, the connect timeout), the task that drives the
 //! connection and its keepalive, making it again unasked when it ends (with
 //! backoff after early ends; never for a removed endpoint), and handing
-//! callers a live `SendRequest`. An attempt to connect runs on its own
+//! callers a live `SendRequest` with their call counted in flight on it
+//! (once the server allows one more stream: [`super::in_flight`]). An attempt to connect runs on its own
 //! task, shared by every call that waits for it: a call whose deadline
 //! passes stops waiting, the attempt goes on, and a failed attempt is
 //! reported to the cluster (which ejects the endpoint) whoever waited, at
@@ -91,7 +92,7 @@ const STABLE_AFTER: Duration = Duration::from_secs(10);
 
 /// Where an endpoint's failed connections are reported: the cluster's
 /// balancer, which ejects it. One report per endpoint waits at most (see
-/// [`Connection::report_failure`]).
+/// `Connection::report_failure`).
 pub type Failures = mpsc::UnboundedSender<SocketAddr>;
 
 /// An attempt to connect, on its own task; every waiting call shares it.

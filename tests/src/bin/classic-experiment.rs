@@ -295,7 +295,7 @@ fn cpu_time(pid: &str) -> Option<Duration> {
 
 fn main() -> Result<()> {
     let args = Args::parse();
-    lookaside_tests::quiet::tracing();
+    lookaside_tests::quiet::install();
     let mut builder = if args.client_workers < 0 {
         tokio::runtime::Builder::new_current_thread()
     } else {

@@ -108,7 +108,7 @@ impl Echo for Named {
 
 fn main() -> Result<()> {
     let args = Args::parse();
-    lookaside_tests::quiet::tracing();
+    lookaside_tests::quiet::install();
     let mut builder = if args.workers == 0 {
         tokio::runtime::Builder::new_current_thread()
     } else {
