@@ -1,9 +1,10 @@
 //! One endpoint's HTTP/2 connection: made on demand, one attempt at a time,
 //! watched with keepalive PINGs, and replaced when it ends.
 //!
-//! Owns: connecting (TCP without Nagle, TLS when set, the h2 handshake and
-//! a first PING answered, the connect timeout), the task that drives the
-//! connection and its keepalive, making it again unasked when it ends (with
+//! Owns: when to connect (one attempt at a time, within the connect
+//! timeout; the steps are in [`super::dial`]), the task that drives the
+//! connection (polled once per scheduler pass: [`super::coalescing`]; its
+//! PINGs: [`super::keepalive`]), making it again unasked when it ends (with
 //! backoff after early ends; never for a removed endpoint), and handing
 //! callers a live `SendRequest` with their call counted in flight on it
 //! (once the server allows one more stream: [`super::in_flight`]). An attempt to connect runs on its own
@@ -30,18 +31,11 @@ use h2::client::SendRequest;
 use tokio::sync::mpsc;
 use tracing::{Instrument, debug, warn};
 
+use super::coalescing::Coalescing;
+use super::dial::establish;
 use super::in_flight::{Calls, InFlight};
-use super::tls::Io;
+use super::keepalive::keepalive;
 use super::{ConnectionSettings, EndpointError};
-
-/// HTTP/2 settings, as hyper's client defaults (which tonic uses).
-const STREAM_WINDOW: u32 = 2 * 1024 * 1024;
-const CONNECTION_WINDOW: u32 = 5 * 1024 * 1024;
-const MAX_SEND_BUFFER: usize = 1024 * 1024;
-const MAX_HEADER_LIST: u32 = 16 * 1024;
-/// Streams opened before the server's SETTINGS say how many it allows (a
-/// server that names no limit lifts it).
-const INITIAL_MAX_SEND_STREAMS: usize = 100;
 
 /// A lazily made, self-replacing HTTP/2 connection to one endpoint. Cheap
 /// to clone; clones share the connection.
@@ -407,110 +401,6 @@ impl Shared {
     }
 }
 
-/// A TCP connection to `address`, with TLS on it if `settings` say so.
-async fn dial(address: SocketAddr, settings: &ConnectionSettings) -> Result<Io, EndpointError> {
-    let tcp = tokio::net::TcpStream::connect(address)
-        .await
-        .and_then(|tcp| tcp.set_nodelay(true).map(|()| tcp))
-        .map_err(|source| EndpointError::Connect {
-            address,
-            source: Arc::new(source),
-        })?;
-    match &settings.tls {
-        None => Ok(Io::Plain(tcp)),
-        Some(tls) => {
-            let tls_failed = |source| EndpointError::Tls {
-                address,
-                source: Arc::new(source),
-            };
-            let stream = tls.handshake(address, tcp).await.map_err(tls_failed)?;
-            // rustls lets a server that picks no protocol through; HTTP/2
-            // frames would then reach an HTTP/1 server.
-            if stream.get_ref().1.alpn_protocol() != Some(b"h2") {
-                return Err(tls_failed(std::io::Error::new(
-                    std::io::ErrorKind::InvalidData,
-                    "the server did not agree to HTTP/2 (ALPN h2)",
-                )));
-            }
-            Ok(Io::Tls(Box::new(stream)))
-        }
-    }
-}
-
-/// Whether `address` answers an HTTP/2 PING on a new connection (TLS
-/// included): what a probe checks before an ejected endpoint takes calls
-/// again (see [`establish`]).
-pub(crate) async fn answers(
-    address: SocketAddr,
-    settings: &ConnectionSettings,
-) -> Result<(), EndpointError> {
-    establish(address, settings).await.map(drop)
-}
-
-/// A new HTTP/2 connection to `address` (TLS included, when set), its
-/// sender and its PING handle, once the peer has answered a first PING.
-/// Waiting for that answer (as gRPC's clients wait for the server's
-/// SETTINGS) keeps out, as a failed handshake that ejects the endpoint and
-/// leaves the call free to go elsewhere, a peer that accepts connections
-/// but does not speak HTTP/2 or refuses this client's certificate (TLS 1.3
-/// says so only after the client's side of the handshake). Otherwise such
-/// a peer would fail the calls sent on it as though it had seen them, and
-/// every probe would let it back in. Servers' PING policies allow it:
-/// grpc-go and gRPC C-core count no strike for a connection's first PING,
-/// grpc-java one of the two it tolerates.
-async fn establish(
-    address: SocketAddr,
-    settings: &ConnectionSettings,
-) -> Result<
-    (
-        SendRequest<Bytes>,
-        h2::client::Connection<Io, Bytes>,
-        h2::PingPong,
-    ),
-    EndpointError,
-> {
-    let io = dial(address, settings).await?;
-    let handshake = |source| EndpointError::Handshake {
-        address,
-        source: Arc::new(source),
-    };
-    let (send, mut connection) = h2::client::Builder::new()
-        .initial_window_size(STREAM_WINDOW)
-        .initial_connection_window_size(CONNECTION_WINDOW)
-        .max_send_buffer_size(MAX_SEND_BUFFER)
-        .max_header_list_size(MAX_HEADER_LIST)
-        .initial_max_send_streams(INITIAL_MAX_SEND_STREAMS)
-        .enable_push(false)
-        .handshake::<_, Bytes>(io)
-        .await
-        .map_err(handshake)?;
-    let closed = || EndpointError::Connect {
-        address,
-        source: Arc::new(std::io::Error::new(
-            std::io::ErrorKind::ConnectionAborted,
-            "the connection closed before answering a PING",
-        )),
-    };
-    let mut ping_pong = connection.ping_pong().ok_or_else(closed)?;
-    // The connection must be driven for the PING to leave and its answer
-    // to be read.
-    tokio::select! {
-        pong = ping_pong.ping(h2::Ping::opaque()) => pong.map_err(handshake)?,
-        ended = &mut connection => return Err(match ended.err() {
-            None => closed(),
-            // The peer closed at once, gracefully (draining, or calming this
-            // client down): the endpoint answers, and the error says so as
-            // on a live connection (not a failure that ejects it).
-            Some(source) if source.is_go_away() && source.is_remote() => EndpointError::Open {
-                address,
-                source: Arc::new(source),
-            },
-            Some(source) => handshake(source),
-        }),
-    };
-    Ok((send, connection, ping_pong))
-}
-
 /// Drives connection `id` until it ends or stops answering PINGs, then
 /// (if `shared` still exists: the endpoint was not removed) connects anew,
 /// as gRPC's balancers do. An endpoint that went away is then ejected when
@@ -564,79 +454,6 @@ async fn drive<T>(
     {
         // A call may have made the next connection already: then nothing.
         drop(shared.attempt());
-    }
-}
-
-/// Runs a connection at most once per pass of the scheduler: each time it
-/// is woken (a call queued a request, or the socket became readable) it
-/// first lets the other ready tasks run. A burst of calls then leaves in a
-/// few large writes instead of one system call per call or two (measured:
-/// 5,800 writes for 10,000 calls before), and responses are read in larger
-/// batches. With nothing else ready it runs again at once.
-struct Coalescing<F> {
-    inner: F,
-    yielded: bool,
-}
-
-impl<F> Coalescing<F> {
-    fn new(inner: F) -> Self {
-        Self {
-            inner,
-            yielded: false,
-        }
-    }
-}
-
-impl<F: Future + Unpin> Future for Coalescing<F> {
-    type Output = F::Output;
-
-    fn poll(
-        mut self: std::pin::Pin<&mut Self>,
-        cx: &mut std::task::Context<'_>,
-    ) -> std::task::Poll<F::Output> {
-        if !self.yielded {
-            self.yielded = true;
-            // Woken while running: tokio puts the task behind the tasks
-            // already waiting.
-            cx.waker().wake_by_ref();
-            return std::task::Poll::Pending;
-        }
-        self.yielded = false;
-        std::pin::Pin::new(&mut self.inner).poll(cx)
-    }
-}
-
-/// PINGs the peer every keepalive interval while calls are in flight;
-/// returns why it gave up. An idle connection is not pinged: gRPC servers
-/// (Go, Java, C++) by default count PINGs without calls as abuse and close
-/// the connection with GOAWAY(ENHANCE_YOUR_CALM, "too_many_pings"), as
-/// gRPC's own clients avoid (`permit_without_stream` off). A dead idle
-/// connection is found by the next call, within one interval and timeout.
-/// A peer that still finds the PINGs too many (grpc-go allows one per five
-/// minutes by default without data in between) doubles the interval of
-/// the next connection (`Shared::too_many_pings`).
-async fn keepalive(
-    ping_pong: Option<h2::PingPong>,
-    calls: Calls,
-    interval: Duration,
-    timeout: Duration,
-) -> String {
-    let Some(mut ping_pong) = ping_pong else {
-        return std::future::pending().await;
-    };
-    loop {
-        tokio::time::sleep(interval).await;
-        if !calls.any() {
-            continue;
-        }
-        match tokio::time::timeout(timeout, ping_pong.ping(h2::Ping::opaque())).await {
-            Ok(Ok(_pong)) => {}
-            // The connection itself ended; its own branch reports it.
-            Ok(Err(_)) => return std::future::pending().await,
-            Err(_) => {
-                return format!("no answer to a PING within {timeout:?}");
-            }
-        }
     }
 }
 

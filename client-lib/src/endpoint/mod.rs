@@ -13,11 +13,14 @@
 
 mod body;
 mod call;
+mod coalescing;
 mod connection;
 mod deadline;
+mod dial;
 mod error;
 mod handle;
 mod in_flight;
+mod keepalive;
 mod settings;
 mod tls;
 mod tls_files;
@@ -25,8 +28,9 @@ mod tls_files;
 pub use body::{MAX_REPLAYABLE, RequestBody};
 pub(crate) use call::call;
 pub use connection::Failures;
-pub(crate) use connection::{Connection, answers, jitter};
+pub(crate) use connection::{Connection, jitter};
 pub use deadline::Deadline;
+pub(crate) use dial::answers;
 pub use error::EndpointError;
 pub use handle::Endpoint;
 pub use settings::ConnectionSettings;
