@@ -16,7 +16,9 @@ use http::header::HeaderName;
 use tonic::body::Body;
 use tracing::debug;
 
-use super::body::{CallAlive, RequestBody, ResponseBody, spawn_pipe};
+use super::pipe::spawn_pipe;
+use super::request_body::RequestBody;
+use super::response_body::{CallAlive, ResponseBody};
 use super::{Connection, Deadline, EndpointError};
 
 const USER_AGENT: &str = concat!("lookaside-client/", env!("CARGO_PKG_VERSION"));

@@ -11,7 +11,6 @@
 //! which doubled the client's CPU per call; docs/BENCHMARKS.md).
 //! Must never: pick endpoints or know about weights.
 
-mod body;
 mod call;
 mod coalescing;
 mod connection;
@@ -21,11 +20,13 @@ mod error;
 mod handle;
 mod in_flight;
 mod keepalive;
+mod pipe;
+mod request_body;
+mod response_body;
 mod settings;
 mod tls;
 mod tls_files;
 
-pub use body::{MAX_REPLAYABLE, RequestBody};
 pub(crate) use call::call;
 pub use connection::Failures;
 pub(crate) use connection::{Connection, jitter};
@@ -33,5 +34,6 @@ pub use deadline::Deadline;
 pub(crate) use dial::answers;
 pub use error::EndpointError;
 pub use handle::Endpoint;
+pub use request_body::{MAX_REPLAYABLE, RequestBody};
 pub use settings::ConnectionSettings;
 pub use tls::{EndpointTls, TlsError};

@@ -1,23 +1,17 @@
-//! Bodies on an HTTP/2 stream: the request's going out (whole, or piped
-//! with flow control while the application still produces it) and the
-//! response's coming in (returning flow-control credit as it is read, and
-//! ending at the call's deadline).
+//! A call's request body as it leaves the application: read ahead while
+//! it is already there, so a request no server processed can be sent again.
 //!
-//! Must never: buffer more of a streaming request than HTTP/2 flow control
-//! lets through, or keep piping a request whose call was dropped.
-
-use std::pin::Pin;
-use std::task::{Context, Poll};
+//! Owns: telling a complete body (kept, replayable) from one still being
+//! produced (streamed once), and handing each attempt its copy.
+//! Must never: wait for a body that is still being produced, or hold more
+//! than [`MAX_REPLAYABLE`] (plus one frame) of it in memory.
 
 use bytes::{Bytes, BytesMut};
 use futures::FutureExt;
 use http_body::Frame;
 use http_body_util::BodyExt;
-use tokio::sync::oneshot;
 use tonic::Status;
 use tonic::body::Body;
-
-use super::in_flight::InFlight;
 
 /// The most of a request body read ahead over several frames; a larger
 /// body that is still coming is streamed (and cannot be retried).
@@ -149,202 +143,6 @@ fn prepend(head: Bytes, next: Option<Frame<Bytes>>, rest: Body) -> Body {
         futures::stream::iter(taken),
         rest,
     )))
-}
-
-/// Held by the response side of a call; when it is dropped (the call
-/// finished or was abandoned) the request pipe stops and resets the stream,
-/// and the connection counts one call less in flight (if the response has
-/// not ended before).
-#[derive(Debug)]
-pub(crate) struct CallAlive {
-    _abandoned: Option<oneshot::Receiver<()>>,
-    in_flight: Option<InFlight>,
-}
-
-impl CallAlive {
-    /// For a call with nothing to pipe.
-    pub(crate) fn new(in_flight: InFlight) -> Self {
-        Self {
-            _abandoned: None,
-            in_flight: Some(in_flight),
-        }
-    }
-
-    /// The response ended (or failed): the connection counts the call out
-    /// now, not when the application drops a finished stream it keeps (its
-    /// HTTP/2 stream is closed, and calls past the server's stream limit
-    /// wait for the count). A request still being piped stops, and its
-    /// stream is reset: the call is over, and the stream would otherwise
-    /// stay open and counted by HTTP/2. (A complete body larger than the
-    /// stream's window, answered before the server read it all, keeps its
-    /// stream open in h2 until the body is dropped: a call then may wait in
-    /// h2's queue meanwhile. Rare: unary requests are small.)
-    fn response_ended(&mut self) {
-        self.in_flight = None;
-        self._abandoned = None;
-    }
-}
-
-/// Pipes a streaming request body into `stream` on its own task, within
-/// the stream's flow-control window.
-pub(crate) fn spawn_pipe(
-    body: Body,
-    stream: h2::SendStream<Bytes>,
-    in_flight: InFlight,
-) -> CallAlive {
-    let (alive, abandoned) = oneshot::channel();
-    tokio::spawn(pipe(body, stream, alive));
-    CallAlive {
-        _abandoned: Some(abandoned),
-        in_flight: Some(in_flight),
-    }
-}
-
-async fn pipe(mut body: Body, mut stream: h2::SendStream<Bytes>, mut alive: oneshot::Sender<()>) {
-    loop {
-        let frame = tokio::select! {
-            frame = body.frame() => frame,
-            _ = alive.closed() => {
-                stream.send_reset(h2::Reason::CANCEL);
-                return;
-            }
-            _ = std::future::poll_fn(|cx| stream.poll_reset(cx)) => return,
-        };
-        let frame = match frame {
-            None => {
-                let _ = stream.send_data(Bytes::new(), true);
-                return;
-            }
-            Some(Err(status)) => {
-                tracing::debug!(%status, "request body failed; resetting the stream");
-                stream.send_reset(h2::Reason::CANCEL);
-                return;
-            }
-            Some(Ok(frame)) => frame,
-        };
-        let mut data = match frame.into_data() {
-            Ok(data) => data,
-            Err(frame) => {
-                if let Ok(trailers) = frame.into_trailers() {
-                    let _ = stream.send_trailers(trailers);
-                }
-                return;
-            }
-        };
-        while !data.is_empty() {
-            stream.reserve_capacity(data.len());
-            let granted = tokio::select! {
-                granted = std::future::poll_fn(|cx| stream.poll_capacity(cx)) => granted,
-                _ = alive.closed() => {
-                    stream.send_reset(h2::Reason::CANCEL);
-                    return;
-                }
-            };
-            match granted {
-                Some(Ok(0)) => continue,
-                Some(Ok(granted)) => {
-                    let chunk = data.split_to(granted.min(data.len()));
-                    if stream.send_data(chunk, false).is_err() {
-                        return;
-                    }
-                }
-                // The stream was reset or the connection closed.
-                Some(Err(_)) | None => return,
-            }
-        }
-    }
-}
-
-/// A response body read from an h2 stream.
-#[derive(Debug)]
-pub(crate) struct ResponseBody {
-    stream: h2::RecvStream,
-    data_done: bool,
-    deadline: Option<(Pin<Box<tokio::time::Sleep>>, std::time::Duration)>,
-    alive: CallAlive,
-}
-
-impl ResponseBody {
-    pub(crate) fn new(
-        stream: h2::RecvStream,
-        deadline: Option<(tokio::time::Instant, std::time::Duration)>,
-        alive: CallAlive,
-    ) -> Self {
-        Self {
-            stream,
-            data_done: false,
-            deadline: deadline.map(|(at, after)| (Box::pin(tokio::time::sleep_until(at)), after)),
-            alive,
-        }
-    }
-}
-
-/// A response body's error (tonic takes any).
-type BodyError = Box<dyn std::error::Error + Send + Sync>;
-
-/// What a call reading its response sees when the stream fails. A lost
-/// connection is UNAVAILABLE, as gRPC specifies for transport failures
-/// (tonic alone would say UNKNOWN, which retry policies do not retry); a
-/// reset stream keeps the code tonic gives its reason.
-fn body_error(error: h2::Error) -> BodyError {
-    if error.is_io() {
-        let mut status = Status::unavailable(format!(
-            "connection lost while reading the response: {error}"
-        ));
-        status.set_source(std::sync::Arc::new(error));
-        return status.into();
-    }
-    error.into()
-}
-
-impl http_body::Body for ResponseBody {
-    type Data = Bytes;
-    type Error = BodyError;
-
-    fn poll_frame(
-        mut self: Pin<&mut Self>,
-        cx: &mut Context<'_>,
-    ) -> Poll<Option<Result<Frame<Bytes>, Self::Error>>> {
-        if let Some((sleep, after)) = self.deadline.as_mut()
-            && sleep.as_mut().poll(cx).is_ready()
-        {
-            let status = Status::deadline_exceeded(format!(
-                "deadline of {after:?} exceeded reading the response"
-            ));
-            return Poll::Ready(Some(Err(status.into())));
-        }
-        if !self.data_done {
-            match self.stream.poll_data(cx) {
-                Poll::Ready(Some(Ok(data))) => {
-                    // Reading it frees the window for more.
-                    let _ = self.stream.flow_control().release_capacity(data.len());
-                    return Poll::Ready(Some(Ok(Frame::data(data))));
-                }
-                Poll::Ready(Some(Err(error))) => {
-                    // The stream failed: HTTP/2 counts it out too.
-                    self.alive.response_ended();
-                    return Poll::Ready(Some(Err(body_error(error))));
-                }
-                Poll::Ready(None) => self.data_done = true,
-                Poll::Pending => return Poll::Pending,
-            }
-        }
-        let Poll::Ready(trailers) = self.stream.poll_trailers(cx) else {
-            return Poll::Pending;
-        };
-        // The last frame, or the stream failed. (Not at a passed deadline:
-        // the stream stays open until the body is dropped.)
-        self.alive.response_ended();
-        match trailers {
-            Ok(Some(trailers)) => Poll::Ready(Some(Ok(Frame::trailers(trailers)))),
-            Ok(None) => Poll::Ready(None),
-            Err(error) => Poll::Ready(Some(Err(body_error(error)))),
-        }
-    }
-
-    fn is_end_stream(&self) -> bool {
-        self.stream.is_end_stream()
-    }
 }
 
 #[cfg(test)]
