@@ -33,6 +33,13 @@ struct Args {
     /// How many calls.
     #[arg(long, env = "LOOKASIDE_CALLS", default_value_t = 1000)]
     calls: usize,
+    /// Each call's deadline, milliseconds.
+    #[arg(long, env = "LOOKASIDE_TIMEOUT_MS", default_value_t = 5000)]
+    timeout_ms: u64,
+    /// Calls wait for a usable endpoint (until their deadline) instead of
+    /// failing fast when none is: gRPC's wait-for-ready.
+    #[arg(long, env = "LOOKASIDE_WAIT_FOR_READY")]
+    wait_for_ready: bool,
 }
 
 #[tokio::main]
@@ -40,16 +47,21 @@ async fn main() -> Result<(), Box<dyn std::error::Error>> {
     let args = Args::parse();
     let lb = lookaside_client::Client::connect(args.control_plane).await?;
     // The one line that changes: a balanced channel instead of a plain one.
-    let mut greeter = GreeterClient::new(lb.channel(&args.cluster));
+    let channel = lb.channel(&args.cluster);
+    let channel = if args.wait_for_ready {
+        channel.wait_for_ready()
+    } else {
+        channel
+    };
+    let mut greeter = GreeterClient::new(channel);
     let mut split: BTreeMap<String, usize> = BTreeMap::new();
     let mut failures = 0;
     for _ in 0..args.calls {
-        match greeter
-            .say_hello(HelloRequest {
-                name: "lookaside".into(),
-            })
-            .await
-        {
+        let mut request = tonic::Request::new(HelloRequest {
+            name: "lookaside".into(),
+        });
+        request.set_timeout(std::time::Duration::from_millis(args.timeout_ms));
+        match greeter.say_hello(request).await {
             Ok(reply) => *split.entry(reply.into_inner().server).or_default() += 1,
             Err(status) => {
                 failures += 1;
