@@ -14,6 +14,7 @@
 //! | `lookaside_client_ejections_total` | cluster, endpoint | connection failures that ejected it |
 //! | `lookaside_client_recoveries_total` | cluster, endpoint | probes that brought it back |
 //! | `lookaside_client_connections_total` | cluster, endpoint | HTTP/2 connections made to it (more than one: connections that ended and were replaced) |
+//! | `lookaside_client_calls_waiting_for_stream` | cluster, endpoint | calls held back now because the server's `MAX_CONCURRENT_STREAMS` are all in use (raise the server's limit if this stays up) |
 //! | `lookaside_client_usable_endpoints` | cluster | endpoints taking calls now |
 //! | `lookaside_client_assignments_total` | cluster | new assignments applied |
 //! | `lookaside_client_assignments_rejected_total` | cluster | assignments NACKed or unusable |
@@ -46,6 +47,15 @@ impl EndpointMetrics {
 pub(crate) fn connections(cluster: &str, endpoint: SocketAddr) -> Counter {
     counter!(
         "lookaside_client_connections_total",
+        &endpoint_labels(cluster, endpoint)
+    )
+}
+
+/// Calls held back on the endpoint's connections, past the server's
+/// stream limit.
+pub(crate) fn waiting_for_stream(cluster: &str, endpoint: SocketAddr) -> Gauge {
+    gauge!(
+        "lookaside_client_calls_waiting_for_stream",
         &endpoint_labels(cluster, endpoint)
     )
 }

@@ -167,3 +167,53 @@ async fn calls_waiting_on_a_draining_server_go_elsewhere_at_once() {
         "the draining server got one call only"
     );
 }
+
+/// Calls waiting for a server's streams show in
+/// `lookaside_client_calls_waiting_for_stream`, and leave it when they go.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn calls_waiting_for_a_stream_are_counted() {
+    let recorder = metrics_util::debugging::DebuggingRecorder::new();
+    let snapshotter = recorder.snapshotter();
+    recorder.install().unwrap();
+    // A debugging snapshot hands out a gauge's change since the last one
+    // (it swaps the value for 0): the test keeps the running total.
+    let mut total = 0.0;
+    let mut waiting = move || {
+        total += snapshotter
+            .snapshot()
+            .into_vec()
+            .into_iter()
+            .find_map(|(key, _, _, value)| match value {
+                metrics_util::debugging::DebugValue::Gauge(gauge)
+                    if key.key().name() == "lookaside_client_calls_waiting_for_stream" =>
+                {
+                    Some(gauge.into_inner())
+                }
+                _ => None,
+            })
+            .unwrap_or(0.0);
+        total
+    };
+    let (address, mut arrivals, _drain) = limited_peer(Answer::Never).await;
+    let (cluster, channel) = ClusterBalancer::spawn(
+        "counted",
+        ConnectionSettings::default(),
+        Duration::from_secs(2),
+    );
+    cluster.assign(vec![(address, 1)]);
+    let calls: Vec<_> = (0..3)
+        .map(|_| {
+            let channel = channel.clone();
+            tokio::spawn(async move { support::call(&channel).await })
+        })
+        .collect();
+    tokio::time::timeout(Duration::from_secs(5), arrivals.recv())
+        .await
+        .expect("a call reaches the server");
+    support::until("two calls waiting", || waiting() == 2.0).await;
+    assert_eq!(waiting(), 2.0, "no more than two");
+    for call in calls {
+        call.abort();
+    }
+    support::until("no call waiting", || waiting() == 0.0).await;
+}

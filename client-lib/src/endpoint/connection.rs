@@ -72,6 +72,9 @@ struct Shared {
     keepalive_ms: AtomicU64,
     /// Connections made.
     made: metrics::Counter,
+    /// Calls held back past the server's stream limit, on any of its
+    /// connections.
+    waiting_for_stream: metrics::Gauge,
     /// The endpoint left the assignment: its connection serves the calls
     /// still on it, and is not made again unasked when it ends.
     retired: AtomicBool,
@@ -142,6 +145,7 @@ impl Connection {
                     u64::try_from(settings.keepalive_interval.as_millis()).unwrap_or(u64::MAX),
                 ),
                 made: crate::telemetry::connections(cluster, address),
+                waiting_for_stream: crate::telemetry::waiting_for_stream(cluster, address),
                 retired: AtomicBool::new(false),
             }),
         }
@@ -369,7 +373,10 @@ impl Shared {
         };
         // The server's SETTINGS are in: they came before its answer to
         // the first PING.
-        let calls = Calls::new(send.current_max_send_streams());
+        let calls = Calls::new(
+            send.current_max_send_streams(),
+            self.waiting_for_stream.clone(),
+        );
         let keepalive = keepalive(
             Some(ping_pong),
             calls.clone(),

@@ -44,6 +44,8 @@ struct Count {
     /// Calls held back now. While there are some, a new call queues behind
     /// them, and a call that ends tells the first in line.
     waiting: AtomicUsize,
+    /// The same, for operators (shared by the endpoint's connections).
+    waiting_gauge: metrics::Gauge,
     /// Whose turn it is to be first in line (one permit, handed on in
     /// order).
     turn: Semaphore,
@@ -59,12 +61,14 @@ pub(crate) type Probe<'a> = &'a (dyn Fn() -> Option<usize> + Send + Sync);
 
 impl Calls {
     /// The calls of a new connection whose server allows `limit` streams
-    /// at once (h2's value once the server's SETTINGS are in).
-    pub(crate) fn new(limit: usize) -> Self {
+    /// at once (h2's value once the server's SETTINGS are in); calls held
+    /// back are counted on `waiting` too.
+    pub(crate) fn new(limit: usize, waiting: metrics::Gauge) -> Self {
         Self(Arc::new(Count {
             in_flight: AtomicUsize::new(0),
             limit: AtomicUsize::new(limit),
             waiting: AtomicUsize::new(0),
+            waiting_gauge: waiting,
             turn: Semaphore::new(1),
             freed: Notify::new(),
             ended: AtomicBool::new(false),
@@ -160,6 +164,7 @@ struct Waiting<'a>(&'a Count);
 impl<'a> Waiting<'a> {
     fn new(count: &'a Count) -> Self {
         count.waiting.fetch_add(1, Ordering::SeqCst);
+        count.waiting_gauge.increment(1.0);
         Self(count)
     }
 }
@@ -167,6 +172,7 @@ impl<'a> Waiting<'a> {
 impl Drop for Waiting<'_> {
     fn drop(&mut self) {
         self.0.waiting.fetch_sub(1, Ordering::SeqCst);
+        self.0.waiting_gauge.decrement(1.0);
     }
 }
 
@@ -195,7 +201,7 @@ mod tests {
 
     #[tokio::test(start_paused = true)]
     async fn a_call_past_the_servers_limit_waits_until_one_ends() {
-        let calls = Calls::new(2);
+        let calls = Calls::new(2, metrics::Gauge::noop());
         let two = allows(2);
         let first = calls.start(&two).await.unwrap();
         let _second = calls.start(&two).await.unwrap();
@@ -215,7 +221,7 @@ mod tests {
     async fn a_raised_limit_is_read_when_a_call_would_go_past_the_known_one() {
         let limit = AtomicUsize::new(1);
         let probe = || Some(limit.load(Ordering::Relaxed));
-        let calls = Calls::new(1);
+        let calls = Calls::new(1, metrics::Gauge::noop());
         let _first = calls.start(&probe).await.unwrap();
         limit.store(2, Ordering::Relaxed);
         assert!(
@@ -228,7 +234,7 @@ mod tests {
     async fn a_limit_raised_while_calls_wait_lets_them_go() {
         let limit = AtomicUsize::new(1);
         let probe = || Some(limit.load(Ordering::Relaxed));
-        let calls = Calls::new(1);
+        let calls = Calls::new(1, metrics::Gauge::noop());
         let _first = calls.start(&probe).await.unwrap();
         let mut waiting = Box::pin(calls.start(&probe));
         assert!(pending(&mut waiting).await);
@@ -239,7 +245,7 @@ mod tests {
 
     #[tokio::test(start_paused = true)]
     async fn waiting_calls_stop_when_the_connection_ends() {
-        let calls = Calls::new(1);
+        let calls = Calls::new(1, metrics::Gauge::noop());
         let one = allows(1);
         let _first = calls.start(&one).await.unwrap();
         let mut waiting = Box::pin(calls.start(&one));
@@ -261,7 +267,7 @@ mod tests {
     async fn waiting_calls_stop_when_the_connection_takes_no_new_stream() {
         let open = AtomicBool::new(true);
         let probe = || open.load(Ordering::Relaxed).then_some(1);
-        let calls = Calls::new(1);
+        let calls = Calls::new(1, metrics::Gauge::noop());
         let _first = calls.start(&probe).await.unwrap();
         let mut waiting = Box::pin(calls.start(&probe));
         let mut behind = Box::pin(calls.start(&probe));
@@ -274,7 +280,7 @@ mod tests {
 
     #[tokio::test(start_paused = true)]
     async fn with_nothing_in_flight_a_call_goes_to_h2s_queue_even_at_a_limit_of_0() {
-        let calls = Calls::new(0);
+        let calls = Calls::new(0, metrics::Gauge::noop());
         let none = allows(0);
         let only = calls.start(&none).await;
         assert!(only.is_some(), "nothing would ever make room");
@@ -286,7 +292,7 @@ mod tests {
 
     #[tokio::test(start_paused = true)]
     async fn every_ended_call_lets_one_waiting_call_go() {
-        let calls = Calls::new(2);
+        let calls = Calls::new(2, metrics::Gauge::noop());
         let two = allows(2);
         let a = calls.start(&two).await.unwrap();
         let b = calls.start(&two).await.unwrap();
@@ -304,7 +310,7 @@ mod tests {
 
     #[tokio::test(start_paused = true)]
     async fn waiting_calls_go_in_the_order_they_came() {
-        let calls = Calls::new(1);
+        let calls = Calls::new(1, metrics::Gauge::noop());
         let one = allows(1);
         let first = calls.start(&one).await.unwrap();
         let mut early = Box::pin(calls.start(&one));
@@ -322,7 +328,7 @@ mod tests {
 
     #[tokio::test(start_paused = true)]
     async fn a_waiting_call_that_is_dropped_passes_its_turn_on() {
-        let calls = Calls::new(1);
+        let calls = Calls::new(1, metrics::Gauge::noop());
         let one = allows(1);
         let first = calls.start(&one).await.unwrap();
         let mut abandoned = Box::pin(calls.start(&one));
