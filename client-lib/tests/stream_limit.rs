@@ -92,6 +92,25 @@ async fn respond_to(mut respond: h2::server::SendResponse<Bytes>, answer: Answer
     let _ = stream.send_trailers(trailers);
 }
 
+/// Starts `n` calls through `channel`; returns them once the limited peer
+/// has received one.
+async fn calls_held_by(
+    channel: &lookaside_client::LbChannel,
+    n: usize,
+    arrivals: &mut tokio::sync::mpsc::UnboundedReceiver<()>,
+) -> Vec<tokio::task::JoinHandle<Result<(), tonic::Status>>> {
+    let calls = (0..n)
+        .map(|_| {
+            let channel = channel.clone();
+            tokio::spawn(async move { support::call(&channel).await })
+        })
+        .collect();
+    tokio::time::timeout(Duration::from_secs(5), arrivals.recv())
+        .await
+        .expect("a call reaches the limited server");
+    calls
+}
+
 /// A server stream that has ended, kept by the application, leaves the
 /// server's only stream free for the next call (HTTP/2 closed it).
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
@@ -138,17 +157,9 @@ async fn calls_waiting_on_a_draining_server_go_elsewhere_at_once() {
     );
     // Equal weights: the picks alternate, two calls each.
     cluster.assign(vec![(limited, 1), (spare.address, 1)]);
-    let calls: Vec<_> = (0..4)
-        .map(|_| {
-            let channel = channel.clone();
-            tokio::spawn(async move { support::call(&channel).await })
-        })
-        .collect();
     // The limited server holds one call; the other call picked for it
     // waits in the client for its only stream.
-    tokio::time::timeout(Duration::from_secs(5), arrivals.recv())
-        .await
-        .expect("a call reaches the limited server");
+    let calls = calls_held_by(&channel, 4, &mut arrivals).await;
     drain.send(()).unwrap();
 
     let mut calls: futures::stream::FuturesUnordered<_> = calls.into_iter().collect();
@@ -201,15 +212,7 @@ async fn calls_waiting_for_a_stream_are_counted() {
         Duration::from_secs(2),
     );
     cluster.assign(vec![(address, 1)]);
-    let calls: Vec<_> = (0..3)
-        .map(|_| {
-            let channel = channel.clone();
-            tokio::spawn(async move { support::call(&channel).await })
-        })
-        .collect();
-    tokio::time::timeout(Duration::from_secs(5), arrivals.recv())
-        .await
-        .expect("a call reaches the server");
+    let calls = calls_held_by(&channel, 3, &mut arrivals).await;
     support::until("two calls waiting", || waiting() == 2.0).await;
     assert_eq!(waiting(), 2.0, "no more than two");
     for call in calls {
