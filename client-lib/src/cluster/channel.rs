@@ -23,9 +23,15 @@ use tracing::Instrument;
 
 use super::EndpointSet;
 use super::ready::{self, WaitForReady};
-use super::retry;
+use super::retry::{self, Requeue};
 use crate::endpoint::{Connection, Deadline, RequestBody};
 use crate::telemetry::ClusterMetrics;
+
+/// Half the first pause of a wait-for-ready call that every endpoint
+/// refused (see [`LbChannel::after_pause`]).
+const REFUSED_PAUSE: Duration = Duration::from_millis(50);
+/// The longest such pause.
+const MAX_REFUSED_PAUSE: Duration = Duration::from_secs(2);
 
 /// Balances calls over a cluster's usable endpoints by weight. Cheap to
 /// clone (one reference count: a call clones it); clones share everything
@@ -85,11 +91,14 @@ impl LbChannel {
     /// until its deadline (without a deadline, as long as it takes) instead
     /// of failing fast with UNAVAILABLE. After its attempts all failed to
     /// connect it tries the usable endpoints it has not tried yet, then
-    /// waits for the balancer's next endpoint set and starts over: the cap
-    /// on transparent retries holds between such waits, not across them.
+    /// waits for the balancer's next endpoint set and starts over; when the
+    /// endpoints answer but refused it (refused streams, GOAWAY), it tries
+    /// them again after a pause (100 ms, doubling up to 2 s). The cap on
+    /// transparent retries holds between such waits, not across them.
     /// Nothing that may have been processed is sent again. One call can ask
-    /// for it alone with the [`WaitForReady`] request extension. Readiness (`poll_ready`) still never blocks: it
-    /// cannot see a call's deadline (see [`LbChannel::until_usable`]).
+    /// for it alone with the [`WaitForReady`] request extension. Readiness
+    /// (`poll_ready`) still never blocks: it cannot see a call's deadline
+    /// (see [`LbChannel::until_usable`]).
     #[must_use]
     pub fn wait_for_ready(mut self) -> Self {
         self.wait_for_ready = true;
@@ -189,6 +198,53 @@ impl LbChannel {
             .ok_or_else(|| ready::stopped(name))
     }
 
+    /// An endpoint for a wait-for-ready call with none left to try, as
+    /// `requeue` says; `pauses` counts the rounds it paused.
+    async fn go_on(
+        &self,
+        requeue: Requeue,
+        pauses: &mut u32,
+        tried: &mut Vec<(SocketAddr, bool)>,
+        deadline: Option<Deadline>,
+    ) -> Result<Connection, Status> {
+        match requeue {
+            Requeue::NextSet => {
+                // Refused streams say nothing of the endpoint.
+                tried.retain(|&(_, failed)| failed);
+                let seen = self.shared.set.load_full();
+                self.requeue(&seen, tried, deadline).await
+            }
+            Requeue::Pause => {
+                *pauses = pauses.saturating_add(1);
+                self.after_pause(*pauses, tried, deadline).await
+            }
+        }
+    }
+
+    /// An endpoint for a wait-for-ready call that every endpoint refused
+    /// though they answer (refused streams, GOAWAY): any usable one again,
+    /// after a pause that doubles with each such round (`round`, from 1:
+    /// 100 ms, up to 2 s, give or take a fifth). Up to the call's deadline.
+    async fn after_pause(
+        &self,
+        round: u32,
+        tried: &mut Vec<(SocketAddr, bool)>,
+        deadline: Option<Deadline>,
+    ) -> Result<Connection, Status> {
+        let pause = REFUSED_PAUSE
+            .saturating_mul(1 << round.min(6))
+            .min(MAX_REFUSED_PAUSE);
+        let name = &self.shared.name;
+        let pause = tokio::time::sleep(crate::endpoint::jitter(pause));
+        ready::within(name, deadline, "every endpoint refused the call", pause).await?;
+        tried.clear();
+        if let Some(next) = self.pick_untried(tried) {
+            return Ok(next);
+        }
+        self.wait_usable(deadline).await?;
+        self.pick_untried(tried).ok_or_else(|| ready::stopped(name))
+    }
+
     /// Waits for the first assignment, up to the configured timeout or the
     /// call's deadline, whichever comes first.
     async fn assigned(&self, deadline: Option<Deadline>) -> Result<(), Status> {
@@ -252,6 +308,9 @@ impl Service<http::Request<Body>> for LbChannel {
             let mut tried: Vec<(SocketAddr, bool)> = Vec::new();
             let mut spared: Option<SocketAddr> = None;
             let mut attempts = 0;
+            // Rounds a wait-for-ready call paused for endpoints that
+            // refused it.
+            let mut pauses: u32 = 0;
             let mut connection = loop {
                 if let Some(connection) = this.pick_untried(&tried) {
                     break connection;
@@ -287,11 +346,13 @@ impl Service<http::Request<Body>> for LbChannel {
                     // Eject the endpoint; the balancer probes it back.
                     connection.report_failure();
                 }
-                let requeue = wait_for_ready && retry::may_requeue(&error, body.replayable());
+                let requeue = wait_for_ready
+                    .then(|| retry::requeue(&error, body.replayable()))
+                    .flatten();
                 let retry = retry::may_retry(&error, body.replayable(), attempts);
                 // A stream refused, or past a graceful GOAWAY: the endpoint
                 // is fine and its next connection may take the call.
-                if (retry || requeue) && (failed || spared.replace(address).is_some()) {
+                if (retry || requeue.is_some()) && (failed || spared.replace(address).is_some()) {
                     tried.push((address, failed));
                 }
                 let next = if retry {
@@ -299,20 +360,18 @@ impl Service<http::Request<Body>> for LbChannel {
                 } else {
                     None
                 };
-                connection = match next {
-                    Some(next) => next,
-                    None if requeue => {
-                        // Refused streams say nothing of the endpoint.
-                        tried.retain(|&(_, failed)| failed);
-                        let seen = this.shared.set.load_full();
-                        let next = Box::pin(this.requeue(&seen, &mut tried, deadline)).await?;
+                connection = match (next, requeue) {
+                    (Some(next), _) => next,
+                    (None, Some(requeue)) => {
+                        let next = this.go_on(requeue, &mut pauses, &mut tried, deadline);
+                        let next = Box::pin(next).await?;
                         spared = None;
                         attempts = 0;
                         next
                     }
                     // None left: this error says more than "none is
                     // reachable".
-                    None => return Err(error.status(&this.shared.name).into()),
+                    (None, None) => return Err(error.status(&this.shared.name).into()),
                 };
                 this.shared.metrics.retries.increment(1);
                 tracing::debug!(cluster = %this.shared.name, endpoint = %address, error = %crate::telemetry::error_chain(&error), "request not processed; trying again");
@@ -469,6 +528,72 @@ mod tests {
             }
         });
         address
+    }
+
+    /// An HTTP/2 server that refuses its first `refusing` requests
+    /// (`REFUSED_STREAM`: not processed, as a server shedding load says),
+    /// then answers every request with an empty 200.
+    async fn refusing_then_answering_peer(refusing: usize) -> SocketAddr {
+        let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+        let address = listener.local_addr().unwrap();
+        let refused = Arc::new(std::sync::atomic::AtomicUsize::new(0));
+        tokio::spawn(async move {
+            loop {
+                let (socket, _) = listener.accept().await.unwrap();
+                let refused = refused.clone();
+                tokio::spawn(async move {
+                    let Ok(mut connection) = h2::server::handshake(socket).await else {
+                        return;
+                    };
+                    while let Some(Ok((_request, mut respond))) = connection.accept().await {
+                        if refused.fetch_add(1, std::sync::atomic::Ordering::Relaxed) < refusing {
+                            respond.send_reset(h2::Reason::REFUSED_STREAM);
+                        } else {
+                            let _ = respond.send_response(http::Response::new(()), true);
+                        }
+                    }
+                });
+            }
+        });
+        address
+    }
+
+    /// A wait-for-ready call that its only endpoint keeps refusing (refused
+    /// streams; a GOAWAY on every new connection takes the same path) tries
+    /// again after a pause until the endpoint takes it, where a fail-fast
+    /// call fails once its transparent retries are spent.
+    #[tokio::test]
+    async fn a_wait_for_ready_call_an_endpoint_refuses_tries_again_after_a_pause() {
+        for wait_for_ready in [false, true] {
+            let peer = refusing_then_answering_peer(4).await;
+            let (failures, _reported) = mpsc::unbounded_channel();
+            let endpoint =
+                crate::endpoint::Endpoint::new("test", peer, &Default::default(), failures);
+            let set = EndpointSet::new(vec![(endpoint, 1)], Vec::new(), 1);
+            let (_publish, published) = watch::channel(());
+            let channel = LbChannel::new(
+                "test",
+                Arc::new(ArcSwap::from_pointee(set)),
+                published,
+                Duration::from_secs(1),
+                ClusterMetrics::new("test"),
+            );
+            let mut channel = if wait_for_ready {
+                channel.wait_for_ready()
+            } else {
+                channel
+            };
+            let answered =
+                tokio::time::timeout(Duration::from_secs(10), channel.call(request_within(8_000)))
+                    .await
+                    .expect("the call ends within its deadline");
+            if wait_for_ready {
+                assert!(answered.is_ok(), "{answered:?}");
+            } else {
+                let status = Status::from_error(answered.unwrap_err());
+                assert_eq!(status.code(), tonic::Code::Unavailable, "{status:?}");
+            }
+        }
     }
 
     /// A wait-for-ready call whose attempt fails to connect while the

@@ -25,14 +25,30 @@ pub(super) fn may_retry(error: &EndpointError, replayable: bool, attempts: usize
 /// Extra attempts for a request no server processed.
 const MAX_TRANSPARENT_RETRIES: usize = 2;
 
-/// Whether a wait-for-ready call that failed with `error` waits for a
-/// usable endpoint and tries again once it has tried every endpoint (as
-/// gRPC queues such a call again): its body can be sent again, the server
-/// never saw it, and the connection failed (so the balancer ejects the
-/// endpoint and publishes a new set). Not capped: each such wait needs a
-/// new set.
-pub(super) fn may_requeue(error: &EndpointError, replayable: bool) -> bool {
-    replayable && error.unprocessed() && error.connection_failed()
+/// How a wait-for-ready call that failed goes on once it has no endpoint
+/// left to try (gRPC queues such a call again). Not capped: each round
+/// waits for a new endpoint set or a pause.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub(super) enum Requeue {
+    /// The connection failed: it waits for the balancer's next endpoint
+    /// set (the endpoint is ejected, and probed back).
+    NextSet,
+    /// The endpoints answer but refused the call (a refused stream, a
+    /// GOAWAY): it tries them again after a pause.
+    Pause,
+}
+
+/// How a wait-for-ready call that failed with `error` goes on (see
+/// [`Requeue`]); `None`: it fails, the request may have been processed or
+/// its body cannot (`replayable`) be sent again.
+pub(super) fn requeue(error: &EndpointError, replayable: bool) -> Option<Requeue> {
+    if !replayable || !error.unprocessed() {
+        None
+    } else if error.connection_failed() {
+        Some(Requeue::NextSet)
+    } else {
+        Some(Requeue::Pause)
+    }
 }
 
 #[cfg(test)]
