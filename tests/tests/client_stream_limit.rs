@@ -6,7 +6,7 @@
 
 use std::time::Duration;
 
-use lookaside_tests::backend::Backend;
+use lookaside_tests::backend::{ARRIVALS, Backend};
 use lookaside_tests::config::Config;
 use lookaside_tests::control_plane::ControlPlane;
 use lookaside_tests::echo::v1::WhoRequest;
@@ -59,7 +59,7 @@ async fn calls_waiting_for_a_killed_servers_streams_go_elsewhere() -> anyhow::Re
             .lines()
             .iter()
             .filter_map(|line| {
-                line.strip_prefix("arrivals ")?
+                line.strip_prefix(ARRIVALS)?
                     .split(' ')
                     .next()?
                     .parse::<usize>()

@@ -331,11 +331,11 @@ async fn probe(
     settings: ConnectionSettings,
     recovered: mpsc::Sender<Recovered>,
 ) {
-    let mut delay = settings.probe_backoff_initial;
-    loop {
+    let (initial, max) = (settings.probe_backoff_initial, settings.probe_backoff_max);
+    for round in 0.. {
         // Give or take a fifth: the clients that ejected an endpoint at the
         // same moment do not all probe it at the same moment.
-        tokio::time::sleep(crate::endpoint::jitter(delay)).await;
+        tokio::time::sleep(crate::endpoint::backoff(initial, max, round)).await;
         let attempt = tokio::time::timeout(
             settings.connect_timeout,
             crate::endpoint::answers(address, &settings),
@@ -348,7 +348,6 @@ async fn probe(
         if recovered.is_closed() {
             return;
         }
-        delay = (delay * 2).min(settings.probe_backoff_max);
     }
 }
 

@@ -27,9 +27,9 @@ use super::retry::{self, Requeue};
 use crate::endpoint::{Connection, Deadline, RequestBody};
 use crate::telemetry::ClusterMetrics;
 
-/// Half the first pause of a wait-for-ready call that every endpoint
-/// refused (see [`LbChannel::after_pause`]).
-const REFUSED_PAUSE: Duration = Duration::from_millis(50);
+/// The first pause of a wait-for-ready call that every endpoint refused
+/// (see [`LbChannel::after_pause`]).
+const REFUSED_PAUSE: Duration = Duration::from_millis(100);
 /// The longest such pause.
 const MAX_REFUSED_PAUSE: Duration = Duration::from_secs(2);
 
@@ -158,21 +158,26 @@ impl LbChannel {
         Some(endpoint.connection.clone())
     }
 
-    /// Waits for a usable endpoint (a wait-for-ready call), up to the
-    /// call's deadline if it has one.
-    async fn wait_usable(&self, deadline: Option<Deadline>) -> Result<(), Status> {
+    /// Whether the call with head `parts` waits for ready (the channel's
+    /// or the call's choice). Asked only off the path every call takes.
+    fn waits_for_ready(&self, parts: &http::request::Parts) -> bool {
+        self.wait_for_ready || parts.extensions.get::<WaitForReady>().is_some()
+    }
+
+    /// The endpoint `pick` finds in the cluster's endpoint set, now or in
+    /// a set the balancer publishes later, for a wait-for-ready call: up to
+    /// its deadline; `waiting` says for what, should it pass.
+    async fn pick_within(
+        &self,
+        deadline: Option<Deadline>,
+        waiting: &str,
+        pick: impl FnMut(&EndpointSet) -> Option<Connection>,
+    ) -> Result<Connection, Status> {
         let name = &self.shared.name;
-        match ready::within(
-            name,
-            deadline,
-            "no endpoint was usable",
-            self.until_usable(),
-        )
-        .await?
-        {
-            true => Ok(()),
-            false => Err(ready::stopped(name)),
-        }
+        let next = ready::until(&self.shared.set, &self.shared.published, pick);
+        ready::within(name, deadline, waiting, next)
+            .await?
+            .ok_or_else(|| ready::stopped(name))
     }
 
     /// An endpoint for a wait-for-ready call whose every attempt failed to
@@ -186,16 +191,13 @@ impl LbChannel {
         tried: &mut Vec<(SocketAddr, bool)>,
         deadline: Option<Deadline>,
     ) -> Result<Connection, Status> {
-        let next = ready::until(&self.shared.set, &self.shared.published, |set| {
+        self.pick_within(deadline, "no endpoint was reachable", |set| {
             if !std::ptr::eq(set, &**seen) {
                 tried.clear();
             }
             self.pick_untried(tried)
-        });
-        let name = &self.shared.name;
-        ready::within(name, deadline, "no endpoint was reachable", next)
-            .await?
-            .ok_or_else(|| ready::stopped(name))
+        })
+        .await
     }
 
     /// An endpoint for a wait-for-ready call with none left to try, as
@@ -215,15 +217,16 @@ impl LbChannel {
                 self.requeue(&seen, tried, deadline).await
             }
             Requeue::Pause => {
+                let round = *pauses;
                 *pauses = pauses.saturating_add(1);
-                self.after_pause(*pauses, tried, deadline).await
+                self.after_pause(round, tried, deadline).await
             }
         }
     }
 
     /// An endpoint for a wait-for-ready call that every endpoint refused
     /// though they answer (refused streams, GOAWAY): any usable one again,
-    /// after a pause that doubles with each such round (`round`, from 1:
+    /// after a pause that doubles with each such round (`round`, from 0:
     /// 100 ms, up to 2 s, give or take a fifth). Up to the call's deadline.
     async fn after_pause(
         &self,
@@ -231,18 +234,15 @@ impl LbChannel {
         tried: &mut Vec<(SocketAddr, bool)>,
         deadline: Option<Deadline>,
     ) -> Result<Connection, Status> {
-        let pause = REFUSED_PAUSE
-            .saturating_mul(1 << round.min(6))
-            .min(MAX_REFUSED_PAUSE);
+        let pause = crate::endpoint::backoff(REFUSED_PAUSE, MAX_REFUSED_PAUSE, round);
         let name = &self.shared.name;
-        let pause = tokio::time::sleep(crate::endpoint::jitter(pause));
+        let pause = tokio::time::sleep(pause);
         ready::within(name, deadline, "every endpoint refused the call", pause).await?;
         tried.clear();
-        if let Some(next) = self.pick_untried(tried) {
-            return Ok(next);
-        }
-        self.wait_usable(deadline).await?;
-        self.pick_untried(tried).ok_or_else(|| ready::stopped(name))
+        self.pick_within(deadline, "no endpoint was usable", |_| {
+            self.pick_untried(&[])
+        })
+        .await
     }
 
     /// Waits for the first assignment, up to the configured timeout or the
@@ -294,10 +294,8 @@ impl Service<http::Request<Body>> for LbChannel {
         let (parts, body) = request.into_parts();
         // Fixed once: retries share the call's deadline.
         let deadline = Deadline::of(&parts.headers);
-        let wait_for_ready =
-            this.wait_for_ready || parts.extensions.get::<WaitForReady>().is_some();
         Box::pin(async move {
-            if !wait_for_ready && !this.shared.set.load().assigned {
+            if !this.shared.set.load().assigned && !this.waits_for_ready(&parts) {
                 // Boxed: a rare wait should not grow every call's future.
                 Box::pin(this.assigned(deadline)).await?;
             }
@@ -311,11 +309,14 @@ impl Service<http::Request<Body>> for LbChannel {
             // Rounds a wait-for-ready call paused for endpoints that
             // refused it.
             let mut pauses: u32 = 0;
-            let mut connection = loop {
-                if let Some(connection) = this.pick_untried(&tried) {
-                    break connection;
+            let mut connection = match this.pick_untried(&tried) {
+                Some(connection) => connection,
+                None if this.waits_for_ready(&parts) => {
+                    let usable = |_: &EndpointSet| this.pick_untried(&[]);
+                    // Boxed: a rare wait should not grow every call's future.
+                    Box::pin(this.pick_within(deadline, "no endpoint was usable", usable)).await?
                 }
-                if !wait_for_ready {
+                None => {
                     let set = this.shared.set.load();
                     return Err(Status::unavailable(format!(
                         "cluster {}: none of its {} endpoints is reachable",
@@ -323,8 +324,6 @@ impl Service<http::Request<Body>> for LbChannel {
                     ))
                     .into());
                 }
-                // Boxed: a rare wait should not grow every call's future.
-                Box::pin(this.wait_usable(deadline)).await?;
             };
             loop {
                 let address = connection.address();
@@ -346,7 +345,8 @@ impl Service<http::Request<Body>> for LbChannel {
                     // Eject the endpoint; the balancer probes it back.
                     connection.report_failure();
                 }
-                let requeue = wait_for_ready
+                let requeue = this
+                    .waits_for_ready(&parts)
                     .then(|| retry::requeue(&error, body.replayable()))
                     .flatten();
                 let retry = retry::may_retry(&error, body.replayable(), attempts);
@@ -485,7 +485,7 @@ mod tests {
             ready_within(&mut channel.clone(), Duration::from_millis(1)).await,
             "readiness never blocks, even waiting for ready"
         );
-        balancer.assign(vec![(answering_peer().await, 1)]);
+        balancer.assign(vec![(refusing_then_answering_peer(0).await, 1)]);
         let usable = tokio::time::timeout(Duration::from_secs(1), channel.until_usable()).await;
         assert_eq!(usable, Ok(true));
         drop(balancer);
@@ -510,24 +510,12 @@ mod tests {
         request.extensions_mut().insert(WaitForReady);
         let status = Status::from_error(channel.call(request).await.unwrap_err());
         assert_eq!(status.code(), tonic::Code::DeadlineExceeded, "{status:?}");
-        assert!(
-            ready_within(&mut channel, Duration::from_millis(1)).await,
-            "the channel stays fail-fast"
+        let other = Status::from_error(channel.call(request_within(300)).await.unwrap_err());
+        assert_eq!(
+            other.code(),
+            tonic::Code::Unavailable,
+            "the channel's other calls stay fail-fast: {other:?}"
         );
-    }
-
-    /// An HTTP/2 server answering every request with an empty 200.
-    async fn answering_peer() -> SocketAddr {
-        let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
-        let address = listener.local_addr().unwrap();
-        tokio::spawn(async move {
-            let (socket, _) = listener.accept().await.unwrap();
-            let mut connection = h2::server::handshake(socket).await.unwrap();
-            while let Some(Ok((_request, mut respond))) = connection.accept().await {
-                let _ = respond.send_response(http::Response::new(()), true);
-            }
-        });
-        address
     }
 
     /// An HTTP/2 server that refuses its first `refusing` requests
@@ -639,7 +627,7 @@ mod tests {
         }
         assert_eq!(reported.recv().await, Some(down), "the endpoint failed");
 
-        set.store(set_at(answering_peer().await));
+        set.store(set_at(refusing_then_answering_peer(0).await));
         publish.send_replace(());
         let answered = tokio::time::timeout(Duration::from_secs(5), call)
             .await

@@ -31,6 +31,7 @@ use h2::client::SendRequest;
 use tokio::sync::mpsc;
 use tracing::{Instrument, debug, warn};
 
+use super::backoff::backoff;
 use super::coalescing::Coalescing;
 use super::dial::establish;
 use super::in_flight::{Calls, InFlight};
@@ -252,11 +253,12 @@ impl Shared {
             self.short_lived.store(0, Ordering::Relaxed);
             return Duration::ZERO;
         }
-        let before = self.short_lived.fetch_add(1, Ordering::Relaxed).min(30);
-        let initial = self.settings.reconnect_backoff_initial;
-        let max = self.settings.reconnect_backoff_max.max(initial);
-        let delay = initial.saturating_mul(1 << before).min(max);
-        jitter(delay)
+        let before = self.short_lived.fetch_add(1, Ordering::Relaxed);
+        backoff(
+            self.settings.reconnect_backoff_initial,
+            self.settings.reconnect_backoff_max,
+            before,
+        )
     }
 
     /// The live connection, connecting first if there is none.
@@ -378,7 +380,7 @@ impl Shared {
             self.waiting_for_stream.clone(),
         );
         let keepalive = keepalive(
-            Some(ping_pong),
+            ping_pong,
             calls.clone(),
             self.keepalive_interval(),
             self.settings.keepalive_timeout,
@@ -462,20 +464,6 @@ async fn drive<T>(
         // A call may have made the next connection already: then nothing.
         drop(shared.attempt());
     }
-}
-
-/// `delay` give or take a fifth, so clients that lost their connections
-/// at the same moment do not all come back at the same moment.
-pub(crate) fn jitter(delay: Duration) -> Duration {
-    use std::hash::{BuildHasher, Hasher};
-    // Randomly keyed per call: enough randomness for spreading, no crate.
-    let random = std::collections::hash_map::RandomState::new()
-        .build_hasher()
-        .finish();
-    let fifth = delay / 5;
-    let spread = u64::try_from(fifth.as_nanos().saturating_mul(2)).unwrap_or(u64::MAX);
-    let offset = Duration::from_nanos(random.checked_rem(spread).unwrap_or(0));
-    (delay - fifth) + offset
 }
 
 #[cfg(test)]
@@ -629,19 +617,11 @@ mod tests {
         let connection = calm_peer(b"too_many_pings", Duration::from_millis(20)).await;
         for expected in [100, 200, 400] {
             connection.warm_up();
-            let doubled = tokio::time::timeout(Duration::from_secs(5), async {
-                while connection.shared.keepalive_interval() != Duration::from_millis(expected)
-                    || connection.shared.live.load().is_some()
-                {
-                    tokio::time::sleep(Duration::from_millis(5)).await;
-                }
+            until(&format!("interval doubled to {expected} ms"), || {
+                connection.shared.keepalive_interval() == Duration::from_millis(expected)
+                    && connection.shared.live.load().is_none()
             })
             .await;
-            assert!(
-                doubled.is_ok(),
-                "interval {:?}, expected {expected} ms",
-                connection.shared.keepalive_interval()
-            );
         }
     }
 
@@ -672,8 +652,12 @@ mod tests {
             retired.shared.short_lived.load(Ordering::Relaxed) == 1
         })
         .await;
-        // Well past that delay (10 ms, give or take a fifth).
-        tokio::time::sleep(reconnect * 10).await;
+        // Its drive task, which holds the only weak reference, has returned:
+        // it would have dialled again before (after the delay it chose).
+        until("its drive task returned", || {
+            Arc::weak_count(&retired.shared) == 0
+        })
+        .await;
         assert_eq!(
             attempts(&retired),
             1,
@@ -707,15 +691,11 @@ mod tests {
         let connection = calm_peer(b"too_many_data_frames", Duration::from_millis(20)).await;
         for _ in 0..3 {
             connection.warm_up();
-            let ended = tokio::time::timeout(Duration::from_secs(5), async {
-                // Until the connection was made and has ended (or failed).
-                while connection.shared.live.load().is_some() || connection.shared.attempt_pending()
-                {
-                    tokio::time::sleep(Duration::from_millis(5)).await;
-                }
+            // Until the connection was made and has ended (or failed).
+            until("the connection ended", || {
+                connection.shared.live.load().is_none() && !connection.shared.attempt_pending()
             })
             .await;
-            assert!(ended.is_ok(), "the connection did not end");
         }
         assert_eq!(
             connection.shared.keepalive_interval(),

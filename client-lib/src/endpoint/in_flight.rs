@@ -192,16 +192,31 @@ mod tests {
             .is_err()
     }
 
-    /// What `future` gives, failing the test if it waits on.
+    /// What `future` gives, failing the test if it waits on: it must be
+    /// woken (a call ended, the connection ended) before the first in line
+    /// would look at the connection again on its own.
     async fn done<F: Future>(future: F) -> F::Output {
-        tokio::time::timeout(Duration::from_secs(1), future)
+        tokio::time::timeout(RECHECK / 2, future)
             .await
             .expect("still waiting")
     }
 
+    /// What `future` gives once the first in line has looked at the
+    /// connection again (nothing wakes it: the server changed its mind).
+    async fn rechecked<F: Future>(future: F) -> F::Output {
+        tokio::time::timeout(RECHECK * 2, future)
+            .await
+            .expect("still waiting")
+    }
+
+    /// The calls of a connection whose server allows `limit` streams.
+    fn counted(limit: usize) -> Calls {
+        Calls::new(limit, metrics::Gauge::noop())
+    }
+
     #[tokio::test(start_paused = true)]
     async fn a_call_past_the_servers_limit_waits_until_one_ends() {
-        let calls = Calls::new(2, metrics::Gauge::noop());
+        let calls = counted(2);
         let two = allows(2);
         let first = calls.start(&two).await.unwrap();
         let _second = calls.start(&two).await.unwrap();
@@ -221,7 +236,7 @@ mod tests {
     async fn a_raised_limit_is_read_when_a_call_would_go_past_the_known_one() {
         let limit = AtomicUsize::new(1);
         let probe = || Some(limit.load(Ordering::Relaxed));
-        let calls = Calls::new(1, metrics::Gauge::noop());
+        let calls = counted(1);
         let _first = calls.start(&probe).await.unwrap();
         limit.store(2, Ordering::Relaxed);
         assert!(
@@ -234,18 +249,18 @@ mod tests {
     async fn a_limit_raised_while_calls_wait_lets_them_go() {
         let limit = AtomicUsize::new(1);
         let probe = || Some(limit.load(Ordering::Relaxed));
-        let calls = Calls::new(1, metrics::Gauge::noop());
+        let calls = counted(1);
         let _first = calls.start(&probe).await.unwrap();
         let mut waiting = Box::pin(calls.start(&probe));
         assert!(pending(&mut waiting).await);
         // No call ends: the first in line sees it at its next look.
         limit.store(2, Ordering::Relaxed);
-        assert!(done(waiting).await.is_some());
+        assert!(rechecked(waiting).await.is_some());
     }
 
     #[tokio::test(start_paused = true)]
     async fn waiting_calls_stop_when_the_connection_ends() {
-        let calls = Calls::new(1, metrics::Gauge::noop());
+        let calls = counted(1);
         let one = allows(1);
         let _first = calls.start(&one).await.unwrap();
         let mut waiting = Box::pin(calls.start(&one));
@@ -267,20 +282,20 @@ mod tests {
     async fn waiting_calls_stop_when_the_connection_takes_no_new_stream() {
         let open = AtomicBool::new(true);
         let probe = || open.load(Ordering::Relaxed).then_some(1);
-        let calls = Calls::new(1, metrics::Gauge::noop());
+        let calls = counted(1);
         let _first = calls.start(&probe).await.unwrap();
         let mut waiting = Box::pin(calls.start(&probe));
         let mut behind = Box::pin(calls.start(&probe));
         assert!(pending(&mut waiting).await && pending(&mut behind).await);
         // GOAWAY: the call in flight goes on, no call ends.
         open.store(false, Ordering::Relaxed);
-        assert!(done(waiting).await.is_none());
+        assert!(rechecked(waiting).await.is_none());
         assert!(done(behind).await.is_none());
     }
 
     #[tokio::test(start_paused = true)]
     async fn with_nothing_in_flight_a_call_goes_to_h2s_queue_even_at_a_limit_of_0() {
-        let calls = Calls::new(0, metrics::Gauge::noop());
+        let calls = counted(0);
         let none = allows(0);
         let only = calls.start(&none).await;
         assert!(only.is_some(), "nothing would ever make room");
@@ -292,7 +307,7 @@ mod tests {
 
     #[tokio::test(start_paused = true)]
     async fn every_ended_call_lets_one_waiting_call_go() {
-        let calls = Calls::new(2, metrics::Gauge::noop());
+        let calls = counted(2);
         let two = allows(2);
         let a = calls.start(&two).await.unwrap();
         let b = calls.start(&two).await.unwrap();
@@ -310,7 +325,7 @@ mod tests {
 
     #[tokio::test(start_paused = true)]
     async fn waiting_calls_go_in_the_order_they_came() {
-        let calls = Calls::new(1, metrics::Gauge::noop());
+        let calls = counted(1);
         let one = allows(1);
         let first = calls.start(&one).await.unwrap();
         let mut early = Box::pin(calls.start(&one));
@@ -328,7 +343,7 @@ mod tests {
 
     #[tokio::test(start_paused = true)]
     async fn a_waiting_call_that_is_dropped_passes_its_turn_on() {
-        let calls = Calls::new(1, metrics::Gauge::noop());
+        let calls = counted(1);
         let one = allows(1);
         let first = calls.start(&one).await.unwrap();
         let mut abandoned = Box::pin(calls.start(&one));

@@ -19,14 +19,11 @@ use super::in_flight::Calls;
 /// minutes by default without data in between) doubles the interval of
 /// the next connection (`Shared::too_many_pings`).
 pub(super) async fn keepalive(
-    ping_pong: Option<h2::PingPong>,
+    mut ping_pong: h2::PingPong,
     calls: Calls,
     interval: Duration,
     timeout: Duration,
 ) -> String {
-    let Some(mut ping_pong) = ping_pong else {
-        return std::future::pending().await;
-    };
     loop {
         tokio::time::sleep(interval).await;
         if !calls.any() {

@@ -11,6 +11,7 @@
 //! which doubled the client's CPU per call; docs/BENCHMARKS.md).
 //! Must never: pick endpoints or know about weights.
 
+mod backoff;
 mod call;
 mod coalescing;
 mod connection;
@@ -27,9 +28,10 @@ mod settings;
 mod tls;
 mod tls_files;
 
+pub(crate) use backoff::backoff;
 pub(crate) use call::call;
+pub(crate) use connection::Connection;
 pub use connection::Failures;
-pub(crate) use connection::{Connection, jitter};
 pub use deadline::Deadline;
 pub(crate) use dial::answers;
 pub use error::EndpointError;
