@@ -43,10 +43,7 @@ async fn until_ejected(channel: &lookaside_client::LbChannel, mut between: impl 
 
 #[tokio::test]
 async fn an_endpoint_nobody_listens_on_is_ejected_before_any_call() {
-    let closed = {
-        let listener = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
-        listener.local_addr().unwrap()
-    };
+    let closed = support::closed_address();
     let (cluster, channel) = balancer("closed", Duration::from_secs(2));
     cluster.assign(vec![(closed, 1)]);
     until_ejected(&channel, async || {}).await;

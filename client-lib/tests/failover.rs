@@ -95,10 +95,7 @@ async fn a_backup_that_comes_back_is_connected_again_though_no_call_goes_there()
     let _recording = metrics::set_default_local_recorder(&recorder);
     let first = Backend::start().await;
     // A port nobody listens on yet: the backup is ejected at once.
-    let port = std::net::TcpListener::bind("127.0.0.1:0")
-        .unwrap()
-        .local_addr()
-        .unwrap();
+    let port = support::closed_address();
     let settings = ConnectionSettings {
         probe_backoff_initial: Duration::from_millis(20),
         probe_backoff_max: Duration::from_millis(100),

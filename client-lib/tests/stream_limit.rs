@@ -15,9 +15,8 @@ use std::time::Duration;
 use bytes::Bytes;
 use lookaside_client::cluster::ClusterBalancer;
 use lookaside_client::endpoint::ConnectionSettings;
-use tonic_health::pb::health_check_response::ServingStatus;
+use tonic_health::pb::HealthCheckRequest;
 use tonic_health::pb::health_client::HealthClient;
-use tonic_health::pb::{HealthCheckRequest, HealthCheckResponse};
 
 /// How the limited peer treats the requests it gets.
 #[derive(Clone, Copy)]
@@ -80,13 +79,7 @@ async fn respond_to(mut respond: h2::server::SendResponse<Bytes>, answer: Answer
     let Ok(mut stream) = respond.send_response(head, false) else {
         return;
     };
-    let message = prost::Message::encode_to_vec(&HealthCheckResponse {
-        status: ServingStatus::Serving as i32,
-    });
-    let mut framed = vec![0u8];
-    framed.extend_from_slice(&u32::try_from(message.len()).unwrap().to_be_bytes());
-    framed.extend_from_slice(&message);
-    let _ = stream.send_data(framed.into(), false);
+    let _ = stream.send_data(support::serving_frame(), false);
     let mut trailers = http::HeaderMap::new();
     trailers.insert("grpc-status", http::HeaderValue::from_static("0"));
     let _ = stream.send_trailers(trailers);

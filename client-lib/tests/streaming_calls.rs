@@ -5,6 +5,8 @@
 
 #![allow(clippy::expect_used, clippy::unwrap_used)]
 
+mod support;
+
 use std::time::Duration;
 
 use envoy_types::pb::envoy::config::core::v3::Node;
@@ -142,8 +144,8 @@ async fn a_bidirectional_stream_flows_and_dropping_it_cancels_it() {
 /// that sends one message, then closes.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_connection_lost_mid_response_is_unavailable() {
+    use tonic_health::pb::HealthCheckRequest;
     use tonic_health::pb::health_check_response::ServingStatus;
-    use tonic_health::pb::{HealthCheckRequest, HealthCheckResponse};
 
     let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
     let address = listener.local_addr().unwrap();
@@ -157,13 +159,7 @@ async fn a_connection_lost_mid_response_is_unavailable() {
             .body(())
             .unwrap();
         let mut stream = respond.send_response(head, false).unwrap();
-        let message = prost::Message::encode_to_vec(&HealthCheckResponse {
-            status: ServingStatus::Serving as i32,
-        });
-        let mut framed = vec![0u8];
-        framed.extend_from_slice(&u32::try_from(message.len()).unwrap().to_be_bytes());
-        framed.extend_from_slice(&message);
-        stream.send_data(framed.into(), false).unwrap();
+        stream.send_data(support::serving_frame(), false).unwrap();
         // Drive the connection until the client has the message, then
         // close the socket without ending the stream.
         let _ = tokio::time::timeout(Duration::from_secs(5), async {

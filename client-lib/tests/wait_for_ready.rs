@@ -22,9 +22,7 @@ use tonic_health::pb::health_client::HealthClient;
 async fn cluster_with_a_down_endpoint(
     name: &str,
 ) -> (ClusterBalancer, LbChannel, std::net::SocketAddr) {
-    let reserved = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
-    let address = reserved.local_addr().unwrap();
-    drop(reserved);
+    let address = support::closed_address();
     let settings = ConnectionSettings {
         // Probed back soon after it comes up.
         probe_backoff_initial: Duration::from_millis(50),

@@ -285,6 +285,25 @@ pub async fn silent_peer() -> (SocketAddr, tokio::task::JoinHandle<()>) {
     (address, held)
 }
 
+/// An address on loopback where nothing listens (a port the OS handed out
+/// and took back): connections to it are refused.
+pub fn closed_address() -> SocketAddr {
+    let listener = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
+    listener.local_addr().unwrap()
+}
+
+/// One gRPC message (length-prefixed, uncompressed) of a SERVING health
+/// status, as a raw HTTP/2 peer sends it in a DATA frame.
+pub fn serving_frame() -> bytes::Bytes {
+    let message = prost::Message::encode_to_vec(&tonic_health::pb::HealthCheckResponse {
+        status: tonic_health::pb::health_check_response::ServingStatus::Serving as i32,
+    });
+    let mut framed = vec![0u8];
+    framed.extend_from_slice(&u32::try_from(message.len()).unwrap().to_be_bytes());
+    framed.extend_from_slice(&message);
+    framed.into()
+}
+
 /// Calls Health/Check once through `channel`.
 pub async fn call<S>(channel: &S) -> Result<(), tonic::Status>
 where
