@@ -10,6 +10,7 @@ use xds_client::{ClientConfig, Node, ProstCodec, RetryPolicy, TonicTransportBuil
 
 use crate::cluster::{Assignment, ClusterBalancer, LbChannel};
 use crate::endpoint::ConnectionSettings;
+use crate::load::{LoadStore, Reporter};
 use crate::xds::{AssignmentResource, OwnedRuntime, Worker, follow};
 
 /// Why a client could not be built.
@@ -37,6 +38,7 @@ pub struct ClientBuilder {
     reconnect_max: Duration,
     tls: Option<tonic::transport::ClientTlsConfig>,
     fallback: HashMap<String, Assignment>,
+    load_reports: bool,
 }
 
 impl ClientBuilder {
@@ -80,6 +82,16 @@ impl ClientBuilder {
         self
     }
 
+    /// Whether to report what the calls to each endpoint did (issued,
+    /// succeeded, failed, in progress) to the control plane over LRS, at
+    /// the interval it asks for (default on). The control plane shows the
+    /// counts and lowers the weight of endpoints whose calls fail here. A
+    /// control plane without LRS (UNIMPLEMENTED) is not asked again.
+    pub fn load_reports(mut self, on: bool) -> Self {
+        self.load_reports = on;
+        self
+    }
+
     /// TLS towards the control plane (a CA to trust, and a client identity
     /// for mutual TLS); the address must then be `https://`.
     pub fn tls(mut self, tls: tonic::transport::ClientTlsConfig) -> Self {
@@ -108,12 +120,25 @@ impl ClientBuilder {
         }
         let runtime = OwnedRuntime::default();
         let xds = XdsClient::builder(config, transport, ProstCodec, runtime.clone()).build();
+        let loads = LoadStore::default();
+        if self.load_reports {
+            let reporter = Reporter::new(
+                self.control_plane.clone(),
+                self.tls.clone(),
+                self.node_id.clone(),
+                loads.clone(),
+                (self.reconnect_initial, self.reconnect_max),
+            );
+            // On the xDS client's runtime: it stops with the client.
+            xds_client::Runtime::spawn(&runtime, reporter.run());
+        }
         Ok(Client {
             inner: Arc::new(Inner {
                 xds,
                 worker: Arc::new(Worker::new(runtime)),
                 settings: self,
                 channels: Mutex::new(HashMap::new()),
+                loads,
             }),
         })
     }
@@ -129,6 +154,8 @@ struct Inner {
     /// One channel per cluster asked for, shared by every `channel()` call
     /// while the client lives (dropped with it).
     channels: Mutex<HashMap<String, LbChannel>>,
+    /// Every cluster's call counters, for load reports.
+    loads: LoadStore,
 }
 
 /// A process's connection to a Lookaside control plane. Cheap to clone.
@@ -154,6 +181,7 @@ impl Client {
             reconnect_max: Duration::from_secs(10),
             tls: None,
             fallback: HashMap::new(),
+            load_reports: true,
         }
     }
 
@@ -182,6 +210,7 @@ impl Client {
         if let Some(fallback) = settings.fallback.get(cluster) {
             balancer.assign(fallback.clone());
         }
+        self.inner.loads.add(balancer.loads());
         let xds = self.inner.xds.clone();
         let worker = self.inner.worker.clone();
         let name = cluster.to_string();

@@ -16,7 +16,9 @@
 //! - [`cluster`]: a cluster's endpoints, ejection and probing, and the
 //!   `tower::Service` tonic clients call through;
 //! - [`endpoint`]: one address and its HTTP/2 connection;
-//! - [`balance`]: the lock-free weighted picker.
+//! - [`balance`]: the lock-free weighted picker;
+//! - `load`: what the calls to each endpoint did (issued, succeeded,
+//!   failed, in progress), reported back to the control plane over LRS.
 //!
 //! And for backends: [`orca`], the load reporter a tonic server links in.
 //!
@@ -27,6 +29,7 @@ pub mod balance;
 mod client;
 pub mod cluster;
 pub mod endpoint;
+mod load;
 pub mod orca;
 mod telemetry;
 pub mod xds;

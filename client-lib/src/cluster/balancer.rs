@@ -12,6 +12,7 @@ use tracing::{debug, info, warn};
 
 use super::{EndpointSet, LbChannel};
 use crate::endpoint::{ConnectionSettings, Endpoint, Failures};
+use crate::load::ClusterLoads;
 use crate::telemetry::ClusterMetrics;
 
 /// Endpoints and weights for a cluster, as the control plane sent them.
@@ -39,6 +40,7 @@ const RECOVERY_QUEUE: usize = 64;
 pub struct ClusterBalancer {
     assignments: watch::Sender<Option<Vec<Assignment>>>,
     metrics: ClusterMetrics,
+    loads: Arc<ClusterLoads>,
 }
 
 impl ClusterBalancer {
@@ -55,6 +57,7 @@ impl ClusterBalancer {
         let (failures_tx, failures_rx) = mpsc::unbounded_channel();
         let (published_tx, published_rx) = watch::channel(());
         let metrics = ClusterMetrics::new(name);
+        let loads = ClusterLoads::new(name);
         let channel = LbChannel::new(
             name,
             set.clone(),
@@ -69,12 +72,14 @@ impl ClusterBalancer {
             failures_tx,
             published_tx,
             metrics.clone(),
+            loads.clone(),
         );
         tokio::spawn(task.run(assignments_rx, failures_rx));
         (
             Self {
                 assignments,
                 metrics,
+                loads,
             },
             channel,
         )
@@ -96,6 +101,12 @@ impl ClusterBalancer {
     /// An address in two tiers belongs to the first.
     pub fn assign_with_failover(&self, tiers: Vec<Assignment>) {
         self.assignments.send_replace(Some(tiers));
+    }
+
+    /// What the calls to each of the cluster's endpoints did, for load
+    /// reports.
+    pub(crate) fn loads(&self) -> Arc<ClusterLoads> {
+        self.loads.clone()
     }
 
     /// Counts an assignment that was rejected (NACKed or unusable).
@@ -130,6 +141,8 @@ struct Task {
     next_probe: u64,
     published: watch::Sender<()>,
     metrics: ClusterMetrics,
+    /// Where each new endpoint gets its call counters.
+    loads: Arc<ClusterLoads>,
 }
 
 impl Task {
@@ -141,6 +154,7 @@ impl Task {
         failures: Failures,
         published: watch::Sender<()>,
         metrics: ClusterMetrics,
+        loads: Arc<ClusterLoads>,
     ) -> Self {
         Self {
             name: name.to_string(),
@@ -153,6 +167,7 @@ impl Task {
             next_probe: 0,
             published,
             metrics,
+            loads,
         }
     }
 
@@ -243,7 +258,13 @@ impl Task {
                     Some(Assigned { endpoint, .. }) => endpoint,
                     None => {
                         debug!(cluster = %self.name, endpoint = %address, tier, "endpoint added");
-                        Endpoint::new(&self.name, address, &self.settings, self.failures.clone())
+                        Endpoint::new(
+                            &self.name,
+                            address,
+                            &self.settings,
+                            self.failures.clone(),
+                            self.loads.endpoint(address),
+                        )
                     }
                 };
                 next.insert(
@@ -371,6 +392,7 @@ mod tests {
             failures,
             published,
             ClusterMetrics::new(name),
+            ClusterLoads::new(name),
         )
     }
 

@@ -413,6 +413,7 @@ mod tests {
                 loopback(port),
                 &Default::default(),
                 failures.clone(),
+                Default::default(),
             )
         };
         let set = EndpointSet::new(
@@ -555,8 +556,13 @@ mod tests {
         for wait_for_ready in [false, true] {
             let peer = refusing_then_answering_peer(4).await;
             let (failures, _reported) = mpsc::unbounded_channel();
-            let endpoint =
-                crate::endpoint::Endpoint::new("test", peer, &Default::default(), failures);
+            let endpoint = crate::endpoint::Endpoint::new(
+                "test",
+                peer,
+                &Default::default(),
+                failures,
+                Default::default(),
+            );
             let set = EndpointSet::new(vec![(endpoint, 1)], Vec::new(), 1);
             let (_publish, published) = watch::channel(());
             let channel = LbChannel::new(
@@ -600,6 +606,7 @@ mod tests {
                 address,
                 &Default::default(),
                 failures.clone(),
+                Default::default(),
             );
             Arc::new(EndpointSet::new(vec![(endpoint, 1)], Vec::new(), 1))
         };

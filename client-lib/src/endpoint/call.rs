@@ -18,7 +18,7 @@ use tracing::debug;
 
 use super::pipe::spawn_pipe;
 use super::request_body::RequestBody;
-use super::response_body::{CallAlive, ResponseBody};
+use super::response_body::{CallAlive, Head, ResponseBody};
 use super::{Connection, Deadline, EndpointError};
 
 const USER_AGENT: &str = concat!("lookaside-client/", env!("CARGO_PKG_VERSION"));
@@ -50,7 +50,8 @@ pub(crate) fn call<'a>(
             })??,
         };
         let deadline = deadline.map(|deadline| (deadline.at, deadline.after));
-        Ok(response.map(|stream| Body::new(ResponseBody::new(stream, deadline, alive))))
+        let head = Head::of(&response);
+        Ok(response.map(|stream| Body::new(ResponseBody::new(stream, head, deadline, alive))))
     }
 }
 
@@ -136,7 +137,12 @@ async fn exchange(
     // ends (or it fails, or its response body is dropped): its keepalive
     // pings only while calls are on it, and calls past the server's stream
     // limit wait here.
-    let (mut send, in_flight) = connection.ready().await?;
+    let (mut send, in_flight) = connection.ready().await.inspect_err(|error| {
+        // Counted for load reports as a call the endpoint failed.
+        if error.connection_failed() {
+            connection.load().failed_unsent();
+        }
+    })?;
     let mut request = request(connection, head);
     if let Some(deadline) = deadline {
         deadline.rewrite(request.headers_mut());

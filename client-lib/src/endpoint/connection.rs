@@ -37,6 +37,7 @@ use super::dial::establish;
 use super::in_flight::{Calls, InFlight};
 use super::keepalive::keepalive;
 use super::{ConnectionSettings, EndpointError};
+use crate::load::EndpointLoad;
 
 /// A lazily made, self-replacing HTTP/2 connection to one endpoint. Cheap
 /// to clone; clones share the connection.
@@ -76,6 +77,8 @@ struct Shared {
     /// Calls held back past the server's stream limit, on any of its
     /// connections.
     waiting_for_stream: metrics::Gauge,
+    /// What the calls to the endpoint did, for load reports.
+    load: EndpointLoad,
     /// The endpoint left the assignment: its connection serves the calls
     /// still on it, and is not made again unasked when it ends.
     retired: AtomicBool,
@@ -105,12 +108,13 @@ struct Live {
 
 impl Connection {
     /// A connection to `address` of `cluster`, made on first use; attempts
-    /// that fail are reported on `failures`.
+    /// that fail are reported on `failures`, every call on `load`.
     pub(crate) fn new(
         cluster: &str,
         address: SocketAddr,
         settings: &ConnectionSettings,
         failures: Failures,
+        load: EndpointLoad,
     ) -> Self {
         // Requests name the server as its certificate does: the configured
         // server name, else the address (which always prints as a valid
@@ -147,6 +151,7 @@ impl Connection {
                 ),
                 made: crate::telemetry::connections(cluster, address),
                 waiting_for_stream: crate::telemetry::waiting_for_stream(cluster, address),
+                load,
                 retired: AtomicBool::new(false),
             }),
         }
@@ -177,6 +182,11 @@ impl Connection {
     /// The endpoint's address.
     pub(crate) fn address(&self) -> SocketAddr {
         self.shared.address
+    }
+
+    /// What the calls to the endpoint did, for load reports.
+    pub(crate) fn load(&self) -> &EndpointLoad {
+        &self.shared.load
     }
 
     /// The `:scheme` requests carry.
@@ -378,6 +388,7 @@ impl Shared {
         let calls = Calls::new(
             send.current_max_send_streams(),
             self.waiting_for_stream.clone(),
+            self.load.clone(),
         );
         let keepalive = keepalive(
             ping_pong,
@@ -486,7 +497,7 @@ mod tests {
         let (failures, reported) = mpsc::unbounded_channel();
         let address = SocketAddr::from(([127, 0, 0, 1], 9));
         (
-            Connection::new("test", address, settings, failures),
+            Connection::new("test", address, settings, failures, EndpointLoad::default()),
             reported,
         )
     }
@@ -608,7 +619,13 @@ mod tests {
             reconnect_backoff_initial: reconnect,
             ..ConnectionSettings::default()
         };
-        Connection::new("calm", address, &settings, failures)
+        Connection::new(
+            "calm",
+            address,
+            &settings,
+            failures,
+            EndpointLoad::default(),
+        )
     }
 
     #[tokio::test]

@@ -5,6 +5,7 @@ use std::sync::Arc;
 use std::sync::atomic::{AtomicBool, Ordering};
 
 use super::{Connection, ConnectionSettings, Failures};
+use crate::load::EndpointLoad;
 use crate::telemetry::EndpointMetrics;
 
 /// A backend address with its connection. Cheap to clone.
@@ -19,15 +20,16 @@ pub struct Endpoint {
 
 impl Endpoint {
     /// An endpoint of `cluster` at `address`; it starts connecting at once.
-    /// Connection attempts that fail are reported on `failures`. Must be
-    /// called within a tokio runtime.
-    pub fn new(
+    /// Connection attempts that fail are reported on `failures`, calls
+    /// counted on `load`. Must be called within a tokio runtime.
+    pub(crate) fn new(
         cluster: &str,
         address: SocketAddr,
         settings: &ConnectionSettings,
         failures: Failures,
+        load: EndpointLoad,
     ) -> Self {
-        let connection = Connection::new(cluster, address, settings, failures);
+        let connection = Connection::new(cluster, address, settings, failures, load);
         connection.warm_up();
         Self {
             address,

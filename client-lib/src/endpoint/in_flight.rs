@@ -24,6 +24,8 @@ use std::time::Duration;
 
 use tokio::sync::{Notify, Semaphore};
 
+use crate::load::EndpointLoad;
+
 /// How often the first call held back looks at the connection: whether it
 /// still takes new streams (not after GOAWAY) and how many.
 const RECHECK: Duration = Duration::from_millis(100);
@@ -46,6 +48,9 @@ struct Count {
     waiting: AtomicUsize,
     /// The same, for operators (shared by the endpoint's connections).
     waiting_gauge: metrics::Gauge,
+    /// What the endpoint's calls did, for load reports (shared by the
+    /// endpoint's connections).
+    load: EndpointLoad,
     /// Whose turn it is to be first in line (one permit, handed on in
     /// order).
     turn: Semaphore,
@@ -62,13 +67,14 @@ pub(crate) type Probe<'a> = &'a (dyn Fn() -> Option<usize> + Send + Sync);
 impl Calls {
     /// The calls of a new connection whose server allows `limit` streams
     /// at once (h2's value once the server's SETTINGS are in); calls held
-    /// back are counted on `waiting` too.
-    pub(crate) fn new(limit: usize, waiting: metrics::Gauge) -> Self {
+    /// back are counted on `waiting` too, and every call on `load`.
+    pub(crate) fn new(limit: usize, waiting: metrics::Gauge, load: EndpointLoad) -> Self {
         Self(Arc::new(Count {
             in_flight: AtomicUsize::new(0),
             limit: AtomicUsize::new(limit),
             waiting: AtomicUsize::new(0),
             waiting_gauge: waiting,
+            load,
             turn: Semaphore::new(1),
             freed: Notify::new(),
             ended: AtomicBool::new(false),
@@ -128,7 +134,10 @@ impl Calls {
                 (n < limit).then_some(n + 1)
             })
             .ok()
-            .map(|_| InFlight(self.0.clone()))
+            .map(|_| {
+                self.0.load.issued();
+                InFlight(Some(self.0.clone()))
+            })
     }
 
     /// Whether any call is in flight.
@@ -144,17 +153,36 @@ impl Calls {
     }
 }
 
-/// One call in flight on a connection; dropped when the call ends.
+/// One call in flight on a connection; [`finish`](Self::finish)ed when its
+/// response ends, dropped before that when the call fails or is abandoned
+/// (counted as failed in the endpoint's load).
 #[derive(Debug)]
-pub(crate) struct InFlight(Arc<Count>);
+pub(crate) struct InFlight(Option<Arc<Count>>);
+
+impl InFlight {
+    /// The call ended with status OK (`ok`) or not.
+    pub(crate) fn finish(mut self, ok: bool) {
+        if let Some(count) = self.0.take() {
+            end(&count, ok);
+        }
+    }
+}
 
 impl Drop for InFlight {
     fn drop(&mut self) {
-        self.0.in_flight.fetch_sub(1, Ordering::SeqCst);
-        if self.0.waiting.load(Ordering::SeqCst) > 0 {
-            // Only the first in line waits for this.
-            self.0.freed.notify_one();
+        if let Some(count) = self.0.take() {
+            end(&count, false);
         }
+    }
+}
+
+/// A call on `count`'s connection ended.
+fn end(count: &Count, ok: bool) {
+    count.in_flight.fetch_sub(1, Ordering::SeqCst);
+    count.load.finished(ok);
+    if count.waiting.load(Ordering::SeqCst) > 0 {
+        // Only the first in line waits for this.
+        count.freed.notify_one();
     }
 }
 
@@ -211,7 +239,7 @@ mod tests {
 
     /// The calls of a connection whose server allows `limit` streams.
     fn counted(limit: usize) -> Calls {
-        Calls::new(limit, metrics::Gauge::noop())
+        Calls::new(limit, metrics::Gauge::noop(), EndpointLoad::default())
     }
 
     #[tokio::test(start_paused = true)]
@@ -352,5 +380,27 @@ mod tests {
         drop(first);
         drop(abandoned);
         assert!(done(next).await.is_some());
+    }
+
+    #[tokio::test]
+    async fn every_call_counts_on_the_endpoints_load_by_how_it_ended() {
+        let load = EndpointLoad::default();
+        let calls = Calls::new(10, metrics::Gauge::noop(), load.clone());
+        let ten = allows(10);
+        let succeeded = calls.start(&ten).await.unwrap();
+        let failed = calls.start(&ten).await.unwrap();
+        let abandoned = calls.start(&ten).await.unwrap();
+        let _running = calls.start(&ten).await.unwrap();
+        succeeded.finish(true);
+        failed.finish(false);
+        drop(abandoned);
+        let totals = load.totals();
+        assert_eq!(
+            (totals.issued, totals.succeeded, totals.failed),
+            (4, 1, 2),
+            "a call dropped before its end failed"
+        );
+        assert_eq!(totals.in_progress(), 1);
+        assert!(calls.any(), "the running call is still in flight");
     }
 }

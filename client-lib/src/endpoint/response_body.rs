@@ -4,7 +4,7 @@
 //! Owns: returning flow-control credit as the body is read, ending it at
 //! the call's deadline, the status of a stream that fails (UNAVAILABLE for
 //! a lost connection), and counting the call out of its connection when
-//! the response ends.
+//! the response ends, as succeeded (`grpc-status: 0`) or failed.
 //! Must never: hold a finished call's slot on the connection, or keep a
 //! piped request going once the call is over.
 
@@ -12,6 +12,8 @@ use std::pin::Pin;
 use std::task::{Context, Poll};
 
 use bytes::Bytes;
+use http::HeaderMap;
+use http::header::HeaderName;
 use http_body::Frame;
 use tokio::sync::oneshot;
 use tonic::Status;
@@ -55,16 +57,52 @@ impl CallAlive {
     /// stream's window, answered before the server read it all, keeps its
     /// stream open in h2 until the body is dropped: a call then may wait in
     /// h2's queue meanwhile. Rare: unary requests are small.)
-    fn response_ended(&mut self) {
-        self.in_flight = None;
+    fn response_ended(&mut self, ok: bool) {
+        if let Some(in_flight) = self.in_flight.take() {
+            in_flight.finish(ok);
+        }
         self._abandoned = None;
     }
+}
+
+const GRPC_STATUS: HeaderName = HeaderName::from_static("grpc-status");
+
+/// What the response head says of the call's outcome.
+#[derive(Debug, Clone, Copy)]
+pub(crate) struct Head {
+    /// HTTP status 200: anything else is an error whatever follows.
+    http_ok: bool,
+    /// The head carries `grpc-status: 0` (a trailers-only response).
+    grpc_ok: bool,
+}
+
+impl Head {
+    pub(crate) fn of<B>(response: &http::Response<B>) -> Self {
+        Self {
+            http_ok: response.status() == http::StatusCode::OK,
+            grpc_ok: status_ok(response.headers()),
+        }
+    }
+
+    /// Whether the call succeeded, given the trailers that ended it (none:
+    /// the status is in the head, if anywhere).
+    fn ok(self, trailers: Option<&HeaderMap>) -> bool {
+        self.http_ok && trailers.map_or(self.grpc_ok, status_ok)
+    }
+}
+
+/// Whether `headers` carry status OK.
+fn status_ok(headers: &HeaderMap) -> bool {
+    headers
+        .get(GRPC_STATUS)
+        .is_some_and(|status| status.as_bytes() == b"0")
 }
 
 /// A response body read from an h2 stream.
 #[derive(Debug)]
 pub(crate) struct ResponseBody {
     stream: h2::RecvStream,
+    head: Head,
     data_done: bool,
     deadline: Option<(Pin<Box<tokio::time::Sleep>>, std::time::Duration)>,
     alive: CallAlive,
@@ -73,11 +111,13 @@ pub(crate) struct ResponseBody {
 impl ResponseBody {
     pub(crate) fn new(
         stream: h2::RecvStream,
+        head: Head,
         deadline: Option<(tokio::time::Instant, std::time::Duration)>,
         alive: CallAlive,
     ) -> Self {
         Self {
             stream,
+            head,
             data_done: false,
             deadline: deadline.map(|(at, after)| (Box::pin(tokio::time::sleep_until(at)), after)),
             alive,
@@ -128,7 +168,7 @@ impl http_body::Body for ResponseBody {
                 }
                 Poll::Ready(Some(Err(error))) => {
                     // The stream failed: HTTP/2 counts it out too.
-                    self.alive.response_ended();
+                    self.alive.response_ended(false);
                     return Poll::Ready(Some(Err(body_error(error))));
                 }
                 Poll::Ready(None) => self.data_done = true,
@@ -140,7 +180,11 @@ impl http_body::Body for ResponseBody {
         };
         // The last frame, or the stream failed. (Not at a passed deadline:
         // the stream stays open until the body is dropped.)
-        self.alive.response_ended();
+        let ok = match &trailers {
+            Ok(trailers) => self.head.ok(trailers.as_ref()),
+            Err(_) => false,
+        };
+        self.alive.response_ended(ok);
         match trailers {
             Ok(Some(trailers)) => Poll::Ready(Some(Ok(Frame::trailers(trailers)))),
             Ok(None) => Poll::Ready(None),
@@ -150,5 +194,38 @@ impl http_body::Body for ResponseBody {
 
     fn is_end_stream(&self) -> bool {
         self.stream.is_end_stream()
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn head(status: u16, grpc_status: Option<&'static str>) -> Head {
+        let mut response = http::Response::new(());
+        *response.status_mut() = http::StatusCode::from_u16(status).unwrap();
+        if let Some(code) = grpc_status {
+            response
+                .headers_mut()
+                .insert(GRPC_STATUS, http::HeaderValue::from_static(code));
+        }
+        Head::of(&response)
+    }
+
+    fn trailers(code: &'static str) -> HeaderMap {
+        let mut trailers = HeaderMap::new();
+        trailers.insert(GRPC_STATUS, http::HeaderValue::from_static(code));
+        trailers
+    }
+
+    #[test]
+    fn a_call_succeeded_only_with_status_ok_over_http_200() {
+        assert!(head(200, None).ok(Some(&trailers("0"))));
+        assert!(!head(200, None).ok(Some(&trailers("13"))), "INTERNAL");
+        assert!(!head(200, None).ok(Some(&HeaderMap::new())), "no status");
+        assert!(!head(200, None).ok(None), "no trailers, no status");
+        assert!(head(200, Some("0")).ok(None), "trailers-only OK");
+        assert!(!head(200, Some("5")).ok(None), "trailers-only NOT_FOUND");
+        assert!(!head(503, None).ok(Some(&trailers("0"))), "HTTP error");
     }
 }

@@ -1,0 +1,151 @@
+//! One endpoint's call counters, shared by its connections and the calls
+//! on them.
+//!
+//! Owns: counting a call issued when it gets a stream (or fails to, the
+//! connection failing), and succeeded or failed when it ends.
+//! Must never: lock or allocate (every call passes here twice).
+
+use std::sync::Arc;
+use std::sync::atomic::{AtomicU64, Ordering};
+
+/// Calls to one endpoint so far. Cheap to clone; clones share the counts.
+#[derive(Debug, Clone, Default)]
+pub(crate) struct EndpointLoad(Arc<Counters>);
+
+#[derive(Debug, Default)]
+struct Counters {
+    issued: AtomicU64,
+    succeeded: AtomicU64,
+    failed: AtomicU64,
+}
+
+/// The counts at one moment (totals since the counters were made, or the
+/// difference of two such).
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+pub(crate) struct Totals {
+    pub(crate) issued: u64,
+    pub(crate) succeeded: u64,
+    pub(crate) failed: u64,
+}
+
+impl EndpointLoad {
+    /// A call went to the endpoint.
+    pub(crate) fn issued(&self) {
+        self.0.issued.fetch_add(1, Ordering::Relaxed);
+    }
+
+    /// A call to the endpoint ended: with status OK (`ok`) or not (any
+    /// other status, a transport error, a deadline, a cancellation).
+    pub(crate) fn finished(&self, ok: bool) {
+        let counter = if ok {
+            &self.0.succeeded
+        } else {
+            &self.0.failed
+        };
+        // Release: whoever reads this count also sees the call's issue.
+        counter.fetch_add(1, Ordering::Release);
+    }
+
+    /// An attempt that failed before a stream was opened (the connection
+    /// failed): issued and failed at once.
+    pub(crate) fn failed_unsent(&self) {
+        self.issued();
+        self.finished(false);
+    }
+
+    /// The counts now. Ended calls are read first: every call counted as
+    /// ended is also counted as issued, so nothing is in progress less
+    /// than nothing.
+    pub(crate) fn totals(&self) -> Totals {
+        let succeeded = self.0.succeeded.load(Ordering::Acquire);
+        let failed = self.0.failed.load(Ordering::Acquire);
+        Totals {
+            issued: self.0.issued.load(Ordering::Relaxed),
+            succeeded,
+            failed,
+        }
+    }
+
+    /// Whether anyone but the caller holds these counters (a connection, a
+    /// call): if not, they can change no more.
+    pub(crate) fn is_shared(&self) -> bool {
+        Arc::strong_count(&self.0) > 1
+    }
+}
+
+impl Totals {
+    /// Calls issued and not ended.
+    pub(crate) fn in_progress(&self) -> u64 {
+        self.issued
+            .saturating_sub(self.succeeded.saturating_add(self.failed))
+    }
+
+    /// What changed since `earlier` (counts only grow).
+    pub(crate) fn since(&self, earlier: &Self) -> Self {
+        Self {
+            issued: self.issued.saturating_sub(earlier.issued),
+            succeeded: self.succeeded.saturating_sub(earlier.succeeded),
+            failed: self.failed.saturating_sub(earlier.failed),
+        }
+    }
+
+    /// The sum of both.
+    pub(crate) fn plus(&self, other: &Self) -> Self {
+        Self {
+            issued: self.issued.saturating_add(other.issued),
+            succeeded: self.succeeded.saturating_add(other.succeeded),
+            failed: self.failed.saturating_add(other.failed),
+        }
+    }
+
+    /// Whether nothing was counted.
+    pub(crate) fn is_zero(&self) -> bool {
+        *self == Self::default()
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn calls_are_in_progress_from_their_issue_to_their_end() {
+        let load = EndpointLoad::default();
+        load.issued();
+        load.issued();
+        load.issued();
+        load.finished(true);
+        load.failed_unsent();
+        let totals = load.totals();
+        assert_eq!(
+            totals,
+            Totals {
+                issued: 4,
+                succeeded: 1,
+                failed: 1
+            }
+        );
+        assert_eq!(totals.in_progress(), 2);
+        load.finished(false);
+        let later = load.totals();
+        assert_eq!(
+            later.since(&totals),
+            Totals {
+                issued: 0,
+                succeeded: 0,
+                failed: 1
+            }
+        );
+        assert_eq!(later.in_progress(), 1);
+    }
+
+    #[test]
+    fn counters_held_by_nobody_else_are_not_shared() {
+        let load = EndpointLoad::default();
+        assert!(!load.is_shared());
+        let connection = load.clone();
+        assert!(load.is_shared());
+        drop(connection);
+        assert!(!load.is_shared());
+    }
+}

@@ -1,0 +1,22 @@
+//! What this client saw of each endpoint, reported to the control plane
+//! over LRS (`envoy.service.load_stats.v3.LoadReportingService`), as Envoy
+//! and gRPC's xDS clients do: calls issued, succeeded, failed and in
+//! progress per endpoint. The control plane shows them in its admin API
+//! and lowers the weight of an endpoint whose calls fail here though its
+//! own load reports look fine (connection failures, deadlines).
+//!
+//! Flow: the calls count on their endpoint's [`EndpointLoad`] (atomics, no
+//! lock), a cluster's [`ClusterLoads`] holds every endpoint's counters
+//! (also of endpoints ejected or removed since the last report), and the
+//! [`Reporter`] sends what changed since the last report at the interval
+//! the control plane asks for.
+//! Must never: slow a call down (a call only adds to two atomics) or keep
+//! a removed endpoint's counters once they are reported.
+
+mod count;
+mod reporter;
+mod store;
+
+pub(crate) use count::EndpointLoad;
+pub(crate) use reporter::Reporter;
+pub(crate) use store::{ClusterLoads, LoadStore};

@@ -1,0 +1,371 @@
+//! The LRS stream: one per client, to the control plane its xDS stream
+//! goes to, reporting every cluster's counts at the interval the control
+//! plane asks for.
+//!
+//! Owns: the stream's protocol (the node first, reports only once the
+//! server said which clusters and how often, a new stream's reports
+//! covering only what followed its start), and connecting again with
+//! backoff. Stops for good when the control plane does not serve LRS
+//! (UNIMPLEMENTED).
+//! Must never: hold calls back (it only reads counters), or send a report
+//! the server did not ask for.
+
+use std::convert::Infallible;
+use std::net::SocketAddr;
+use std::time::Duration;
+
+use lookaside_proto::envoy::config::core::v3::address::Address as AddressKind;
+use lookaside_proto::envoy::config::core::v3::socket_address::PortSpecifier;
+use lookaside_proto::envoy::config::core::v3::{Address, Node, SocketAddress};
+use lookaside_proto::envoy::config::endpoint::v3::{
+    ClusterStats, UpstreamEndpointStats, UpstreamLocalityStats,
+};
+use lookaside_proto::envoy::service::load_stats::v3::load_reporting_service_client::LoadReportingServiceClient;
+use lookaside_proto::envoy::service::load_stats::v3::{LoadStatsRequest, LoadStatsResponse};
+use tokio::sync::mpsc;
+use tokio::time::Instant;
+use tonic::Code;
+use tracing::{debug, info, warn};
+
+use super::store::{ClusterReport, LoadStore};
+use crate::endpoint::backoff;
+
+/// The client feature that tells the server this client honours
+/// `send_all_clusters`.
+const SEND_ALL_CLUSTERS: &str = "envoy.lrs.supports_send_all_clusters";
+/// The shortest interval a server may ask for (a zero one would spin).
+const MIN_INTERVAL: Duration = Duration::from_millis(100);
+/// The interval when the server names none.
+const DEFAULT_INTERVAL: Duration = Duration::from_secs(10);
+/// A stream that lasted this long was fine: the backoff starts over.
+const STABLE_AFTER: Duration = Duration::from_secs(30);
+/// How long connecting to the control plane may take.
+const CONNECT_TIMEOUT: Duration = Duration::from_secs(5);
+
+/// Why an LRS stream ended.
+#[derive(Debug, thiserror::Error)]
+enum StreamError {
+    /// The control plane's address or TLS settings were refused.
+    #[error("control plane {address}")]
+    Settings {
+        /// The control plane.
+        address: String,
+        /// Why.
+        #[source]
+        source: tonic::transport::Error,
+    },
+    /// No connection to the control plane.
+    #[error("connecting to control plane {address}")]
+    Connect {
+        /// The control plane.
+        address: String,
+        /// Why.
+        #[source]
+        source: tonic::transport::Error,
+    },
+    /// The stream failed (or the server refused it).
+    #[error("LRS stream")]
+    Status(#[source] tonic::Status),
+    /// The server ended the stream.
+    #[error("the control plane ended the LRS stream")]
+    Ended,
+}
+
+/// What the server asked for in its latest response.
+#[derive(Debug, Clone, PartialEq)]
+struct Plan {
+    /// The clusters to report; `None`: every one.
+    clusters: Option<Vec<String>>,
+    interval: Duration,
+}
+
+impl Plan {
+    fn of(response: &LoadStatsResponse) -> Self {
+        let interval = response
+            .load_reporting_interval
+            .as_ref()
+            .and_then(|d| {
+                let seconds = u64::try_from(d.seconds).ok()?;
+                let nanos = u32::try_from(d.nanos).ok()?;
+                Some(Duration::new(seconds, 0).saturating_add(Duration::from_nanos(nanos.into())))
+            })
+            .filter(|interval| !interval.is_zero())
+            .unwrap_or(DEFAULT_INTERVAL)
+            .max(MIN_INTERVAL);
+        Self {
+            clusters: (!response.send_all_clusters).then(|| response.clusters.clone()),
+            interval,
+        }
+    }
+
+    fn wants(&self, cluster: &str) -> bool {
+        self.clusters
+            .as_ref()
+            .is_none_or(|names| names.iter().any(|name| name == cluster))
+    }
+}
+
+/// Reports a client's loads to its control plane; see the module docs.
+#[derive(Debug)]
+pub(crate) struct Reporter {
+    control_plane: String,
+    tls: Option<tonic::transport::ClientTlsConfig>,
+    node: Node,
+    store: LoadStore,
+    /// Backoff between streams: first and longest wait.
+    backoff: (Duration, Duration),
+}
+
+impl Reporter {
+    /// A reporter of `store` to `control_plane` (as the xDS client dials
+    /// it), as node `node_id`.
+    pub(crate) fn new(
+        control_plane: String,
+        tls: Option<tonic::transport::ClientTlsConfig>,
+        node_id: String,
+        store: LoadStore,
+        backoff: (Duration, Duration),
+    ) -> Self {
+        Self {
+            control_plane,
+            tls,
+            node: Node {
+                id: node_id,
+                user_agent_name: "lookaside-client".into(),
+                user_agent_version_type: Some(
+                    lookaside_proto::envoy::config::core::v3::node::UserAgentVersionType::UserAgentVersion(
+                        env!("CARGO_PKG_VERSION").into(),
+                    ),
+                ),
+                client_features: vec![SEND_ALL_CLUSTERS.into()],
+                ..Default::default()
+            },
+            store,
+            backoff,
+        }
+    }
+
+    /// Reports until the control plane says it takes no reports; streams
+    /// that fail are made again after a backoff.
+    pub(crate) async fn run(self) {
+        let mut round = 0;
+        loop {
+            let started = Instant::now();
+            let Err(error) = self.stream().await;
+            if let StreamError::Status(status) = &error
+                && status.code() == Code::Unimplemented
+            {
+                info!(control_plane = %self.control_plane, "the control plane takes no load reports (LRS); not reporting");
+                return;
+            }
+            if started.elapsed() >= STABLE_AFTER {
+                round = 0;
+            }
+            let wait = backoff(self.backoff.0, self.backoff.1, round);
+            round = round.saturating_add(1);
+            let error = crate::telemetry::error_chain(&error);
+            if round > 1 {
+                warn!(control_plane = %self.control_plane, %error, ?wait, "load reports (LRS) failing; trying again");
+            } else {
+                debug!(control_plane = %self.control_plane, %error, ?wait, "LRS stream ended; trying again");
+            }
+            tokio::time::sleep(wait).await;
+        }
+    }
+
+    /// One stream, until it fails.
+    async fn stream(&self) -> Result<Infallible, StreamError> {
+        let settings = |source| StreamError::Settings {
+            address: self.control_plane.clone(),
+            source,
+        };
+        let mut endpoint = tonic::transport::Endpoint::from_shared(self.control_plane.clone())
+            .map_err(settings)?
+            .connect_timeout(CONNECT_TIMEOUT);
+        if let Some(tls) = &self.tls {
+            endpoint = endpoint.tls_config(tls.clone()).map_err(settings)?;
+        }
+        let channel = endpoint
+            .connect()
+            .await
+            .map_err(|source| StreamError::Connect {
+                address: self.control_plane.clone(),
+                source,
+            })?;
+        // Two: the first message, then one report at a time.
+        let (reports, outbound) = mpsc::channel(2);
+        let _ = reports.try_send(LoadStatsRequest {
+            node: Some(self.node.clone()),
+            cluster_stats: Vec::new(),
+        });
+        let mut responses = LoadReportingServiceClient::new(channel)
+            .stream_load_stats(tokio_stream::wrappers::ReceiverStream::new(outbound))
+            .await
+            .map_err(StreamError::Status)?
+            .into_inner();
+        let mut plan: Option<Plan> = None;
+        let mut next = Instant::now();
+        loop {
+            tokio::select! {
+                response = responses.message() => {
+                    let response = response.map_err(StreamError::Status)?.ok_or(StreamError::Ended)?;
+                    let now = Instant::now();
+                    if plan.is_none() {
+                        // A new stream reports what follows its start.
+                        for cluster in self.store.clusters() {
+                            cluster.restart(now);
+                        }
+                    }
+                    let asked = Plan::of(&response);
+                    debug!(control_plane = %self.control_plane, clusters = ?asked.clusters, interval = ?asked.interval, "load reports asked for");
+                    // Each response starts the report timer over, as Envoy does.
+                    next = now + asked.interval;
+                    plan = Some(asked);
+                }
+                () = tokio::time::sleep_until(next), if plan.is_some() => {
+                    let Some(asked) = &plan else { continue };
+                    let now = Instant::now();
+                    next = now + asked.interval;
+                    let cluster_stats = self
+                        .store
+                        .clusters()
+                        .iter()
+                        .filter(|cluster| asked.wants(cluster.name()))
+                        .map(|cluster| cluster.take(now))
+                        .filter(|report| !report.endpoints.is_empty())
+                        .map(|report| cluster_stats(&report))
+                        .collect();
+                    let report = LoadStatsRequest { node: None, cluster_stats };
+                    if reports.send(report).await.is_err() {
+                        return Err(StreamError::Ended);
+                    }
+                }
+            }
+        }
+    }
+}
+
+/// A cluster's report as LRS carries it: one locality holding every
+/// endpoint (the client does not track localities; the control plane finds
+/// endpoints by address).
+fn cluster_stats(report: &ClusterReport) -> ClusterStats {
+    let mut locality = UpstreamLocalityStats::default();
+    for endpoint in &report.endpoints {
+        locality.total_issued_requests += endpoint.delta.issued;
+        locality.total_successful_requests += endpoint.delta.succeeded;
+        locality.total_error_requests += endpoint.delta.failed;
+        locality.total_requests_in_progress += endpoint.in_progress;
+        locality
+            .upstream_endpoint_stats
+            .push(UpstreamEndpointStats {
+                address: Some(address(endpoint.address)),
+                total_issued_requests: endpoint.delta.issued,
+                total_successful_requests: endpoint.delta.succeeded,
+                total_error_requests: endpoint.delta.failed,
+                total_requests_in_progress: endpoint.in_progress,
+                ..Default::default()
+            });
+    }
+    ClusterStats {
+        cluster_name: report.cluster.clone(),
+        upstream_locality_stats: vec![locality],
+        load_report_interval: Some(lookaside_proto::google::protobuf::Duration {
+            seconds: i64::try_from(report.interval.as_secs()).unwrap_or(i64::MAX),
+            nanos: i32::try_from(report.interval.subsec_nanos()).unwrap_or(0),
+        }),
+        ..Default::default()
+    }
+}
+
+fn address(address: SocketAddr) -> Address {
+    Address {
+        address: Some(AddressKind::SocketAddress(SocketAddress {
+            address: address.ip().to_string(),
+            port_specifier: Some(PortSpecifier::PortValue(u32::from(address.port()))),
+            ..Default::default()
+        })),
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::load::count::Totals;
+    use crate::load::store::EndpointReport;
+
+    #[test]
+    fn the_plan_follows_the_servers_response() {
+        let all = Plan::of(&LoadStatsResponse {
+            send_all_clusters: true,
+            clusters: vec!["ignored".into()],
+            load_reporting_interval: Some(lookaside_proto::google::protobuf::Duration {
+                seconds: 2,
+                nanos: 500_000_000,
+            }),
+            ..Default::default()
+        });
+        assert_eq!(all.interval, Duration::from_millis(2500));
+        assert!(all.wants("anything"));
+        let named = Plan::of(&LoadStatsResponse {
+            clusters: vec!["greeter".into()],
+            ..Default::default()
+        });
+        assert_eq!(named.interval, DEFAULT_INTERVAL, "none named");
+        assert!(named.wants("greeter"));
+        assert!(!named.wants("other"));
+        let zero = Plan::of(&LoadStatsResponse {
+            load_reporting_interval: Some(lookaside_proto::google::protobuf::Duration {
+                seconds: 0,
+                nanos: 1,
+            }),
+            ..Default::default()
+        });
+        assert_eq!(zero.interval, MIN_INTERVAL, "never spins");
+    }
+
+    #[test]
+    fn a_report_names_each_endpoint_by_address_and_sums_them_up() {
+        let report = ClusterReport {
+            cluster: "greeter".into(),
+            interval: Duration::from_millis(1500),
+            endpoints: vec![
+                EndpointReport {
+                    address: SocketAddr::from(([10, 0, 0, 1], 50051)),
+                    delta: Totals {
+                        issued: 10,
+                        succeeded: 7,
+                        failed: 2,
+                    },
+                    in_progress: 1,
+                },
+                EndpointReport {
+                    address: SocketAddr::from(([10, 0, 0, 2], 50051)),
+                    delta: Totals {
+                        issued: 5,
+                        succeeded: 5,
+                        failed: 0,
+                    },
+                    in_progress: 0,
+                },
+            ],
+        };
+        let stats = cluster_stats(&report);
+        assert_eq!(stats.cluster_name, "greeter");
+        let interval = stats.load_report_interval.unwrap();
+        assert_eq!((interval.seconds, interval.nanos), (1, 500_000_000));
+        let locality = &stats.upstream_locality_stats[0];
+        assert_eq!(locality.total_issued_requests, 15);
+        assert_eq!(locality.total_successful_requests, 12);
+        assert_eq!(locality.total_error_requests, 2);
+        assert_eq!(locality.total_requests_in_progress, 1);
+        let first = &locality.upstream_endpoint_stats[0];
+        let Some(AddressKind::SocketAddress(socket)) =
+            first.address.as_ref().and_then(|a| a.address.as_ref())
+        else {
+            panic!("no socket address");
+        };
+        assert_eq!(socket.address, "10.0.0.1");
+        assert_eq!(socket.port_specifier, Some(PortSpecifier::PortValue(50051)));
+        assert_eq!(first.total_error_requests, 2);
+    }
+}
