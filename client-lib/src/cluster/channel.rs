@@ -556,12 +556,13 @@ mod tests {
         for wait_for_ready in [false, true] {
             let peer = refusing_then_answering_peer(4).await;
             let (failures, _reported) = mpsc::unbounded_channel();
+            let load = crate::load::EndpointLoad::default();
             let endpoint = crate::endpoint::Endpoint::new(
                 "test",
                 peer,
                 &Default::default(),
                 failures,
-                Default::default(),
+                load.clone(),
             );
             let set = EndpointSet::new(vec![(endpoint, 1)], Vec::new(), 1);
             let (_publish, published) = watch::channel(());
@@ -587,6 +588,13 @@ mod tests {
                 let status = Status::from_error(answered.unwrap_err());
                 assert_eq!(status.code(), tonic::Code::Unavailable, "{status:?}");
             }
+            // Refused attempts are not the endpoint's calls (for load
+            // reports): only the one it took counts.
+            assert_eq!(
+                load.totals().issued,
+                u64::from(wait_for_ready),
+                "wait for ready: {wait_for_ready}"
+            );
         }
     }
 

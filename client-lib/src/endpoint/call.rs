@@ -50,7 +50,7 @@ pub(crate) fn call<'a>(
             })??,
         };
         let deadline = deadline.map(|deadline| (deadline.at, deadline.after));
-        let head = Head::of(&response);
+        let head = Head::of(&response, response.body().is_end_stream());
         Ok(response.map(|stream| Body::new(ResponseBody::new(stream, head, deadline, alive))))
     }
 }
@@ -150,7 +150,10 @@ async fn exchange(
     let (response, alive) = match body {
         RequestBody::Complete(bytes) => {
             let end = bytes.is_empty();
-            let (response, mut stream) = send.send_request(request, end).map_err(opened)?;
+            let (response, mut stream) = match send.send_request(request, end) {
+                Ok(opened) => opened,
+                Err(source) => return Err(settled(opened(source), CallAlive::new(in_flight))),
+            };
             if !end && let Err(error) = stream.send_data(bytes.clone(), true) {
                 // h2 refused the frame (e.g. over 2 GiB in one message), or
                 // the stream already ended. Reset it (a no-op in the second
@@ -164,7 +167,10 @@ async fn exchange(
         RequestBody::Streaming(_) => {
             // The body is taken only once the stream is open: an attempt
             // that fails before leaves it to the next.
-            let (response, stream) = send.send_request(request, false).map_err(opened)?;
+            let (response, stream) = match send.send_request(request, false) {
+                Ok(opened) => opened,
+                Err(source) => return Err(settled(opened(source), CallAlive::new(in_flight))),
+            };
             let RequestBody::Streaming(taken) = body.attempt() else {
                 return Err(EndpointError::BodyGone { address });
             };
@@ -173,11 +179,27 @@ async fn exchange(
         RequestBody::Sent => return Err(EndpointError::BodyGone { address }),
     };
     drop(send);
-    let response = response.await.map_err(|source| EndpointError::Response {
-        address,
-        source: Arc::new(source),
-    })?;
-    Ok((response, alive))
+    match response.await {
+        Ok(response) => Ok((response, alive)),
+        Err(source) => Err(settled(
+            EndpointError::Response {
+                address,
+                source: Arc::new(source),
+            },
+            alive,
+        )),
+    }
+}
+
+/// An attempt that failed once counted in flight, for the endpoint's load:
+/// one the server never saw while the endpoint is fine (a refused stream,
+/// a stream past a graceful GOAWAY) is withdrawn, as the call goes to
+/// another endpoint; any other failed.
+fn settled(error: EndpointError, mut alive: CallAlive) -> EndpointError {
+    if error.unprocessed() && !error.connection_failed() {
+        alive.withdraw();
+    }
+    error
 }
 
 #[cfg(test)]

@@ -14,6 +14,10 @@
 //! first in line also looks at the connection now and then (h2 tells no
 //! one when a GOAWAY arrives or the server raises its limit).
 //!
+//! Each call is also counted on its endpoint's load (for LRS reports):
+//! issued when it gets its slot, succeeded or failed when it ends,
+//! withdrawn when the server never saw it and it goes elsewhere.
+//!
 //! Must never: hold a call back while nothing is in flight (the server's
 //! limit is then 0, and h2's queue waits for the server to raise it), or
 //! keep one waiting on a connection that takes no new stream.
@@ -163,7 +167,16 @@ impl InFlight {
     /// The call ended with status OK (`ok`) or not.
     pub(crate) fn finish(mut self, ok: bool) {
         if let Some(count) = self.0.take() {
-            end(&count, ok);
+            end(&count, Some(ok));
+        }
+    }
+
+    /// The server never saw the call (a refused stream, a stream past a
+    /// graceful GOAWAY), which goes to another endpoint: not counted as
+    /// issued here.
+    pub(crate) fn withdraw(mut self) {
+        if let Some(count) = self.0.take() {
+            end(&count, None);
         }
     }
 }
@@ -171,15 +184,19 @@ impl InFlight {
 impl Drop for InFlight {
     fn drop(&mut self) {
         if let Some(count) = self.0.take() {
-            end(&count, false);
+            end(&count, Some(false));
         }
     }
 }
 
-/// A call on `count`'s connection ended.
-fn end(count: &Count, ok: bool) {
+/// A call on `count`'s connection ended: with status OK or not, or
+/// withdrawn (`None`).
+fn end(count: &Count, ok: Option<bool>) {
     count.in_flight.fetch_sub(1, Ordering::SeqCst);
-    count.load.finished(ok);
+    match ok {
+        Some(ok) => count.load.finished(ok),
+        None => count.load.withdrawn(),
+    }
     if count.waiting.load(Ordering::SeqCst) > 0 {
         // Only the first in line waits for this.
         count.freed.notify_one();
@@ -390,10 +407,12 @@ mod tests {
         let succeeded = calls.start(&ten).await.unwrap();
         let failed = calls.start(&ten).await.unwrap();
         let abandoned = calls.start(&ten).await.unwrap();
+        let refused = calls.start(&ten).await.unwrap();
         let _running = calls.start(&ten).await.unwrap();
         succeeded.finish(true);
         failed.finish(false);
         drop(abandoned);
+        refused.withdraw();
         let totals = load.totals();
         assert_eq!(
             (totals.issued, totals.succeeded, totals.failed),

@@ -57,6 +57,14 @@ impl CallAlive {
     /// stream's window, answered before the server read it all, keeps its
     /// stream open in h2 until the body is dropped: a call then may wait in
     /// h2's queue meanwhile. Rare: unary requests are small.)
+    /// The attempt never reached the server and the call goes elsewhere:
+    /// counted neither as succeeded nor as failed on this endpoint.
+    pub(super) fn withdraw(&mut self) {
+        if let Some(in_flight) = self.in_flight.take() {
+            in_flight.withdraw();
+        }
+    }
+
     fn response_ended(&mut self, ok: bool) {
         if let Some(in_flight) = self.in_flight.take() {
             in_flight.finish(ok);
@@ -77,10 +85,12 @@ pub(crate) struct Head {
 }
 
 impl Head {
-    pub(crate) fn of<B>(response: &http::Response<B>) -> Self {
+    /// `response`'s head; `ended`: nothing follows it (a trailers-only
+    /// response, whose status is in the head: looked up only then).
+    pub(crate) fn of<B>(response: &http::Response<B>, ended: bool) -> Self {
         Self {
             http_ok: response.status() == http::StatusCode::OK,
-            grpc_ok: status_ok(response.headers()),
+            grpc_ok: ended && status_ok(response.headers()),
         }
     }
 
@@ -209,7 +219,7 @@ mod tests {
                 .headers_mut()
                 .insert(GRPC_STATUS, http::HeaderValue::from_static(code));
         }
-        Head::of(&response)
+        Head::of(&response, true)
     }
 
     fn trailers(code: &'static str) -> HeaderMap {

@@ -46,6 +46,12 @@ impl EndpointLoad {
         counter.fetch_add(1, Ordering::Release);
     }
 
+    /// A call counted as issued never reached the server and went to
+    /// another endpoint: it is not counted here.
+    pub(crate) fn withdrawn(&self) {
+        self.0.issued.fetch_sub(1, Ordering::Relaxed);
+    }
+
     /// An attempt that failed before a stream was opened (the connection
     /// failed): issued and failed at once.
     pub(crate) fn failed_unsent(&self) {
@@ -67,9 +73,11 @@ impl EndpointLoad {
     }
 
     /// Whether anyone but the caller holds these counters (a connection, a
-    /// call): if not, they can change no more.
-    pub(crate) fn is_shared(&self) -> bool {
-        Arc::strong_count(&self.0) > 1
+    /// call): if not, they can change no more, and every count the last
+    /// holder made is visible (`Arc::get_mut` synchronises with its drop,
+    /// where a bare reference count would not).
+    pub(crate) fn is_shared(&mut self) -> bool {
+        Arc::get_mut(&mut self.0).is_none()
     }
 }
 
@@ -116,6 +124,8 @@ mod tests {
         load.issued();
         load.finished(true);
         load.failed_unsent();
+        load.issued();
+        load.withdrawn();
         let totals = load.totals();
         assert_eq!(
             totals,
@@ -141,7 +151,7 @@ mod tests {
 
     #[test]
     fn counters_held_by_nobody_else_are_not_shared() {
-        let load = EndpointLoad::default();
+        let mut load = EndpointLoad::default();
         assert!(!load.is_shared());
         let connection = load.clone();
         assert!(load.is_shared());

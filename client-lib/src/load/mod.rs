@@ -10,6 +10,7 @@
 //! (also of endpoints ejected or removed since the last report), and the
 //! [`Reporter`] sends what changed since the last report at the interval
 //! the control plane asks for.
+//! Owns: the counts, who holds them until reported, and the LRS stream.
 //! Must never: slow a call down (a call only adds to two atomics) or keep
 //! a removed endpoint's counters once they are reported.
 

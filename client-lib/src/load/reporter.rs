@@ -41,6 +41,12 @@ const DEFAULT_INTERVAL: Duration = Duration::from_secs(10);
 const STABLE_AFTER: Duration = Duration::from_secs(30);
 /// How long connecting to the control plane may take.
 const CONNECT_TIMEOUT: Duration = Duration::from_secs(5);
+/// How long the server may take to answer the first message.
+const FIRST_ANSWER_TIMEOUT: Duration = Duration::from_secs(30);
+/// HTTP/2 keepalive on the stream's connection (as the xDS client's): a
+/// control plane gone without a word is found in under a minute.
+const KEEPALIVE_INTERVAL: Duration = Duration::from_secs(30);
+const KEEPALIVE_TIMEOUT: Duration = Duration::from_secs(10);
 
 /// Why an LRS stream ended.
 #[derive(Debug, thiserror::Error)]
@@ -69,6 +75,9 @@ enum StreamError {
     /// The server ended the stream.
     #[error("the control plane ended the LRS stream")]
     Ended,
+    /// The server did not answer the first message in time.
+    #[error("no answer to the first LRS message within {0:?}")]
+    Silent(Duration),
 }
 
 /// What the server asked for in its latest response.
@@ -155,7 +164,7 @@ impl Reporter {
             if let StreamError::Status(status) = &error
                 && status.code() == Code::Unimplemented
             {
-                info!(control_plane = %self.control_plane, "the control plane takes no load reports (LRS); not reporting");
+                info!(control_plane = %self.control_plane, node = %self.node.id, "the control plane takes no load reports (LRS); not reporting");
                 return;
             }
             if started.elapsed() >= STABLE_AFTER {
@@ -165,9 +174,9 @@ impl Reporter {
             round = round.saturating_add(1);
             let error = crate::telemetry::error_chain(&error);
             if round > 1 {
-                warn!(control_plane = %self.control_plane, %error, ?wait, "load reports (LRS) failing; trying again");
+                warn!(control_plane = %self.control_plane, node = %self.node.id, %error, ?wait, "load reports (LRS) failing; trying again");
             } else {
-                debug!(control_plane = %self.control_plane, %error, ?wait, "LRS stream ended; trying again");
+                debug!(control_plane = %self.control_plane, node = %self.node.id, %error, ?wait, "LRS stream ended; trying again");
             }
             tokio::time::sleep(wait).await;
         }
@@ -181,7 +190,10 @@ impl Reporter {
         };
         let mut endpoint = tonic::transport::Endpoint::from_shared(self.control_plane.clone())
             .map_err(settings)?
-            .connect_timeout(CONNECT_TIMEOUT);
+            .connect_timeout(CONNECT_TIMEOUT)
+            .http2_keep_alive_interval(KEEPALIVE_INTERVAL)
+            .keep_alive_timeout(KEEPALIVE_TIMEOUT)
+            .keep_alive_while_idle(true);
         if let Some(tls) = &self.tls {
             endpoint = endpoint.tls_config(tls.clone()).map_err(settings)?;
         }
@@ -204,7 +216,8 @@ impl Reporter {
             .map_err(StreamError::Status)?
             .into_inner();
         let mut plan: Option<Plan> = None;
-        let mut next = Instant::now();
+        // Until the first answer: when to give up on it.
+        let mut next = Instant::now() + FIRST_ANSWER_TIMEOUT;
         loop {
             tokio::select! {
                 response = responses.message() => {
@@ -217,15 +230,26 @@ impl Reporter {
                         }
                     }
                     let asked = Plan::of(&response);
-                    debug!(control_plane = %self.control_plane, clusters = ?asked.clusters, interval = ?asked.interval, "load reports asked for");
+                    debug!(control_plane = %self.control_plane, node = %self.node.id, clusters = ?asked.clusters, interval = ?asked.interval, "load reports asked for");
                     // Each response starts the report timer over, as Envoy does.
                     next = now + asked.interval;
                     plan = Some(asked);
                 }
-                () = tokio::time::sleep_until(next), if plan.is_some() => {
-                    let Some(asked) = &plan else { continue };
+                () = tokio::time::sleep_until(next) => {
+                    let Some(asked) = &plan else {
+                        return Err(StreamError::Silent(FIRST_ANSWER_TIMEOUT));
+                    };
                     let now = Instant::now();
                     next = now + asked.interval;
+                    // The server has not read the last reports: the counts
+                    // wait for the next turn (nothing is taken unsent).
+                    let Ok(room) = reports.try_reserve() else {
+                        if reports.is_closed() {
+                            return Err(StreamError::Ended);
+                        }
+                        debug!(control_plane = %self.control_plane, node = %self.node.id, "LRS reports not read yet; skipping a turn");
+                        continue;
+                    };
                     let cluster_stats = self
                         .store
                         .clusters()
@@ -235,10 +259,7 @@ impl Reporter {
                         .filter(|report| !report.endpoints.is_empty())
                         .map(|report| cluster_stats(&report))
                         .collect();
-                    let report = LoadStatsRequest { node: None, cluster_stats };
-                    if reports.send(report).await.is_err() {
-                        return Err(StreamError::Ended);
-                    }
+                    room.send(LoadStatsRequest { node: None, cluster_stats });
                 }
             }
         }

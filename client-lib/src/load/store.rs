@@ -14,6 +14,11 @@ use tokio::time::Instant;
 
 use super::count::{EndpointLoad, Totals};
 
+/// Counters of endpoints gone whose last counts were not reported yet,
+/// kept at most per cluster (the oldest go first): a client whose reports
+/// stopped, or never started, keeps no more than these.
+const MAX_GONE_UNREPORTED: usize = 256;
+
 /// One cluster's endpoint counters: the balancer adds an entry per endpoint
 /// it makes, the reporter reads them (and forgets those nobody counts on).
 #[derive(Debug)]
@@ -83,7 +88,9 @@ impl ClusterLoads {
     /// a report adds both up.
     pub(crate) fn endpoint(&self, address: SocketAddr) -> EndpointLoad {
         let load = EndpointLoad::default();
-        self.state().entries.push(Entry {
+        let mut state = self.state();
+        state.forget_gone();
+        state.entries.push(Entry {
             address,
             load: load.clone(),
             reported: Totals::default(),
@@ -133,6 +140,30 @@ impl ClusterLoads {
         for entry in &mut state.entries {
             entry.reported = entry.load.totals();
         }
+    }
+}
+
+impl State {
+    /// Forgets the counters nobody holds any more whose counts were all
+    /// reported, then, past [`MAX_GONE_UNREPORTED`] such, the oldest of
+    /// those not reported (their last counts are lost).
+    fn forget_gone(&mut self) {
+        self.entries
+            .retain_mut(|entry| entry.load.is_shared() || entry.load.totals() != entry.reported);
+        let mut gone: usize = 0;
+        for entry in &mut self.entries {
+            if !entry.load.is_shared() {
+                gone += 1;
+            }
+        }
+        let mut excess = gone.saturating_sub(MAX_GONE_UNREPORTED);
+        self.entries.retain_mut(|entry| {
+            if excess > 0 && !entry.load.is_shared() {
+                excess -= 1;
+                return false;
+            }
+            true
+        });
     }
 }
 
@@ -216,6 +247,30 @@ mod tests {
         assert_eq!(last.endpoints[0].delta.failed, 1);
         assert!(loads.state().entries.is_empty(), "forgotten");
         assert!(loads.take(Instant::now()).endpoints.is_empty());
+    }
+
+    #[tokio::test(start_paused = true)]
+    async fn without_reports_only_so_many_gone_endpoints_are_kept() {
+        let loads = ClusterLoads::new("greeter");
+        for port in 0..1000 {
+            let gone = loads.endpoint(address(port));
+            gone.issued();
+            gone.finished(true);
+        }
+        let live = loads.endpoint(address(5000));
+        assert_eq!(loads.state().entries.len(), MAX_GONE_UNREPORTED + 1);
+        let report = loads.take(Instant::now());
+        assert_eq!(
+            report.endpoints.first().map(|e| e.address),
+            Some(address(1000 - 256)),
+            "the newest are kept"
+        );
+        assert_eq!(loads.state().entries.len(), 1, "reported: forgotten");
+        // Gone after its counts were reported: forgotten at the next new
+        // endpoint, without waiting for a report.
+        drop(live);
+        let _another = loads.endpoint(address(5001));
+        assert_eq!(loads.state().entries.len(), 1);
     }
 
     #[tokio::test(start_paused = true)]
