@@ -8,6 +8,7 @@
 
 mod support;
 
+use std::collections::BTreeMap;
 use std::net::SocketAddr;
 use std::sync::Arc;
 use std::sync::atomic::{AtomicU64, Ordering};
@@ -102,12 +103,34 @@ async fn fake_lrs(refuse: Option<Code>) -> Fake {
 }
 
 fn client(control_plane: SocketAddr, backend: SocketAddr) -> Client {
+    builder(control_plane, backend).build().unwrap()
+}
+
+fn builder(control_plane: SocketAddr, backend: SocketAddr) -> lookaside_client::ClientBuilder {
     Client::builder(format!("http://{control_plane}"))
         .node_id("load-reporter")
         .reconnect_backoff(Duration::from_millis(10), Duration::from_millis(20))
         .fallback("greeter", vec![(backend, 1)])
-        .build()
-        .unwrap()
+}
+
+/// A raw HTTP/2 peer that answers every call with a message, then status
+/// INTERNAL in the trailers: the call fails only at its very end.
+async fn failing_late_peer() -> SocketAddr {
+    let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+    let address = listener.local_addr().unwrap();
+    tokio::spawn(async move {
+        while let Ok((socket, _)) = listener.accept().await {
+            tokio::spawn(async move {
+                let Ok(mut connection) = h2::server::handshake(socket).await else {
+                    return;
+                };
+                while let Some(Ok((_request, respond))) = connection.accept().await {
+                    support::answer(respond, "13");
+                }
+            });
+        }
+    });
+    address
 }
 
 async fn next(received: &mut mpsc::UnboundedReceiver<LoadStatsRequest>) -> LoadStatsRequest {
@@ -130,9 +153,14 @@ async fn failing_call(channel: &lookaside_client::LbChannel) -> Result<(), Statu
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn reports_each_endpoints_calls_once_the_server_asks_at_its_interval() {
     let backend = Backend::start().await;
+    let late = failing_late_peer().await;
     let mut fake = fake_lrs(None).await;
-    let lb = client(fake.address, backend.address);
+    let lb = builder(fake.address, backend.address)
+        .fallback("late", vec![(late, 1)])
+        .build()
+        .unwrap();
     let channel = lb.channel("greeter");
+    let late_channel = lb.channel("late");
 
     let first = next(&mut fake.received).await;
     let node = first.node.expect("the node comes first");
@@ -182,16 +210,30 @@ async fn reports_each_endpoints_calls_once_the_server_asks_at_its_interval() {
             Code::NotFound
         );
     }
+    for _ in 0..2 {
+        assert_eq!(
+            call(&late_channel).await.unwrap_err().code(),
+            Code::Internal
+        );
+    }
 
-    // Reports come every interval; add them up until all five calls are in.
-    let (mut issued, mut succeeded, mut failed) = (0, 0, 0);
+    // Reports come every interval; add them up, per cluster, until all
+    // seven calls are in.
+    let mut totals: BTreeMap<String, (u64, u64, u64)> = BTreeMap::new();
+    let ended = |totals: &BTreeMap<String, (u64, u64, u64)>| {
+        totals.values().map(|(_, s, f)| s + f).sum::<u64>()
+    };
     let mut reports = 0;
-    while issued < 5 || succeeded + failed < 5 {
+    while ended(&totals) < 7 {
         let report = next(&mut fake.received).await;
         reports += 1;
-        assert!(reports < 50, "five calls never reported in full");
+        assert!(
+            reports < 50,
+            "seven calls never reported in full: {totals:?}"
+        );
         for cluster in &report.cluster_stats {
-            assert_eq!(cluster.cluster_name, "greeter");
+            let (issued, succeeded, failed) =
+                totals.entry(cluster.cluster_name.clone()).or_default();
             let interval = cluster.load_report_interval.as_ref().unwrap();
             let interval = Duration::new(
                 u64::try_from(interval.seconds).unwrap(),
@@ -203,17 +245,22 @@ async fn reports_each_endpoints_calls_once_the_server_asks_at_its_interval() {
             );
             for locality in &cluster.upstream_locality_stats {
                 for endpoint in &locality.upstream_endpoint_stats {
-                    issued += endpoint.total_issued_requests;
-                    succeeded += endpoint.total_successful_requests;
-                    failed += endpoint.total_error_requests;
+                    *issued += endpoint.total_issued_requests;
+                    *succeeded += endpoint.total_successful_requests;
+                    *failed += endpoint.total_error_requests;
                 }
             }
         }
     }
     assert_eq!(
-        (issued, succeeded, failed),
-        (5, 3, 2),
+        totals.get("greeter"),
+        Some(&(5, 3, 2)),
         "the calls after the answer, by outcome (not the two before)"
+    );
+    assert_eq!(
+        totals.get("late"),
+        Some(&(2, 0, 2)),
+        "an error status in the trailers, after a message, is a failure"
     );
 }
 

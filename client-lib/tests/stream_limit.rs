@@ -68,21 +68,11 @@ async fn limited_peer(
     (address, arrivals, drain)
 }
 
-async fn respond_to(mut respond: h2::server::SendResponse<Bytes>, answer: Answer) {
+async fn respond_to(respond: h2::server::SendResponse<Bytes>, answer: Answer) {
     if let Answer::Never = answer {
         tokio::time::sleep(Duration::from_secs(60)).await;
     }
-    let head = http::Response::builder()
-        .header("content-type", "application/grpc")
-        .body(())
-        .unwrap();
-    let Ok(mut stream) = respond.send_response(head, false) else {
-        return;
-    };
-    let _ = stream.send_data(support::serving_frame(), false);
-    let mut trailers = http::HeaderMap::new();
-    trailers.insert("grpc-status", http::HeaderValue::from_static("0"));
-    let _ = stream.send_trailers(trailers);
+    support::answer(respond, "0");
 }
 
 /// Starts `n` calls through `channel`; returns them once the limited peer

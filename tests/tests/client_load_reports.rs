@@ -2,8 +2,10 @@
 //! endpoint back to the real `lookaside` over LRS, as Envoy and gRPC's xDS
 //! clients do: every endpoint shows the client's calls in the admin API,
 //! and an endpoint whose calls miss their deadline shows the client's
-//! errors (errors its server cannot count: it answers, only too late).
+//! errors (errors its server cannot count: it answers, only too late). A
+//! control plane killed and started again gets the reports again.
 
+use std::net::SocketAddr;
 use std::time::Duration;
 
 use anyhow::Result;
@@ -17,6 +19,42 @@ const CLUSTER: &str = "greeter";
 /// Each call's deadline; the slow backend answers after 5x as long.
 const CALL_TIMEOUT: Duration = Duration::from_millis(200);
 
+/// (address, reporters, rps, eps) per endpoint of the cluster, once every
+/// endpoint shows one reporter with calls and only `slow` shows errors (a
+/// fifth of its calls or more: a loaded machine may make a fast call miss
+/// its deadline now and then).
+async fn reported(
+    cp: &ControlPlane,
+    slow: SocketAddr,
+) -> Result<Check<Vec<(String, u32, f64, f64)>>> {
+    let Some(assignment) = cp.assignment(CLUSTER).await? else {
+        return Ok(Check::NotYet("no assignment".into()));
+    };
+    let seen: Vec<(String, u32, f64, f64)> = assignment
+        .endpoints
+        .iter()
+        .map(|endpoint| {
+            let load = endpoint.load.clone().unwrap_or_default();
+            (
+                endpoint.address.clone(),
+                load.client_reporters,
+                load.client_rps,
+                load.client_eps,
+            )
+        })
+        .collect();
+    let slow = slow.to_string();
+    let as_expected = seen.len() == 3
+        && seen.iter().all(|(address, reporters, rps, eps)| {
+            *reporters == 1 && *rps > 0.0 && (*eps >= rps * 0.2) == (*address == slow)
+        });
+    Ok(if as_expected {
+        Check::Done(seen)
+    } else {
+        Check::NotYet(format!("(address, reporters, rps, eps): {seen:?}"))
+    })
+}
+
 #[tokio::test(flavor = "multi_thread")]
 async fn lookaside_client_reports_each_endpoints_calls_and_errors_over_lrs() -> Result<()> {
     let fast = Backend::start_all(&["fast-1", "fast-2"]).await?;
@@ -27,50 +65,30 @@ async fn lookaside_client_reports_each_endpoints_calls_and_errors_over_lrs() -> 
         .map(|backend| (backend.address(), 1))
         .collect();
     let config = Config::new().weighted(CLUSTER, endpoints);
-    let cp =
+    let mut cp =
         ControlPlane::start_with_args(&config.to_yaml(), &["--lrs-interval-ms", "500"]).await?;
 
-    let mut options = LoadOptions::timed(CLUSTER, Duration::from_secs(30), 150).concurrency(64);
+    let mut options = LoadOptions::timed(CLUSTER, Duration::from_secs(60), 150).concurrency(64);
     options.call_timeout = CALL_TIMEOUT;
     let mut load = ClientLoad::start(cp.xds_addr(), &options).await?;
 
     let seen = poll::until(
         "the client's LRS reports in the admin API",
         Duration::from_secs(20),
-        async || {
-            let Some(assignment) = cp.assignment(CLUSTER).await? else {
-                return Ok(Check::NotYet("no assignment".into()));
-            };
-            let seen: Vec<(String, u32, f64, f64)> = assignment
-                .endpoints
-                .iter()
-                .map(|endpoint| {
-                    let load = endpoint.load.clone().unwrap_or_default();
-                    (
-                        endpoint.address.clone(),
-                        load.client_reporters,
-                        load.client_rps,
-                        load.client_eps,
-                    )
-                })
-                .collect();
-            let slow_address = slow.address().to_string();
-            let reported = seen.len() == 3
-                && seen.iter().all(|(address, reporters, rps, eps)| {
-                    // A loaded machine may make a fast call miss its
-                    // deadline now and then: "errs" is a fifth or more.
-                    let erring = *address == slow_address;
-                    *reporters == 1 && *rps > 0.0 && (*eps >= rps * 0.2) == erring
-                });
-            Ok(if reported {
-                Check::Done(seen)
-            } else {
-                Check::NotYet(format!("(address, reporters, rps, eps): {seen:?}"))
-            })
-        },
+        async || reported(&cp, slow.address()).await,
     )
     .await?;
     println!("the client's reports per endpoint (address, reporters, rps, eps): {seen:?}");
+
+    cp.kill().await?;
+    cp.restart().await?;
+    let again = poll::until(
+        "the client's LRS reports to the restarted control plane",
+        Duration::from_secs(20),
+        async || reported(&cp, slow.address()).await,
+    )
+    .await?;
+    println!("after a restart of the control plane: {again:?}");
     load.stop().await?;
     Ok(())
 }

@@ -304,6 +304,22 @@ pub fn serving_frame() -> bytes::Bytes {
     framed.into()
 }
 
+/// Answers a call on a raw HTTP/2 peer as a gRPC server does: a SERVING
+/// health message, then `grpc_status` in the trailers.
+pub fn answer(mut respond: h2::server::SendResponse<bytes::Bytes>, grpc_status: &'static str) {
+    let head = http::Response::builder()
+        .header("content-type", "application/grpc")
+        .body(())
+        .unwrap();
+    let Ok(mut stream) = respond.send_response(head, false) else {
+        return;
+    };
+    let _ = stream.send_data(serving_frame(), false);
+    let mut trailers = http::HeaderMap::new();
+    trailers.insert("grpc-status", http::HeaderValue::from_static(grpc_status));
+    let _ = stream.send_trailers(trailers);
+}
+
 /// Calls Health/Check once through `channel`.
 pub async fn call<S>(channel: &S) -> Result<(), tonic::Status>
 where
