@@ -100,6 +100,31 @@ async fn a_dead_endpoint_is_ejected_and_later_calls_succeed() {
     assert_eq!(tail_failures, 0, "calls after detection must not fail");
 }
 
+/// An ejected endpoint comes back: the connection its probe made is the
+/// one calls use (one connection per recovery, not the probe's and then
+/// another).
+#[tokio::test]
+async fn a_recovered_endpoint_takes_calls_on_the_connection_its_probe_made() {
+    let port = support::closed_address();
+    let (cluster, channel) = balancer("recovering");
+    cluster.assign(vec![(port, 1)]);
+    support::until("the endpoint nobody listens on is ejected", || {
+        channel.assigned_endpoints() == 1 && !channel.is_usable()
+    })
+    .await;
+    let backend = Backend::start_at(port).await;
+    support::until("the endpoint recovered", || channel.is_usable()).await;
+    for _ in 0..3 {
+        call(&channel).await.expect("the recovered endpoint serves");
+    }
+    assert_eq!(backend.served(), 3);
+    assert_eq!(
+        backend.accepted(),
+        1,
+        "the probe's connection serves the calls"
+    );
+}
+
 #[tokio::test]
 async fn calls_wait_for_the_first_assignment_then_fail_clearly() {
     let (_cluster, channel) = balancer("never-assigned");

@@ -11,7 +11,7 @@ use tokio::task::AbortHandle;
 use tracing::{debug, info, warn};
 
 use super::{EndpointSet, LbChannel};
-use crate::endpoint::{ConnectionSettings, Endpoint, Failures};
+use crate::endpoint::{ConnectionSettings, Endpoint, Established, Failures};
 use crate::load::ClusterLoads;
 use crate::telemetry::ClusterMetrics;
 
@@ -191,7 +191,7 @@ impl Task {
                     }
                 }
                 Some(address) = failures.recv() => self.eject(address, &recovered_tx),
-                Some((address, number)) = recovered.recv() => self.recover(address, number),
+                Some((address, number, established)) = recovered.recv() => self.recover(address, number, Some(established)),
             }
         }
     }
@@ -222,8 +222,9 @@ impl Task {
         }
     }
 
-    /// Puts an endpoint whose probe `number` got through back into the set.
-    fn recover(&mut self, address: SocketAddr, number: u64) {
+    /// Puts an endpoint whose probe `number` got through back into the set,
+    /// with the connection the probe made (`None`: one is made).
+    fn recover(&mut self, address: SocketAddr, number: u64, established: Option<Established>) {
         if !matches!(self.probes.get(&address), Some((current, _)) if *current == number) {
             debug!(cluster = %self.name, endpoint = %address, "report of an earlier probe ignored");
             return;
@@ -234,9 +235,13 @@ impl Task {
         {
             info!(cluster = %self.name, endpoint = %address, "endpoint reachable again");
             endpoint.metrics.recoveries.increment(1);
-            // Connected again now, so that it is watched again: an endpoint
-            // no call uses (a failover tier's) is otherwise never dialled.
-            endpoint.connection.warm_up();
+            // The probe's connection is its connection now, so that it is
+            // watched again (an endpoint no call uses, a failover tier's,
+            // is otherwise never dialled) without connecting twice.
+            match established {
+                Some(established) => endpoint.connection.adopt(established),
+                None => endpoint.connection.warm_up(),
+            }
             self.publish();
         }
     }
@@ -341,8 +346,9 @@ impl Drop for Task {
     }
 }
 
-/// An endpoint's probe got through: its address and the probe's number.
-type Recovered = (SocketAddr, u64);
+/// An endpoint's probe got through: its address, the probe's number and
+/// the connection it made.
+type Recovered = (SocketAddr, u64, Established);
 
 /// Tries `address` with exponential backoff until it answers an HTTP/2
 /// PING on a new connection (TLS included, when set).
@@ -362,8 +368,8 @@ async fn probe(
             crate::endpoint::answers(address, &settings),
         )
         .await;
-        if let Ok(Ok(_)) = attempt {
-            let _ = recovered.send((address, number)).await;
+        if let Ok(Ok(established)) = attempt {
+            let _ = recovered.send((address, number, established)).await;
             return;
         }
         if recovered.is_closed() {
@@ -466,13 +472,13 @@ mod tests {
         assert_eq!(usable(&task), Some(false));
         let current = task.probes.get(&DEAD).map(|(number, _)| *number);
         // A probe from before the endpoint was removed and added again.
-        task.recover(DEAD, current.unwrap_or_default() + 1);
+        task.recover(DEAD, current.unwrap_or_default() + 1, None);
         assert_eq!(usable(&task), Some(false), "a stale report un-ejected it");
         assert!(
             task.probes.contains_key(&DEAD),
             "the current probe was forgotten"
         );
-        task.recover(DEAD, current.unwrap_or_default());
+        task.recover(DEAD, current.unwrap_or_default(), None);
         assert_eq!(usable(&task), Some(true));
         assert!(task.probes.is_empty());
     }
@@ -506,7 +512,7 @@ mod tests {
         assert_eq!(served(&task), vec![backup; 10], "the backup takes over");
         assert_eq!(task.set.load().assigned_endpoints, 2);
         let number = task.probes.get(&DEAD).map(|(number, _)| *number);
-        task.recover(DEAD, number.unwrap_or_default());
+        task.recover(DEAD, number.unwrap_or_default(), None);
         assert_eq!(served(&task), vec![DEAD; 10], "back on the first tier");
         assert_eq!(
             task.endpoints.get(&DEAD).map(|a| (a.weight, a.tier)),

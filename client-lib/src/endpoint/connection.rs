@@ -33,7 +33,7 @@ use tracing::{Instrument, debug, warn};
 
 use super::backoff::backoff;
 use super::coalescing::Coalescing;
-use super::dial::establish;
+use super::dial::{Established, establish};
 use super::in_flight::{Calls, InFlight};
 use super::keepalive::keepalive;
 use super::{ConnectionSettings, EndpointError};
@@ -160,6 +160,13 @@ impl Connection {
     /// Starts connecting now, so the first call does not wait for it.
     pub(crate) fn warm_up(&self) {
         drop(self.shared.attempt());
+    }
+
+    /// The endpoint recovered with `established`, the connection its probe
+    /// made: that is its connection now (none is made again), unless one
+    /// is live or being made already.
+    pub(crate) fn adopt(&self, established: Established) {
+        self.shared.adopt(established);
     }
 
     /// The endpoint left the assignment: calls still on the connection
@@ -383,6 +390,24 @@ impl Shared {
                 return Err(error);
             }
         };
+        Ok(self.start(
+            id,
+            Established {
+                send,
+                connection,
+                ping_pong,
+            },
+        ))
+    }
+
+    /// Starts driving `established` as connection `id`.
+    fn start(self: &Arc<Self>, id: u64, established: Established) -> Arc<Live> {
+        let Established {
+            send,
+            connection,
+            ping_pong,
+        } = established;
+        let address = self.address;
         // The server's SETTINGS are in: they came before its answer to
         // the first PING.
         let calls = Calls::new(
@@ -417,7 +442,20 @@ impl Shared {
         tokio::spawn(task.instrument(span));
         self.made.increment(1);
         debug!(cluster = %self.cluster, endpoint = %address, "connected");
-        Ok(Arc::new(Live { id, send, calls }))
+        Arc::new(Live { id, send, calls })
+    }
+
+    /// Takes over `established` (a probe's) as the live connection, unless
+    /// one is live already or an attempt is under way (then it is closed).
+    fn adopt(self: &Arc<Self>, established: Established) {
+        // Under the attempt lock: no attempt starts meanwhile.
+        let slot = self.attempt.lock().unwrap_or_else(PoisonError::into_inner);
+        if slot.is_some() || self.live.load().is_some() {
+            return;
+        }
+        let id = self.next_id.fetch_add(1, Ordering::Relaxed);
+        self.live.store(Some(self.start(id, established)));
+        drop(slot);
     }
 }
 

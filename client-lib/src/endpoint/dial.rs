@@ -5,7 +5,7 @@
 //! Owns: the steps and settings of a new connection, and what each failure
 //! is called (connect, TLS, handshake; a peer's GOAWAY at once is not a
 //! failure).
-//! Must never: keep a connection (the caller owns what it returns), time
+//! Must never: keep or drive a connection (the caller owns what it returns), time
 //! the attempt out (the caller bounds it), or retry.
 
 use std::net::SocketAddr;
@@ -56,14 +56,35 @@ async fn dial(address: SocketAddr, settings: &ConnectionSettings) -> Result<Io, 
     }
 }
 
+/// A connection made and checked (see [`establish`]), not driven yet: a
+/// probe's, which the endpoint's [`super::Connection`] takes over when it
+/// recovers (one connection per recovery, not the probe's and then
+/// another). Dropping it closes it.
+pub(crate) struct Established {
+    pub(super) send: SendRequest<Bytes>,
+    pub(super) connection: h2::client::Connection<Io, Bytes>,
+    pub(super) ping_pong: h2::PingPong,
+}
+
+impl std::fmt::Debug for Established {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Established").finish_non_exhaustive()
+    }
+}
+
 /// Whether `address` answers an HTTP/2 PING on a new connection (TLS
 /// included): what a probe checks before an ejected endpoint takes calls
-/// again (see [`establish`]).
+/// again (see [`establish`]); the connection that answered, if so.
 pub(crate) async fn answers(
     address: SocketAddr,
     settings: &ConnectionSettings,
-) -> Result<(), EndpointError> {
-    establish(address, settings).await.map(drop)
+) -> Result<Established, EndpointError> {
+    let (send, connection, ping_pong) = establish(address, settings).await?;
+    Ok(Established {
+        send,
+        connection,
+        ping_pong,
+    })
 }
 
 /// A new HTTP/2 connection to `address` (TLS included, when set), its
