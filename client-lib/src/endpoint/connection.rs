@@ -94,7 +94,7 @@ const STABLE_AFTER: Duration = Duration::from_secs(10);
 /// Where an endpoint's failed connections are reported: the cluster's
 /// balancer, which ejects it. One report per endpoint waits at most (see
 /// `Connection::report_failure`).
-pub type Failures = mpsc::UnboundedSender<SocketAddr>;
+pub(crate) type Failures = mpsc::UnboundedSender<SocketAddr>;
 
 /// An attempt to connect, on its own task; every waiting call shares it.
 type Attempt = SharedFuture<BoxFuture<'static, Result<Arc<Live>, EndpointError>>>;
@@ -347,10 +347,14 @@ impl Shared {
         Duration::from_millis(self.keepalive_ms.load(Ordering::Relaxed))
     }
 
-    /// The peer closed a connection with GOAWAY(ENHANCE_YOUR_CALM,
-    /// "too_many_pings"), as gRPC servers do: like gRPC's own clients,
-    /// PING half as often from the next connection on (up to an hour).
-    fn too_many_pings(&self) {
+    /// A connection (or its handshake) ended with `error`. If that was the
+    /// peer's GOAWAY(ENHANCE_YOUR_CALM, "too_many_pings"), as gRPC servers
+    /// send: like gRPC's own clients, PING half as often from the next
+    /// connection on (up to an hour).
+    fn ended_by(&self, error: &h2::Error) {
+        if !super::error::too_many_pings(error) {
+            return;
+        }
         let max = u64::try_from(MAX_KEEPALIVE.as_millis()).unwrap_or(u64::MAX);
         let previous = self
             .keepalive_ms
@@ -381,11 +385,10 @@ impl Shared {
             Err(error) => {
                 // The peer may close at once (its GOAWAY read with the
                 // answer to the first PING).
-                if let EndpointError::Open { source, .. } | EndpointError::Handshake { source, .. } =
-                    &error
-                    && super::error::too_many_pings(source)
+                if let EndpointError::Open { source, .. }
+                | EndpointError::Handshake { source, .. } = &error
                 {
-                    self.too_many_pings();
+                    self.ended_by(source);
                 }
                 return Err(error);
             }
@@ -485,10 +488,8 @@ async fn drive<T>(
             Ok(()) => debug!(%cluster, %endpoint, "connection closed"),
             Err(error) => {
                 debug!(%cluster, %endpoint, %error, "connection ended");
-                if super::error::too_many_pings(&error)
-                    && let Some(shared) = shared.upgrade()
-                {
-                    shared.too_many_pings();
+                if let Some(shared) = shared.upgrade() {
+                    shared.ended_by(&error);
                 }
             }
         },

@@ -31,7 +31,7 @@ mod tls_files;
 pub(crate) use backoff::backoff;
 pub(crate) use call::call;
 pub(crate) use connection::Connection;
-pub use connection::Failures;
+pub(crate) use connection::Failures;
 pub use deadline::Deadline;
 pub(crate) use dial::{Established, answers};
 pub use error::EndpointError;
