@@ -106,10 +106,18 @@ async fn a_backup_that_comes_back_is_connected_again_though_no_call_goes_there()
     call(&channel).await.expect("the first tier serves");
     until_ejected(&snapshotter, port).await;
     let backup = Backend::start_at(port).await;
+    let endpoint = port.to_string();
+    let mut recovered = false;
     until("the recovered backup is connected", || {
-        backup.open_connections() == 1
+        recovered |= support::counted(&snapshotter, "lookaside_client_recoveries_total", &endpoint);
+        recovered && backup.open_connections() == 1
     })
     .await;
+    assert_eq!(
+        backup.accepted(),
+        1,
+        "the probe's connection is the one kept"
+    );
     call(&channel).await.expect("the first tier still serves");
     assert_eq!(backup.served(), 0);
 }

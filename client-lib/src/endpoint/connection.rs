@@ -1,4 +1,5 @@
-//! One endpoint's HTTP/2 connection: made on demand, one attempt at a time,
+//! One endpoint's HTTP/2 connection: made on demand, one attempt at a time
+//! (or taken over from the probe that found an ejected endpoint back),
 //! watched with keepalive PINGs, and replaced when it ends.
 //!
 //! Owns: when to connect (one attempt at a time, within the connect
@@ -306,7 +307,8 @@ impl Shared {
         let task = tokio::spawn(async move {
             let result = shared.connect(number).await;
             match &result {
-                Ok(live) => shared.live.store(Some(live.clone())),
+                // Stored by `start`, before its driver could forget it.
+                Ok(_) => {}
                 Err(error) => {
                     debug!(cluster = %shared.cluster, endpoint = %shared.address, error = %crate::telemetry::error_chain(error), "could not connect");
                     // Not a peer that closed gracefully (see `establish`).
@@ -403,7 +405,9 @@ impl Shared {
         ))
     }
 
-    /// Starts driving `established` as connection `id`.
+    /// Starts driving `established` as connection `id`, the live one. Stored
+    /// before its driver starts: a connection that ends at once is then
+    /// forgotten by the driver, never stored after it ended.
     fn start(self: &Arc<Self>, id: u64, established: Established) -> Arc<Live> {
         let Established {
             send,
@@ -433,6 +437,12 @@ impl Shared {
         } else {
             tracing::Span::none()
         };
+        let live = Arc::new(Live {
+            id,
+            send,
+            calls: calls.clone(),
+        });
+        self.live.store(Some(live.clone()));
         let task = drive(
             connection,
             keepalive,
@@ -445,7 +455,7 @@ impl Shared {
         tokio::spawn(task.instrument(span));
         self.made.increment(1);
         debug!(cluster = %self.cluster, endpoint = %address, "connected");
-        Arc::new(Live { id, send, calls })
+        live
     }
 
     /// Takes over `established` (a probe's) as the live connection, unless
@@ -453,11 +463,12 @@ impl Shared {
     fn adopt(self: &Arc<Self>, established: Established) {
         // Under the attempt lock: no attempt starts meanwhile.
         let slot = self.attempt.lock().unwrap_or_else(PoisonError::into_inner);
-        if slot.is_some() || self.live.load().is_some() {
+        let attempting = matches!(&*slot, Some((_, attempt)) if attempt.peek().is_none());
+        if attempting || self.live.load().is_some() {
             return;
         }
         let id = self.next_id.fetch_add(1, Ordering::Relaxed);
-        self.live.store(Some(self.start(id, established)));
+        self.start(id, established);
         drop(slot);
     }
 }
@@ -582,6 +593,72 @@ mod tests {
         around(early(), 1.0);
     }
 
+    /// A listener on a free loopback port, and its address.
+    async fn listening() -> (tokio::net::TcpListener, SocketAddr) {
+        let listener = tokio::net::TcpListener::bind("127.0.0.1:0")
+            .await
+            .unwrap_or_else(|error| panic!("bind: {error}"));
+        let address = listener
+            .local_addr()
+            .unwrap_or_else(|error| panic!("address: {error}"));
+        (listener, address)
+    }
+
+    /// A plain HTTP/2 peer; counts the connections it accepted.
+    async fn h2_peer() -> (SocketAddr, Arc<AtomicU64>) {
+        let (listener, address) = listening().await;
+        let accepted = Arc::new(AtomicU64::new(0));
+        let counter = accepted.clone();
+        tokio::spawn(async move {
+            while let Ok((socket, _)) = listener.accept().await {
+                counter.fetch_add(1, Ordering::SeqCst);
+                tokio::spawn(async move {
+                    if let Ok(mut connection) = h2::server::handshake(socket).await {
+                        while connection.accept().await.is_some() {}
+                    }
+                });
+            }
+        });
+        (address, accepted)
+    }
+
+    #[tokio::test]
+    async fn a_probes_connection_is_adopted_as_the_live_one_unless_one_is_live() {
+        let (address, accepted) = h2_peer().await;
+        let (failures, _reported) = mpsc::unbounded_channel();
+        let settings = ConnectionSettings::default();
+        let connection = Connection::new(
+            "adopt",
+            address,
+            &settings,
+            failures,
+            EndpointLoad::default(),
+        );
+        let probed = super::super::dial::answers(address, &settings)
+            .await
+            .unwrap_or_else(|error| panic!("probe: {error}"));
+        connection.adopt(probed);
+        let live = |connection: &Connection| connection.shared.live.load().as_ref().map(|l| l.id);
+        let adopted = live(&connection);
+        assert!(adopted.is_some(), "the probe's connection is live");
+        drop(
+            connection
+                .ready()
+                .await
+                .unwrap_or_else(|error| panic!("ready: {error}")),
+        );
+        assert_eq!(
+            accepted.load(Ordering::SeqCst),
+            1,
+            "a call uses it: no connection is made again"
+        );
+        let second = super::super::dial::answers(address, &settings)
+            .await
+            .unwrap_or_else(|error| panic!("second probe: {error}"));
+        connection.adopt(second);
+        assert_eq!(live(&connection), adopted, "the live connection is kept");
+    }
+
     /// A connection (keepalive every 50 ms) to a peer that answers every
     /// connection with SETTINGS, answers its first PING, then, `after` that,
     /// sends GOAWAY(ENHANCE_YOUR_CALM, `debug`), as grpc-go does with
@@ -597,12 +674,7 @@ mod tests {
         after: Duration,
         reconnect: Duration,
     ) -> Connection {
-        let listener = tokio::net::TcpListener::bind("127.0.0.1:0")
-            .await
-            .unwrap_or_else(|error| panic!("bind: {error}"));
-        let address = listener
-            .local_addr()
-            .unwrap_or_else(|error| panic!("address: {error}"));
+        let (listener, address) = listening().await;
         tokio::spawn(async move {
             while let Ok((mut socket, _)) = listener.accept().await {
                 tokio::spawn(async move {
