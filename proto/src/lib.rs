@@ -5,9 +5,12 @@
 //! file descriptor set that server reflection serves, and re-exports of the
 //! xDS/LRS/CSDS types from `envoy-types` so every crate names them one way.
 //!
-//! Must never: hold logic. Types and descriptors only.
+//! Must never: hold logic. Types and descriptors only, and in [`convert`]
+//! the pure conversions to and from std types.
 
 #![allow(missing_docs, unreachable_pub, clippy::all)]
+
+pub mod convert;
 
 /// Admin API, `lookaside.admin.v1`.
 pub mod admin {

@@ -11,7 +11,7 @@ use tokio::task::AbortHandle;
 use tracing::{debug, info, warn};
 
 use super::{EndpointSet, LbChannel};
-use crate::endpoint::{ConnectionSettings, Endpoint, Established, Failures};
+use crate::endpoint::{Connection, ConnectionSettings, Endpoint, Established, Failures};
 use crate::load::ClusterLoads;
 use crate::telemetry::ClusterMetrics;
 
@@ -191,7 +191,17 @@ impl Task {
                     }
                 }
                 Some(address) = failures.recv() => self.eject(address, &recovered_tx),
-                Some((address, number, established)) = recovered.recv() => self.recover(address, number, Some(established)),
+                Some((address, number, established)) = recovered.recv() => {
+                    if let Some(connection) = self.recover(address, number) {
+                        // The probe's connection is its connection now, so
+                        // that it is watched again (an endpoint no call
+                        // uses, a failover tier's, is otherwise never
+                        // dialled) without connecting twice; before calls
+                        // can find it usable.
+                        connection.adopt(established);
+                        self.publish();
+                    }
+                }
             }
         }
     }
@@ -222,28 +232,22 @@ impl Task {
         }
     }
 
-    /// Puts an endpoint whose probe `number` got through back into the set,
-    /// with the connection the probe made (`None`: one is made).
-    fn recover(&mut self, address: SocketAddr, number: u64, established: Option<Established>) {
+    /// Marks an endpoint whose probe `number` got through usable again;
+    /// its connection if that changed anything (the caller gives it the
+    /// probe's connection, then publishes the set).
+    fn recover(&mut self, address: SocketAddr, number: u64) -> Option<Connection> {
         if !matches!(self.probes.get(&address), Some((current, _)) if *current == number) {
             debug!(cluster = %self.name, endpoint = %address, "report of an earlier probe ignored");
-            return;
+            return None;
         }
         self.probes.remove(&address);
-        if let Some(Assigned { endpoint, .. }) = self.endpoints.get(&address)
-            && endpoint.set_usable(true)
-        {
-            info!(cluster = %self.name, endpoint = %address, "endpoint reachable again");
-            endpoint.metrics.recoveries.increment(1);
-            // The probe's connection is its connection now, so that it is
-            // watched again (an endpoint no call uses, a failover tier's,
-            // is otherwise never dialled) without connecting twice.
-            match established {
-                Some(established) => endpoint.connection.adopt(established),
-                None => endpoint.connection.warm_up(),
-            }
-            self.publish();
+        let Assigned { endpoint, .. } = self.endpoints.get(&address)?;
+        if !endpoint.set_usable(true) {
+            return None;
         }
+        info!(cluster = %self.name, endpoint = %address, "endpoint reachable again");
+        endpoint.metrics.recoveries.increment(1);
+        Some(endpoint.connection.clone())
     }
 
     fn apply(&mut self, tiers: Vec<Assignment>) {
@@ -417,6 +421,15 @@ mod tests {
         false
     }
 
+    /// Probe `number` of [`DEAD`] reports it back (with no connection to
+    /// hand over: one is made).
+    fn recover(task: &mut Task, number: u64) {
+        if let Some(connection) = task.recover(DEAD, number) {
+            connection.warm_up();
+            task.publish();
+        }
+    }
+
     fn probing(task: &mut Task, recovered: &mpsc::Sender<Recovered>) -> AbortHandle {
         task.apply(vec![vec![(DEAD, 1)]]);
         task.eject(DEAD, recovered);
@@ -472,13 +485,13 @@ mod tests {
         assert_eq!(usable(&task), Some(false));
         let current = task.probes.get(&DEAD).map(|(number, _)| *number);
         // A probe from before the endpoint was removed and added again.
-        task.recover(DEAD, current.unwrap_or_default() + 1, None);
+        recover(&mut task, current.unwrap_or_default() + 1);
         assert_eq!(usable(&task), Some(false), "a stale report un-ejected it");
         assert!(
             task.probes.contains_key(&DEAD),
             "the current probe was forgotten"
         );
-        task.recover(DEAD, current.unwrap_or_default(), None);
+        recover(&mut task, current.unwrap_or_default());
         assert_eq!(usable(&task), Some(true));
         assert!(task.probes.is_empty());
     }
@@ -512,7 +525,7 @@ mod tests {
         assert_eq!(served(&task), vec![backup; 10], "the backup takes over");
         assert_eq!(task.set.load().assigned_endpoints, 2);
         let number = task.probes.get(&DEAD).map(|(number, _)| *number);
-        task.recover(DEAD, number.unwrap_or_default(), None);
+        recover(&mut task, number.unwrap_or_default());
         assert_eq!(served(&task), vec![DEAD; 10], "back on the first tier");
         assert_eq!(
             task.endpoints.get(&DEAD).map(|a| (a.weight, a.tier)),

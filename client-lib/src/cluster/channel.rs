@@ -360,18 +360,35 @@ impl Service<http::Request<Body>> for LbChannel {
                 } else {
                     None
                 };
+                // The call goes nowhere else: an attempt the endpoint refused
+                // counts as failed there after all (load reports).
+                let gave_up = || {
+                    if error.refused() {
+                        connection.load().failed_unsent();
+                    }
+                };
                 connection = match (next, requeue) {
                     (Some(next), _) => next,
                     (None, Some(requeue)) => {
                         let next = this.go_on(requeue, &mut pauses, &mut tried, deadline);
-                        let next = Box::pin(next).await?;
-                        spared = None;
-                        attempts = 0;
-                        next
+                        match Box::pin(next).await {
+                            Ok(next) => {
+                                spared = None;
+                                attempts = 0;
+                                next
+                            }
+                            Err(status) => {
+                                gave_up();
+                                return Err(status.into());
+                            }
+                        }
                     }
                     // None left: this error says more than "none is
                     // reachable".
-                    (None, None) => return Err(error.status(&this.shared.name).into()),
+                    (None, None) => {
+                        gave_up();
+                        return Err(error.status(&this.shared.name).into());
+                    }
                 };
                 this.shared.metrics.retries.increment(1);
                 tracing::debug!(cluster = %this.shared.name, endpoint = %address, error = %crate::telemetry::error_chain(&error), "request not processed; trying again");
@@ -521,7 +538,7 @@ mod tests {
 
     /// An HTTP/2 server that refuses its first `refusing` requests
     /// (`REFUSED_STREAM`: not processed, as a server shedding load says),
-    /// then answers every request with an empty 200.
+    /// then answers every request with a trailers-only status OK.
     async fn refusing_then_answering_peer(refusing: usize) -> SocketAddr {
         let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
         let address = listener.local_addr().unwrap();
@@ -538,7 +555,12 @@ mod tests {
                         if refused.fetch_add(1, std::sync::atomic::Ordering::Relaxed) < refusing {
                             respond.send_reset(h2::Reason::REFUSED_STREAM);
                         } else {
-                            let _ = respond.send_response(http::Response::new(()), true);
+                            // Trailers-only: status OK in the head, which
+                            // ends the stream.
+                            let mut ok = http::Response::new(());
+                            ok.headers_mut()
+                                .insert("grpc-status", http::HeaderValue::from_static("0"));
+                            let _ = respond.send_response(ok, true);
                         }
                     }
                 });
@@ -588,11 +610,14 @@ mod tests {
                 let status = Status::from_error(answered.unwrap_err());
                 assert_eq!(status.code(), tonic::Code::Unavailable, "{status:?}");
             }
-            // Refused attempts are not the endpoint's calls (for load
-            // reports): only the one it took counts.
+            // For load reports, refused attempts that went on count
+            // nowhere: the endpoint counts the call once, the one it took
+            // and answered OK, trailers-only (wait for ready), or the last
+            // it refused (fail fast, which then gave up).
+            let totals = load.totals();
             assert_eq!(
-                load.totals().issued,
-                u64::from(wait_for_ready),
+                (totals.issued, totals.succeeded, totals.failed),
+                (1, u64::from(wait_for_ready), u64::from(!wait_for_ready)),
                 "wait for ready: {wait_for_ready}"
             );
         }

@@ -18,7 +18,7 @@ use tracing::debug;
 
 use super::pipe::spawn_pipe;
 use super::request_body::RequestBody;
-use super::response_body::{CallAlive, Head, ResponseBody};
+use super::response_body::{CallAlive, response_body};
 use super::{Connection, Deadline, EndpointError};
 
 const USER_AGENT: &str = concat!("lookaside-client/", env!("CARGO_PKG_VERSION"));
@@ -50,8 +50,7 @@ pub(crate) fn call<'a>(
             })??,
         };
         let deadline = deadline.map(|deadline| (deadline.at, deadline.after));
-        let head = Head::of(&response, response.body().is_end_stream());
-        Ok(response.map(|stream| Body::new(ResponseBody::new(stream, head, deadline, alive))))
+        Ok(response_body(response, deadline, alive))
     }
 }
 
@@ -192,11 +191,11 @@ async fn exchange(
 }
 
 /// An attempt that failed once counted in flight, for the endpoint's load:
-/// one the server never saw while the endpoint is fine (a refused stream,
-/// a stream past a graceful GOAWAY) is withdrawn, as the call goes to
-/// another endpoint; any other failed.
+/// one the endpoint [`refused`](EndpointError::refused) is withdrawn (the
+/// channel counts it failed if the call goes nowhere else); any other
+/// failed.
 fn settled(error: EndpointError, mut alive: CallAlive) -> EndpointError {
-    if error.unprocessed() && !error.connection_failed() {
+    if error.refused() {
         alive.withdraw();
     }
     error

@@ -290,9 +290,7 @@ impl Shared {
     /// The attempt under way, or a new one.
     fn attempt(self: &Arc<Self>) -> Attempt {
         let mut slot = self.attempt.lock().unwrap_or_else(PoisonError::into_inner);
-        if let Some((_, attempt)) = slot.as_ref()
-            && attempt.peek().is_none()
-        {
+        if let Some(attempt) = under_way(&slot) {
             return attempt.clone();
         }
         // An attempt stores its connection before it clears the slot (under
@@ -306,15 +304,13 @@ impl Shared {
         let shared = self.clone();
         let task = tokio::spawn(async move {
             let result = shared.connect(number).await;
-            match &result {
-                // Stored by `start`, before its driver could forget it.
-                Ok(_) => {}
-                Err(error) => {
-                    debug!(cluster = %shared.cluster, endpoint = %shared.address, error = %crate::telemetry::error_chain(error), "could not connect");
-                    // Not a peer that closed gracefully (see `establish`).
-                    if error.connection_failed() {
-                        shared.report_failure();
-                    }
+            // A connection made is stored by `start`, before its driver
+            // could forget it.
+            if let Err(error) = &result {
+                debug!(cluster = %shared.cluster, endpoint = %shared.address, error = %crate::telemetry::error_chain(error), "could not connect");
+                // Not a peer that closed gracefully (see `establish`).
+                if error.connection_failed() {
+                    shared.report_failure();
                 }
             }
             // Done: the next call that finds no connection starts afresh.
@@ -353,7 +349,7 @@ impl Shared {
     /// peer's GOAWAY(ENHANCE_YOUR_CALM, "too_many_pings"), as gRPC servers
     /// send: like gRPC's own clients, PING half as often from the next
     /// connection on (up to an hour).
-    fn ended_by(&self, error: &h2::Error) {
+    fn calm_down_if_asked(&self, error: &h2::Error) {
         if !super::error::too_many_pings(error) {
             return;
         }
@@ -382,7 +378,7 @@ impl Shared {
         let established = tokio::time::timeout(after, establish(address, &self.settings))
             .await
             .map_err(|_| EndpointError::ConnectTimeout { address, after })?;
-        let (send, connection, ping_pong) = match established {
+        let established = match established {
             Ok(established) => established,
             Err(error) => {
                 // The peer may close at once (its GOAWAY read with the
@@ -390,19 +386,12 @@ impl Shared {
                 if let EndpointError::Open { source, .. }
                 | EndpointError::Handshake { source, .. } = &error
                 {
-                    self.ended_by(source);
+                    self.calm_down_if_asked(source);
                 }
                 return Err(error);
             }
         };
-        Ok(self.start(
-            id,
-            Established {
-                send,
-                connection,
-                ping_pong,
-            },
-        ))
+        Ok(self.start(id, established))
     }
 
     /// Starts driving `established` as connection `id`, the live one. Stored
@@ -463,14 +452,21 @@ impl Shared {
     fn adopt(self: &Arc<Self>, established: Established) {
         // Under the attempt lock: no attempt starts meanwhile.
         let slot = self.attempt.lock().unwrap_or_else(PoisonError::into_inner);
-        let attempting = matches!(&*slot, Some((_, attempt)) if attempt.peek().is_none());
-        if attempting || self.live.load().is_some() {
+        if under_way(&slot).is_some() || self.live.load().is_some() {
             return;
         }
         let id = self.next_id.fetch_add(1, Ordering::Relaxed);
         self.start(id, established);
         drop(slot);
     }
+}
+
+/// The attempt in `slot`, if it is still under way (a finished one may sit
+/// there a moment before its task clears it).
+fn under_way(slot: &Option<(u64, Attempt)>) -> Option<&Attempt> {
+    slot.as_ref()
+        .map(|(_, attempt)| attempt)
+        .filter(|attempt| attempt.peek().is_none())
 }
 
 /// Drives connection `id` until it ends or stops answering PINGs, then
@@ -500,7 +496,7 @@ async fn drive<T>(
             Err(error) => {
                 debug!(%cluster, %endpoint, %error, "connection ended");
                 if let Some(shared) = shared.upgrade() {
-                    shared.ended_by(&error);
+                    shared.calm_down_if_asked(&error);
                 }
             }
         },

@@ -79,12 +79,7 @@ pub(crate) async fn answers(
     address: SocketAddr,
     settings: &ConnectionSettings,
 ) -> Result<Established, EndpointError> {
-    let (send, connection, ping_pong) = establish(address, settings).await?;
-    Ok(Established {
-        send,
-        connection,
-        ping_pong,
-    })
+    establish(address, settings).await
 }
 
 /// A new HTTP/2 connection to `address` (TLS included, when set), its
@@ -101,14 +96,7 @@ pub(crate) async fn answers(
 pub(super) async fn establish(
     address: SocketAddr,
     settings: &ConnectionSettings,
-) -> Result<
-    (
-        SendRequest<Bytes>,
-        h2::client::Connection<Io, Bytes>,
-        h2::PingPong,
-    ),
-    EndpointError,
-> {
+) -> Result<Established, EndpointError> {
     let io = dial(address, settings).await?;
     let handshake = |source| EndpointError::Handshake {
         address,
@@ -148,5 +136,9 @@ pub(super) async fn establish(
             Some(source) => handshake(source),
         }),
     };
-    Ok((send, connection, ping_pong))
+    Ok(Established {
+        send,
+        connection,
+        ping_pong,
+    })
 }

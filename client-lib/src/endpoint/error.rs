@@ -105,6 +105,14 @@ impl EndpointError {
         }
     }
 
+    /// Whether the endpoint refused the request unprocessed while it is
+    /// fine (a refused stream, a stream past a graceful GOAWAY): the call
+    /// may go to another endpoint, and counts on this one only if it goes
+    /// nowhere else (load reports).
+    pub fn refused(&self) -> bool {
+        self.unprocessed() && !self.connection_failed()
+    }
+
     /// Whether the endpoint's connection failed (rather than one call's
     /// stream, or the server replacing a connection with a graceful
     /// GOAWAY): the cluster ejects the endpoint until it answers again.

@@ -16,7 +16,8 @@
 //!
 //! Each call is also counted on its endpoint's load (for LRS reports):
 //! issued when it gets its slot, succeeded or failed when it ends,
-//! withdrawn when the server never saw it and it goes elsewhere.
+//! withdrawn when the endpoint refused it unprocessed (the channel counts
+//! it failed after all if the call goes nowhere else).
 //!
 //! Must never: hold a call back while nothing is in flight (the server's
 //! limit is then 0, and h2's queue waits for the server to raise it), or
@@ -167,16 +168,23 @@ impl InFlight {
     /// The call ended with status OK (`ok`) or not.
     pub(crate) fn finish(mut self, ok: bool) {
         if let Some(count) = self.0.take() {
-            end(&count, Some(ok));
+            end(
+                &count,
+                if ok {
+                    Outcome::Succeeded
+                } else {
+                    Outcome::Failed
+                },
+            );
         }
     }
 
     /// The server never saw the call (a refused stream, a stream past a
-    /// graceful GOAWAY), which goes to another endpoint: not counted as
-    /// issued here.
+    /// graceful GOAWAY): not counted as issued here (the channel counts it
+    /// failed if the call goes nowhere else).
     pub(crate) fn withdraw(mut self) {
         if let Some(count) = self.0.take() {
-            end(&count, None);
+            end(&count, Outcome::Withdrawn);
         }
     }
 }
@@ -184,18 +192,26 @@ impl InFlight {
 impl Drop for InFlight {
     fn drop(&mut self) {
         if let Some(count) = self.0.take() {
-            end(&count, Some(false));
+            end(&count, Outcome::Failed);
         }
     }
 }
 
-/// A call on `count`'s connection ended: with status OK or not, or
-/// withdrawn (`None`).
-fn end(count: &Count, ok: Option<bool>) {
+/// How a call in flight ended, for the endpoint's load.
+enum Outcome {
+    Succeeded,
+    Failed,
+    /// The server never saw it (see [`InFlight::withdraw`]).
+    Withdrawn,
+}
+
+/// A call on `count`'s connection ended.
+fn end(count: &Count, outcome: Outcome) {
     count.in_flight.fetch_sub(1, Ordering::SeqCst);
-    match ok {
-        Some(ok) => count.load.finished(ok),
-        None => count.load.withdrawn(),
+    match outcome {
+        Outcome::Succeeded => count.load.finished(true),
+        Outcome::Failed => count.load.finished(false),
+        Outcome::Withdrawn => count.load.withdrawn(),
     }
     if count.waiting.load(Ordering::SeqCst) > 0 {
         // Only the first in line waits for this.

@@ -57,48 +57,52 @@ impl CallAlive {
     /// stream's window, answered before the server read it all, keeps its
     /// stream open in h2 until the body is dropped: a call then may wait in
     /// h2's queue meanwhile. Rare: unary requests are small.)
-    /// The attempt never reached the server and the call goes elsewhere:
-    /// counted neither as succeeded nor as failed on this endpoint.
-    pub(super) fn withdraw(&mut self) {
-        if let Some(in_flight) = self.in_flight.take() {
-            in_flight.withdraw();
-        }
-    }
-
-    fn response_ended(&mut self, ok: bool) {
+    pub(super) fn response_ended(&mut self, ok: bool) {
         if let Some(in_flight) = self.in_flight.take() {
             in_flight.finish(ok);
         }
         self._abandoned = None;
     }
+
+    /// The attempt never reached the server (see [`EndpointError::refused`]):
+    /// counted neither as succeeded nor as failed on this endpoint (the
+    /// channel counts the call failed if it goes nowhere else).
+    ///
+    /// [`EndpointError::refused`]: super::EndpointError::refused
+    pub(super) fn withdraw(&mut self) {
+        if let Some(in_flight) = self.in_flight.take() {
+            in_flight.withdraw();
+        }
+    }
 }
 
 const GRPC_STATUS: HeaderName = HeaderName::from_static("grpc-status");
 
-/// What the response head says of the call's outcome.
-#[derive(Debug, Clone, Copy)]
-pub(crate) struct Head {
-    /// HTTP status 200: anything else is an error whatever follows.
-    http_ok: bool,
-    /// The head carries `grpc-status: 0` (a trailers-only response).
-    grpc_ok: bool,
+/// The body tonic reads for `response`, whose head just arrived: empty
+/// when the head ended the stream (a trailers-only response: the call is
+/// counted out at once, by the head's `grpc-status`), else read from the
+/// stream until `deadline`. (tonic replaces a body that says it has ended
+/// with an empty one, dropping it: the call would count as abandoned.)
+pub(crate) fn response_body(
+    response: http::Response<h2::RecvStream>,
+    deadline: Option<(tokio::time::Instant, std::time::Duration)>,
+    mut alive: CallAlive,
+) -> http::Response<tonic::body::Body> {
+    let http_ok = response.status() == http::StatusCode::OK;
+    // The one look at h2's state per call (it takes the connection's lock;
+    // the body below answers `is_end_stream` from its own state).
+    if response.body().is_end_stream() {
+        alive.response_ended(http_ok && status_ok(response.headers()));
+        return response.map(|_| tonic::body::Body::empty());
+    }
+    response
+        .map(|stream| tonic::body::Body::new(ResponseBody::new(stream, http_ok, deadline, alive)))
 }
 
-impl Head {
-    /// `response`'s head; `ended`: nothing follows it (a trailers-only
-    /// response, whose status is in the head: looked up only then).
-    pub(crate) fn of<B>(response: &http::Response<B>, ended: bool) -> Self {
-        Self {
-            http_ok: response.status() == http::StatusCode::OK,
-            grpc_ok: ended && status_ok(response.headers()),
-        }
-    }
-
-    /// Whether the call succeeded, given the trailers that ended it (none:
-    /// the status is in the head, if anywhere).
-    fn ok(self, trailers: Option<&HeaderMap>) -> bool {
-        self.http_ok && trailers.map_or(self.grpc_ok, status_ok)
-    }
+/// Whether a call whose head had HTTP status 200 (`http_ok`) succeeded,
+/// given the trailers that ended it: `grpc-status: 0` and nothing else.
+fn succeeded(http_ok: bool, trailers: Option<&HeaderMap>) -> bool {
+    http_ok && trailers.is_some_and(status_ok)
 }
 
 /// Whether `headers` carry status OK.
@@ -112,23 +116,27 @@ fn status_ok(headers: &HeaderMap) -> bool {
 #[derive(Debug)]
 pub(crate) struct ResponseBody {
     stream: h2::RecvStream,
-    head: Head,
+    /// The head's HTTP status was 200.
+    http_ok: bool,
     data_done: bool,
+    /// The last frame (or an error) was returned.
+    ended: bool,
     deadline: Option<(Pin<Box<tokio::time::Sleep>>, std::time::Duration)>,
     alive: CallAlive,
 }
 
 impl ResponseBody {
-    pub(crate) fn new(
+    fn new(
         stream: h2::RecvStream,
-        head: Head,
+        http_ok: bool,
         deadline: Option<(tokio::time::Instant, std::time::Duration)>,
         alive: CallAlive,
     ) -> Self {
         Self {
             stream,
-            head,
+            http_ok,
             data_done: false,
+            ended: false,
             deadline: deadline.map(|(at, after)| (Box::pin(tokio::time::sleep_until(at)), after)),
             alive,
         }
@@ -179,6 +187,7 @@ impl http_body::Body for ResponseBody {
                 Poll::Ready(Some(Err(error))) => {
                     // The stream failed: HTTP/2 counts it out too.
                     self.alive.response_ended(false);
+                    self.ended = true;
                     return Poll::Ready(Some(Err(body_error(error))));
                 }
                 Poll::Ready(None) => self.data_done = true,
@@ -191,10 +200,11 @@ impl http_body::Body for ResponseBody {
         // The last frame, or the stream failed. (Not at a passed deadline:
         // the stream stays open until the body is dropped.)
         let ok = match &trailers {
-            Ok(trailers) => self.head.ok(trailers.as_ref()),
+            Ok(trailers) => succeeded(self.http_ok, trailers.as_ref()),
             Err(_) => false,
         };
         self.alive.response_ended(ok);
+        self.ended = true;
         match trailers {
             Ok(Some(trailers)) => Poll::Ready(Some(Ok(Frame::trailers(trailers)))),
             Ok(None) => Poll::Ready(None),
@@ -203,24 +213,15 @@ impl http_body::Body for ResponseBody {
     }
 
     fn is_end_stream(&self) -> bool {
-        self.stream.is_end_stream()
+        // Not h2's view: asking takes the connection's lock, and a stream
+        // that ended with its head never gets here.
+        self.ended
     }
 }
 
 #[cfg(test)]
 mod tests {
     use super::*;
-
-    fn head(status: u16, grpc_status: Option<&'static str>) -> Head {
-        let mut response = http::Response::new(());
-        *response.status_mut() = http::StatusCode::from_u16(status).unwrap();
-        if let Some(code) = grpc_status {
-            response
-                .headers_mut()
-                .insert(GRPC_STATUS, http::HeaderValue::from_static(code));
-        }
-        Head::of(&response, true)
-    }
 
     fn trailers(code: &'static str) -> HeaderMap {
         let mut trailers = HeaderMap::new();
@@ -230,12 +231,10 @@ mod tests {
 
     #[test]
     fn a_call_succeeded_only_with_status_ok_over_http_200() {
-        assert!(head(200, None).ok(Some(&trailers("0"))));
-        assert!(!head(200, None).ok(Some(&trailers("13"))), "INTERNAL");
-        assert!(!head(200, None).ok(Some(&HeaderMap::new())), "no status");
-        assert!(!head(200, None).ok(None), "no trailers, no status");
-        assert!(head(200, Some("0")).ok(None), "trailers-only OK");
-        assert!(!head(200, Some("5")).ok(None), "trailers-only NOT_FOUND");
-        assert!(!head(503, None).ok(Some(&trailers("0"))), "HTTP error");
+        assert!(succeeded(true, Some(&trailers("0"))));
+        assert!(!succeeded(true, Some(&trailers("13"))), "INTERNAL");
+        assert!(!succeeded(true, Some(&HeaderMap::new())), "no status");
+        assert!(!succeeded(true, None), "no trailers, no status");
+        assert!(!succeeded(false, Some(&trailers("0"))), "HTTP error");
     }
 }

@@ -46,8 +46,8 @@ impl EndpointLoad {
         counter.fetch_add(1, Ordering::Release);
     }
 
-    /// A call counted as issued never reached the server and went to
-    /// another endpoint: it is not counted here.
+    /// A call counted as issued never reached the server (it may go to
+    /// another endpoint): it is not counted here.
     pub(crate) fn withdrawn(&self) {
         self.0.issued.fetch_sub(1, Ordering::Relaxed);
     }

@@ -11,7 +11,8 @@
 //! [`Reporter`] sends what changed since the last report at the interval
 //! the control plane asks for.
 //! Owns: the counts, who holds them until reported, and the LRS stream.
-//! Must never: slow a call down (a call only adds to two atomics) or keep
+//! Must never: slow a call down (a call adds to two atomics and its
+//! response head is looked up for `grpc-status`, no lock) or keep
 //! a removed endpoint's counters once they are reported.
 
 mod count;

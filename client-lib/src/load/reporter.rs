@@ -11,12 +11,10 @@
 //! the server did not ask for.
 
 use std::convert::Infallible;
-use std::net::SocketAddr;
 use std::time::Duration;
 
-use lookaside_proto::envoy::config::core::v3::address::Address as AddressKind;
-use lookaside_proto::envoy::config::core::v3::socket_address::PortSpecifier;
-use lookaside_proto::envoy::config::core::v3::{Address, Node, SocketAddress};
+use lookaside_proto::convert::{proto_address, proto_duration, std_duration};
+use lookaside_proto::envoy::config::core::v3::Node;
 use lookaside_proto::envoy::config::endpoint::v3::{
     ClusterStats, UpstreamEndpointStats, UpstreamLocalityStats,
 };
@@ -93,11 +91,7 @@ impl Plan {
         let interval = response
             .load_reporting_interval
             .as_ref()
-            .and_then(|d| {
-                let seconds = u64::try_from(d.seconds).ok()?;
-                let nanos = u32::try_from(d.nanos).ok()?;
-                Some(Duration::new(seconds, 0).saturating_add(Duration::from_nanos(nanos.into())))
-            })
+            .and_then(std_duration)
             .filter(|interval| !interval.is_zero())
             .unwrap_or(DEFAULT_INTERVAL)
             .max(MIN_INTERVAL);
@@ -210,14 +204,20 @@ impl Reporter {
             node: Some(self.node.clone()),
             cluster_stats: Vec::new(),
         });
-        let mut responses = LoadReportingServiceClient::new(channel)
-            .stream_load_stats(tokio_stream::wrappers::ReceiverStream::new(outbound))
-            .await
-            .map_err(StreamError::Status)?
-            .into_inner();
-        let mut plan: Option<Plan> = None;
-        // Until the first answer: when to give up on it.
+        // Until the first answer (the response head included: a server
+        // whose handler never returns still answers PINGs): when to give
+        // up on it.
         let mut next = Instant::now() + FIRST_ANSWER_TIMEOUT;
+        let mut responses = tokio::time::timeout_at(
+            next,
+            LoadReportingServiceClient::new(channel)
+                .stream_load_stats(tokio_stream::wrappers::ReceiverStream::new(outbound)),
+        )
+        .await
+        .map_err(|_| StreamError::Silent(FIRST_ANSWER_TIMEOUT))?
+        .map_err(StreamError::Status)?
+        .into_inner();
+        let mut plan: Option<Plan> = None;
         loop {
             tokio::select! {
                 response = responses.message() => {
@@ -272,14 +272,22 @@ impl Reporter {
 fn cluster_stats(report: &ClusterReport) -> ClusterStats {
     let mut locality = UpstreamLocalityStats::default();
     for endpoint in &report.endpoints {
-        locality.total_issued_requests += endpoint.delta.issued;
-        locality.total_successful_requests += endpoint.delta.succeeded;
-        locality.total_error_requests += endpoint.delta.failed;
-        locality.total_requests_in_progress += endpoint.in_progress;
+        locality.total_issued_requests = locality
+            .total_issued_requests
+            .saturating_add(endpoint.delta.issued);
+        locality.total_successful_requests = locality
+            .total_successful_requests
+            .saturating_add(endpoint.delta.succeeded);
+        locality.total_error_requests = locality
+            .total_error_requests
+            .saturating_add(endpoint.delta.failed);
+        locality.total_requests_in_progress = locality
+            .total_requests_in_progress
+            .saturating_add(endpoint.in_progress);
         locality
             .upstream_endpoint_stats
             .push(UpstreamEndpointStats {
-                address: Some(address(endpoint.address)),
+                address: Some(proto_address(endpoint.address)),
                 total_issued_requests: endpoint.delta.issued,
                 total_successful_requests: endpoint.delta.succeeded,
                 total_error_requests: endpoint.delta.failed,
@@ -290,26 +298,15 @@ fn cluster_stats(report: &ClusterReport) -> ClusterStats {
     ClusterStats {
         cluster_name: report.cluster.clone(),
         upstream_locality_stats: vec![locality],
-        load_report_interval: Some(lookaside_proto::google::protobuf::Duration {
-            seconds: i64::try_from(report.interval.as_secs()).unwrap_or(i64::MAX),
-            nanos: i32::try_from(report.interval.subsec_nanos()).unwrap_or(0),
-        }),
+        load_report_interval: Some(proto_duration(report.interval)),
         ..Default::default()
-    }
-}
-
-fn address(address: SocketAddr) -> Address {
-    Address {
-        address: Some(AddressKind::SocketAddress(SocketAddress {
-            address: address.ip().to_string(),
-            port_specifier: Some(PortSpecifier::PortValue(u32::from(address.port()))),
-            ..Default::default()
-        })),
     }
 }
 
 #[cfg(test)]
 mod tests {
+    use std::net::SocketAddr;
+
     use super::*;
     use crate::load::count::Totals;
     use crate::load::store::EndpointReport;
@@ -380,13 +377,13 @@ mod tests {
         assert_eq!(locality.total_error_requests, 2);
         assert_eq!(locality.total_requests_in_progress, 1);
         let first = &locality.upstream_endpoint_stats[0];
-        let Some(AddressKind::SocketAddress(socket)) =
-            first.address.as_ref().and_then(|a| a.address.as_ref())
-        else {
-            panic!("no socket address");
-        };
-        assert_eq!(socket.address, "10.0.0.1");
-        assert_eq!(socket.port_specifier, Some(PortSpecifier::PortValue(50051)));
+        assert_eq!(
+            first
+                .address
+                .as_ref()
+                .and_then(lookaside_proto::convert::socket_addr),
+            Some(SocketAddr::from(([10, 0, 0, 1], 50051)))
+        );
         assert_eq!(first.total_error_requests, 2);
     }
 }

@@ -89,7 +89,7 @@ impl ClusterLoads {
     pub(crate) fn endpoint(&self, address: SocketAddr) -> EndpointLoad {
         let load = EndpointLoad::default();
         let mut state = self.state();
-        state.forget_gone();
+        state.forget_gone(&self.name);
         state.entries.push(Entry {
             address,
             load: load.clone(),
@@ -147,7 +147,7 @@ impl State {
     /// Forgets the counters nobody holds any more whose counts were all
     /// reported, then, past [`MAX_GONE_UNREPORTED`] such, the oldest of
     /// those not reported (their last counts are lost).
-    fn forget_gone(&mut self) {
+    fn forget_gone(&mut self, name: &str) {
         self.entries
             .retain_mut(|entry| entry.load.is_shared() || entry.load.totals() != entry.reported);
         let mut gone: usize = 0;
@@ -157,6 +157,9 @@ impl State {
             }
         }
         let mut excess = gone.saturating_sub(MAX_GONE_UNREPORTED);
+        if excess > 0 {
+            tracing::debug!(cluster = %name, dropped = excess, "counts of endpoints gone dropped unreported (no load report took them)");
+        }
         self.entries.retain_mut(|entry| {
             if excess > 0 && !entry.load.is_shared() {
                 excess -= 1;
@@ -262,7 +265,7 @@ mod tests {
         let report = loads.take(Instant::now());
         assert_eq!(
             report.endpoints.first().map(|e| e.address),
-            Some(address(1000 - 256)),
+            Some(address(u16::try_from(1000 - MAX_GONE_UNREPORTED).unwrap())),
             "the newest are kept"
         );
         assert_eq!(loads.state().entries.len(), 1, "reported: forgotten");

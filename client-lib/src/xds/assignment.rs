@@ -1,10 +1,9 @@
 //! ClusterLoadAssignment as the client accepts it.
 
-use std::net::{IpAddr, SocketAddr};
-
 use bytes::Bytes;
-use envoy_types::pb::envoy::config::core::v3::{HealthStatus, address, socket_address};
+use envoy_types::pb::envoy::config::core::v3::HealthStatus;
 use envoy_types::pb::envoy::config::endpoint::v3::{ClusterLoadAssignment, lb_endpoint};
+use lookaside_proto::convert::socket_addr;
 use prost::Message;
 use xds_client::resource::TypeUrl;
 
@@ -67,12 +66,16 @@ impl xds_client::Resource for AssignmentResource {
                         message.cluster_name
                     )));
                 };
-                let address = socket_address_of(inner.address.as_ref()).ok_or_else(|| {
-                    invalid(format!(
-                        "cluster {}: endpoint address {:?} is not an IP:port socket address",
-                        message.cluster_name, inner.address
-                    ))
-                })?;
+                let address = inner
+                    .address
+                    .as_ref()
+                    .and_then(socket_addr)
+                    .ok_or_else(|| {
+                        invalid(format!(
+                            "cluster {}: endpoint address {:?} is not an IP:port socket address",
+                            message.cluster_name, inner.address
+                        ))
+                    })?;
                 let weight = endpoint.load_balancing_weight.map(|w| w.value);
                 if weight == Some(0) {
                     return Err(invalid(format!(
@@ -100,23 +103,12 @@ impl xds_client::Resource for AssignmentResource {
     }
 }
 
-fn socket_address_of(
-    address: Option<&envoy_types::pb::envoy::config::core::v3::Address>,
-) -> Option<SocketAddr> {
-    let Some(address::Address::SocketAddress(socket)) = address?.address.as_ref() else {
-        return None;
-    };
-    let ip: IpAddr = socket.address.parse().ok()?;
-    let Some(socket_address::PortSpecifier::PortValue(port)) = socket.port_specifier else {
-        return None;
-    };
-    Some(SocketAddr::new(ip, u16::try_from(port).ok()?))
-}
-
 #[cfg(test)]
 mod tests {
     use super::*;
-    use envoy_types::pb::envoy::config::core::v3::{Address, SocketAddress};
+    use envoy_types::pb::envoy::config::core::v3::{
+        Address, SocketAddress, address, socket_address,
+    };
     use envoy_types::pb::envoy::config::endpoint::v3::{Endpoint, LbEndpoint, LocalityLbEndpoints};
     use envoy_types::pb::google::protobuf::UInt32Value;
     use xds_client::Resource;

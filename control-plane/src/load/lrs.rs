@@ -21,9 +21,8 @@ use std::sync::atomic::{AtomicU64, Ordering};
 use std::time::{Duration, Instant};
 
 use futures::Stream;
-use lookaside_proto::envoy::config::core::v3::address::Address as AddressKind;
-use lookaside_proto::envoy::config::core::v3::socket_address::PortSpecifier;
-use lookaside_proto::envoy::config::core::v3::{Address, Locality};
+use lookaside_proto::convert::{proto_duration, socket_addr, std_duration};
+use lookaside_proto::envoy::config::core::v3::Locality;
 use lookaside_proto::envoy::config::endpoint::v3::ClusterStats;
 use lookaside_proto::envoy::service::load_stats::v3::load_reporting_service_server::{
     LoadReportingService, LoadReportingServiceServer,
@@ -78,10 +77,7 @@ impl LrsService {
         LoadStatsResponse {
             clusters: known.clusters.clone(),
             send_all_clusters: true,
-            load_reporting_interval: Some(lookaside_proto::google::protobuf::Duration {
-                seconds: i64::try_from(self.interval.as_secs()).unwrap_or(i64::MAX),
-                nanos: i32::try_from(self.interval.subsec_nanos()).unwrap_or(0),
-            }),
+            load_reporting_interval: Some(proto_duration(self.interval)),
             report_endpoint_granularity: true,
         }
     }
@@ -176,13 +172,7 @@ fn samples(clusters: &[ClusterStats], at: Instant) -> Vec<(SocketAddr, ClientSam
         let Some(interval) = cluster
             .load_report_interval
             .as_ref()
-            .and_then(|d| {
-                Duration::try_from(prost_types::Duration {
-                    seconds: d.seconds,
-                    nanos: d.nanos,
-                })
-                .ok()
-            })
+            .and_then(std_duration)
             .filter(|i| !i.is_zero() && *i <= MAX_INTERVAL)
         else {
             continue;
@@ -190,7 +180,7 @@ fn samples(clusters: &[ClusterStats], at: Instant) -> Vec<(SocketAddr, ClientSam
         for locality in &cluster.upstream_locality_stats {
             let mut by_endpoint = false;
             for endpoint in &locality.upstream_endpoint_stats {
-                if let Some(address) = endpoint.address.as_ref().and_then(socket_address) {
+                if let Some(address) = endpoint.address.as_ref().and_then(socket_addr) {
                     by_endpoint = true;
                     out.push((
                         address,
@@ -228,24 +218,12 @@ fn samples(clusters: &[ClusterStats], at: Instant) -> Vec<(SocketAddr, ClientSam
     out
 }
 
-fn socket_address(address: &Address) -> Option<SocketAddr> {
-    let Some(AddressKind::SocketAddress(socket)) = &address.address else {
-        return None;
-    };
-    let Some(PortSpecifier::PortValue(port)) = socket.port_specifier else {
-        return None;
-    };
-    let ip = socket.address.parse().ok()?;
-    Some(SocketAddr::new(ip, u16::try_from(port).ok()?))
-}
-
 fn sub_zone_address(locality: &Locality) -> Option<SocketAddr> {
     locality.sub_zone.parse().ok()
 }
 
 #[cfg(test)]
 mod tests {
-    use lookaside_proto::envoy::config::core::v3::SocketAddress;
     use lookaside_proto::envoy::config::endpoint::v3::{
         UpstreamEndpointStats, UpstreamLocalityStats,
     };
@@ -264,13 +242,10 @@ mod tests {
     fn endpoints_are_found_by_address_or_by_sub_zone() {
         let loads = ClientLoads::default();
         let endpoint = UpstreamEndpointStats {
-            address: Some(Address {
-                address: Some(AddressKind::SocketAddress(SocketAddress {
-                    address: "10.0.0.1".into(),
-                    port_specifier: Some(PortSpecifier::PortValue(80)),
-                    ..Default::default()
-                })),
-            }),
+            address: Some(lookaside_proto::convert::proto_address(SocketAddr::from((
+                [10, 0, 0, 1],
+                80,
+            )))),
             total_successful_requests: 90,
             total_error_requests: 10,
             ..Default::default()

@@ -1,8 +1,7 @@
 //! ClusterLoadAssignment: one locality per endpoint, carrying its weight.
 
-use lookaside_proto::envoy::config::core::v3::{
-    Address, HealthStatus, Locality, SocketAddress, address, socket_address::PortSpecifier,
-};
+use lookaside_proto::convert::proto_address;
+use lookaside_proto::envoy::config::core::v3::{HealthStatus, Locality};
 use lookaside_proto::envoy::config::endpoint::v3::{
     ClusterLoadAssignment, Endpoint, LbEndpoint, LocalityLbEndpoints, lb_endpoint::HostIdentifier,
 };
@@ -31,15 +30,7 @@ pub fn assignment(cluster: &WeightedCluster) -> ClusterLoadAssignment {
                 }),
                 lb_endpoints: vec![LbEndpoint {
                     host_identifier: Some(HostIdentifier::Endpoint(Endpoint {
-                        address: Some(Address {
-                            address: Some(address::Address::SocketAddress(SocketAddress {
-                                address: endpoint.address.ip().to_string(),
-                                port_specifier: Some(PortSpecifier::PortValue(u32::from(
-                                    endpoint.address.port(),
-                                ))),
-                                ..Default::default()
-                            })),
-                        }),
+                        address: Some(proto_address(endpoint.address)),
                         ..Default::default()
                     })),
                     health_status: health_status(endpoint.health) as i32,
