@@ -21,12 +21,14 @@ pub fn proto_duration(duration: Duration) -> ProtoDuration {
     }
 }
 
-/// A protobuf duration as std; `None` if negative or malformed (nanos
-/// outside 0..1e9).
+/// A protobuf duration as std, normalised first as prost does (nanos of a
+/// second or more carry into the seconds); `None` if negative.
 pub fn std_duration(duration: &ProtoDuration) -> Option<Duration> {
-    let seconds = u64::try_from(duration.seconds).ok()?;
-    let nanos = u32::try_from(duration.nanos).ok()?;
-    (nanos < 1_000_000_000).then(|| Duration::new(seconds, nanos))
+    Duration::try_from(prost_types::Duration {
+        seconds: duration.seconds,
+        nanos: duration.nanos,
+    })
+    .ok()
 }
 
 /// `address` as an xDS socket address (TCP, port value).
@@ -66,11 +68,11 @@ mod tests {
             nanos: 0,
         };
         assert_eq!(std_duration(&negative), None);
-        let bad_nanos = ProtoDuration {
+        let carried = ProtoDuration {
             seconds: 1,
             nanos: 1_000_000_000,
         };
-        assert_eq!(std_duration(&bad_nanos), None);
+        assert_eq!(std_duration(&carried), Some(Duration::from_secs(2)));
         for text in ["10.0.0.7:50051", "[fd00::7]:443"] {
             let address: SocketAddr = text.parse().unwrap_or_else(|_| panic!("{text}"));
             assert_eq!(socket_addr(&proto_address(address)), Some(address));

@@ -41,11 +41,8 @@ impl OrcaStreamService {
         let asked = request
             .report_interval
             .as_ref()
-            .map(|d| {
-                let seconds = u64::try_from(d.seconds).unwrap_or(0);
-                let nanos = u32::try_from(d.nanos).unwrap_or(0);
-                Duration::new(seconds, nanos.min(999_999_999))
-            })
+            // Negative: none asked, the floor holds.
+            .and_then(|d| Duration::try_from(*d).ok())
             .unwrap_or_default();
         asked.max(self.min_interval)
     }
