@@ -11,8 +11,8 @@
 //! [`Reporter`] sends what changed since the last report at the interval
 //! the control plane asks for.
 //! Owns: the counts, who holds them until reported, and the LRS stream.
-//! Must never: slow a call down (a call adds to two atomics and its
-//! response head is looked up for `grpc-status`, no lock) or keep
+//! Must never: slow a call down (a call adds to two atomics; a
+//! trailers-only answer's head is looked up for `grpc-status`) or keep
 //! a removed endpoint's counters once they are reported.
 
 mod count;
