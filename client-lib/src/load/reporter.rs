@@ -167,8 +167,10 @@ impl Reporter {
             let wait = backoff(self.backoff.0, self.backoff.1, round);
             round = round.saturating_add(1);
             let error = crate::telemetry::error_chain(&error);
-            if round > 1 {
-                warn!(control_plane = %self.control_plane, node = %self.node.id, %error, ?wait, "load reports (LRS) failing; trying again");
+            // Warned once per outage (the second failure in a row), not at
+            // every try while the control plane is away.
+            if round == 2 {
+                warn!(control_plane = %self.control_plane, node = %self.node.id, %error, ?wait, "load reports (LRS) failing; trying again (quietly until a stream lasts)");
             } else {
                 debug!(control_plane = %self.control_plane, node = %self.node.id, %error, ?wait, "LRS stream ended; trying again");
             }
