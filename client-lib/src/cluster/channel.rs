@@ -569,6 +569,46 @@ mod tests {
         address
     }
 
+    /// A channel over one endpoint at `peer` (no balancer behind it), the
+    /// endpoint's load counters, and what keeps its endpoint set published.
+    fn channel_at(peer: SocketAddr) -> (LbChannel, crate::load::EndpointLoad, watch::Sender<()>) {
+        let (failures, _reported) = mpsc::unbounded_channel();
+        let load = crate::load::EndpointLoad::default();
+        let endpoint = crate::endpoint::Endpoint::new(
+            "test",
+            peer,
+            &Default::default(),
+            failures,
+            load.clone(),
+        );
+        let set = EndpointSet::new(vec![(endpoint, 1)], Vec::new(), 1);
+        let (publish, published) = watch::channel(());
+        let channel = LbChannel::new(
+            "test",
+            Arc::new(ArcSwap::from_pointee(set)),
+            published,
+            Duration::from_secs(1),
+            ClusterMetrics::new("test"),
+        );
+        (channel, load, publish)
+    }
+
+    /// A wait-for-ready call its only endpoint refuses until the call's
+    /// deadline fails then, and counts failed on that endpoint once (its
+    /// refused attempts were withdrawn while it went on).
+    #[tokio::test]
+    async fn a_refused_call_that_goes_nowhere_counts_failed_once() {
+        let (channel, load, _publish) = channel_at(refusing_then_answering_peer(usize::MAX).await);
+        let mut channel = channel.wait_for_ready();
+        let failed =
+            tokio::time::timeout(Duration::from_secs(10), channel.call(request_within(300)))
+                .await
+                .expect("the call ends at its deadline");
+        assert!(failed.is_err());
+        let totals = load.totals();
+        assert_eq!((totals.issued, totals.succeeded, totals.failed), (1, 0, 1));
+    }
+
     /// A wait-for-ready call that its only endpoint keeps refusing (refused
     /// streams; a GOAWAY on every new connection takes the same path) tries
     /// again after a pause until the endpoint takes it, where a fail-fast
@@ -576,25 +616,7 @@ mod tests {
     #[tokio::test]
     async fn a_wait_for_ready_call_an_endpoint_refuses_tries_again_after_a_pause() {
         for wait_for_ready in [false, true] {
-            let peer = refusing_then_answering_peer(4).await;
-            let (failures, _reported) = mpsc::unbounded_channel();
-            let load = crate::load::EndpointLoad::default();
-            let endpoint = crate::endpoint::Endpoint::new(
-                "test",
-                peer,
-                &Default::default(),
-                failures,
-                load.clone(),
-            );
-            let set = EndpointSet::new(vec![(endpoint, 1)], Vec::new(), 1);
-            let (_publish, published) = watch::channel(());
-            let channel = LbChannel::new(
-                "test",
-                Arc::new(ArcSwap::from_pointee(set)),
-                published,
-                Duration::from_secs(1),
-                ClusterMetrics::new("test"),
-            );
+            let (channel, load, _publish) = channel_at(refusing_then_answering_peer(4).await);
             let mut channel = if wait_for_ready {
                 channel.wait_for_ready()
             } else {
