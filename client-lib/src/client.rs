@@ -13,6 +13,9 @@ use crate::endpoint::ConnectionSettings;
 use crate::load::{LoadStore, Reporter};
 use crate::xds::{AssignmentResource, OwnedRuntime, Worker, follow};
 
+/// The user agent this client names to the control plane (xDS and LRS).
+pub(crate) const USER_AGENT_NAME: &str = "lookaside-client";
+
 /// Why a client could not be built.
 #[derive(Debug, thiserror::Error)]
 pub enum ClientError {
@@ -108,7 +111,7 @@ impl ClientBuilder {
             });
         }
         let node =
-            Node::new("lookaside-client", env!("CARGO_PKG_VERSION")).with_id(self.node_id.clone());
+            Node::new(USER_AGENT_NAME, env!("CARGO_PKG_VERSION")).with_id(self.node_id.clone());
         let retry = RetryPolicy::default()
             .with_initial_backoff(self.reconnect_initial)
             .and_then(|policy| policy.with_max_backoff(self.reconnect_max))

@@ -72,7 +72,10 @@ async fn a_wait_for_ready_call_waits_until_the_endpoint_is_back() {
         // The endpoint is ejected (the balancer's first connection, or the
         // call's, found it down), and the call waits: a fail-fast one has
         // failed by then.
-        support::until("the down endpoint ejected", || !channel.is_usable()).await;
+        support::until("the down endpoint ejected", || {
+            channel.assigned_endpoints() == 1 && !channel.is_usable()
+        })
+        .await;
         assert!(!call.is_finished(), "the call gave up");
 
         let backend = Backend::start_at(address).await;

@@ -55,6 +55,19 @@ async fn reported(
     })
 }
 
+/// Waits (20 s at most) until [`reported`] holds; `what` names the wait.
+async fn until_reported(
+    cp: &ControlPlane,
+    slow: SocketAddr,
+    what: &str,
+) -> Result<Vec<(String, u32, f64, f64)>> {
+    let what = format!("{what} in the admin API");
+    poll::until(&what, Duration::from_secs(20), async || {
+        reported(cp, slow).await
+    })
+    .await
+}
+
 #[tokio::test(flavor = "multi_thread")]
 async fn lookaside_client_reports_each_endpoints_calls_and_errors_over_lrs() -> Result<()> {
     let fast = Backend::start_all(&["fast-1", "fast-2"]).await?;
@@ -72,22 +85,12 @@ async fn lookaside_client_reports_each_endpoints_calls_and_errors_over_lrs() -> 
     options.call_timeout = CALL_TIMEOUT;
     let mut load = ClientLoad::start(cp.xds_addr(), &options).await?;
 
-    let seen = poll::until(
-        "the client's LRS reports in the admin API",
-        Duration::from_secs(20),
-        async || reported(&cp, slow.address()).await,
-    )
-    .await?;
+    let seen = until_reported(&cp, slow.address(), "the client's LRS reports").await?;
     println!("the client's reports per endpoint (address, reporters, rps, eps): {seen:?}");
 
     cp.kill().await?;
     cp.restart().await?;
-    let again = poll::until(
-        "the client's LRS reports to the restarted control plane",
-        Duration::from_secs(20),
-        async || reported(&cp, slow.address()).await,
-    )
-    .await?;
+    let again = until_reported(&cp, slow.address(), "reports to the restarted one").await?;
     println!("after a restart of the control plane: {again:?}");
     load.stop().await?;
     Ok(())

@@ -296,6 +296,9 @@ impl Task {
             }
         }
         self.endpoints = next;
+        // Once per assignment, not per endpoint made: the removed ones'
+        // counters go once their last counts are reported (or past a cap).
+        self.loads.forget_gone();
         self.metrics.assignments.increment(1);
         self.publish();
     }
@@ -367,12 +370,7 @@ async fn probe(
         // Give or take a fifth: the clients that ejected an endpoint at the
         // same moment do not all probe it at the same moment.
         tokio::time::sleep(crate::endpoint::backoff(initial, max, round)).await;
-        let attempt = tokio::time::timeout(
-            settings.connect_timeout,
-            crate::endpoint::answers(address, &settings),
-        )
-        .await;
-        if let Ok(Ok(established)) = attempt {
+        if let Ok(established) = crate::endpoint::establish(address, &settings).await {
             let _ = recovered.send((address, number, established)).await;
             return;
         }

@@ -25,6 +25,7 @@ use super::EndpointSet;
 use super::ready::{self, WaitForReady};
 use super::retry::{self, Requeue};
 use crate::endpoint::{Connection, Deadline, RequestBody};
+use crate::load::Refusal;
 use crate::telemetry::ClusterMetrics;
 
 /// The first pause of a wait-for-ready call that every endpoint refused
@@ -360,35 +361,26 @@ impl Service<http::Request<Body>> for LbChannel {
                 } else {
                     None
                 };
-                // The call goes nowhere else: an attempt the endpoint refused
-                // counts as failed there after all (load reports).
-                let gave_up = || {
-                    if error.refused() {
-                        connection.load().failed_unsent();
-                    }
-                };
+                // An attempt the endpoint refused counts failed there after
+                // all if the call goes nowhere else, or is dropped while it
+                // waits (load reports).
+                let refusal = Refusal::new(error.refused().then(|| connection.load().clone()));
                 connection = match (next, requeue) {
-                    (Some(next), _) => next,
+                    (Some(next), _) => {
+                        refusal.went_on();
+                        next
+                    }
                     (None, Some(requeue)) => {
                         let next = this.go_on(requeue, &mut pauses, &mut tried, deadline);
-                        match Box::pin(next).await {
-                            Ok(next) => {
-                                spared = None;
-                                attempts = 0;
-                                next
-                            }
-                            Err(status) => {
-                                gave_up();
-                                return Err(status.into());
-                            }
-                        }
+                        let next = Box::pin(next).await?;
+                        refusal.went_on();
+                        spared = None;
+                        attempts = 0;
+                        next
                     }
                     // None left: this error says more than "none is
                     // reachable".
-                    (None, None) => {
-                        gave_up();
-                        return Err(error.status(&this.shared.name).into());
-                    }
+                    (None, None) => return Err(error.status(&this.shared.name).into()),
                 };
                 this.shared.metrics.retries.increment(1);
                 tracing::debug!(cluster = %this.shared.name, endpoint = %address, error = %crate::telemetry::error_chain(&error), "request not processed; trying again");
@@ -609,6 +601,23 @@ mod tests {
         assert_eq!((totals.issued, totals.succeeded, totals.failed), (1, 0, 1));
     }
 
+    /// The same call without a deadline, dropped by the application after
+    /// a while (in a pause between tries, or in an attempt): failed once.
+    #[tokio::test]
+    async fn a_refused_call_dropped_while_it_waits_counts_failed_once() {
+        let (channel, load, _publish) = channel_at(refusing_then_answering_peer(usize::MAX).await);
+        let mut channel = channel.wait_for_ready();
+        let call = channel.call(http::Request::new(Body::empty()));
+        assert!(
+            tokio::time::timeout(Duration::from_millis(300), call)
+                .await
+                .is_err(),
+            "no deadline: it waits on"
+        );
+        let totals = load.totals();
+        assert_eq!((totals.issued, totals.succeeded, totals.failed), (1, 0, 1));
+    }
+
     /// A wait-for-ready call that its only endpoint keeps refusing (refused
     /// streams; a GOAWAY on every new connection takes the same path) tries
     /// again after a pause until the endpoint takes it, where a fail-fast
@@ -622,12 +631,17 @@ mod tests {
             } else {
                 channel
             };
+            let started = tokio::time::Instant::now();
             let answered =
                 tokio::time::timeout(Duration::from_secs(10), channel.call(request_within(8_000)))
                     .await
                     .expect("the call ends within its deadline");
             if wait_for_ready {
                 assert!(answered.is_ok(), "{answered:?}");
+                assert!(
+                    started.elapsed() >= REFUSED_PAUSE * 4 / 5,
+                    "it paused before trying again"
+                );
             } else {
                 let status = Status::from_error(answered.unwrap_err());
                 assert_eq!(status.code(), tonic::Code::Unavailable, "{status:?}");

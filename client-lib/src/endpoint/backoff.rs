@@ -19,7 +19,7 @@ pub(crate) fn backoff(initial: Duration, max: Duration, round: u32) -> Duration 
 
 /// `delay` give or take a fifth, so clients that lost their connections
 /// at the same moment do not all come back at the same moment.
-pub(crate) fn jitter(delay: Duration) -> Duration {
+fn jitter(delay: Duration) -> Duration {
     use std::hash::{BuildHasher, Hasher};
     // Randomly keyed per call: enough randomness for spreading, no crate.
     let random = std::collections::hash_map::RandomState::new()

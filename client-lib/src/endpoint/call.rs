@@ -151,7 +151,11 @@ async fn exchange(
             let end = bytes.is_empty();
             let (response, mut stream) = match send.send_request(request, end) {
                 Ok(opened) => opened,
-                Err(source) => return Err(settled(opened(source), CallAlive::new(in_flight))),
+                Err(source) => {
+                    let error = opened(source);
+                    in_flight.settle(&error);
+                    return Err(error);
+                }
             };
             if !end && let Err(error) = stream.send_data(bytes.clone(), true) {
                 // h2 refused the frame (e.g. over 2 GiB in one message), or
@@ -168,7 +172,11 @@ async fn exchange(
             // that fails before leaves it to the next.
             let (response, stream) = match send.send_request(request, false) {
                 Ok(opened) => opened,
-                Err(source) => return Err(settled(opened(source), CallAlive::new(in_flight))),
+                Err(source) => {
+                    let error = opened(source);
+                    in_flight.settle(&error);
+                    return Err(error);
+                }
             };
             let RequestBody::Streaming(taken) = body.attempt() else {
                 return Err(EndpointError::BodyGone { address });
@@ -180,25 +188,15 @@ async fn exchange(
     drop(send);
     match response.await {
         Ok(response) => Ok((response, alive)),
-        Err(source) => Err(settled(
-            EndpointError::Response {
+        Err(source) => {
+            let error = EndpointError::Response {
                 address,
                 source: Arc::new(source),
-            },
-            alive,
-        )),
+            };
+            alive.settle(&error);
+            Err(error)
+        }
     }
-}
-
-/// An attempt that failed once counted in flight, for the endpoint's load:
-/// one the endpoint [`refused`](EndpointError::refused) is withdrawn (the
-/// channel counts it failed if the call goes nowhere else); any other
-/// failed.
-fn settled(error: EndpointError, mut alive: CallAlive) -> EndpointError {
-    if error.refused() {
-        alive.withdraw();
-    }
-    error
 }
 
 #[cfg(test)]

@@ -373,12 +373,7 @@ impl Shared {
     }
 
     async fn connect(self: &Arc<Self>, id: u64) -> Result<Arc<Live>, EndpointError> {
-        let address = self.address;
-        let after = self.settings.connect_timeout;
-        let established = tokio::time::timeout(after, establish(address, &self.settings))
-            .await
-            .map_err(|_| EndpointError::ConnectTimeout { address, after })?;
-        let established = match established {
+        let established = match establish(self.address, &self.settings).await {
             Ok(established) => established,
             Err(error) => {
                 // The peer may close at once (its GOAWAY read with the
@@ -630,7 +625,7 @@ mod tests {
             failures,
             EndpointLoad::default(),
         );
-        let probed = super::super::dial::answers(address, &settings)
+        let probed = establish(address, &settings)
             .await
             .unwrap_or_else(|error| panic!("probe: {error}"));
         connection.adopt(probed);
@@ -648,7 +643,7 @@ mod tests {
             1,
             "a call uses it: no connection is made again"
         );
-        let second = super::super::dial::answers(address, &settings)
+        let second = establish(address, &settings)
             .await
             .unwrap_or_else(|error| panic!("second probe: {error}"));
         connection.adopt(second);

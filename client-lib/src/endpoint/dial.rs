@@ -5,8 +5,8 @@
 //! Owns: the steps and settings of a new connection, and what each failure
 //! is called (connect, TLS, handshake; a peer's GOAWAY at once is not a
 //! failure).
-//! Must never: keep or drive a connection (the caller owns what it returns), time
-//! the attempt out (the caller bounds it), or retry.
+//! Must never: keep or drive a connection (the caller owns what it
+//! returns), or retry.  Every attempt ends within the connect timeout.
 
 use std::net::SocketAddr;
 use std::sync::Arc;
@@ -72,18 +72,10 @@ impl std::fmt::Debug for Established {
     }
 }
 
-/// Whether `address` answers an HTTP/2 PING on a new connection (TLS
-/// included): what a probe checks before an ejected endpoint takes calls
-/// again (see [`establish`]); the connection that answered, if so.
-pub(crate) async fn answers(
-    address: SocketAddr,
-    settings: &ConnectionSettings,
-) -> Result<Established, EndpointError> {
-    establish(address, settings).await
-}
-
 /// A new HTTP/2 connection to `address` (TLS included, when set), its
-/// sender and its PING handle, once the peer has answered a first PING.
+/// sender and its PING handle, once the peer has answered a first PING,
+/// within the connect timeout. Also what a probe checks before an ejected
+/// endpoint takes calls again (and the connection it then serves on).
 /// Waiting for that answer (as gRPC's clients wait for the server's
 /// SETTINGS) keeps out, as a failed handshake that ejects the endpoint and
 /// leaves the call free to go elsewhere, a peer that accepts connections
@@ -93,7 +85,18 @@ pub(crate) async fn answers(
 /// every probe would let it back in. Servers' PING policies allow it:
 /// grpc-go and gRPC C-core count no strike for a connection's first PING,
 /// grpc-java one of the two it tolerates.
-pub(super) async fn establish(
+pub(crate) async fn establish(
+    address: SocketAddr,
+    settings: &ConnectionSettings,
+) -> Result<Established, EndpointError> {
+    let after = settings.connect_timeout;
+    tokio::time::timeout(after, steps(address, settings))
+        .await
+        .map_err(|_| EndpointError::ConnectTimeout { address, after })?
+}
+
+/// The steps of [`establish`], unbounded.
+async fn steps(
     address: SocketAddr,
     settings: &ConnectionSettings,
 ) -> Result<Established, EndpointError> {

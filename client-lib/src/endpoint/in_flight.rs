@@ -16,7 +16,7 @@
 //!
 //! Each call is also counted on its endpoint's load (for LRS reports):
 //! issued when it gets its slot, succeeded or failed when it ends,
-//! withdrawn when the endpoint refused it unprocessed (the channel counts
+//! withdrawn (`settle`) when the endpoint refused it unprocessed (the channel counts
 //! it failed after all if the call goes nowhere else).
 //!
 //! Must never: hold a call back while nothing is in flight (the server's
@@ -168,23 +168,23 @@ impl InFlight {
     /// The call ended with status OK (`ok`) or not.
     pub(crate) fn finish(mut self, ok: bool) {
         if let Some(count) = self.0.take() {
-            end(
-                &count,
-                if ok {
-                    Outcome::Succeeded
-                } else {
-                    Outcome::Failed
-                },
-            );
+            count.load.finished(ok);
+            release(&count);
         }
     }
 
-    /// The server never saw the call (a refused stream, a stream past a
-    /// graceful GOAWAY): not counted as issued here (the channel counts it
-    /// failed if the call goes nowhere else).
-    pub(crate) fn withdraw(mut self) {
+    /// The attempt failed with `error`: if the endpoint
+    /// [`refused`](super::EndpointError::refused) it, the call is not
+    /// counted as issued here (the channel counts it failed if the call
+    /// goes nowhere else); otherwise it failed.
+    pub(crate) fn settle(mut self, error: &super::EndpointError) {
         if let Some(count) = self.0.take() {
-            end(&count, Outcome::Withdrawn);
+            if error.refused() {
+                count.load.withdrawn();
+            } else {
+                count.load.finished(false);
+            }
+            release(&count);
         }
     }
 }
@@ -192,27 +192,15 @@ impl InFlight {
 impl Drop for InFlight {
     fn drop(&mut self) {
         if let Some(count) = self.0.take() {
-            end(&count, Outcome::Failed);
+            count.load.finished(false);
+            release(&count);
         }
     }
 }
 
-/// How a call in flight ended, for the endpoint's load.
-enum Outcome {
-    Succeeded,
-    Failed,
-    /// The server never saw it (see [`InFlight::withdraw`]).
-    Withdrawn,
-}
-
-/// A call on `count`'s connection ended.
-fn end(count: &Count, outcome: Outcome) {
+/// A call on `count`'s connection is over: its slot is free.
+fn release(count: &Count) {
     count.in_flight.fetch_sub(1, Ordering::SeqCst);
-    match outcome {
-        Outcome::Succeeded => count.load.finished(true),
-        Outcome::Failed => count.load.finished(false),
-        Outcome::Withdrawn => count.load.withdrawn(),
-    }
     if count.waiting.load(Ordering::SeqCst) > 0 {
         // Only the first in line waits for this.
         count.freed.notify_one();
@@ -300,8 +288,9 @@ mod tests {
         let calls = counted(1);
         let _first = calls.start(&probe).await.unwrap();
         limit.store(2, Ordering::Relaxed);
+        // At once, not at the first in line's next look.
         assert!(
-            calls.start(&probe).await.is_some(),
+            done(calls.start(&probe)).await.is_some(),
             "the server allows two now"
         );
     }
@@ -428,7 +417,10 @@ mod tests {
         succeeded.finish(true);
         failed.finish(false);
         drop(abandoned);
-        refused.withdraw();
+        refused.settle(&super::super::EndpointError::Response {
+            address: std::net::SocketAddr::from(([127, 0, 0, 1], 1)),
+            source: Arc::new(h2::Error::from(h2::Reason::REFUSED_STREAM)),
+        });
         let totals = load.totals();
         assert_eq!(
             (totals.issued, totals.succeeded, totals.failed),

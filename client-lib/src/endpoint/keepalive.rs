@@ -17,7 +17,7 @@ use super::in_flight::Calls;
 /// connection is found by the next call, within one interval and timeout.
 /// A peer that still finds the PINGs too many (grpc-go allows one per five
 /// minutes by default without data in between) doubles the interval of
-/// the next connection (`Shared::too_many_pings`).
+/// the next connection (`Shared::calm_down_if_asked`).
 pub(super) async fn keepalive(
     mut ping_pong: h2::PingPong,
     calls: Calls,

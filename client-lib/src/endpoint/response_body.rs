@@ -13,7 +13,6 @@ use std::task::{Context, Poll};
 
 use bytes::Bytes;
 use http::HeaderMap;
-use http::header::HeaderName;
 use http_body::Frame;
 use tokio::sync::oneshot;
 use tonic::Status;
@@ -64,19 +63,19 @@ impl CallAlive {
         self._abandoned = None;
     }
 
-    /// The attempt never reached the server (see [`EndpointError::refused`]):
-    /// counted neither as succeeded nor as failed on this endpoint (the
-    /// channel counts the call failed if it goes nowhere else).
-    ///
-    /// [`EndpointError::refused`]: super::EndpointError::refused
-    pub(super) fn withdraw(&mut self) {
+    /// The attempt failed with `error` before its response (see
+    /// [`InFlight::settle`]).
+    pub(super) fn settle(mut self, error: &super::EndpointError) {
         if let Some(in_flight) = self.in_flight.take() {
-            in_flight.withdraw();
+            in_flight.settle(error);
         }
     }
-}
 
-const GRPC_STATUS: HeaderName = HeaderName::from_static("grpc-status");
+    /// Whether the response has ended (the call is counted out).
+    fn is_over(&self) -> bool {
+        self.in_flight.is_none()
+    }
+}
 
 /// The body tonic reads for `response`, whose head just arrived: empty
 /// when the head ended the stream (a trailers-only response: the call is
@@ -108,7 +107,7 @@ fn succeeded(http_ok: bool, trailers: Option<&HeaderMap>) -> bool {
 /// Whether `headers` carry status OK.
 fn status_ok(headers: &HeaderMap) -> bool {
     headers
-        .get(GRPC_STATUS)
+        .get(Status::GRPC_STATUS)
         .is_some_and(|status| status.as_bytes() == b"0")
 }
 
@@ -119,8 +118,6 @@ pub(crate) struct ResponseBody {
     /// The head's HTTP status was 200.
     http_ok: bool,
     data_done: bool,
-    /// The last frame (or an error) was returned.
-    ended: bool,
     deadline: Option<(Pin<Box<tokio::time::Sleep>>, std::time::Duration)>,
     alive: CallAlive,
 }
@@ -136,7 +133,6 @@ impl ResponseBody {
             stream,
             http_ok,
             data_done: false,
-            ended: false,
             deadline: deadline.map(|(at, after)| (Box::pin(tokio::time::sleep_until(at)), after)),
             alive,
         }
@@ -187,7 +183,6 @@ impl http_body::Body for ResponseBody {
                 Poll::Ready(Some(Err(error))) => {
                     // The stream failed: HTTP/2 counts it out too.
                     self.alive.response_ended(false);
-                    self.ended = true;
                     return Poll::Ready(Some(Err(body_error(error))));
                 }
                 Poll::Ready(None) => self.data_done = true,
@@ -204,7 +199,6 @@ impl http_body::Body for ResponseBody {
             Err(_) => false,
         };
         self.alive.response_ended(ok);
-        self.ended = true;
         match trailers {
             Ok(Some(trailers)) => Poll::Ready(Some(Ok(Frame::trailers(trailers)))),
             Ok(None) => Poll::Ready(None),
@@ -215,7 +209,7 @@ impl http_body::Body for ResponseBody {
     fn is_end_stream(&self) -> bool {
         // Not h2's view: asking takes the connection's lock, and a stream
         // that ended with its head never gets here.
-        self.ended
+        self.alive.is_over()
     }
 }
 
@@ -225,7 +219,7 @@ mod tests {
 
     fn trailers(code: &'static str) -> HeaderMap {
         let mut trailers = HeaderMap::new();
-        trailers.insert(GRPC_STATUS, http::HeaderValue::from_static(code));
+        trailers.insert(Status::GRPC_STATUS, http::HeaderValue::from_static(code));
         trailers
     }
 

@@ -81,6 +81,34 @@ impl EndpointLoad {
     }
 }
 
+/// An attempt its endpoint refused (withdrawn from the count there) while
+/// the call looks for somewhere else to go: counted failed on that endpoint
+/// when dropped (the call went nowhere, or was dropped while it waited),
+/// not once it [`went_on`](Self::went_on).
+#[derive(Debug)]
+pub(crate) struct Refusal(Option<EndpointLoad>);
+
+impl Refusal {
+    /// For an attempt refused by the endpoint counting on `load` (`None`:
+    /// not a refusal, nothing to count).
+    pub(crate) fn new(load: Option<EndpointLoad>) -> Self {
+        Self(load)
+    }
+
+    /// The call went on to another attempt: nothing to count here.
+    pub(crate) fn went_on(mut self) {
+        self.0 = None;
+    }
+}
+
+impl Drop for Refusal {
+    fn drop(&mut self) {
+        if let Some(load) = self.0.take() {
+            load.failed_unsent();
+        }
+    }
+}
+
 impl Totals {
     /// Calls issued and not ended.
     pub(crate) fn in_progress(&self) -> u64 {

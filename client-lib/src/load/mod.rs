@@ -19,6 +19,6 @@ mod count;
 mod reporter;
 mod store;
 
-pub(crate) use count::EndpointLoad;
+pub(crate) use count::{EndpointLoad, Refusal};
 pub(crate) use reporter::Reporter;
 pub(crate) use store::{ClusterLoads, LoadStore};

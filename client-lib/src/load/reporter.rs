@@ -134,7 +134,7 @@ impl Reporter {
             tls,
             node: Node {
                 id: node_id,
-                user_agent_name: "lookaside-client".into(),
+                user_agent_name: crate::client::USER_AGENT_NAME.into(),
                 user_agent_version_type: Some(
                     lookaside_proto::envoy::config::core::v3::node::UserAgentVersionType::UserAgentVersion(
                         env!("CARGO_PKG_VERSION").into(),
@@ -150,11 +150,21 @@ impl Reporter {
 
     /// Reports until the control plane says it takes no reports; streams
     /// that fail are made again after a backoff.
+    /// Settings the channel refuses (an address or TLS configuration that
+    /// will never do) stop it at once, with a warning.
     pub(crate) async fn run(self) {
+        let endpoint = match self.endpoint() {
+            Ok(endpoint) => endpoint,
+            Err(error) => {
+                let error = crate::telemetry::error_chain(&error);
+                warn!(control_plane = %self.control_plane, node = %self.node.id, %error, "not reporting load (LRS): the control plane's settings are refused");
+                return;
+            }
+        };
         let mut round = 0;
         loop {
             let started = Instant::now();
-            let Err(error) = self.stream().await;
+            let Err(error) = self.stream(&endpoint).await;
             if let StreamError::Status(status) = &error
                 && status.code() == Code::Unimplemented
             {
@@ -178,21 +188,29 @@ impl Reporter {
         }
     }
 
-    /// One stream, until it fails.
-    async fn stream(&self) -> Result<Infallible, StreamError> {
+    /// How every stream's connection is made (built once).
+    fn endpoint(&self) -> Result<tonic::transport::Endpoint, StreamError> {
         let settings = |source| StreamError::Settings {
             address: self.control_plane.clone(),
             source,
         };
-        let mut endpoint = tonic::transport::Endpoint::from_shared(self.control_plane.clone())
+        let endpoint = tonic::transport::Endpoint::from_shared(self.control_plane.clone())
             .map_err(settings)?
             .connect_timeout(CONNECT_TIMEOUT)
             .http2_keep_alive_interval(KEEPALIVE_INTERVAL)
             .keep_alive_timeout(KEEPALIVE_TIMEOUT)
             .keep_alive_while_idle(true);
-        if let Some(tls) = &self.tls {
-            endpoint = endpoint.tls_config(tls.clone()).map_err(settings)?;
+        match &self.tls {
+            Some(tls) => endpoint.tls_config(tls.clone()).map_err(settings),
+            None => Ok(endpoint),
         }
+    }
+
+    /// One stream, until it fails.
+    async fn stream(
+        &self,
+        endpoint: &tonic::transport::Endpoint,
+    ) -> Result<Infallible, StreamError> {
         let channel = endpoint
             .connect()
             .await

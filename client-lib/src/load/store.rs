@@ -88,9 +88,7 @@ impl ClusterLoads {
     /// a report adds both up.
     pub(crate) fn endpoint(&self, address: SocketAddr) -> EndpointLoad {
         let load = EndpointLoad::default();
-        let mut state = self.state();
-        state.forget_gone(&self.name);
-        state.entries.push(Entry {
+        self.state().entries.push(Entry {
             address,
             load: load.clone(),
             reported: Totals::default(),
@@ -141,28 +139,25 @@ impl ClusterLoads {
             entry.reported = entry.load.totals();
         }
     }
-}
 
-impl State {
     /// Forgets the counters nobody holds any more whose counts were all
     /// reported, then, past [`MAX_GONE_UNREPORTED`] such, the oldest of
-    /// those not reported (their last counts are lost).
-    fn forget_gone(&mut self, name: &str) {
-        self.entries
-            .retain_mut(|entry| entry.load.is_shared() || entry.load.totals() != entry.reported);
-        let mut gone: usize = 0;
-        for entry in &mut self.entries {
-            if !entry.load.is_shared() {
-                gone += 1;
-            }
+    /// those not reported (their last counts are lost). The balancer calls
+    /// it once per assignment, so counters stay bounded without reports.
+    pub(crate) fn forget_gone(&self) {
+        let mut state = self.state();
+        let entries = &mut state.entries;
+        entries.retain_mut(|entry| entry.load.is_shared() || entry.load.totals() != entry.reported);
+        let mut gone = entries
+            .iter_mut()
+            .filter_map(|entry| (!entry.load.is_shared()).then_some(()))
+            .count();
+        if gone > MAX_GONE_UNREPORTED {
+            tracing::debug!(cluster = %self.name, dropped = gone - MAX_GONE_UNREPORTED, "counts of endpoints gone dropped unreported (no load report took them)");
         }
-        let mut excess = gone.saturating_sub(MAX_GONE_UNREPORTED);
-        if excess > 0 {
-            tracing::debug!(cluster = %name, dropped = excess, "counts of endpoints gone dropped unreported (no load report took them)");
-        }
-        self.entries.retain_mut(|entry| {
-            if excess > 0 && !entry.load.is_shared() {
-                excess -= 1;
+        entries.retain_mut(|entry| {
+            if gone > MAX_GONE_UNREPORTED && !entry.load.is_shared() {
+                gone -= 1;
                 return false;
             }
             true
@@ -172,22 +167,22 @@ impl State {
 
 /// Every cluster's counters in one client. Cheap to clone.
 #[derive(Debug, Clone, Default)]
-pub(crate) struct LoadStore(Arc<Mutex<BTreeMap<String, Arc<ClusterLoads>>>>);
+pub(crate) struct LoadStore(Arc<Mutex<Vec<Arc<ClusterLoads>>>>);
 
 impl LoadStore {
-    fn clusters_locked(&self) -> MutexGuard<'_, BTreeMap<String, Arc<ClusterLoads>>> {
+    fn clusters_locked(&self) -> MutexGuard<'_, Vec<Arc<ClusterLoads>>> {
         self.0.lock().unwrap_or_else(PoisonError::into_inner)
     }
 
-    /// Adds a cluster's counters (a client makes one balancer per cluster).
+    /// Adds a cluster's counters (a client makes one balancer per cluster,
+    /// and adds it once).
     pub(crate) fn add(&self, loads: Arc<ClusterLoads>) {
-        self.clusters_locked()
-            .insert(loads.name().to_string(), loads);
+        self.clusters_locked().push(loads);
     }
 
-    /// Every cluster's counters, by name.
+    /// Every cluster's counters.
     pub(crate) fn clusters(&self) -> Vec<Arc<ClusterLoads>> {
-        self.clusters_locked().values().cloned().collect()
+        self.clusters_locked().clone()
     }
 }
 
@@ -261,6 +256,7 @@ mod tests {
             gone.finished(true);
         }
         let live = loads.endpoint(address(5000));
+        loads.forget_gone();
         assert_eq!(loads.state().entries.len(), MAX_GONE_UNREPORTED + 1);
         let report = loads.take(Instant::now());
         assert_eq!(
@@ -269,10 +265,11 @@ mod tests {
             "the newest are kept"
         );
         assert_eq!(loads.state().entries.len(), 1, "reported: forgotten");
-        // Gone after its counts were reported: forgotten at the next new
-        // endpoint, without waiting for a report.
+        // Gone after its counts were reported: forgotten at the next
+        // assignment, without waiting for a report.
         drop(live);
         let _another = loads.endpoint(address(5001));
+        loads.forget_gone();
         assert_eq!(loads.state().entries.len(), 1);
     }
 
