@@ -9,7 +9,7 @@ use std::time::Duration;
 use xds_client::{ClientConfig, Node, ProstCodec, RetryPolicy, TonicTransportBuilder, XdsClient};
 
 use crate::cluster::{Assignment, ClusterBalancer, LbChannel};
-use crate::endpoint::ConnectionSettings;
+use crate::endpoint::{ConnectionSettings, FailureAccrual};
 use crate::load::{LoadStore, Reporter};
 use crate::xds::{AssignmentResource, OwnedRuntime, Worker, follow};
 
@@ -63,6 +63,17 @@ impl ClientBuilder {
     /// How endpoint connections are made and watched.
     pub fn connection_settings(mut self, settings: ConnectionSettings) -> Self {
         self.connection = settings;
+        self
+    }
+
+    /// Take an endpoint that fails calls in a row (UNAVAILABLE, INTERNAL,
+    /// reset streams...) out of use for a while, though its connection is
+    /// up; `None` turns it off. Default: after 5 in a row, for 1 s doubling
+    /// up to 60 s, at most half the endpoints at once, never the last
+    /// usable one. (Also a field of [`connection_settings`](Self::connection_settings):
+    /// call this after that.)
+    pub fn failure_accrual(mut self, accrual: Option<FailureAccrual>) -> Self {
+        self.connection.failure_accrual = accrual;
         self
     }
 

@@ -13,6 +13,7 @@
 //! | `lookaside_client_picks_total` | cluster, endpoint | calls sent to the endpoint |
 //! | `lookaside_client_ejections_total` | cluster, endpoint | connection failures that ejected it |
 //! | `lookaside_client_recoveries_total` | cluster, endpoint | probes that brought it back |
+//! | `lookaside_client_penalties_total` | cluster, endpoint | times it was taken out for failing calls in a row (failure accrual) |
 //! | `lookaside_client_connections_total` | cluster, endpoint | HTTP/2 connections made to it (more than one: connections that ended and were replaced) |
 //! | `lookaside_client_calls_waiting_for_stream` | cluster, endpoint | calls held back now because the server's `MAX_CONCURRENT_STREAMS` are all in use (raise the server's limit if this stays up) |
 //! | `lookaside_client_usable_endpoints` | cluster | endpoints taking calls now |
@@ -30,6 +31,7 @@ pub(crate) struct EndpointMetrics {
     pub(crate) picks: Counter,
     pub(crate) ejections: Counter,
     pub(crate) recoveries: Counter,
+    pub(crate) penalties: Counter,
 }
 
 impl EndpointMetrics {
@@ -39,6 +41,7 @@ impl EndpointMetrics {
             picks: counter!("lookaside_client_picks_total", &labels),
             ejections: counter!("lookaside_client_ejections_total", &labels),
             recoveries: counter!("lookaside_client_recoveries_total", &labels),
+            penalties: counter!("lookaside_client_penalties_total", &labels),
         }
     }
 }

@@ -123,26 +123,6 @@ fn builder(control_plane: SocketAddr, backend: SocketAddr) -> lookaside_client::
         .fallback("greeter", vec![(backend, 1)])
 }
 
-/// A raw HTTP/2 peer that answers every call with a message, then status
-/// INTERNAL in the trailers: the call fails only at its very end.
-async fn failing_late_peer() -> SocketAddr {
-    let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
-    let address = listener.local_addr().unwrap();
-    tokio::spawn(async move {
-        while let Ok((socket, _)) = listener.accept().await {
-            tokio::spawn(async move {
-                let Ok(mut connection) = h2::server::handshake(socket).await else {
-                    return;
-                };
-                while let Some(Ok((_request, respond))) = connection.accept().await {
-                    support::answer(respond, "13");
-                }
-            });
-        }
-    });
-    address
-}
-
 async fn next(received: &mut mpsc::UnboundedReceiver<LoadStatsRequest>) -> LoadStatsRequest {
     tokio::time::timeout(Duration::from_secs(5), received.recv())
         .await
@@ -163,10 +143,11 @@ async fn failing_call(channel: &lookaside_client::LbChannel) -> Result<(), Statu
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn reports_each_endpoints_calls_once_the_server_asks_at_its_interval() {
     let backend = Backend::start().await;
-    let late = failing_late_peer().await;
+    // Fails every call at its very end: INTERNAL after a message.
+    let late = support::StatusPeer::start("13").await;
     let mut fake = fake_lrs(None).await;
     let lb = builder(fake.address, backend.address)
-        .fallback("late", vec![(late, 1)])
+        .fallback("late", vec![(late.address, 1)])
         .build()
         .unwrap();
     let channel = lb.channel("greeter");

@@ -10,9 +10,10 @@ use tokio::sync::{mpsc, watch};
 use tokio::task::AbortHandle;
 use tracing::{debug, info, warn};
 
+use super::accrual::{Kept, Penalties};
 use super::{EndpointSet, LbChannel};
 use crate::endpoint::{Connection, ConnectionSettings, Endpoint, Established, Failures};
-use crate::load::ClusterLoads;
+use crate::load::{ClusterLoads, StreakWatch};
 use crate::telemetry::ClusterMetrics;
 
 /// Endpoints and weights for a cluster, as the control plane sent them.
@@ -28,6 +29,10 @@ struct Assigned {
 
 /// How many probe reports may wait; a probe waits for room.
 const RECOVERY_QUEUE: usize = 64;
+
+/// How many reports of endpoints failing calls in a row may wait; more
+/// are dropped (each comes again after as many failures more).
+const STREAK_QUEUE: usize = 64;
 
 /// Feeds assignments to a cluster's balancer task.
 ///
@@ -57,7 +62,12 @@ impl ClusterBalancer {
         let (failures_tx, failures_rx) = mpsc::unbounded_channel();
         let (published_tx, published_rx) = watch::channel(());
         let metrics = ClusterMetrics::new(name);
-        let loads = ClusterLoads::new(name);
+        let (streaks_tx, streaks_rx) = mpsc::channel(STREAK_QUEUE);
+        let watch = settings
+            .failure_accrual
+            .as_ref()
+            .map(|accrual| StreakWatch::new(accrual.consecutive_failures, streaks_tx));
+        let loads = ClusterLoads::watching(name, watch);
         let channel = LbChannel::new(
             name,
             set.clone(),
@@ -74,7 +84,7 @@ impl ClusterBalancer {
             metrics.clone(),
             loads.clone(),
         );
-        tokio::spawn(task.run(assignments_rx, failures_rx));
+        tokio::spawn(task.run(assignments_rx, failures_rx, streaks_rx));
         (
             Self {
                 assignments,
@@ -139,6 +149,8 @@ struct Task {
     /// address, so a report from an earlier probe of the same address
     /// (aborted after it had sent) is told apart and ignored.
     next_probe: u64,
+    /// Endpoints out for failing calls in a row (failure accrual), if on.
+    penalties: Option<Penalties>,
     published: watch::Sender<()>,
     metrics: ClusterMetrics,
     /// Where each new endpoint gets its call counters.
@@ -158,6 +170,7 @@ impl Task {
     ) -> Self {
         Self {
             name: name.to_string(),
+            penalties: settings.failure_accrual.clone().map(Penalties::new),
             settings,
             set,
             failures,
@@ -175,9 +188,11 @@ impl Task {
         mut self,
         mut assignments: watch::Receiver<Option<Vec<Assignment>>>,
         mut failures: mpsc::UnboundedReceiver<SocketAddr>,
+        mut streaks: mpsc::Receiver<SocketAddr>,
     ) {
         let (recovered_tx, mut recovered) = mpsc::channel::<Recovered>(RECOVERY_QUEUE);
         loop {
+            let next_return = self.penalties.as_ref().and_then(Penalties::next_return);
             tokio::select! {
                 // No channel left: nothing will call through this cluster.
                 () = self.published.closed() => return,
@@ -191,6 +206,8 @@ impl Task {
                     }
                 }
                 Some(address) = failures.recv() => self.eject(address, &recovered_tx),
+                Some(address) = streaks.recv() => self.penalise(address),
+                () = at(next_return) => self.bring_back(),
                 Some((address, number, established)) = recovered.recv() => {
                     if let Some(connection) = self.recover(address, number) {
                         // The probe's connection is its connection now, so
@@ -229,6 +246,67 @@ impl Task {
         ));
         if let Some((_, previous)) = self.probes.insert(address, (number, probe.abort_handle())) {
             previous.abort();
+        }
+    }
+
+    /// Takes out an endpoint that failed calls in a row, for a penalty
+    /// (unless it is out already, is the last usable one, or the cap is
+    /// reached).
+    fn penalise(&mut self, address: SocketAddr) {
+        let (Some(penalties), Some(Assigned { endpoint, .. })) =
+            (self.penalties.as_mut(), self.endpoints.get(&address))
+        else {
+            return;
+        };
+        let load = endpoint.connection.load();
+        // Answered since it was reported, or its connection failed (then
+        // it is ejected and probed).
+        if !load.streak().reached() || !endpoint.is_usable() {
+            return;
+        }
+        let endpoints = &self.endpoints;
+        let usable = |penalties: &Penalties| {
+            endpoints
+                .iter()
+                .filter(|(a, e)| e.endpoint.is_usable() && !penalties.is_out(**a))
+                .count()
+        };
+        let succeeded = load.totals().succeeded;
+        let now = tokio::time::Instant::now();
+        match penalties.take_out(address, now, endpoints.len(), usable, succeeded) {
+            Ok(penalty) => {
+                warn!(cluster = %self.name, endpoint = %address, failures = load.streak().run(), ?penalty, "endpoint failed calls in a row; out for a penalty");
+                endpoint.metrics.penalties.increment(1);
+                self.publish();
+            }
+            Err(Kept::AlreadyOut) => {}
+            Err(kept) => {
+                debug!(cluster = %self.name, endpoint = %address, ?kept, "endpoint failed calls in a row; kept in");
+            }
+        }
+    }
+
+    /// Brings back the endpoints whose penalty is over; each is taken out
+    /// again (for twice as long) if its first call back fails.
+    fn bring_back(&mut self) {
+        let Some(penalties) = self.penalties.as_mut() else {
+            return;
+        };
+        let endpoints = &self.endpoints;
+        let succeeded = |address| {
+            endpoints
+                .get(&address)
+                .map_or(0, |a| a.endpoint.connection.load().totals().succeeded)
+        };
+        let back = penalties.due(tokio::time::Instant::now(), succeeded);
+        for address in &back {
+            if let Some(Assigned { endpoint, .. }) = endpoints.get(address) {
+                endpoint.connection.load().streak().on_probation();
+                info!(cluster = %self.name, endpoint = %address, "endpoint back after its penalty");
+            }
+        }
+        if !back.is_empty() {
+            self.publish();
         }
     }
 
@@ -296,6 +374,9 @@ impl Task {
             }
         }
         self.endpoints = next;
+        if let Some(penalties) = self.penalties.as_mut() {
+            penalties.retain(|address| self.endpoints.contains_key(address));
+        }
         // Once per assignment, not per endpoint made: the removed ones'
         // counters go once their last counts are reported (or past a cap).
         self.loads.forget_gone();
@@ -305,16 +386,21 @@ impl Task {
 
     /// Publishes the usable endpoints of the first tier that has any.
     fn publish(&mut self) {
+        let penalties = self.penalties.as_ref();
+        // Connected (not ejected), and not out for failing calls.
+        let takes_calls = |address: &SocketAddr, assigned: &Assigned| {
+            assigned.endpoint.is_usable() && !penalties.is_some_and(|p| p.is_out(*address))
+        };
         let tier = self
             .endpoints
-            .values()
-            .filter(|assigned| assigned.endpoint.is_usable())
-            .map(|assigned| assigned.tier)
+            .iter()
+            .filter(|(address, assigned)| takes_calls(address, assigned))
+            .map(|(_, assigned)| assigned.tier)
             .min();
         let mut usable: Vec<(Endpoint, u32)> = Vec::new();
         let mut lower: BTreeMap<usize, Vec<Endpoint>> = BTreeMap::new();
-        for assigned in self.endpoints.values() {
-            if !assigned.endpoint.is_usable() {
+        for (address, assigned) in &self.endpoints {
+            if !takes_calls(address, assigned) {
                 continue;
             }
             if Some(assigned.tier) == tier {
@@ -350,6 +436,14 @@ impl Drop for Task {
         }
         // The cluster is gone: none of its endpoints takes calls here.
         self.metrics.usable.set(0.0);
+    }
+}
+
+/// Resolves at `instant`; never if `None`.
+async fn at(instant: Option<tokio::time::Instant>) {
+    match instant {
+        Some(instant) => tokio::time::sleep_until(instant).await,
+        None => std::future::pending().await,
     }
 }
 

@@ -2,10 +2,12 @@
 //! the `tower::Service` tonic clients call through.
 //!
 //! Owns: applying assignments (add, re-weight, remove endpoints), ejecting
-//! endpoints whose connection fails and probing them back, and publishing an
+//! endpoints whose connection fails and probing them back, taking out for a
+//! while those that fail calls in a row (failure accrual), and publishing an
 //! immutable [`EndpointSet`] that calls read without locks.
 //! Must never: talk xDS. Assignments arrive from the outside.
 
+mod accrual;
 mod balancer;
 mod channel;
 mod ready;

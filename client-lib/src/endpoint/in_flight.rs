@@ -29,7 +29,7 @@ use std::time::Duration;
 
 use tokio::sync::{Notify, Semaphore};
 
-use crate::load::EndpointLoad;
+use crate::load::{EndpointLoad, Outcome};
 
 /// How often the first call held back looks at the connection: whether it
 /// still takes new streams (not after GOAWAY) and how many.
@@ -165,10 +165,10 @@ impl Calls {
 pub(crate) struct InFlight(Option<Arc<Count>>);
 
 impl InFlight {
-    /// The call ended with status OK (`ok`) or not.
-    pub(crate) fn finish(mut self, ok: bool) {
+    /// The call ended so.
+    pub(crate) fn finish(mut self, outcome: Outcome) {
         if let Some(count) = self.0.take() {
-            count.load.finished(ok);
+            count.load.finished(outcome);
             release(&count);
         }
     }
@@ -182,7 +182,7 @@ impl InFlight {
             if error.refused() {
                 count.load.withdrawn();
             } else {
-                count.load.finished(false);
+                count.load.finished(Outcome::EndpointFailed);
             }
             release(&count);
         }
@@ -192,7 +192,8 @@ impl InFlight {
 impl Drop for InFlight {
     fn drop(&mut self) {
         if let Some(count) = self.0.take() {
-            count.load.finished(false);
+            // Abandoned: the caller dropped it, or its deadline passed.
+            count.load.finished(Outcome::GaveUp);
             release(&count);
         }
     }
@@ -414,8 +415,8 @@ mod tests {
         let abandoned = calls.start(&ten).await.unwrap();
         let refused = calls.start(&ten).await.unwrap();
         let _running = calls.start(&ten).await.unwrap();
-        succeeded.finish(true);
-        failed.finish(false);
+        succeeded.finish(Outcome::Succeeded);
+        failed.finish(Outcome::EndpointFailed);
         drop(abandoned);
         refused.settle(&super::super::EndpointError::Response {
             address: std::net::SocketAddr::from(([127, 0, 0, 1], 1)),

@@ -4,7 +4,7 @@
 //! Owns: returning flow-control credit as the body is read, ending it at
 //! the call's deadline, the status of a stream that fails (UNAVAILABLE for
 //! a lost connection), and counting the call out of its connection when
-//! the response ends, as succeeded (`grpc-status: 0`) or failed.
+//! the response ends, by its [`Outcome`] (`grpc-status`).
 //! Must never: hold a finished call's slot on the connection, or keep a
 //! piped request going once the call is over.
 
@@ -18,6 +18,7 @@ use tokio::sync::oneshot;
 use tonic::Status;
 
 use super::in_flight::InFlight;
+use crate::load::Outcome;
 
 /// Held by the response side of a call; when it is dropped (the call
 /// finished or was abandoned) the request pipe stops and resets the stream,
@@ -56,9 +57,9 @@ impl CallAlive {
     /// stream's window, answered before the server read it all, keeps its
     /// stream open in h2 until the body is dropped: a call then may wait in
     /// h2's queue meanwhile. Rare: unary requests are small.)
-    pub(super) fn response_ended(&mut self, ok: bool) {
+    pub(super) fn response_ended(&mut self, outcome: Outcome) {
         if let Some(in_flight) = self.in_flight.take() {
-            in_flight.finish(ok);
+            in_flight.finish(outcome);
         }
         self._abandoned = None;
     }
@@ -91,24 +92,19 @@ pub(crate) fn response_body(
     // The one look at h2's state per call (it takes the connection's lock;
     // the body below answers `is_end_stream` from its own state).
     if response.body().is_end_stream() {
-        alive.response_ended(http_ok && status_ok(response.headers()));
+        alive.response_ended(ended_by(http_ok, Some(response.headers())));
         return response.map(|_| tonic::body::Body::empty());
     }
     response
         .map(|stream| tonic::body::Body::new(ResponseBody::new(stream, http_ok, deadline, alive)))
 }
 
-/// Whether a call whose head had HTTP status 200 (`http_ok`) succeeded,
-/// given the trailers that ended it: `grpc-status: 0` and nothing else.
-fn succeeded(http_ok: bool, trailers: Option<&HeaderMap>) -> bool {
-    http_ok && trailers.is_some_and(status_ok)
-}
-
-/// Whether `headers` carry status OK.
-fn status_ok(headers: &HeaderMap) -> bool {
-    headers
-        .get(Status::GRPC_STATUS)
-        .is_some_and(|status| status.as_bytes() == b"0")
+/// How a call whose head had HTTP status 200 (`http_ok`) or not ended,
+/// given the trailers (or trailers-only head) that ended it: succeeded
+/// with `grpc-status: 0` and nothing else.
+fn ended_by(http_ok: bool, trailers: Option<&HeaderMap>) -> Outcome {
+    let status = trailers.and_then(|trailers| trailers.get(Status::GRPC_STATUS));
+    Outcome::of_status(http_ok, status.map(http::HeaderValue::as_bytes))
 }
 
 /// A response body read from an h2 stream.
@@ -182,7 +178,7 @@ impl http_body::Body for ResponseBody {
                 }
                 Poll::Ready(Some(Err(error))) => {
                     // The stream failed: HTTP/2 counts it out too.
-                    self.alive.response_ended(false);
+                    self.alive.response_ended(Outcome::EndpointFailed);
                     return Poll::Ready(Some(Err(body_error(error))));
                 }
                 Poll::Ready(None) => self.data_done = true,
@@ -194,11 +190,11 @@ impl http_body::Body for ResponseBody {
         };
         // The last frame, or the stream failed. (Not at a passed deadline:
         // the stream stays open until the body is dropped.)
-        let ok = match &trailers {
-            Ok(trailers) => succeeded(self.http_ok, trailers.as_ref()),
-            Err(_) => false,
+        let outcome = match &trailers {
+            Ok(trailers) => ended_by(self.http_ok, trailers.as_ref()),
+            Err(_) => Outcome::EndpointFailed,
         };
-        self.alive.response_ended(ok);
+        self.alive.response_ended(outcome);
         match trailers {
             Ok(Some(trailers)) => Poll::Ready(Some(Ok(Frame::trailers(trailers)))),
             Ok(None) => Poll::Ready(None),
@@ -225,10 +221,12 @@ mod tests {
 
     #[test]
     fn a_call_succeeded_only_with_status_ok_over_http_200() {
-        assert!(succeeded(true, Some(&trailers("0"))));
-        assert!(!succeeded(true, Some(&trailers("13"))), "INTERNAL");
-        assert!(!succeeded(true, Some(&HeaderMap::new())), "no status");
-        assert!(!succeeded(true, None), "no trailers, no status");
-        assert!(!succeeded(false, Some(&trailers("0"))), "HTTP error");
+        let failed = Outcome::EndpointFailed;
+        assert_eq!(ended_by(true, Some(&trailers("0"))), Outcome::Succeeded);
+        assert_eq!(ended_by(true, Some(&trailers("13"))), failed, "INTERNAL");
+        assert_eq!(ended_by(true, Some(&trailers("5"))), Outcome::Answered);
+        assert_eq!(ended_by(true, Some(&HeaderMap::new())), failed, "no status");
+        assert_eq!(ended_by(true, None), failed, "no trailers, no status");
+        assert_eq!(ended_by(false, Some(&trailers("0"))), failed, "HTTP error");
     }
 }

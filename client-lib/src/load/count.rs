@@ -2,11 +2,15 @@
 //! on them.
 //!
 //! Owns: counting a call issued when it gets a stream (or fails to, the
-//! connection failing), and succeeded or failed when it ends.
+//! connection failing), and succeeded or failed when it ends; and, for
+//! failure accrual, the endpoint's run of calls it failed in a row
+//! ([`Outcome`] tells what ended a call).
 //! Must never: lock or allocate (every call passes here twice).
 
 use std::sync::Arc;
 use std::sync::atomic::{AtomicU64, Ordering};
+
+use super::streak::{Streak, StreakWatch};
 
 /// Calls to one endpoint so far. Cheap to clone; clones share the counts.
 #[derive(Debug, Clone, Default)]
@@ -17,6 +21,46 @@ struct Counters {
     issued: AtomicU64,
     succeeded: AtomicU64,
     failed: AtomicU64,
+    streak: Streak,
+}
+
+/// How a call (or an attempt of it) ended on an endpoint.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub(crate) enum Outcome {
+    /// `grpc-status: 0` over HTTP 200.
+    Succeeded,
+    /// The server answered with another status, one an application gives
+    /// (NOT_FOUND, INVALID_ARGUMENT, RESOURCE_EXHAUSTED...): failed, but
+    /// the endpoint is working.
+    Answered,
+    /// The endpoint failed it: UNAVAILABLE, INTERNAL, UNKNOWN or DATA_LOSS,
+    /// an HTTP status other than 200, no status at all, a reset stream, a
+    /// lost or failed connection.
+    EndpointFailed,
+    /// The call ended before the endpoint could answer it: its deadline
+    /// passed, it was cancelled or dropped, or it was refused everywhere.
+    /// Failed, and says nothing about the endpoint.
+    GaveUp,
+}
+
+impl Outcome {
+    /// The outcome of a response whose HTTP status was 200 (`http_ok`) or
+    /// not, ended by `grpc_status` (None: no status).
+    pub(crate) fn of_status(http_ok: bool, grpc_status: Option<&[u8]>) -> Self {
+        if !http_ok {
+            return Self::EndpointFailed;
+        }
+        match grpc_status {
+            Some(b"0") => Self::Succeeded,
+            // UNKNOWN, INTERNAL, UNAVAILABLE, DATA_LOSS (gRPC's own
+            // failures and what a crashing handler gives), or no status.
+            Some(b"2" | b"13" | b"14" | b"15") | None => Self::EndpointFailed,
+            // CANCELLED, DEADLINE_EXCEEDED: the call's deadline or its
+            // caller, as the server saw them.
+            Some(b"1" | b"4") => Self::GaveUp,
+            Some(_) => Self::Answered,
+        }
+    }
 }
 
 /// The counts at one moment (totals since the counters were made, or the
@@ -34,16 +78,35 @@ impl EndpointLoad {
         self.0.issued.fetch_add(1, Ordering::Relaxed);
     }
 
-    /// A call to the endpoint ended: with status OK (`ok`) or not (any
-    /// other status, a transport error, a deadline, a cancellation).
-    pub(crate) fn finished(&self, ok: bool) {
-        let counter = if ok {
+    /// Counters of the endpoint at `address`, whose failures in a row
+    /// are watched by `watch`.
+    pub(crate) fn watched(watch: StreakWatch, address: std::net::SocketAddr) -> Self {
+        Self(Arc::new(Counters {
+            streak: Streak::watched(watch, address),
+            ..Counters::default()
+        }))
+    }
+
+    /// A call to the endpoint ended so: succeeded, or failed (any other
+    /// outcome; only an endpoint's failure adds to its run of them).
+    pub(crate) fn finished(&self, outcome: Outcome) {
+        let counter = if outcome == Outcome::Succeeded {
             &self.0.succeeded
         } else {
             &self.0.failed
         };
         // Release: whoever reads this count also sees the call's issue.
         counter.fetch_add(1, Ordering::Release);
+        match outcome {
+            Outcome::Succeeded | Outcome::Answered => self.0.streak.answered(),
+            Outcome::EndpointFailed => self.0.streak.failed(),
+            Outcome::GaveUp => {}
+        }
+    }
+
+    /// The endpoint's run of failures in a row.
+    pub(crate) fn streak(&self) -> &Streak {
+        &self.0.streak
     }
 
     /// A call counted as issued never reached the server (it may go to
@@ -56,7 +119,7 @@ impl EndpointLoad {
     /// failed): issued and failed at once.
     pub(crate) fn failed_unsent(&self) {
         self.issued();
-        self.finished(false);
+        self.finished(Outcome::EndpointFailed);
     }
 
     /// The counts now. Ended calls are read first: every call counted as
@@ -104,7 +167,10 @@ impl Refusal {
 impl Drop for Refusal {
     fn drop(&mut self) {
         if let Some(load) = self.0.take() {
-            load.failed_unsent();
+            // A refusal is no failure of the endpoint (it was draining, or
+            // at its stream limit).
+            load.issued();
+            load.finished(Outcome::GaveUp);
         }
     }
 }
@@ -150,7 +216,7 @@ mod tests {
         load.issued();
         load.issued();
         load.issued();
-        load.finished(true);
+        load.finished(Outcome::Succeeded);
         load.failed_unsent();
         load.issued();
         load.withdrawn();
@@ -164,7 +230,7 @@ mod tests {
             }
         );
         assert_eq!(totals.in_progress(), 2);
-        load.finished(false);
+        load.finished(Outcome::GaveUp);
         let later = load.totals();
         assert_eq!(
             later.since(&totals),
@@ -175,6 +241,44 @@ mod tests {
             }
         );
         assert_eq!(later.in_progress(), 1);
+    }
+
+    #[test]
+    fn statuses_tell_an_endpoints_failures_from_its_answers() {
+        let of = |status: &'static str| Outcome::of_status(true, Some(status.as_bytes()));
+        assert_eq!(of("0"), Outcome::Succeeded);
+        for failed in ["2", "13", "14", "15"] {
+            assert_eq!(of(failed), Outcome::EndpointFailed, "status {failed}");
+        }
+        for answered in ["3", "5", "7", "8", "9", "12", "16"] {
+            assert_eq!(of(answered), Outcome::Answered, "status {answered}");
+        }
+        assert_eq!(of("1"), Outcome::GaveUp, "CANCELLED");
+        assert_eq!(of("4"), Outcome::GaveUp, "DEADLINE_EXCEEDED");
+        assert_eq!(Outcome::of_status(true, None), Outcome::EndpointFailed);
+        assert_eq!(
+            Outcome::of_status(false, Some(b"0")),
+            Outcome::EndpointFailed,
+            "HTTP error"
+        );
+    }
+
+    #[test]
+    fn only_an_endpoints_failures_make_a_run() {
+        let (reports, _reported) = tokio::sync::mpsc::channel(8);
+        let address = std::net::SocketAddr::from(([127, 0, 0, 1], 1));
+        let load = EndpointLoad::watched(StreakWatch::new(2, reports), address);
+        load.finished(Outcome::EndpointFailed);
+        load.finished(Outcome::GaveUp);
+        assert_eq!(load.streak().run(), 1, "giving up ends no run");
+        load.finished(Outcome::Answered);
+        assert_eq!(load.streak().run(), 0, "an answer ends it");
+        load.failed_unsent();
+        load.finished(Outcome::EndpointFailed);
+        assert!(load.streak().reached());
+        drop(Refusal::new(Some(load.clone())));
+        assert_eq!(load.streak().run(), 2, "a refusal is no failure");
+        assert_eq!(load.totals().failed, 6, "every call not OK, for LRS");
     }
 
     #[test]

@@ -10,6 +10,8 @@
 //! (also of endpoints ejected or removed since the last report), and the
 //! [`Reporter`] sends what changed since the last report at the interval
 //! the control plane asks for.
+//! The same counters keep each endpoint's run of calls it failed in a row,
+//! which wakes the cluster's balancer for failure accrual.
 //! Owns: the counts, who holds them until reported, and the LRS stream.
 //! Must never: slow a call down (a call adds to two atomics; a
 //! trailers-only answer's head is looked up for `grpc-status`) or keep
@@ -18,7 +20,9 @@
 mod count;
 mod reporter;
 mod store;
+mod streak;
 
-pub(crate) use count::{EndpointLoad, Refusal};
+pub(crate) use count::{EndpointLoad, Outcome, Refusal};
 pub(crate) use reporter::Reporter;
 pub(crate) use store::{ClusterLoads, LoadStore};
+pub(crate) use streak::StreakWatch;

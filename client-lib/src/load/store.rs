@@ -13,6 +13,7 @@ use std::time::Duration;
 use tokio::time::Instant;
 
 use super::count::{EndpointLoad, Totals};
+use super::streak::StreakWatch;
 
 /// Counters of endpoints gone whose last counts were not reported yet,
 /// kept at most per cluster (the oldest go first): a client whose reports
@@ -24,6 +25,8 @@ const MAX_GONE_UNREPORTED: usize = 256;
 #[derive(Debug)]
 pub(crate) struct ClusterLoads {
     name: Box<str>,
+    /// Who hears of an endpoint's failures in a row, if anyone.
+    streaks: Option<StreakWatch>,
     state: Mutex<State>,
 }
 
@@ -64,9 +67,16 @@ pub(crate) struct ClusterReport {
 
 impl ClusterLoads {
     /// The counters of cluster `name`, none yet.
+    #[cfg(test)]
     pub(crate) fn new(name: &str) -> Arc<Self> {
+        Self::watching(name, None)
+    }
+
+    /// The same, the endpoints' failures in a row watched by `streaks`.
+    pub(crate) fn watching(name: &str, streaks: Option<StreakWatch>) -> Arc<Self> {
         Arc::new(Self {
             name: name.into(),
+            streaks,
             state: Mutex::new(State {
                 entries: Vec::new(),
                 since: Instant::now(),
@@ -87,7 +97,10 @@ impl ClusterLoads {
     /// added again while calls were still on the old one gets new counters:
     /// a report adds both up.
     pub(crate) fn endpoint(&self, address: SocketAddr) -> EndpointLoad {
-        let load = EndpointLoad::default();
+        let load = match &self.streaks {
+            Some(watch) => EndpointLoad::watched(watch.clone(), address),
+            None => EndpointLoad::default(),
+        };
         self.state().entries.push(Entry {
             address,
             load: load.clone(),
@@ -189,6 +202,7 @@ impl LoadStore {
 #[cfg(test)]
 mod tests {
     use super::*;
+    use crate::load::Outcome;
 
     fn address(port: u16) -> SocketAddr {
         SocketAddr::from(([10, 0, 0, 1], port))
@@ -201,7 +215,7 @@ mod tests {
         let _idle = loads.endpoint(address(2));
         one.issued();
         one.issued();
-        one.finished(true);
+        one.finished(Outcome::Succeeded);
         tokio::time::advance(Duration::from_secs(2)).await;
         let first = loads.take(Instant::now());
         assert_eq!(first.interval, Duration::from_secs(2));
@@ -218,7 +232,7 @@ mod tests {
             }],
             "the idle endpoint is left out"
         );
-        one.finished(false);
+        one.finished(Outcome::EndpointFailed);
         tokio::time::advance(Duration::from_secs(3)).await;
         let second = loads.take(Instant::now());
         assert_eq!(second.interval, Duration::from_secs(3));
@@ -238,7 +252,7 @@ mod tests {
         let loads = ClusterLoads::new("greeter");
         let gone = loads.endpoint(address(1));
         gone.issued();
-        gone.finished(false);
+        gone.finished(Outcome::EndpointFailed);
         drop(gone);
         let last = loads.take(Instant::now());
         assert_eq!(last.endpoints.len(), 1);
@@ -253,7 +267,7 @@ mod tests {
         for port in 0..1000 {
             let gone = loads.endpoint(address(port));
             gone.issued();
-            gone.finished(true);
+            gone.finished(Outcome::Succeeded);
         }
         let live = loads.endpoint(address(5000));
         loads.forget_gone();
@@ -280,7 +294,7 @@ mod tests {
         let new = loads.endpoint(address(1));
         old.issued();
         new.issued();
-        new.finished(true);
+        new.finished(Outcome::Succeeded);
         let report = loads.take(Instant::now());
         assert_eq!(report.endpoints.len(), 1);
         assert_eq!(report.endpoints[0].delta.issued, 2);
@@ -292,7 +306,7 @@ mod tests {
         let loads = ClusterLoads::new("greeter");
         let one = loads.endpoint(address(1));
         one.issued();
-        one.finished(true);
+        one.finished(Outcome::Succeeded);
         tokio::time::advance(Duration::from_secs(60)).await;
         loads.restart(Instant::now());
         tokio::time::advance(Duration::from_secs(1)).await;

@@ -320,6 +320,55 @@ pub fn answer(mut respond: h2::server::SendResponse<bytes::Bytes>, grpc_status: 
     let _ = stream.send_trailers(trailers);
 }
 
+/// A raw HTTP/2 peer that answers every call with a message, then the
+/// status it is set to in the trailers (so a failure comes at the call's
+/// very end), counting the calls.
+pub struct StatusPeer {
+    pub address: SocketAddr,
+    status: Arc<std::sync::Mutex<&'static str>>,
+    calls: Arc<AtomicU64>,
+}
+
+impl StatusPeer {
+    /// A peer answering `status` (a `grpc-status` code) until told else.
+    pub async fn start(status: &'static str) -> Self {
+        let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+        let address = listener.local_addr().unwrap();
+        let status = Arc::new(std::sync::Mutex::new(status));
+        let calls = Arc::new(AtomicU64::new(0));
+        let (answers, counted) = (status.clone(), calls.clone());
+        tokio::spawn(async move {
+            while let Ok((socket, _)) = listener.accept().await {
+                let (answers, counted) = (answers.clone(), counted.clone());
+                tokio::spawn(async move {
+                    let Ok(mut connection) = h2::server::handshake(socket).await else {
+                        return;
+                    };
+                    while let Some(Ok((_request, respond))) = connection.accept().await {
+                        counted.fetch_add(1, Ordering::Relaxed);
+                        answer(respond, *answers.lock().unwrap());
+                    }
+                });
+            }
+        });
+        Self {
+            address,
+            status,
+            calls,
+        }
+    }
+
+    /// Answers `status` from now on.
+    pub fn set_status(&self, status: &'static str) {
+        *self.status.lock().unwrap() = status;
+    }
+
+    /// Calls it answered so far.
+    pub fn calls(&self) -> u64 {
+        self.calls.load(Ordering::Relaxed)
+    }
+}
+
 /// Calls Health/Check once through `channel`.
 pub async fn call<S>(channel: &S) -> Result<(), tonic::Status>
 where

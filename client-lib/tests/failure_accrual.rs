@@ -1,0 +1,161 @@
+//! Failure accrual: an endpoint whose connection is up but which fails
+//! every call (UNAVAILABLE, INTERNAL...) is taken out after a few in a row,
+//! tried again after its penalty (one failure then takes it out again, for
+//! longer), and takes its share once it answers; never more endpoints out
+//! than the cap, and an application's error statuses count for nothing.
+
+#![allow(clippy::expect_used, clippy::unwrap_used)]
+
+mod support;
+
+use std::time::Duration;
+
+use lookaside_client::LbChannel;
+use lookaside_client::cluster::ClusterBalancer;
+use lookaside_client::endpoint::{ConnectionSettings, FailureAccrual};
+use support::{Backend, StatusPeer, call};
+use tokio::time::Instant;
+
+/// Failures in a row that take an endpoint out here.
+const RUN: u64 = 3;
+
+fn balancer(name: &str, penalty: Duration) -> (ClusterBalancer, LbChannel) {
+    let settings = ConnectionSettings {
+        failure_accrual: Some(FailureAccrual {
+            consecutive_failures: u32::try_from(RUN).unwrap(),
+            penalty_initial: penalty,
+            penalty_max: penalty * 4,
+            max_ejected_percent: 50,
+        }),
+        ..ConnectionSettings::default()
+    };
+    ClusterBalancer::spawn(name, settings, Duration::from_secs(2))
+}
+
+/// Makes `n` calls one after the other; how many failed.
+async fn failures(channel: &LbChannel, n: usize) -> u64 {
+    let mut failed = 0;
+    for _ in 0..n {
+        if call(channel).await.is_err() {
+            failed += 1;
+        }
+    }
+    failed
+}
+
+#[tokio::test]
+async fn an_endpoint_failing_every_call_is_taken_out_after_a_run() {
+    let healthy = [Backend::start().await, Backend::start().await];
+    let failing = StatusPeer::start("14").await;
+    // Longer than the test: it stays out.
+    let (cluster, channel) = balancer("failing", Duration::from_secs(60));
+    cluster.assign(vec![
+        (healthy[0].address, 1),
+        (healthy[1].address, 1),
+        (failing.address, 1),
+    ]);
+    let early = failures(&channel, 100).await;
+    assert!(
+        (RUN..=RUN + 2).contains(&early),
+        "{early} failed calls: the run, and at most a couple before the balancer heard"
+    );
+    assert_eq!(
+        failing.calls(),
+        early,
+        "every failure was the failing one's"
+    );
+    assert_eq!(failures(&channel, 200).await, 0, "it is out");
+    assert_eq!(failing.calls(), early);
+    let served: Vec<u64> = healthy.iter().map(Backend::served).collect();
+    assert_eq!(served.iter().sum::<u64>(), 300 - early);
+    assert!(
+        served.iter().all(|n| *n >= 120),
+        "the others share its calls: {served:?}"
+    );
+}
+
+/// Calls one after the other, a few milliseconds apart, until
+/// `condition` holds after one (at most 5 s); when it first held.
+async fn calls_until(channel: &LbChannel, condition: impl Fn() -> bool) -> Instant {
+    let deadline = Instant::now() + Duration::from_secs(5);
+    loop {
+        let _ = call(channel).await;
+        if condition() {
+            return Instant::now();
+        }
+        assert!(Instant::now() < deadline, "not within 5 s");
+        tokio::time::sleep(Duration::from_millis(2)).await;
+    }
+}
+
+#[tokio::test]
+async fn after_its_penalty_one_failure_takes_it_out_for_longer_until_it_answers() {
+    let healthy = Backend::start().await;
+    let failing = StatusPeer::start("13").await;
+    let penalty = Duration::from_millis(300);
+    let (cluster, channel) = balancer("back", penalty);
+    cluster.assign(vec![(healthy.address, 1), (failing.address, 1)]);
+
+    let out = calls_until(&channel, || failing.calls() >= RUN).await;
+    let run = failing.calls();
+    let back = calls_until(&channel, || failing.calls() > run).await;
+    assert!(
+        back - out >= penalty.mul_f64(0.75),
+        "tried again after {:?}, its penalty {penalty:?}",
+        back - out
+    );
+    // On probation: one failure takes it out again, for twice as long.
+    let second_out = Instant::now();
+    assert_eq!(failures(&channel, 20).await, 0, "out again at once");
+    assert!(
+        failing.calls() - run <= 2,
+        "{} calls after its return; one takes it out",
+        failing.calls() - run
+    );
+    let tried = failing.calls();
+    let back_again = calls_until(&channel, || failing.calls() > tried).await;
+    assert!(
+        back_again - second_out >= penalty.mul_f64(1.5),
+        "back after {:?}: the penalty doubled",
+        back_again - second_out
+    );
+
+    // It answers again: after its next penalty it stays and takes its share.
+    failing.set_status("0");
+    let fixed = failing.calls();
+    calls_until(&channel, || failing.calls() > fixed).await;
+    let before = failing.calls();
+    assert_eq!(failures(&channel, 100).await, 0);
+    assert_eq!(failing.calls() - before, 50, "its share of 1:1");
+}
+
+#[tokio::test]
+async fn at_most_the_cap_is_out_however_many_fail() {
+    let failing = [
+        StatusPeer::start("14").await,
+        StatusPeer::start("14").await,
+        StatusPeer::start("14").await,
+    ];
+    let (cluster, channel) = balancer("all-failing", Duration::from_secs(60));
+    cluster.assign(failing.iter().map(|peer| (peer.address, 1)).collect());
+    assert_eq!(failures(&channel, 60).await, 60);
+    let before: Vec<u64> = failing.iter().map(StatusPeer::calls).collect();
+    assert_eq!(failures(&channel, 90).await, 90, "they all fail");
+    let still_called = failing
+        .iter()
+        .zip(before)
+        .filter(|(peer, before)| peer.calls() > *before)
+        .count();
+    assert_eq!(still_called, 2, "half of 3 rounds down to one out");
+}
+
+#[tokio::test]
+async fn an_applications_error_statuses_take_no_endpoint_out() {
+    let healthy = Backend::start().await;
+    // NOT_FOUND for every call: the server is working.
+    let answering = StatusPeer::start("5").await;
+    let (cluster, channel) = balancer("answering", Duration::from_secs(60));
+    cluster.assign(vec![(healthy.address, 1), (answering.address, 1)]);
+    assert_eq!(failures(&channel, 100).await, 50);
+    assert_eq!(answering.calls(), 50, "it keeps its share");
+}
