@@ -69,8 +69,8 @@ impl ClientBuilder {
     /// Take an endpoint that fails calls in a row (UNAVAILABLE, INTERNAL,
     /// reset streams...) out of use for a while, though its connection is
     /// up; `None` turns it off. Default: after 5 in a row, for 1 s doubling
-    /// up to 60 s, at most half the endpoints at once, never the last
-    /// usable one. (Also a field of [`connection_settings`](Self::connection_settings):
+    /// up to 60 s, at most half of a priority tier at once, never the last
+    /// usable endpoint of a tier. (Also a field of [`connection_settings`](Self::connection_settings):
     /// call this after that.)
     pub fn failure_accrual(mut self, accrual: Option<FailureAccrual>) -> Self {
         self.connection.failure_accrual = accrual;

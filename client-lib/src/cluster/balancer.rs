@@ -10,7 +10,7 @@ use tokio::sync::{mpsc, watch};
 use tokio::task::AbortHandle;
 use tracing::{debug, info, warn};
 
-use super::accrual::{Kept, Penalties};
+use super::accrual::{Kept, Penalties, Tier};
 use super::{EndpointSet, LbChannel};
 use crate::endpoint::{Connection, ConnectionSettings, Endpoint, Established, Failures};
 use crate::load::{ClusterLoads, StreakWatch};
@@ -250,33 +250,41 @@ impl Task {
     }
 
     /// Takes out an endpoint that failed calls in a row, for a penalty
-    /// (unless it is out already, is the last usable one, or the cap is
-    /// reached).
+    /// (unless it is out already, is the last usable one of its tier, or
+    /// its tier's cap is reached).
     fn penalise(&mut self, address: SocketAddr) {
-        let (Some(penalties), Some(Assigned { endpoint, .. })) =
+        let (Some(penalties), Some(candidate)) =
             (self.penalties.as_mut(), self.endpoints.get(&address))
         else {
             return;
         };
-        let load = endpoint.connection.load();
+        let load = candidate.endpoint.connection.load();
         // Answered since it was reported, or its connection failed (then
         // it is ejected and probed).
-        if !load.streak().reached() || !endpoint.is_usable() {
+        if !load.streak().reached() || !candidate.endpoint.is_usable() {
             return;
         }
         let endpoints = &self.endpoints;
-        let usable = |penalties: &Penalties| {
-            endpoints
-                .iter()
-                .filter(|(a, e)| e.endpoint.is_usable() && !penalties.is_out(**a))
-                .count()
+        let tier = |penalties: &Penalties| {
+            let mut tier = Tier::default();
+            for (address, assigned) in endpoints {
+                if assigned.tier != candidate.tier {
+                    continue;
+                }
+                tier.assigned += 1;
+                if penalties.is_out(*address) {
+                    tier.out += 1;
+                } else if assigned.endpoint.is_usable() {
+                    tier.usable += 1;
+                }
+            }
+            tier
         };
-        let succeeded = load.totals().succeeded;
         let now = tokio::time::Instant::now();
-        match penalties.take_out(address, now, endpoints.len(), usable, succeeded) {
+        match penalties.take_out(address, now, tier, load.answers()) {
             Ok(penalty) => {
                 warn!(cluster = %self.name, endpoint = %address, failures = load.streak().run(), ?penalty, "endpoint failed calls in a row; out for a penalty");
-                endpoint.metrics.penalties.increment(1);
+                candidate.endpoint.metrics.penalties.increment(1);
                 self.publish();
             }
             Err(Kept::AlreadyOut) => {}
@@ -286,23 +294,45 @@ impl Task {
         }
     }
 
-    /// Brings back the endpoints whose penalty is over; each is taken out
-    /// again (for twice as long) if its first call back fails.
+    /// Brings back the endpoints whose penalty is over.
     fn bring_back(&mut self) {
         let Some(penalties) = self.penalties.as_mut() else {
             return;
         };
-        let endpoints = &self.endpoints;
-        let succeeded = |address| {
-            endpoints
-                .get(&address)
-                .map_or(0, |a| a.endpoint.connection.load().totals().succeeded)
+        let back = penalties.due(tokio::time::Instant::now(), |address| {
+            answers(&self.endpoints, address)
+        });
+        self.came_back(&back, "its penalty is over");
+    }
+
+    /// Ends the penalties beyond each tier's cap once endpoints of it were
+    /// removed.
+    fn trim_penalties(&mut self) {
+        let Some(penalties) = self.penalties.as_mut() else {
+            return;
         };
-        let back = penalties.due(tokio::time::Instant::now(), succeeded);
-        for address in &back {
-            if let Some(Assigned { endpoint, .. }) = endpoints.get(address) {
+        let mut tiers: BTreeMap<usize, (usize, Vec<SocketAddr>)> = BTreeMap::new();
+        for (address, assigned) in &self.endpoints {
+            let (count, out) = tiers.entry(assigned.tier).or_default();
+            *count += 1;
+            if penalties.is_out(*address) {
+                out.push(*address);
+            }
+        }
+        let mut back = Vec::new();
+        for (count, out) in tiers.into_values().filter(|(_, out)| !out.is_empty()) {
+            back.extend(penalties.trim(count, out, |address| answers(&self.endpoints, address)));
+        }
+        self.came_back(&back, "its tier shrank below its cap");
+    }
+
+    /// Endpoints back from a penalty: each is taken out again (for twice
+    /// as long) if its first call back fails. The caller publishes.
+    fn came_back(&mut self, back: &[SocketAddr], why: &str) {
+        for address in back {
+            if let Some(Assigned { endpoint, .. }) = self.endpoints.get(address) {
                 endpoint.connection.load().streak().on_probation();
-                info!(cluster = %self.name, endpoint = %address, "endpoint back after its penalty");
+                info!(cluster = %self.name, endpoint = %address, why, "endpoint back after a penalty");
             }
         }
         if !back.is_empty() {
@@ -377,6 +407,7 @@ impl Task {
         if let Some(penalties) = self.penalties.as_mut() {
             penalties.retain(|address| self.endpoints.contains_key(address));
         }
+        self.trim_penalties();
         // Once per assignment, not per endpoint made: the removed ones'
         // counters go once their last counts are reported (or past a cap).
         self.loads.forget_gone();
@@ -386,10 +417,22 @@ impl Task {
 
     /// Publishes the usable endpoints of the first tier that has any.
     fn publish(&mut self) {
-        let penalties = self.penalties.as_ref();
+        let out =
+            |address: &SocketAddr| self.penalties.as_ref().is_some_and(|p| p.is_out(*address));
+        // Tiers with a usable endpoint not out: there, penalties count. (In
+        // a tier whose other endpoints were ejected since, an endpoint out
+        // for failing calls takes them again: failure accrual never leaves
+        // a tier without one.)
+        let penalties_count: std::collections::BTreeSet<usize> = self
+            .endpoints
+            .iter()
+            .filter(|(address, assigned)| assigned.endpoint.is_usable() && !out(address))
+            .map(|(_, assigned)| assigned.tier)
+            .collect();
         // Connected (not ejected), and not out for failing calls.
         let takes_calls = |address: &SocketAddr, assigned: &Assigned| {
-            assigned.endpoint.is_usable() && !penalties.is_some_and(|p| p.is_out(*address))
+            assigned.endpoint.is_usable()
+                && !(out(address) && penalties_count.contains(&assigned.tier))
         };
         let tier = self
             .endpoints
@@ -439,6 +482,13 @@ impl Drop for Task {
     }
 }
 
+/// The calls the endpoint at `address` answered so far (0 if none is).
+fn answers(endpoints: &BTreeMap<SocketAddr, Assigned>, address: SocketAddr) -> u64 {
+    endpoints
+        .get(&address)
+        .map_or(0, |assigned| assigned.endpoint.connection.load().answers())
+}
+
 /// Resolves at `instant`; never if `None`.
 async fn at(instant: Option<tokio::time::Instant>) {
     match instant {
@@ -479,23 +529,107 @@ mod tests {
     use super::*;
 
     fn task(name: &str) -> Task {
-        let (failures, _) = mpsc::unbounded_channel();
-        let (published, _) = watch::channel(());
         let settings = ConnectionSettings {
             probe_backoff_initial: Duration::from_millis(10),
             probe_backoff_max: Duration::from_millis(40),
             ..ConnectionSettings::default()
         };
+        task_with(name, settings, ClusterLoads::new(name))
+    }
+
+    /// A task whose connection failures and reports go nowhere.
+    fn task_with(name: &str, settings: ConnectionSettings, loads: Arc<ClusterLoads>) -> Task {
+        let (failures, _) = mpsc::unbounded_channel();
+        let (published, _) = watch::channel(());
         let set = Arc::new(ArcSwap::from_pointee(EndpointSet::unassigned()));
-        Task::new(
-            name,
-            settings,
-            set,
-            failures,
-            published,
-            ClusterMetrics::new(name),
-            ClusterLoads::new(name),
-        )
+        let metrics = ClusterMetrics::new(name);
+        Task::new(name, settings, set, failures, published, metrics, loads)
+    }
+
+    /// Failures in a row that take an endpoint out in [`accruing`].
+    const RUN: u32 = 3;
+
+    /// A task whose endpoints are taken out after [`RUN`] failures in a
+    /// row (reports are not read: tests call `penalise`).
+    fn accruing(name: &str) -> Task {
+        let (streaks, _) = mpsc::channel(STREAK_QUEUE);
+        let settings = ConnectionSettings {
+            failure_accrual: Some(crate::endpoint::FailureAccrual {
+                consecutive_failures: RUN,
+                ..crate::endpoint::FailureAccrual::default()
+            }),
+            ..ConnectionSettings::default()
+        };
+        let loads = ClusterLoads::watching(name, Some(StreakWatch::new(RUN, streaks)));
+        task_with(name, settings, loads)
+    }
+
+    /// `address` fails a run of calls; the task hears of it.
+    fn fails_a_run(task: &mut Task, address: SocketAddr) {
+        if let Some(assigned) = task.endpoints.get(&address) {
+            for _ in 0..RUN {
+                let load = assigned.endpoint.connection.load();
+                load.issued();
+                load.finished(crate::load::Outcome::EndpointFailed);
+            }
+        }
+        task.penalise(address);
+    }
+
+    /// The endpoints of the next 12 picks, each once, in address order.
+    fn served(task: &Task) -> Vec<SocketAddr> {
+        let set = task.set.load();
+        let picked: std::collections::BTreeSet<SocketAddr> = (0..12)
+            .filter_map(|_| set.pick().map(|e| e.address))
+            .collect();
+        picked.into_iter().collect()
+    }
+
+    fn local(port: u16) -> SocketAddr {
+        SocketAddr::from(([127, 0, 0, 1], port))
+    }
+
+    #[tokio::test(start_paused = true)]
+    async fn an_endpoint_out_for_a_penalty_serves_when_its_tier_has_no_other() {
+        let mut task = accruing("alone");
+        let (recovered, _keep_open) = mpsc::channel(1);
+        let (a, b, c) = (local(20), local(21), local(22));
+        task.apply(vec![vec![(a, 1), (b, 1), (c, 1)]]);
+        fails_a_run(&mut task, a);
+        assert_eq!(served(&task), vec![b, c], "a is out");
+        task.eject(b, &recovered);
+        assert_eq!(served(&task), vec![c]);
+        task.eject(c, &recovered);
+        assert_eq!(
+            served(&task),
+            vec![a],
+            "the tier's only connected endpoint serves, penalty or not"
+        );
+    }
+
+    #[tokio::test(start_paused = true)]
+    async fn failure_accrual_never_makes_calls_fail_over() {
+        let mut task = accruing("tiers");
+        let (a, backup) = (local(20), local(21));
+        task.apply(vec![vec![(a, 1)], vec![(backup, 1)]]);
+        fails_a_run(&mut task, a);
+        assert_eq!(served(&task), vec![a], "the last of its tier stays");
+        assert!(!task.penalties.as_ref().is_some_and(|p| p.is_out(a)));
+    }
+
+    #[tokio::test(start_paused = true)]
+    async fn a_tier_that_shrinks_brings_back_penalised_endpoints_beyond_its_cap() {
+        let mut task = accruing("shrinks");
+        let (a, b, c, d) = (local(20), local(21), local(22), local(23));
+        task.apply(vec![vec![(a, 1), (b, 1), (c, 1), (d, 1)]]);
+        fails_a_run(&mut task, a);
+        fails_a_run(&mut task, b);
+        fails_a_run(&mut task, c);
+        assert_eq!(served(&task), vec![c, d], "half of 4 out at most");
+        task.apply(vec![vec![(a, 1), (b, 1), (c, 1)]]);
+        let served = served(&task);
+        assert_eq!(served.len(), 2, "one of 3 out: {served:?}");
+        assert!(served.contains(&c));
     }
 
     /// An address nothing listens on: every probe fails.

@@ -1,13 +1,16 @@
 //! What can go wrong between a call and one endpoint, and what each failure
 //! means for the call: was the request never sent (another endpoint may
 //! take it), is the connection gone (eject the endpoint), or did only this
-//! call's stream end.
+//! call's stream end (and whose failure was it: failure accrual counts only
+//! the endpoint's).
 
 use std::net::SocketAddr;
 use std::sync::Arc;
 use std::time::Duration;
 
 use tonic::{Code, Status};
+
+use crate::load::Outcome;
 
 /// A call to one endpoint failed.
 #[derive(Debug, Clone, thiserror::Error)]
@@ -139,6 +142,18 @@ impl EndpointError {
         }
     }
 
+    /// What this failure says about the endpoint (see [`Outcome`]).
+    pub(crate) fn outcome(&self) -> Outcome {
+        match self {
+            Self::Connect { .. }
+            | Self::ConnectTimeout { .. }
+            | Self::Tls { .. }
+            | Self::Handshake { .. } => Outcome::ConnectionLost,
+            Self::Open { source, .. } | Self::Response { source, .. } => stream_outcome(source),
+            Self::BodyGone { .. } | Self::Deadline { .. } => Outcome::GaveUp,
+        }
+    }
+
     /// The status a call that ends with this error returns, naming the
     /// cluster and the endpoint.
     pub fn status(&self, cluster: &str) -> Status {
@@ -170,6 +185,26 @@ pub(super) fn too_many_pings(error: &h2::Error) -> bool {
         && error.is_remote()
         && error.reason() == Some(h2::Reason::ENHANCE_YOUR_CALM)
         && error.to_string().contains("too_many_pings")
+}
+
+/// What a call's stream failing with `error` says about its endpoint: the
+/// connection failed or went away (its own business: ejection), the
+/// stream was given up (a reset this client sent, h2 refusing what the
+/// call asked, a server's CANCEL), or the endpoint failed it (any other
+/// reset, a protocol error of the peer's).
+pub(crate) fn stream_outcome(error: &h2::Error) -> Outcome {
+    if error.is_io() || error.is_go_away() {
+        return Outcome::ConnectionLost;
+    }
+    match error.reason() {
+        // A user error of h2's (the call's own fault): no reason.
+        None => Outcome::GaveUp,
+        Some(h2::Reason::CANCEL) => Outcome::GaveUp,
+        // Reset by this client (its deadline, its caller, a request body
+        // that failed).
+        Some(_) if error.is_reset() && !error.is_remote() && !error.is_library() => Outcome::GaveUp,
+        Some(_) => Outcome::EndpointFailed,
+    }
 }
 
 /// The gRPC code for a stream the server reset, as gRPC's HTTP/2 mapping
@@ -210,6 +245,29 @@ mod tests {
             "one stream, not the connection"
         );
         assert_eq!(refused_stream.status("c").code(), Code::Unavailable);
+    }
+
+    #[test]
+    fn only_the_endpoints_own_failures_count_against_it() {
+        let response = |reason| EndpointError::Response {
+            address: address(),
+            source: Arc::new(h2::Error::from(reason)),
+        };
+        assert_eq!(
+            response(h2::Reason::INTERNAL_ERROR).outcome(),
+            Outcome::EndpointFailed
+        );
+        assert_eq!(response(h2::Reason::CANCEL).outcome(), Outcome::GaveUp);
+        let dialled = EndpointError::Connect {
+            address: address(),
+            source: Arc::new(std::io::ErrorKind::ConnectionRefused.into()),
+        };
+        assert_eq!(dialled.outcome(), Outcome::ConnectionLost);
+        let late = EndpointError::Deadline {
+            address: address(),
+            after: Duration::from_secs(1),
+        };
+        assert_eq!(late.outcome(), Outcome::GaveUp);
     }
 
     #[test]

@@ -182,7 +182,7 @@ impl InFlight {
             if error.refused() {
                 count.load.withdrawn();
             } else {
-                count.load.finished(Outcome::EndpointFailed);
+                count.load.finished(error.outcome());
             }
             release(&count);
         }

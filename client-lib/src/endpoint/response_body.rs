@@ -88,31 +88,30 @@ pub(crate) fn response_body(
     deadline: Option<(tokio::time::Instant, std::time::Duration)>,
     mut alive: CallAlive,
 ) -> http::Response<tonic::body::Body> {
-    let http_ok = response.status() == http::StatusCode::OK;
+    let http = response.status();
     // The one look at h2's state per call (it takes the connection's lock;
     // the body below answers `is_end_stream` from its own state).
     if response.body().is_end_stream() {
-        alive.response_ended(ended_by(http_ok, Some(response.headers())));
+        alive.response_ended(ended_by(http, Some(response.headers())));
         return response.map(|_| tonic::body::Body::empty());
     }
-    response
-        .map(|stream| tonic::body::Body::new(ResponseBody::new(stream, http_ok, deadline, alive)))
+    response.map(|stream| tonic::body::Body::new(ResponseBody::new(stream, http, deadline, alive)))
 }
 
-/// How a call whose head had HTTP status 200 (`http_ok`) or not ended,
-/// given the trailers (or trailers-only head) that ended it: succeeded
-/// with `grpc-status: 0` and nothing else.
-fn ended_by(http_ok: bool, trailers: Option<&HeaderMap>) -> Outcome {
+/// How a call whose head had HTTP status `http` ended, given the trailers
+/// (or trailers-only head) that ended it: succeeded with `grpc-status: 0`
+/// over HTTP 200 and nothing else.
+fn ended_by(http: http::StatusCode, trailers: Option<&HeaderMap>) -> Outcome {
     let status = trailers.and_then(|trailers| trailers.get(Status::GRPC_STATUS));
-    Outcome::of_status(http_ok, status.map(http::HeaderValue::as_bytes))
+    Outcome::of_status(http, status.map(http::HeaderValue::as_bytes))
 }
 
 /// A response body read from an h2 stream.
 #[derive(Debug)]
 pub(crate) struct ResponseBody {
     stream: h2::RecvStream,
-    /// The head's HTTP status was 200.
-    http_ok: bool,
+    /// The head's HTTP status.
+    http: http::StatusCode,
     data_done: bool,
     deadline: Option<(Pin<Box<tokio::time::Sleep>>, std::time::Duration)>,
     alive: CallAlive,
@@ -121,13 +120,13 @@ pub(crate) struct ResponseBody {
 impl ResponseBody {
     fn new(
         stream: h2::RecvStream,
-        http_ok: bool,
+        http: http::StatusCode,
         deadline: Option<(tokio::time::Instant, std::time::Duration)>,
         alive: CallAlive,
     ) -> Self {
         Self {
             stream,
-            http_ok,
+            http,
             data_done: false,
             deadline: deadline.map(|(at, after)| (Box::pin(tokio::time::sleep_until(at)), after)),
             alive,
@@ -178,7 +177,8 @@ impl http_body::Body for ResponseBody {
                 }
                 Poll::Ready(Some(Err(error))) => {
                     // The stream failed: HTTP/2 counts it out too.
-                    self.alive.response_ended(Outcome::EndpointFailed);
+                    self.alive
+                        .response_ended(super::error::stream_outcome(&error));
                     return Poll::Ready(Some(Err(body_error(error))));
                 }
                 Poll::Ready(None) => self.data_done = true,
@@ -191,8 +191,8 @@ impl http_body::Body for ResponseBody {
         // The last frame, or the stream failed. (Not at a passed deadline:
         // the stream stays open until the body is dropped.)
         let outcome = match &trailers {
-            Ok(trailers) => ended_by(self.http_ok, trailers.as_ref()),
-            Err(_) => Outcome::EndpointFailed,
+            Ok(trailers) => ended_by(self.http, trailers.as_ref()),
+            Err(error) => super::error::stream_outcome(error),
         };
         self.alive.response_ended(outcome);
         match trailers {
@@ -222,11 +222,17 @@ mod tests {
     #[test]
     fn a_call_succeeded_only_with_status_ok_over_http_200() {
         let failed = Outcome::EndpointFailed;
-        assert_eq!(ended_by(true, Some(&trailers("0"))), Outcome::Succeeded);
-        assert_eq!(ended_by(true, Some(&trailers("13"))), failed, "INTERNAL");
-        assert_eq!(ended_by(true, Some(&trailers("5"))), Outcome::Answered);
-        assert_eq!(ended_by(true, Some(&HeaderMap::new())), failed, "no status");
-        assert_eq!(ended_by(true, None), failed, "no trailers, no status");
-        assert_eq!(ended_by(false, Some(&trailers("0"))), failed, "HTTP error");
+        let ok = http::StatusCode::OK;
+        assert_eq!(ended_by(ok, Some(&trailers("0"))), Outcome::Succeeded);
+        assert_eq!(ended_by(ok, Some(&trailers("13"))), failed, "INTERNAL");
+        assert_eq!(ended_by(ok, Some(&trailers("5"))), Outcome::Answered);
+        assert_eq!(ended_by(ok, Some(&HeaderMap::new())), failed, "no status");
+        assert_eq!(ended_by(ok, None), failed, "no trailers, no status");
+        let unavailable = http::StatusCode::SERVICE_UNAVAILABLE;
+        assert_eq!(
+            ended_by(unavailable, Some(&trailers("0"))),
+            failed,
+            "HTTP 503"
+        );
     }
 }

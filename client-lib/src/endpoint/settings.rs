@@ -56,11 +56,13 @@ impl Default for ConnectionSettings {
     }
 }
 
-/// When an endpoint is taken out for failing calls in a row, and for how
-/// long. Counted: UNAVAILABLE, INTERNAL, UNKNOWN, DATA_LOSS, an HTTP
-/// status other than 200, a reset stream, a lost or failed connection.
-/// Any other answer (OK or an application's error) ends a run; a deadline
-/// or a cancellation neither adds to it nor ends it.
+/// When an endpoint whose connection is up is taken out for failing calls
+/// in a row, and for how long. Counted: UNAVAILABLE, INTERNAL, UNKNOWN,
+/// DATA_LOSS, no status, an HTTP error status (but 401, 403, 404), a
+/// stream the server reset (but with CANCEL). Any other answer (OK or an
+/// application's error status) ends a run; a deadline, a cancellation, a
+/// stream this client reset, or a lost or failed connection (ejection's
+/// business: the endpoint is probed back) neither adds to it nor ends it.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct FailureAccrual {
     /// Failures in a row that take an endpoint out (at least 1).
@@ -71,9 +73,9 @@ pub struct FailureAccrual {
     pub penalty_initial: Duration,
     /// The longest penalty.
     pub penalty_max: Duration,
-    /// At most this share of the cluster's endpoints is out for failing
-    /// calls at once (at least one endpoint may be, unless it is the last
-    /// usable one).
+    /// At most this share of a priority tier's endpoints is out for failing
+    /// calls at once (at least one may be, unless it is the last usable one
+    /// of its tier: failure accrual never makes calls fail over).
     pub max_ejected_percent: u32,
 }
 

@@ -5,7 +5,8 @@
 //! connection failing), and succeeded or failed when it ends; and, for
 //! failure accrual, the endpoint's run of calls it failed in a row
 //! ([`Outcome`] tells what ended a call).
-//! Must never: lock or allocate (every call passes here twice).
+//! Must never: lock or allocate (every call passes here twice), but for
+//! the report of a run of failures to the balancer (once per run).
 
 use std::sync::Arc;
 use std::sync::atomic::{AtomicU64, Ordering};
@@ -21,6 +22,9 @@ struct Counters {
     issued: AtomicU64,
     succeeded: AtomicU64,
     failed: AtomicU64,
+    /// Calls the endpoint answered with an application's error status
+    /// (also counted in `failed`).
+    answered: AtomicU64,
     streak: Streak,
 }
 
@@ -34,21 +38,31 @@ pub(crate) enum Outcome {
     /// the endpoint is working.
     Answered,
     /// The endpoint failed it: UNAVAILABLE, INTERNAL, UNKNOWN or DATA_LOSS,
-    /// an HTTP status other than 200, no status at all, a reset stream, a
-    /// lost or failed connection.
+    /// an HTTP error status (but 401, 403, 404: answers), no status at
+    /// all, a stream the server reset (but with CANCEL).
     EndpointFailed,
+    /// The connection failed, or was lost under the call. Failed; the
+    /// connection's failure ejects the endpoint on its own (and one lost
+    /// connection fails every call on it at once: no run of the
+    /// endpoint's).
+    ConnectionLost,
     /// The call ended before the endpoint could answer it: its deadline
-    /// passed, it was cancelled or dropped, or it was refused everywhere.
-    /// Failed, and says nothing about the endpoint.
+    /// passed, it was cancelled (by its caller, this client or the server)
+    /// or dropped, or it was refused everywhere. Failed, and says nothing
+    /// about the endpoint.
     GaveUp,
 }
 
 impl Outcome {
-    /// The outcome of a response whose HTTP status was 200 (`http_ok`) or
-    /// not, ended by `grpc_status` (None: no status).
-    pub(crate) fn of_status(http_ok: bool, grpc_status: Option<&[u8]>) -> Self {
-        if !http_ok {
-            return Self::EndpointFailed;
+    /// The outcome of a response with HTTP status `http`, ended by
+    /// `grpc_status` (None: no status).
+    pub(crate) fn of_status(http: http::StatusCode, grpc_status: Option<&[u8]>) -> Self {
+        match http.as_u16() {
+            200 => {}
+            // UNAUTHENTICATED, PERMISSION_DENIED, UNIMPLEMENTED in gRPC's
+            // mapping of HTTP statuses: answers about the call.
+            401 | 403 | 404 => return Self::Answered,
+            _ => return Self::EndpointFailed,
         }
         match grpc_status {
             Some(b"0") => Self::Succeeded,
@@ -98,10 +112,21 @@ impl EndpointLoad {
         // Release: whoever reads this count also sees the call's issue.
         counter.fetch_add(1, Ordering::Release);
         match outcome {
-            Outcome::Succeeded | Outcome::Answered => self.0.streak.answered(),
+            Outcome::Succeeded => self.0.streak.answered(),
+            Outcome::Answered => {
+                self.0.answered.fetch_add(1, Ordering::Relaxed);
+                self.0.streak.answered();
+            }
             Outcome::EndpointFailed => self.0.streak.failed(),
-            Outcome::GaveUp => {}
+            Outcome::ConnectionLost | Outcome::GaveUp => {}
         }
+    }
+
+    /// Calls the endpoint answered so far, with OK or an application's
+    /// error status.
+    pub(crate) fn answers(&self) -> u64 {
+        let succeeded = self.0.succeeded.load(Ordering::Relaxed);
+        succeeded.saturating_add(self.0.answered.load(Ordering::Relaxed))
     }
 
     /// The endpoint's run of failures in a row.
@@ -119,7 +144,7 @@ impl EndpointLoad {
     /// failed): issued and failed at once.
     pub(crate) fn failed_unsent(&self) {
         self.issued();
-        self.finished(Outcome::EndpointFailed);
+        self.finished(Outcome::ConnectionLost);
     }
 
     /// The counts now. Ended calls are read first: every call counted as
@@ -245,7 +270,8 @@ mod tests {
 
     #[test]
     fn statuses_tell_an_endpoints_failures_from_its_answers() {
-        let of = |status: &'static str| Outcome::of_status(true, Some(status.as_bytes()));
+        let ok = http::StatusCode::OK;
+        let of = |status: &'static str| Outcome::of_status(ok, Some(status.as_bytes()));
         assert_eq!(of("0"), Outcome::Succeeded);
         for failed in ["2", "13", "14", "15"] {
             assert_eq!(of(failed), Outcome::EndpointFailed, "status {failed}");
@@ -255,12 +281,16 @@ mod tests {
         }
         assert_eq!(of("1"), Outcome::GaveUp, "CANCELLED");
         assert_eq!(of("4"), Outcome::GaveUp, "DEADLINE_EXCEEDED");
-        assert_eq!(Outcome::of_status(true, None), Outcome::EndpointFailed);
-        assert_eq!(
-            Outcome::of_status(false, Some(b"0")),
-            Outcome::EndpointFailed,
-            "HTTP error"
-        );
+        assert_eq!(Outcome::of_status(ok, None), Outcome::EndpointFailed);
+        let http = |code: u16| http::StatusCode::from_u16(code).unwrap();
+        for failed in [400, 500, 502, 503, 504] {
+            let outcome = Outcome::of_status(http(failed), Some(b"0"));
+            assert_eq!(outcome, Outcome::EndpointFailed, "HTTP {failed}");
+        }
+        for answered in [401, 403, 404] {
+            let outcome = Outcome::of_status(http(answered), None);
+            assert_eq!(outcome, Outcome::Answered, "HTTP {answered}");
+        }
     }
 
     #[test]
@@ -274,11 +304,15 @@ mod tests {
         load.finished(Outcome::Answered);
         assert_eq!(load.streak().run(), 0, "an answer ends it");
         load.failed_unsent();
+        load.finished(Outcome::ConnectionLost);
+        assert_eq!(load.streak().run(), 0, "a lost connection is no run");
+        load.finished(Outcome::EndpointFailed);
         load.finished(Outcome::EndpointFailed);
         assert!(load.streak().reached());
         drop(Refusal::new(Some(load.clone())));
         assert_eq!(load.streak().run(), 2, "a refusal is no failure");
-        assert_eq!(load.totals().failed, 6, "every call not OK, for LRS");
+        assert_eq!(load.totals().failed, 8, "every call not OK, for LRS");
+        assert_eq!(load.answers(), 1, "the one answered");
     }
 
     #[test]
