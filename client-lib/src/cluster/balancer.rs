@@ -327,7 +327,7 @@ impl Task {
     }
 
     /// Endpoints back from a penalty: each is taken out again (for twice
-    /// as long) if its first call back fails. The caller publishes.
+    /// as long) if its first call back fails. Publishes the set if any.
     fn came_back(&mut self, back: &[SocketAddr], why: &str) {
         for address in back {
             if let Some(Assigned { endpoint, .. }) = self.endpoints.get(address) {

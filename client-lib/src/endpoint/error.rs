@@ -247,6 +247,59 @@ mod tests {
         assert_eq!(refused_stream.status("c").code(), Code::Unavailable);
     }
 
+    /// What a real h2 server does to the one call it gets.
+    enum Server {
+        Reset(h2::Reason),
+        GoAway,
+        Nothing,
+    }
+
+    /// The error a call on a real h2 connection gets when the server does
+    /// `server` (and this client resets the stream first, if `reset`), as
+    /// `stream_outcome` reads it.
+    async fn outcome_of(server: Server, reset: bool) -> Outcome {
+        let (client_io, server_io) = tokio::io::duplex(64 * 1024);
+        tokio::spawn(async move {
+            let mut connection = h2::server::handshake(server_io).await.unwrap();
+            let Some(Ok((_request, mut respond))) = connection.accept().await else {
+                return;
+            };
+            match server {
+                Server::Reset(reason) => respond.send_reset(reason),
+                Server::GoAway => connection.abrupt_shutdown(h2::Reason::INTERNAL_ERROR),
+                Server::Nothing => {}
+            }
+            while let Some(Ok(_)) = connection.accept().await {}
+            drop(respond);
+        });
+        let (mut send, connection) = h2::client::handshake(client_io).await.unwrap();
+        tokio::spawn(connection);
+        let request = http::Request::post("http://backend/call").body(()).unwrap();
+        let (response, mut stream) = send.send_request(request, false).unwrap();
+        if reset {
+            stream.send_reset(h2::Reason::INTERNAL_ERROR);
+        }
+        let error = response.await.unwrap_err();
+        stream_outcome(&error)
+    }
+
+    #[tokio::test]
+    async fn a_stream_counts_against_the_endpoint_only_when_its_server_failed_it() {
+        let internal = Server::Reset(h2::Reason::INTERNAL_ERROR);
+        assert_eq!(outcome_of(internal, false).await, Outcome::EndpointFailed);
+        let cancel = Server::Reset(h2::Reason::CANCEL);
+        assert_eq!(outcome_of(cancel, false).await, Outcome::GaveUp);
+        assert_eq!(
+            outcome_of(Server::Nothing, true).await,
+            Outcome::GaveUp,
+            "a reset this client sent"
+        );
+        assert_eq!(
+            outcome_of(Server::GoAway, false).await,
+            Outcome::ConnectionLost
+        );
+    }
+
     #[test]
     fn only_the_endpoints_own_failures_count_against_it() {
         let response = |reason| EndpointError::Response {

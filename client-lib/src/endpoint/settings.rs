@@ -59,7 +59,8 @@ impl Default for ConnectionSettings {
 /// When an endpoint whose connection is up is taken out for failing calls
 /// in a row, and for how long. Counted: UNAVAILABLE, INTERNAL, UNKNOWN,
 /// DATA_LOSS, no status, an HTTP error status (but 401, 403, 404), a
-/// stream the server reset (but with CANCEL). Any other answer (OK or an
+/// stream the server reset (but with CANCEL) or that h2 reset for a
+/// malformed response. Any other answer (OK or an
 /// application's error status) ends a run; a deadline, a cancellation, a
 /// stream this client reset, or a lost or failed connection (ejection's
 /// business: the endpoint is probed back) neither adds to it nor ends it.
@@ -69,7 +70,8 @@ pub struct FailureAccrual {
     pub consecutive_failures: u32,
     /// The first penalty; doubled each time the endpoint fails again at
     /// once after coming back (its first call back fails), give or take a
-    /// fifth. Back to this once it answers a call.
+    /// fifth (never past `penalty_max`). Back to this once it answers a
+    /// call after coming back.
     pub penalty_initial: Duration,
     /// The longest penalty.
     pub penalty_max: Duration,

@@ -303,10 +303,14 @@ mod tests {
         assert_eq!(load.streak().run(), 1, "giving up ends no run");
         load.finished(Outcome::Answered);
         assert_eq!(load.streak().run(), 0, "an answer ends it");
+        load.finished(Outcome::EndpointFailed);
         load.failed_unsent();
         load.finished(Outcome::ConnectionLost);
-        assert_eq!(load.streak().run(), 0, "a lost connection is no run");
-        load.finished(Outcome::EndpointFailed);
+        assert_eq!(
+            load.streak().run(),
+            1,
+            "a lost connection neither adds nor ends"
+        );
         load.finished(Outcome::EndpointFailed);
         assert!(load.streak().reached());
         drop(Refusal::new(Some(load.clone())));
