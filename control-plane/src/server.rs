@@ -11,7 +11,7 @@ use std::time::Duration;
 
 use tokio::net::TcpListener;
 use tokio::sync::{mpsc, watch};
-use tokio_stream::wrappers::TcpListenerStream;
+use tonic::transport::server::TcpIncoming;
 
 use crate::admin::{AdminService, CsdsService};
 use crate::load::{self, CollectorConfig, LoadTable, LrsService};
@@ -522,10 +522,12 @@ fn serve_on(
                     .serve_with_incoming_shutdown(TlsIncoming::new(listener, tls, metrics), signal)
                     .await
             }
+            // TCP_NODELAY, as the TLS acceptor sets it: tonic ignores its
+            // builder's `tcp_nodelay` for an incoming stream, and with Nagle
+            // a small push waits until the one before it is acknowledged.
             None => {
-                router
-                    .serve_with_incoming_shutdown(TcpListenerStream::new(listener), signal)
-                    .await
+                let incoming = TcpIncoming::from(listener).with_nodelay(Some(true));
+                router.serve_with_incoming_shutdown(incoming, signal).await
             }
         }
     })

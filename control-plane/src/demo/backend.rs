@@ -14,7 +14,7 @@ use std::time::Duration;
 use lookaside_client::orca::{CpuSource, OrcaReporter};
 use tokio::net::TcpListener;
 use tokio::task::JoinHandle;
-use tokio_stream::wrappers::TcpListenerStream;
+use tonic::transport::server::TcpIncoming;
 use tonic::{Request, Response, Status};
 
 use super::greeter::helloworld::greeter_server::{Greeter, GreeterServer};
@@ -109,7 +109,8 @@ impl DemoBackend {
                 .layer(orca.layer())
                 .add_service(orca.service())
                 .add_service(greeter)
-                .serve_with_incoming(TcpListenerStream::new(listener))
+                // TCP_NODELAY, as tonic's own `serve` sets it.
+                .serve_with_incoming(TcpIncoming::from(listener).with_nodelay(Some(true)))
                 .await;
             if let Err(error) = served {
                 tracing::warn!(backend = %name, %error, "demo backend stopped");

@@ -25,7 +25,6 @@ use lookaside_tests::echo::v1::echo_server::{Echo, EchoServer};
 use lookaside_tests::echo::v1::{WhoReply, WhoRequest};
 use tokio::io::AsyncReadExt;
 use tokio::signal::unix::{SignalKind, signal};
-use tokio_stream::wrappers::TcpListenerStream;
 use tonic::{Request, Response, Status};
 
 /// Command line.
@@ -156,8 +155,14 @@ async fn serve(args: Args) -> Result<()> {
             arrivals,
         }))
         // Drops the listener and sends GOAWAY once `shutdown` resolves, then
-        // returns when every connection has closed.
-        .serve_with_incoming_shutdown(TcpListenerStream::new(listener), shutdown);
+        // returns when every connection has closed. TCP_NODELAY as tonic's
+        // own `serve` sets it (its `tcp_nodelay` is ignored for an incoming
+        // stream): without it, Nagle holds a small response back until the
+        // previous one is acknowledged.
+        .serve_with_incoming_shutdown(
+            tonic::transport::server::TcpIncoming::from(listener).with_nodelay(Some(true)),
+            shutdown,
+        );
     let grace = Duration::from_millis(args.shutdown_grace_ms);
     let grace_expired = async move {
         if terminated_rx.await.is_ok() {
