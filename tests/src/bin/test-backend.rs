@@ -40,6 +40,10 @@ struct Args {
     /// How long each `Who` call takes before it answers, in milliseconds.
     #[arg(long, default_value_t = 0)]
     delay_ms: u64,
+    /// Answers every `Who` call with this gRPC status code (e.g. 14,
+    /// UNAVAILABLE: a broken deploy whose connections are fine).
+    #[arg(long)]
+    fail_with: Option<i32>,
     /// After SIGTERM, how long calls in flight may take before the process
     /// exits anyway, in milliseconds.
     #[arg(long, default_value_t = 5000)]
@@ -80,6 +84,7 @@ type Arrivals = Option<Arc<Mutex<Vec<u128>>>>;
 struct Named {
     name: String,
     delay: Duration,
+    fail_with: Option<tonic::Code>,
     arrivals: Arrivals,
 }
 
@@ -98,6 +103,9 @@ impl Echo for Named {
         }
         if !self.delay.is_zero() {
             tokio::time::sleep(self.delay).await;
+        }
+        if let Some(code) = self.fail_with {
+            return Err(Status::new(code, format!("{} fails on purpose", self.name)));
         }
         Ok(Response::new(WhoReply {
             backend: self.name.clone(),
@@ -152,6 +160,7 @@ async fn serve(args: Args) -> Result<()> {
         .add_service(EchoServer::new(Named {
             name: args.name,
             delay: Duration::from_millis(args.delay_ms),
+            fail_with: args.fail_with.map(tonic::Code::from),
             arrivals,
         }))
         // Drops the listener and sends GOAWAY once `shutdown` resolves, then
