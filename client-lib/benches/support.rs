@@ -75,7 +75,10 @@ impl Backend {
             tonic::transport::Server::builder()
                 .concurrency_limit_per_connection(100_000)
                 .add_service(GreeterServer::new(service))
-                .serve_with_incoming(tokio_stream::wrappers::TcpListenerStream::new(listener)),
+                .serve_with_incoming(
+                    // TCP_NODELAY, as tonic's own `serve` sets it.
+                    tonic::transport::server::TcpIncoming::from(listener).with_nodelay(Some(true)),
+                ),
         );
         Self {
             address,

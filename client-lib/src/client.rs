@@ -8,8 +8,9 @@ use std::time::Duration;
 
 use xds_client::{ClientConfig, Node, ProstCodec, RetryPolicy, TonicTransportBuilder, XdsClient};
 
+use crate::cluster::FailureAccrual;
 use crate::cluster::{Assignment, ClusterBalancer, LbChannel};
-use crate::endpoint::{ConnectionSettings, FailureAccrual};
+use crate::endpoint::ConnectionSettings;
 use crate::load::{LoadStore, Reporter};
 use crate::xds::{AssignmentResource, OwnedRuntime, Worker, follow};
 
@@ -42,6 +43,7 @@ pub struct ClientBuilder {
     tls: Option<tonic::transport::ClientTlsConfig>,
     fallback: HashMap<String, Assignment>,
     load_reports: bool,
+    failure_accrual: Option<FailureAccrual>,
 }
 
 impl ClientBuilder {
@@ -70,10 +72,9 @@ impl ClientBuilder {
     /// reset streams...) out of use for a while, though its connection is
     /// up; `None` turns it off. Default: after 5 in a row, for 1 s doubling
     /// up to 60 s, at most half of a priority tier at once, never the last
-    /// usable endpoint of a tier. (Also a field of [`connection_settings`](Self::connection_settings):
-    /// call this after that.)
+    /// endpoint of a tier taking calls.
     pub fn failure_accrual(mut self, accrual: Option<FailureAccrual>) -> Self {
-        self.connection.failure_accrual = accrual;
+        self.failure_accrual = accrual;
         self
     }
 
@@ -196,6 +197,7 @@ impl Client {
             tls: None,
             fallback: HashMap::new(),
             load_reports: true,
+            failure_accrual: Some(FailureAccrual::default()),
         }
     }
 
@@ -216,10 +218,11 @@ impl Client {
             return channel.clone();
         }
         let settings = &self.inner.settings;
-        let (balancer, channel) = ClusterBalancer::spawn(
+        let (balancer, channel) = ClusterBalancer::spawn_with_accrual(
             cluster,
             settings.connection.clone(),
             settings.first_assignment_timeout,
+            settings.failure_accrual.clone(),
         );
         if let Some(fallback) = settings.fallback.get(cluster) {
             balancer.assign(fallback.clone());

@@ -13,8 +13,9 @@
 //!
 //! Layers, each in its own module, data flowing down:
 //! - [`xds`]: the ADS subscription and what the client accepts;
-//! - [`cluster`]: a cluster's endpoints, ejection and probing, and the
-//!   `tower::Service` tonic clients call through;
+//! - [`cluster`]: a cluster's endpoints, ejection and probing, penalties
+//!   for endpoints that fail calls in a row, and the `tower::Service` tonic
+//!   clients call through;
 //! - [`endpoint`]: one address and its HTTP/2 connection;
 //! - [`balance`]: the lock-free weighted picker;
 //! - `load`: what the calls to each endpoint did (issued, succeeded,
@@ -35,4 +36,4 @@ mod telemetry;
 pub mod xds;
 
 pub use client::{Client, ClientBuilder, ClientError};
-pub use cluster::{LbChannel, WaitForReady};
+pub use cluster::{FailureAccrual, LbChannel, WaitForReady};

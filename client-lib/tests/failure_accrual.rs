@@ -10,9 +10,10 @@ mod support;
 
 use std::time::Duration;
 
+use lookaside_client::FailureAccrual;
 use lookaside_client::LbChannel;
 use lookaside_client::cluster::ClusterBalancer;
-use lookaside_client::endpoint::{ConnectionSettings, FailureAccrual};
+use lookaside_client::endpoint::ConnectionSettings;
 use support::{Backend, StatusPeer, call};
 use tokio::time::Instant;
 
@@ -20,16 +21,14 @@ use tokio::time::Instant;
 const RUN: u64 = 3;
 
 fn balancer(name: &str, penalty: Duration) -> (ClusterBalancer, LbChannel) {
-    let settings = ConnectionSettings {
-        failure_accrual: Some(FailureAccrual {
-            consecutive_failures: u32::try_from(RUN).unwrap(),
-            penalty_initial: penalty,
-            penalty_max: penalty * 4,
-            max_ejected_percent: 50,
-        }),
-        ..ConnectionSettings::default()
+    let accrual = FailureAccrual {
+        consecutive_failures: u32::try_from(RUN).unwrap(),
+        penalty_initial: penalty,
+        penalty_max: penalty * 4,
+        max_ejection_percent: 50,
     };
-    ClusterBalancer::spawn(name, settings, Duration::from_secs(2))
+    let settings = ConnectionSettings::default();
+    ClusterBalancer::spawn_with_accrual(name, settings, Duration::from_secs(2), Some(accrual))
 }
 
 /// Makes `n` calls one after the other; how many failed.

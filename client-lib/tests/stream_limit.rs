@@ -141,8 +141,12 @@ async fn calls_waiting_on_a_draining_server_go_elsewhere_at_once() {
     // Equal weights: the picks alternate, two calls each.
     cluster.assign(vec![(limited, 1), (spare.address, 1)]);
     // The limited server holds one call; the other call picked for it
-    // waits in the client for its only stream.
+    // waits in the client for its only stream: every pick is made once the
+    // spare has answered its two (on a loaded machine the GOAWAY could
+    // otherwise come before the fourth call is picked, and the test would
+    // not see a call waiting).
     let calls = calls_held_by(&channel, 4, &mut arrivals).await;
+    support::until("the spare answered its two calls", || spare.served() == 2).await;
     drain.send(()).unwrap();
 
     let mut calls: futures::stream::FuturesUnordered<_> = calls.into_iter().collect();

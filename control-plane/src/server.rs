@@ -334,7 +334,6 @@ pub async fn start_with(
         tonic::transport::Server::builder()
             .http2_keepalive_interval(Some(Duration::from_secs(30)))
             .http2_keepalive_timeout(Some(Duration::from_secs(10)))
-            .tcp_nodelay(true)
     };
     // Data plane: ADS and LRS (and health, which probes ask for).
     let xds_routes = tonic::service::Routes::new(ads)
@@ -522,15 +521,21 @@ fn serve_on(
                     .serve_with_incoming_shutdown(TlsIncoming::new(listener, tls, metrics), signal)
                     .await
             }
-            // TCP_NODELAY, as the TLS acceptor sets it: tonic ignores its
-            // builder's `tcp_nodelay` for an incoming stream, and with Nagle
-            // a small push waits until the one before it is acknowledged.
             None => {
-                let incoming = TcpIncoming::from(listener).with_nodelay(Some(true));
-                router.serve_with_incoming_shutdown(incoming, signal).await
+                router
+                    .serve_with_incoming_shutdown(accepting(listener), signal)
+                    .await
             }
         }
     })
+}
+
+/// The connections `listener` accepts, with TCP_NODELAY (as the TLS
+/// acceptor sets it, and tonic's own `serve` does: its builder's
+/// `tcp_nodelay` is ignored for an incoming stream, and with Nagle a small
+/// write waits until the one before it is acknowledged).
+pub(crate) fn accepting(listener: TcpListener) -> TcpIncoming {
+    TcpIncoming::from(listener).with_nodelay(Some(true))
 }
 
 /// Server reflection (v1 and v1alpha) listing `services` and itself.

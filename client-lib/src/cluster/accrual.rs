@@ -19,9 +19,50 @@ use std::collections::HashMap;
 use std::net::SocketAddr;
 use std::time::Duration;
 
+use tokio::sync::mpsc;
 use tokio::time::Instant;
 
-use crate::endpoint::FailureAccrual;
+use crate::load::StreakWatch;
+
+/// When an endpoint whose connection is up is taken out for failing calls
+/// in a row, and for how long. Counted: UNAVAILABLE, INTERNAL, UNKNOWN,
+/// DATA_LOSS, no status, an HTTP error status (but 401, 403, 404), a
+/// stream the server reset (but with CANCEL) or that h2 reset for a
+/// malformed response. Any other answer (OK or an
+/// application's error status) ends a run; a deadline, a cancellation, a
+/// stream this client reset, or a lost or failed connection (ejection's
+/// business: the endpoint is probed back) neither adds to it nor ends it.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct FailureAccrual {
+    /// Failures in a row that take an endpoint out (at least 1).
+    pub consecutive_failures: u32,
+    /// The first penalty; doubled each time the endpoint fails again at
+    /// once after coming back (its first call back fails), give or take a
+    /// fifth (never past `penalty_max`). Back to this once it answers a
+    /// call after coming back.
+    pub penalty_initial: Duration,
+    /// The longest penalty.
+    pub penalty_max: Duration,
+    /// At most this share of a priority tier's endpoints is out for a
+    /// penalty at once (as Envoy's outlier detection's
+    /// `max_ejection_percent`; endpoints ejected for a failed connection do
+    /// not count): at least one may be, unless it is the last one of its
+    /// tier taking calls (failure accrual never makes calls fail over).
+    pub max_ejection_percent: u32,
+}
+
+impl Default for FailureAccrual {
+    /// Envoy's consecutive failures (5) and Linkerd's penalties (1 s, up to
+    /// 60 s); at most half the endpoints out.
+    fn default() -> Self {
+        Self {
+            consecutive_failures: 5,
+            penalty_initial: Duration::from_secs(1),
+            penalty_max: Duration::from_secs(60),
+            max_ejection_percent: 50,
+        }
+    }
+}
 
 /// The cluster's penalised endpoints. Owned by the balancer task.
 #[derive(Debug)]
@@ -43,25 +84,23 @@ struct Penalty {
     answers: u64,
 }
 
-/// An endpoint's priority tier as failure accrual counts it.
-#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+/// One priority tier of the cluster, as failure accrual counts it.
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
 pub(super) struct Tier {
     /// Endpoints assigned to it.
     pub(super) assigned: usize,
-    /// Of those, out for a penalty.
-    pub(super) out: usize,
-    /// Of those, taking calls (connected, not out).
-    pub(super) usable: usize,
+    /// Those out for a penalty.
+    pub(super) out: Vec<SocketAddr>,
+    /// Those taking calls: connected (not ejected) and not out.
+    pub(super) taking_calls: usize,
 }
 
 /// Why an endpoint that failed calls in a row stays in.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub(super) enum Kept {
-    /// It is already out.
-    AlreadyOut,
-    /// It is the last usable endpoint of its tier.
-    LastUsable,
-    /// As many endpoints as the cap allows are out.
+    /// It is the last endpoint of its tier taking calls.
+    LastTakingCalls,
+    /// As many of its tier's endpoints as the cap allows are out.
     Cap(usize),
 }
 
@@ -73,6 +112,12 @@ impl Penalties {
         }
     }
 
+    /// What the endpoints' counters report to: a run of the configured
+    /// length, on `reports`.
+    pub(super) fn watch(&self, reports: mpsc::Sender<SocketAddr>) -> StreakWatch {
+        StreakWatch::new(self.settings.consecutive_failures, reports)
+    }
+
     /// Whether calls stay away from `address` now.
     pub(super) fn is_out(&self, address: SocketAddr) -> bool {
         self.entries
@@ -82,7 +127,7 @@ impl Penalties {
 
     /// How many endpoints of a tier of `assigned` may be out at once.
     fn cap(&self, assigned: usize) -> usize {
-        let percent = usize::try_from(self.settings.max_ejected_percent).unwrap_or(usize::MAX);
+        let percent = usize::try_from(self.settings.max_ejection_percent).unwrap_or(usize::MAX);
         (assigned.saturating_mul(percent) / 100).max(1)
     }
 
@@ -91,27 +136,21 @@ impl Penalties {
         self.entries.values().filter_map(|p| p.until).min()
     }
 
-    /// Takes `address` out at `now`, if allowed: `tier(self)` counts its
-    /// tier (this endpoint among the usable ones; asked only once the
-    /// endpoint is found not out, as it may count every endpoint), and
+    /// Takes `address` (not out) of `tier` out at `now`, if allowed;
     /// `answers` are the calls it answered so far. Returns the penalty.
     pub(super) fn take_out(
         &mut self,
         address: SocketAddr,
         now: Instant,
-        tier: impl FnOnce(&Self) -> Tier,
+        tier: &Tier,
         answers: u64,
     ) -> Result<Duration, Kept> {
-        if self.is_out(address) {
-            return Err(Kept::AlreadyOut);
-        }
-        let tier = tier(self);
         let cap = self.cap(tier.assigned);
-        if tier.out >= cap {
+        if tier.out.len() >= cap {
             return Err(Kept::Cap(cap));
         }
-        if tier.usable <= 1 {
-            return Err(Kept::LastUsable);
+        if tier.taking_calls <= 1 {
+            return Err(Kept::LastTakingCalls);
         }
         let level = match self.entries.get(&address) {
             // Failed again before answering a call since it came back.
@@ -132,45 +171,27 @@ impl Penalties {
         Ok(penalty)
     }
 
-    /// The endpoints whose penalty is over at `now`: they come back, each
-    /// with the calls it answered so far (read by `answers`).
-    pub(super) fn due(
-        &mut self,
-        now: Instant,
-        answers: impl Fn(SocketAddr) -> u64,
-    ) -> Vec<SocketAddr> {
-        let back: Vec<SocketAddr> = self
-            .entries
+    /// The endpoints whose penalty is over at `now` (to [`end`](Self::end)).
+    pub(super) fn due(&self, now: Instant) -> Vec<SocketAddr> {
+        self.entries
             .iter()
             .filter(|(_, penalty)| penalty.until.is_some_and(|until| until <= now))
             .map(|(address, _)| *address)
-            .collect();
-        for address in &back {
-            self.end(*address, answers(*address));
-        }
-        back
+            .collect()
     }
 
-    /// Ends the penalties of a tier of `assigned` endpoints beyond its cap
-    /// (after endpoints of it were removed), those due soonest first: `out`
-    /// are its endpoints out. Returns those that came back.
-    pub(super) fn trim(
-        &mut self,
-        assigned: usize,
-        mut out: Vec<SocketAddr>,
-        answers: impl Fn(SocketAddr) -> u64,
-    ) -> Vec<SocketAddr> {
-        let over = out.len().saturating_sub(self.cap(assigned));
+    /// The penalties of `tier` beyond its cap (after endpoints of it were
+    /// removed), those due soonest first (to [`end`](Self::end)).
+    pub(super) fn over_cap(&self, tier: &Tier) -> Vec<SocketAddr> {
+        let mut out = tier.out.clone();
+        let over = out.len().saturating_sub(self.cap(tier.assigned));
         out.sort_by_key(|address| self.entries.get(address).and_then(|p| p.until));
         out.truncate(over);
-        for address in &out {
-            self.end(*address, answers(*address));
-        }
         out
     }
 
     /// `address` is back, having answered `answers` calls so far.
-    fn end(&mut self, address: SocketAddr, answers: u64) {
+    pub(super) fn end(&mut self, address: SocketAddr, answers: u64) {
         if let Some(penalty) = self.entries.get_mut(&address) {
             penalty.until = None;
             penalty.answers = answers;
@@ -191,21 +212,21 @@ mod tests {
         SocketAddr::from(([10, 0, 0, 1], port))
     }
 
-    fn penalties(max_ejected_percent: u32) -> Penalties {
+    fn penalties(max_ejection_percent: u32) -> Penalties {
         Penalties::new(FailureAccrual {
             consecutive_failures: 3,
             penalty_initial: Duration::from_secs(1),
             penalty_max: Duration::from_secs(8),
-            max_ejected_percent,
+            max_ejection_percent,
         })
     }
 
-    /// A tier of `assigned`, `out` of them out, `usable` taking calls.
-    fn tier(assigned: usize, out: usize, usable: usize) -> impl FnOnce(&Penalties) -> Tier {
-        move |_| Tier {
+    /// A tier of `assigned`, `out` of them out, `taking_calls` taking calls.
+    fn tier(assigned: usize, out: &[SocketAddr], taking_calls: usize) -> Tier {
+        Tier {
             assigned,
-            out,
-            usable,
+            out: out.to_vec(),
+            taking_calls,
         }
     }
 
@@ -217,6 +238,15 @@ mod tests {
             && penalty <= Duration::from_secs(8)
     }
 
+    /// Ends the penalties due at `now`, each having answered `answers`.
+    fn bring_back(out: &mut Penalties, now: Instant, answers: u64) -> Vec<SocketAddr> {
+        let due = out.due(now);
+        for address in &due {
+            out.end(*address, answers);
+        }
+        due
+    }
+
     #[tokio::test(start_paused = true)]
     async fn a_penalty_doubles_while_the_endpoint_fails_at_once_after_it() {
         let mut out = penalties(50);
@@ -224,17 +254,13 @@ mod tests {
         let mut now = Instant::now();
         let mut lengths = Vec::new();
         for _ in 0..6 {
-            let penalty = out.take_out(one, now, tier(4, 0, 4), 10).unwrap();
+            let penalty = out.take_out(one, now, &tier(4, &[], 4), 10).unwrap();
             lengths.push(penalty);
             assert!(out.is_out(one));
-            assert_eq!(
-                out.take_out(one, now, tier(4, 1, 3), 10),
-                Err(Kept::AlreadyOut)
-            );
             assert_eq!(out.next_return(), Some(now + penalty));
-            assert!(out.due(now + penalty / 2, |_| 10).is_empty());
+            assert!(bring_back(&mut out, now + penalty / 2, 10).is_empty());
             now += penalty;
-            assert_eq!(out.due(now, |_| 10), vec![one]);
+            assert_eq!(bring_back(&mut out, now, 10), vec![one]);
             assert!(!out.is_out(one));
             assert_eq!(out.next_return(), None);
         }
@@ -243,33 +269,29 @@ mod tests {
             assert!(about(*penalty, expected), "{lengths:?}");
         }
         // It answered a call since it came back: the first penalty again.
-        let penalty = out.take_out(one, now, tier(4, 0, 4), 11).unwrap();
+        let penalty = out.take_out(one, now, &tier(4, &[], 4), 11).unwrap();
         assert!(about(penalty, 1), "{penalty:?}");
     }
 
     #[tokio::test(start_paused = true)]
-    async fn at_most_the_cap_of_a_tier_is_out_and_never_its_last_usable_endpoint() {
+    async fn at_most_the_cap_of_a_tier_is_out_and_never_its_last_endpoint_taking_calls() {
         let now = Instant::now();
         let mut out = penalties(50);
-        assert!(out.take_out(address(1), now, tier(5, 1, 4), 0).is_ok());
-        assert_eq!(
-            out.take_out(address(2), now, tier(5, 2, 3), 0),
-            Err(Kept::Cap(2))
-        );
+        let (one, two) = (address(1), address(2));
+        assert!(out.take_out(one, now, &tier(5, &[], 5), 0).is_ok());
+        assert!(out.take_out(two, now, &tier(5, &[one], 4), 0).is_ok());
+        let full = tier(5, &[one, two], 3);
+        assert_eq!(out.take_out(address(3), now, &full, 0), Err(Kept::Cap(2)));
         let mut tiny = penalties(10);
         assert!(
-            tiny.take_out(address(1), now, tier(3, 0, 3), 0).is_ok(),
+            tiny.take_out(one, now, &tier(3, &[], 3), 0).is_ok(),
             "one may always be out"
         );
-        assert_eq!(
-            tiny.take_out(address(2), now, tier(3, 1, 2), 0),
-            Err(Kept::Cap(1))
-        );
+        let one_out = tier(3, &[one], 2);
+        assert_eq!(tiny.take_out(two, now, &one_out, 0), Err(Kept::Cap(1)));
         let mut all = penalties(100);
-        assert_eq!(
-            all.take_out(address(2), now, tier(2, 1, 1), 0),
-            Err(Kept::LastUsable)
-        );
+        let last = tier(2, &[one], 1);
+        assert_eq!(all.take_out(two, now, &last, 0), Err(Kept::LastTakingCalls));
     }
 
     #[tokio::test(start_paused = true)]
@@ -277,25 +299,25 @@ mod tests {
         let now = Instant::now();
         let mut out = penalties(50);
         let (one, two, three) = (address(1), address(2), address(3));
-        out.take_out(one, now, tier(6, 0, 6), 0).unwrap();
+        out.take_out(one, now, &tier(6, &[], 6), 0).unwrap();
         // Answered nothing since: out for longer.
-        out.due(now + Duration::from_secs(2), |_| 0);
-        out.take_out(one, now, tier(6, 0, 6), 0).unwrap();
-        out.take_out(two, now, tier(6, 1, 5), 0).unwrap();
-        out.take_out(three, now, tier(6, 2, 4), 0).unwrap();
+        bring_back(&mut out, now + Duration::from_secs(2), 0);
+        out.take_out(one, now, &tier(6, &[], 6), 0).unwrap();
+        out.take_out(two, now, &tier(6, &[one], 5), 0).unwrap();
+        out.take_out(three, now, &tier(6, &[one, two], 4), 0)
+            .unwrap();
         // Three of six endpoints were removed: one of the three may stay.
-        let mut back = out.trim(3, vec![one, two, three], |_| 0);
-        back.sort();
-        assert_eq!(back, vec![two, three], "{one} is due last");
-        assert!(out.is_out(one));
-        assert!(out.trim(3, vec![one], |_| 0).is_empty());
+        let mut over = out.over_cap(&tier(3, &[one, two, three], 0));
+        over.sort();
+        assert_eq!(over, vec![two, three], "{one} is due last");
+        assert!(out.over_cap(&tier(3, &[one], 2)).is_empty());
     }
 
     #[tokio::test(start_paused = true)]
     async fn a_removed_endpoint_is_forgotten() {
         let now = Instant::now();
         let mut out = penalties(50);
-        out.take_out(address(1), now, tier(4, 0, 4), 0).unwrap();
+        out.take_out(address(1), now, &tier(4, &[], 4), 0).unwrap();
         out.retain(|a| *a != address(1));
         assert!(!out.is_out(address(1)));
         assert_eq!(out.next_return(), None);

@@ -10,10 +10,10 @@ use tokio::sync::{mpsc, watch};
 use tokio::task::AbortHandle;
 use tracing::{debug, info, warn};
 
-use super::accrual::{Kept, Penalties, Tier};
+use super::accrual::{FailureAccrual, Penalties, Tier};
 use super::{EndpointSet, LbChannel};
 use crate::endpoint::{Connection, ConnectionSettings, Endpoint, Established, Failures};
-use crate::load::{ClusterLoads, StreakWatch};
+use crate::load::ClusterLoads;
 use crate::telemetry::ClusterMetrics;
 
 /// Endpoints and weights for a cluster, as the control plane sent them.
@@ -49,12 +49,25 @@ pub struct ClusterBalancer {
 }
 
 impl ClusterBalancer {
-    /// Starts the balancer task for cluster `name`; returns its input and
-    /// the channel calls go through (cheap to clone).
+    /// Starts the balancer task for cluster `name`, with the default
+    /// [`FailureAccrual`]; returns its input and the channel calls go
+    /// through (cheap to clone).
     pub fn spawn(
         name: &str,
         settings: ConnectionSettings,
         first_assignment_timeout: Duration,
+    ) -> (Self, LbChannel) {
+        let accrual = Some(FailureAccrual::default());
+        Self::spawn_with_accrual(name, settings, first_assignment_timeout, accrual)
+    }
+
+    /// The same, with `accrual` (`None`: an endpoint is taken out only when
+    /// its connection fails).
+    pub fn spawn_with_accrual(
+        name: &str,
+        settings: ConnectionSettings,
+        first_assignment_timeout: Duration,
+        accrual: Option<FailureAccrual>,
     ) -> (Self, LbChannel) {
         let set = Arc::new(ArcSwap::from_pointee(EndpointSet::unassigned()));
         let (assignments, assignments_rx) = watch::channel(None);
@@ -63,10 +76,8 @@ impl ClusterBalancer {
         let (published_tx, published_rx) = watch::channel(());
         let metrics = ClusterMetrics::new(name);
         let (streaks_tx, streaks_rx) = mpsc::channel(STREAK_QUEUE);
-        let watch = settings
-            .failure_accrual
-            .as_ref()
-            .map(|accrual| StreakWatch::new(accrual.consecutive_failures, streaks_tx));
+        let penalties = accrual.map(Penalties::new);
+        let watch = penalties.as_ref().map(|p| p.watch(streaks_tx));
         let loads = ClusterLoads::watching(name, watch);
         let channel = LbChannel::new(
             name,
@@ -82,7 +93,7 @@ impl ClusterBalancer {
             failures_tx,
             published_tx,
             metrics.clone(),
-            loads.clone(),
+            (loads.clone(), penalties),
         );
         tokio::spawn(task.run(assignments_rx, failures_rx, streaks_rx));
         (
@@ -158,7 +169,8 @@ struct Task {
 }
 
 impl Task {
-    /// A task with no endpoint yet.
+    /// A task with no endpoint yet; its endpoints count their calls on
+    /// `loads`, whose runs of failures `penalties` watches (if on).
     fn new(
         name: &str,
         settings: ConnectionSettings,
@@ -166,11 +178,11 @@ impl Task {
         failures: Failures,
         published: watch::Sender<()>,
         metrics: ClusterMetrics,
-        loads: Arc<ClusterLoads>,
+        (loads, penalties): (Arc<ClusterLoads>, Option<Penalties>),
     ) -> Self {
         Self {
             name: name.to_string(),
-            penalties: settings.failure_accrual.clone().map(Penalties::new),
+            penalties,
             settings,
             set,
             failures,
@@ -249,45 +261,49 @@ impl Task {
         }
     }
 
+    /// Each priority tier's endpoints as failure accrual counts them.
+    fn tiers(&self) -> BTreeMap<usize, Tier> {
+        let mut tiers: BTreeMap<usize, Tier> = BTreeMap::new();
+        let penalties = self.penalties.as_ref();
+        for (address, assigned) in &self.endpoints {
+            let tier = tiers.entry(assigned.tier).or_default();
+            tier.assigned += 1;
+            if penalties.is_some_and(|p| p.is_out(*address)) {
+                tier.out.push(*address);
+            } else if assigned.endpoint.is_usable() {
+                tier.taking_calls += 1;
+            }
+        }
+        tiers
+    }
+
     /// Takes out an endpoint that failed calls in a row, for a penalty
-    /// (unless it is out already, is the last usable one of its tier, or
-    /// its tier's cap is reached).
+    /// (unless it is the last of its tier taking calls, or its tier's cap
+    /// is reached).
     fn penalise(&mut self, address: SocketAddr) {
-        let (Some(penalties), Some(candidate)) =
-            (self.penalties.as_mut(), self.endpoints.get(&address))
+        let (Some(penalties), Some(candidate)) = (&self.penalties, self.endpoints.get(&address))
         else {
             return;
         };
         let load = candidate.endpoint.connection.load();
-        // Answered since it was reported, or its connection failed (then
-        // it is ejected and probed).
-        if !load.streak().reached() || !candidate.endpoint.is_usable() {
+        // Out already; answered since it was reported; or its connection
+        // failed (then it is ejected and probed).
+        if penalties.is_out(address) || !load.streak().reached() || !candidate.endpoint.is_usable()
+        {
             return;
         }
-        let endpoints = &self.endpoints;
-        let tier = |penalties: &Penalties| {
-            let mut tier = Tier::default();
-            for (address, assigned) in endpoints {
-                if assigned.tier != candidate.tier {
-                    continue;
-                }
-                tier.assigned += 1;
-                if penalties.is_out(*address) {
-                    tier.out += 1;
-                } else if assigned.endpoint.is_usable() {
-                    tier.usable += 1;
-                }
-            }
-            tier
+        let (run, answers) = (load.streak().run(), load.answers());
+        let metrics = candidate.endpoint.metrics.clone();
+        let tier = self.tiers().remove(&candidate.tier).unwrap_or_default();
+        let Some(penalties) = self.penalties.as_mut() else {
+            return;
         };
-        let now = tokio::time::Instant::now();
-        match penalties.take_out(address, now, tier, load.answers()) {
+        match penalties.take_out(address, tokio::time::Instant::now(), &tier, answers) {
             Ok(penalty) => {
-                warn!(cluster = %self.name, endpoint = %address, failures = load.streak().run(), ?penalty, "endpoint failed calls in a row; out for a penalty");
-                candidate.endpoint.metrics.penalties.increment(1);
+                warn!(cluster = %self.name, endpoint = %address, failures = run, ?penalty, "endpoint failed calls in a row; out for a penalty");
+                metrics.penalties.increment(1);
                 self.publish();
             }
-            Err(Kept::AlreadyOut) => {}
             Err(kept) => {
                 debug!(cluster = %self.name, endpoint = %address, ?kept, "endpoint failed calls in a row; kept in");
             }
@@ -296,44 +312,39 @@ impl Task {
 
     /// Brings back the endpoints whose penalty is over.
     fn bring_back(&mut self) {
-        let Some(penalties) = self.penalties.as_mut() else {
-            return;
-        };
-        let back = penalties.due(tokio::time::Instant::now(), |address| {
-            answers(&self.endpoints, address)
-        });
-        self.came_back(&back, "its penalty is over");
+        let now = tokio::time::Instant::now();
+        let due = self.penalties.as_ref().map(|p| p.due(now));
+        self.came_back(due.unwrap_or_default(), "its penalty is over");
     }
 
     /// Ends the penalties beyond each tier's cap once endpoints of it were
     /// removed.
     fn trim_penalties(&mut self) {
+        let Some(penalties) = &self.penalties else {
+            return;
+        };
+        let over: Vec<SocketAddr> = self
+            .tiers()
+            .values()
+            .flat_map(|tier| penalties.over_cap(tier))
+            .collect();
+        self.came_back(over, "its tier shrank below its cap");
+    }
+
+    /// Ends the penalties of `back`: each is taken out again (for twice as
+    /// long) if its first call back fails. Publishes the set if any.
+    fn came_back(&mut self, back: Vec<SocketAddr>, why: &str) {
         let Some(penalties) = self.penalties.as_mut() else {
             return;
         };
-        let mut tiers: BTreeMap<usize, (usize, Vec<SocketAddr>)> = BTreeMap::new();
-        for (address, assigned) in &self.endpoints {
-            let (count, out) = tiers.entry(assigned.tier).or_default();
-            *count += 1;
-            if penalties.is_out(*address) {
-                out.push(*address);
-            }
-        }
-        let mut back = Vec::new();
-        for (count, out) in tiers.into_values().filter(|(_, out)| !out.is_empty()) {
-            back.extend(penalties.trim(count, out, |address| answers(&self.endpoints, address)));
-        }
-        self.came_back(&back, "its tier shrank below its cap");
-    }
-
-    /// Endpoints back from a penalty: each is taken out again (for twice
-    /// as long) if its first call back fails. Publishes the set if any.
-    fn came_back(&mut self, back: &[SocketAddr], why: &str) {
-        for address in back {
-            if let Some(Assigned { endpoint, .. }) = self.endpoints.get(address) {
-                endpoint.connection.load().streak().on_probation();
-                info!(cluster = %self.name, endpoint = %address, why, "endpoint back after a penalty");
-            }
+        for address in &back {
+            let Some(Assigned { endpoint, .. }) = self.endpoints.get(address) else {
+                continue;
+            };
+            let load = endpoint.connection.load();
+            penalties.end(*address, load.answers());
+            load.streak().on_probation();
+            info!(cluster = %self.name, endpoint = %address, why, "endpoint back after a penalty");
         }
         if !back.is_empty() {
             self.publish();
@@ -415,24 +426,22 @@ impl Task {
         self.publish();
     }
 
-    /// Publishes the usable endpoints of the first tier that has any.
+    /// Publishes the endpoints taking calls of the first tier that has any.
     fn publish(&mut self) {
         let out =
             |address: &SocketAddr| self.penalties.as_ref().is_some_and(|p| p.is_out(*address));
-        // Tiers with a usable endpoint not out: there, penalties count. (In
-        // a tier whose other endpoints were ejected since, an endpoint out
-        // for failing calls takes them again: failure accrual never leaves
-        // a tier without one.)
-        let penalties_count: std::collections::BTreeSet<usize> = self
-            .endpoints
-            .iter()
-            .filter(|(address, assigned)| assigned.endpoint.is_usable() && !out(address))
-            .map(|(_, assigned)| assigned.tier)
-            .collect();
+        // Tiers with an endpoint taking calls: there, penalties count. (In a
+        // tier whose other endpoints were ejected since, an endpoint out for
+        // failing calls takes them again: failure accrual never leaves a
+        // tier without one.)
+        let tiers = match &self.penalties {
+            Some(_) => self.tiers(),
+            None => BTreeMap::new(),
+        };
+        let penalties_count = |tier| tiers.get(&tier).is_some_and(|t| t.taking_calls > 0);
         // Connected (not ejected), and not out for failing calls.
         let takes_calls = |address: &SocketAddr, assigned: &Assigned| {
-            assigned.endpoint.is_usable()
-                && !(out(address) && penalties_count.contains(&assigned.tier))
+            assigned.endpoint.is_usable() && !(out(address) && penalties_count(assigned.tier))
         };
         let tier = self
             .endpoints
@@ -482,13 +491,6 @@ impl Drop for Task {
     }
 }
 
-/// The calls the endpoint at `address` answered so far (0 if none is).
-fn answers(endpoints: &BTreeMap<SocketAddr, Assigned>, address: SocketAddr) -> u64 {
-    endpoints
-        .get(&address)
-        .map_or(0, |assigned| assigned.endpoint.connection.load().answers())
-}
-
 /// Resolves at `instant`; never if `None`.
 async fn at(instant: Option<tokio::time::Instant>) {
     match instant {
@@ -534,16 +536,20 @@ mod tests {
             probe_backoff_max: Duration::from_millis(40),
             ..ConnectionSettings::default()
         };
-        task_with(name, settings, ClusterLoads::new(name))
+        task_with(name, settings, (ClusterLoads::new(name), None))
     }
 
     /// A task whose connection failures and reports go nowhere.
-    fn task_with(name: &str, settings: ConnectionSettings, loads: Arc<ClusterLoads>) -> Task {
+    fn task_with(
+        name: &str,
+        settings: ConnectionSettings,
+        counting: (Arc<ClusterLoads>, Option<Penalties>),
+    ) -> Task {
         let (failures, _) = mpsc::unbounded_channel();
         let (published, _) = watch::channel(());
         let set = Arc::new(ArcSwap::from_pointee(EndpointSet::unassigned()));
         let metrics = ClusterMetrics::new(name);
-        Task::new(name, settings, set, failures, published, metrics, loads)
+        Task::new(name, settings, set, failures, published, metrics, counting)
     }
 
     /// Failures in a row that take an endpoint out in [`accruing`].
@@ -553,15 +559,16 @@ mod tests {
     /// row (reports are not read: tests call `penalise`).
     fn accruing(name: &str) -> Task {
         let (streaks, _) = mpsc::channel(STREAK_QUEUE);
-        let settings = ConnectionSettings {
-            failure_accrual: Some(crate::endpoint::FailureAccrual {
-                consecutive_failures: RUN,
-                ..crate::endpoint::FailureAccrual::default()
-            }),
-            ..ConnectionSettings::default()
-        };
-        let loads = ClusterLoads::watching(name, Some(StreakWatch::new(RUN, streaks)));
-        task_with(name, settings, loads)
+        let penalties = Penalties::new(FailureAccrual {
+            consecutive_failures: RUN,
+            ..FailureAccrual::default()
+        });
+        let loads = ClusterLoads::watching(name, Some(penalties.watch(streaks)));
+        task_with(
+            name,
+            ConnectionSettings::default(),
+            (loads, Some(penalties)),
+        )
     }
 
     /// `address` fails a run of calls; the task hears of it.

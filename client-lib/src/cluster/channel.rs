@@ -111,8 +111,8 @@ impl LbChannel {
         &self.shared.name
     }
 
-    /// Waits until some endpoint is usable (assigned and not ejected; at
-    /// once if one is), where the caller can bound the wait
+    /// Waits until some endpoint is usable (assigned, not ejected and not
+    /// out for a penalty; at once if one is), where the caller can bound the wait
     /// (`tokio::time::timeout`): e.g. to hold a service's own readiness
     /// until its backends are. `false`: the cluster's balancer has stopped
     /// (its client was dropped; the channel keeps its last endpoint set,
@@ -129,7 +129,7 @@ impl LbChannel {
         self.shared.set.load().usable() > 0
     }
 
-    /// Endpoints taking calls now (not ejected).
+    /// Endpoints taking calls now (not ejected, not out for a penalty).
     pub fn usable_endpoints(&self) -> usize {
         self.shared.set.load().usable()
     }

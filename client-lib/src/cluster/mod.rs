@@ -14,6 +14,7 @@ mod ready;
 mod retry;
 mod set;
 
+pub use accrual::FailureAccrual;
 pub use balancer::{Assignment, ClusterBalancer};
 pub use channel::LbChannel;
 pub use ready::WaitForReady;

@@ -1,6 +1,7 @@
 //! Exponential backoff with jitter, for everything in the client that
 //! tries again: connections made again, probes of ejected endpoints,
-//! wait-for-ready calls that were refused.
+//! wait-for-ready calls that were refused, penalties of endpoints that
+//! fail calls in a row.
 //!
 //! Owns: the delay of the `round`th try and its spread.
 //! Must never: sleep (callers do), or return more than the cap allows

@@ -15,7 +15,8 @@
 //! one when a GOAWAY arrives or the server raises its limit).
 //!
 //! Each call is also counted on its endpoint's load (for LRS reports):
-//! issued when it gets its slot, succeeded or failed when it ends,
+//! issued when it gets its slot, ended by its outcome (for LRS: succeeded
+//! or failed; for failure accrual: whose failure it was),
 //! withdrawn (`settle`) when the endpoint refused it unprocessed (the channel counts
 //! it failed after all if the call goes nowhere else).
 //!

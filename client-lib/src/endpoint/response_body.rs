@@ -102,8 +102,24 @@ pub(crate) fn response_body(
 /// (or trailers-only head) that ended it: succeeded with `grpc-status: 0`
 /// over HTTP 200 and nothing else.
 fn ended_by(http: http::StatusCode, trailers: Option<&HeaderMap>) -> Outcome {
+    match http.as_u16() {
+        200 => {}
+        // UNAUTHENTICATED, PERMISSION_DENIED, UNIMPLEMENTED in gRPC's
+        // mapping of HTTP statuses: answers about the call.
+        401 | 403 | 404 => return Outcome::Answered,
+        _ => return Outcome::EndpointFailed,
+    }
     let status = trailers.and_then(|trailers| trailers.get(Status::GRPC_STATUS));
-    Outcome::of_status(http, status.map(http::HeaderValue::as_bytes))
+    match status.map(http::HeaderValue::as_bytes) {
+        Some(b"0") => Outcome::Succeeded,
+        // UNKNOWN, INTERNAL, UNAVAILABLE, DATA_LOSS (gRPC's own failures
+        // and what a crashing handler gives), or no status.
+        Some(b"2" | b"13" | b"14" | b"15") | None => Outcome::EndpointFailed,
+        // CANCELLED, DEADLINE_EXCEEDED: the call's deadline or its caller,
+        // as the server saw them.
+        Some(b"1" | b"4") => Outcome::GaveUp,
+        Some(_) => Outcome::Answered,
+    }
 }
 
 /// A response body read from an h2 stream.
@@ -221,18 +237,28 @@ mod tests {
 
     #[test]
     fn a_call_succeeded_only_with_status_ok_over_http_200() {
-        let failed = Outcome::EndpointFailed;
         let ok = http::StatusCode::OK;
-        assert_eq!(ended_by(ok, Some(&trailers("0"))), Outcome::Succeeded);
-        assert_eq!(ended_by(ok, Some(&trailers("13"))), failed, "INTERNAL");
-        assert_eq!(ended_by(ok, Some(&trailers("5"))), Outcome::Answered);
+        let of = |code: &'static str| ended_by(ok, Some(&trailers(code)));
+        assert_eq!(of("0"), Outcome::Succeeded);
+        for failed in ["2", "13", "14", "15"] {
+            assert_eq!(of(failed), Outcome::EndpointFailed, "status {failed}");
+        }
+        for answered in ["3", "5", "7", "8", "9", "12", "16"] {
+            assert_eq!(of(answered), Outcome::Answered, "status {answered}");
+        }
+        assert_eq!(of("1"), Outcome::GaveUp, "CANCELLED");
+        assert_eq!(of("4"), Outcome::GaveUp, "DEADLINE_EXCEEDED");
+        let failed = Outcome::EndpointFailed;
         assert_eq!(ended_by(ok, Some(&HeaderMap::new())), failed, "no status");
         assert_eq!(ended_by(ok, None), failed, "no trailers, no status");
-        let unavailable = http::StatusCode::SERVICE_UNAVAILABLE;
-        assert_eq!(
-            ended_by(unavailable, Some(&trailers("0"))),
-            failed,
-            "HTTP 503"
-        );
+        let http = |code: u16| http::StatusCode::from_u16(code).unwrap();
+        for failed in [400, 500, 502, 503, 504] {
+            let outcome = ended_by(http(failed), Some(&trailers("0")));
+            assert_eq!(outcome, Outcome::EndpointFailed, "HTTP {failed}");
+        }
+        for answered in [401, 403, 404] {
+            let outcome = ended_by(http(answered), None);
+            assert_eq!(outcome, Outcome::Answered, "HTTP {answered}");
+        }
     }
 }

@@ -6,7 +6,8 @@
 //! failure accrual, the endpoint's run of calls it failed in a row
 //! ([`Outcome`] tells what ended a call).
 //! Must never: lock or allocate (every call passes here twice), but for
-//! the report of a run of failures to the balancer (once per run).
+//! the report of a run of failures to the balancer (each time the run
+//! reaches a multiple of its threshold).
 
 use std::sync::Arc;
 use std::sync::atomic::{AtomicU64, Ordering};
@@ -51,30 +52,6 @@ pub(crate) enum Outcome {
     /// or dropped, or it was refused everywhere. Failed, and says nothing
     /// about the endpoint.
     GaveUp,
-}
-
-impl Outcome {
-    /// The outcome of a response with HTTP status `http`, ended by
-    /// `grpc_status` (None: no status).
-    pub(crate) fn of_status(http: http::StatusCode, grpc_status: Option<&[u8]>) -> Self {
-        match http.as_u16() {
-            200 => {}
-            // UNAUTHENTICATED, PERMISSION_DENIED, UNIMPLEMENTED in gRPC's
-            // mapping of HTTP statuses: answers about the call.
-            401 | 403 | 404 => return Self::Answered,
-            _ => return Self::EndpointFailed,
-        }
-        match grpc_status {
-            Some(b"0") => Self::Succeeded,
-            // UNKNOWN, INTERNAL, UNAVAILABLE, DATA_LOSS (gRPC's own
-            // failures and what a crashing handler gives), or no status.
-            Some(b"2" | b"13" | b"14" | b"15") | None => Self::EndpointFailed,
-            // CANCELLED, DEADLINE_EXCEEDED: the call's deadline or its
-            // caller, as the server saw them.
-            Some(b"1" | b"4") => Self::GaveUp,
-            Some(_) => Self::Answered,
-        }
-    }
 }
 
 /// The counts at one moment (totals since the counters were made, or the
@@ -266,31 +243,6 @@ mod tests {
             }
         );
         assert_eq!(later.in_progress(), 1);
-    }
-
-    #[test]
-    fn statuses_tell_an_endpoints_failures_from_its_answers() {
-        let ok = http::StatusCode::OK;
-        let of = |status: &'static str| Outcome::of_status(ok, Some(status.as_bytes()));
-        assert_eq!(of("0"), Outcome::Succeeded);
-        for failed in ["2", "13", "14", "15"] {
-            assert_eq!(of(failed), Outcome::EndpointFailed, "status {failed}");
-        }
-        for answered in ["3", "5", "7", "8", "9", "12", "16"] {
-            assert_eq!(of(answered), Outcome::Answered, "status {answered}");
-        }
-        assert_eq!(of("1"), Outcome::GaveUp, "CANCELLED");
-        assert_eq!(of("4"), Outcome::GaveUp, "DEADLINE_EXCEEDED");
-        assert_eq!(Outcome::of_status(ok, None), Outcome::EndpointFailed);
-        let http = |code: u16| http::StatusCode::from_u16(code).unwrap();
-        for failed in [400, 500, 502, 503, 504] {
-            let outcome = Outcome::of_status(http(failed), Some(b"0"));
-            assert_eq!(outcome, Outcome::EndpointFailed, "HTTP {failed}");
-        }
-        for answered in [401, 403, 404] {
-            let outcome = Outcome::of_status(http(answered), None);
-            assert_eq!(outcome, Outcome::Answered, "HTTP {answered}");
-        }
     }
 
     #[test]

@@ -11,11 +11,13 @@
 //! [`Reporter`] sends what changed since the last report at the interval
 //! the control plane asks for.
 //! The same counters keep each endpoint's run of calls it failed in a row,
-//! which wakes the cluster's balancer for failure accrual.
+//! reported to the cluster's balancer for failure accrual.
 //! Owns: the counts, who holds them until reported, and the LRS stream.
-//! Must never: slow a call down (a call adds to two atomics; a
-//! trailers-only answer's head is looked up for `grpc-status`) or keep
-//! a removed endpoint's counters once they are reported.
+//! Must never: slow a call down (a call adds to two atomics and reads the
+//! run, a third for an application's error status, a write of the run for
+//! a failure; a trailers-only answer's head is looked up for
+//! `grpc-status`) or keep a removed endpoint's counters once they are
+//! reported.
 
 mod count;
 mod reporter;

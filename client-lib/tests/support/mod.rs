@@ -147,6 +147,8 @@ impl Backend {
                 tokio_stream::wrappers::TcpListenerStream::new(listener),
                 move |result| {
                     result.map(|stream| {
+                        // As tonic's own `serve` sets it.
+                        let _ = stream.set_nodelay(true);
                         open.fetch_add(1, Ordering::Relaxed);
                         accepted.fetch_add(1, Ordering::Relaxed);
                         Tracked {

@@ -14,7 +14,6 @@ use std::time::Duration;
 use lookaside_client::orca::{CpuSource, OrcaReporter};
 use tokio::net::TcpListener;
 use tokio::task::JoinHandle;
-use tonic::transport::server::TcpIncoming;
 use tonic::{Request, Response, Status};
 
 use super::greeter::helloworld::greeter_server::{Greeter, GreeterServer};
@@ -109,8 +108,7 @@ impl DemoBackend {
                 .layer(orca.layer())
                 .add_service(orca.service())
                 .add_service(greeter)
-                // TCP_NODELAY, as tonic's own `serve` sets it.
-                .serve_with_incoming(TcpIncoming::from(listener).with_nodelay(Some(true)))
+                .serve_with_incoming(crate::server::accepting(listener))
                 .await;
             if let Err(error) = served {
                 tracing::warn!(backend = %name, %error, "demo backend stopped");
