@@ -44,6 +44,10 @@ async fn failures(channel: &LbChannel, n: usize) -> u64 {
 
 #[tokio::test]
 async fn an_endpoint_failing_every_call_is_taken_out_after_a_run() {
+    // This thread's own recorder: every task of this runtime runs here.
+    let recorder = metrics_util::debugging::DebuggingRecorder::new();
+    let snapshotter = recorder.snapshotter();
+    let _recording = metrics::set_default_local_recorder(&recorder);
     let healthy = [Backend::start().await, Backend::start().await];
     let failing = StatusPeer::start("14").await;
     // Longer than the test: it stays out.
@@ -63,8 +67,15 @@ async fn an_endpoint_failing_every_call_is_taken_out_after_a_run() {
         early,
         "every failure was the failing one's"
     );
+    let penalties = "lookaside_client_penalties_total";
+    let failing_label = failing.address.to_string();
+    assert!(support::counted(&snapshotter, penalties, &failing_label));
     assert_eq!(failures(&channel, 200).await, 0, "it is out");
     assert_eq!(failing.calls(), early);
+    for backend in &healthy {
+        let label = backend.address.to_string();
+        assert!(!support::counted(&snapshotter, penalties, &label));
+    }
     let served: Vec<u64> = healthy.iter().map(Backend::served).collect();
     assert_eq!(served.iter().sum::<u64>(), 300 - early);
     assert!(
