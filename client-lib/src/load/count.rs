@@ -6,8 +6,7 @@
 //! failure accrual, the endpoint's run of calls it failed in a row
 //! ([`Outcome`] tells what ended a call).
 //! Must never: lock or allocate (every call passes here twice), but for
-//! the report of a run of failures to the balancer (each time the run
-//! reaches a multiple of its threshold).
+//! the report of a run of failures to the balancer (see `streak`).
 
 use std::sync::Arc;
 use std::sync::atomic::{AtomicU64, Ordering};

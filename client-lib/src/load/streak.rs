@@ -1,11 +1,13 @@
 //! An endpoint's run of calls it failed in a row, for failure accrual.
 //!
 //! Owns: counting the failures in a row (reset by any answer from the
-//! server) and telling the cluster's balancer each time the run reaches a
-//! multiple of its threshold (once per multiple: a balancer that could not
-//! take the endpoint out then hears again after as many failures more; a
-//! report that finds the balancer's queue full is dropped, the next one
-//! comes as many failures later).
+//! server) and telling the cluster's balancer when the run reaches its
+//! threshold, and again at twice, four times, eight times... that, and at
+//! every 64 times: a balancer that could not take the endpoint out (its
+//! tier's cap was reached) hears of it again, ever less often, so that
+//! many endpoints failing every call (a poison request) cost it a few
+//! looks, not one per few failures. A report that finds the balancer's
+//! queue full is dropped; the next one comes later.
 //! Must never: lock, allocate or write shared memory on a call that
 //! succeeds after another that did (the common case reads one atomic).
 
@@ -67,7 +69,7 @@ impl Streak {
             .failures
             .fetch_add(1, Ordering::Relaxed)
             .saturating_add(1);
-        if run.is_multiple_of(watch.threshold) {
+        if reported_at(run, watch.threshold) {
             let _ = watch.reports.try_send(*address);
         }
     }
@@ -94,6 +96,14 @@ impl Streak {
     }
 }
 
+/// Whether a run of `run` failures is reported, for `threshold`.
+fn reported_at(run: u32, threshold: u32) -> bool {
+    run.is_multiple_of(threshold) && {
+        let runs = run / threshold;
+        runs.is_power_of_two() || runs.is_multiple_of(64)
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -115,7 +125,20 @@ mod tests {
     }
 
     #[test]
-    fn a_run_is_reported_at_each_multiple_of_the_threshold() {
+    fn a_long_run_is_reported_ever_less_often_then_every_64_thresholds() {
+        let (streak, mut reported) = watched(1);
+        let mut at = Vec::new();
+        for run in 1..=400 {
+            streak.failed();
+            if reports(&mut reported) > 0 {
+                at.push(run);
+            }
+        }
+        assert_eq!(at, vec![1, 2, 4, 8, 16, 32, 64, 128, 192, 256, 320, 384]);
+    }
+
+    #[test]
+    fn a_run_is_reported_at_its_threshold_and_twice_that() {
         let (streak, mut reported) = watched(3);
         streak.failed();
         streak.failed();
@@ -130,9 +153,15 @@ mod tests {
         assert_eq!(reports(&mut reported), 1, "three in a row");
         streak.failed();
         streak.failed();
-        assert_eq!(reports(&mut reported), 0, "reported once per multiple");
+        assert_eq!(reports(&mut reported), 0, "not at four or five");
         streak.failed();
         assert_eq!(reports(&mut reported), 1, "six in a row: again");
+        for _ in 0..5 {
+            streak.failed();
+        }
+        assert_eq!(reports(&mut reported), 0, "not at nine");
+        streak.failed();
+        assert_eq!(reports(&mut reported), 1, "twelve");
     }
 
     #[test]
@@ -160,14 +189,15 @@ mod tests {
     }
 
     #[test]
-    fn a_full_queue_drops_the_report_and_the_next_run_reports_again() {
+    fn a_full_queue_drops_the_report_and_a_later_one_comes() {
         let (reports_tx, mut reported) = mpsc::channel(1);
         let streak = Streak::watched(StreakWatch::new(1, reports_tx), ADDRESS);
         streak.failed();
         streak.failed();
         assert_eq!(reports(&mut reported), 1, "the second found it full");
         streak.failed();
-        assert_eq!(reports(&mut reported), 1);
+        streak.failed();
+        assert_eq!(reports(&mut reported), 1, "the fourth");
     }
 
     #[test]
