@@ -181,11 +181,20 @@ impl Penalties {
     }
 
     /// The penalties of `tier` beyond its cap (after endpoints of it were
-    /// removed), those due soonest first (to [`end`](Self::end)).
-    pub(super) fn over_cap(&self, tier: &Tier) -> Vec<SocketAddr> {
+    /// removed), to [`end`](Self::end): first those of `connected`
+    /// endpoints (which then take calls again; an ejected one would not),
+    /// each group due soonest first.
+    pub(super) fn over_cap(
+        &self,
+        tier: &Tier,
+        connected: impl Fn(SocketAddr) -> bool,
+    ) -> Vec<SocketAddr> {
         let mut out = tier.out.clone();
         let over = out.len().saturating_sub(self.cap(tier.assigned));
-        out.sort_by_key(|address| self.entries.get(address).and_then(|p| p.until));
+        out.sort_by_key(|address| {
+            let until = self.entries.get(address).and_then(|p| p.until);
+            (!connected(*address), until)
+        });
         out.truncate(over);
         out
     }
@@ -295,7 +304,7 @@ mod tests {
     }
 
     #[tokio::test(start_paused = true)]
-    async fn penalties_beyond_the_cap_end_soonest_due_first() {
+    async fn penalties_beyond_the_cap_end_connected_then_soonest_due_first() {
         let now = Instant::now();
         let mut out = penalties(50);
         let (one, two, three) = (address(1), address(2), address(3));
@@ -307,10 +316,16 @@ mod tests {
         out.take_out(three, now, &tier(6, &[one, two], 4), 0)
             .unwrap();
         // Three of six endpoints were removed: one of the three may stay.
-        let mut over = out.over_cap(&tier(3, &[one, two, three], 0));
+        let shrunk = tier(3, &[one, two, three], 0);
+        let mut over = out.over_cap(&shrunk, |_| true);
         over.sort();
         assert_eq!(over, vec![two, three], "{one} is due last");
-        assert!(out.over_cap(&tier(3, &[one], 2)).is_empty());
+        assert!(out.over_cap(&tier(3, &[one], 2), |_| true).is_empty());
+        // Ending an ejected endpoint's penalty would bring nothing back.
+        let connected = |address| address != two;
+        let mut over = out.over_cap(&shrunk, connected);
+        over.sort();
+        assert_eq!(over, vec![one, three], "{two} is ejected");
     }
 
     #[tokio::test(start_paused = true)]

@@ -323,10 +323,15 @@ impl Task {
         let Some(penalties) = &self.penalties else {
             return;
         };
+        let connected = |address| {
+            self.endpoints
+                .get(&address)
+                .is_some_and(|assigned| assigned.endpoint.is_usable())
+        };
         let over: Vec<SocketAddr> = self
             .tiers()
             .values()
-            .flat_map(|tier| penalties.over_cap(tier))
+            .flat_map(|tier| penalties.over_cap(tier, connected))
             .collect();
         self.came_back(over, "its tier shrank below its cap");
     }
