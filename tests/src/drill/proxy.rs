@@ -86,7 +86,7 @@ impl ServiceProxy {
         self.address
     }
 
-    /// Every connection accepted so far (the first [`MAX_REMEMBERED`]).
+    /// Every connection accepted so far (the first `MAX_REMEMBERED`).
     pub fn routed(&self) -> Vec<Routed> {
         self.shared.routed().clone()
     }

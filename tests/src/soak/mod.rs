@@ -5,7 +5,7 @@
 //!
 //! - [`config_file`]: the config file, rewritten once per generation, whose
 //!   weights tell which generation an assignment comes from;
-//! - [`wire`]: the few response fields a client decodes;
+//! - `wire`: the few response fields a client decodes;
 //! - [`stream`]: one simulated client (SotW or Delta ADS stream) and the
 //!   [`stream::Run`] every stream reports into;
 //! - [`histogram`]: fixed-size latency histograms;
