@@ -47,7 +47,9 @@ pub struct FailureAccrual {
     /// penalty at once (as Envoy's outlier detection's
     /// `max_ejection_percent`; endpoints ejected for a failed connection do
     /// not count): at least one may be, unless it is the last one of its
-    /// tier taking calls (failure accrual never makes calls fail over).
+    /// tier taking calls (failure accrual never makes calls fail over). An
+    /// endpoint kept in by the cap is taken out as soon as there is room,
+    /// if it has not answered a call since.
     pub max_ejection_percent: u32,
 }
 

@@ -1,6 +1,6 @@
 //! The single writer of a cluster's endpoint set.
 
-use std::collections::{BTreeMap, HashMap};
+use std::collections::{BTreeMap, BTreeSet, HashMap};
 use std::net::SocketAddr;
 use std::sync::Arc;
 use std::time::Duration;
@@ -31,7 +31,8 @@ struct Assigned {
 const RECOVERY_QUEUE: usize = 64;
 
 /// How many reports of endpoints failing calls in a row may wait; more
-/// are dropped (each comes again after as many failures more).
+/// are dropped (the run is reported again at its next doubling, at most 64
+/// thresholds later).
 const STREAK_QUEUE: usize = 64;
 
 /// Feeds assignments to a cluster's balancer task.
@@ -162,6 +163,12 @@ struct Task {
     next_probe: u64,
     /// Endpoints out for failing calls in a row (failure accrual), if on.
     penalties: Option<Penalties>,
+    /// Endpoints that failed a run but were kept in (their tier's cap was
+    /// reached, or they were its last taking calls): looked at again when
+    /// room may have freed (a penalty ended, an endpoint recovered, an
+    /// assignment came), not only when their run is reported again (ever
+    /// less often).
+    kept: BTreeSet<SocketAddr>,
     published: watch::Sender<()>,
     metrics: ClusterMetrics,
     /// Where each new endpoint gets its call counters.
@@ -183,6 +190,7 @@ impl Task {
         Self {
             name: name.to_string(),
             penalties,
+            kept: BTreeSet::new(),
             settings,
             set,
             failures,
@@ -229,6 +237,7 @@ impl Task {
                         // can find it usable.
                         connection.adopt(established);
                         self.publish();
+                        self.reconsider();
                     }
                 }
             }
@@ -287,9 +296,10 @@ impl Task {
         };
         let load = candidate.endpoint.connection.load();
         // Out already; answered since it was reported; or its connection
-        // failed (then it is ejected and probed).
+        // failed (ejected and probed: its run starts over if it recovers).
         if penalties.is_out(address) || !load.streak().reached() || !candidate.endpoint.is_usable()
         {
+            self.kept.remove(&address);
             return;
         }
         let (run, answers) = (load.streak().run(), load.answers());
@@ -302,10 +312,12 @@ impl Task {
             Ok(penalty) => {
                 warn!(cluster = %self.name, endpoint = %address, failures = run, ?penalty, "endpoint failed calls in a row; out for a penalty");
                 metrics.penalties.increment(1);
+                self.kept.remove(&address);
                 self.publish();
             }
             Err(kept) => {
                 debug!(cluster = %self.name, endpoint = %address, ?kept, "endpoint failed calls in a row; kept in");
+                self.kept.insert(address);
             }
         }
     }
@@ -353,6 +365,16 @@ impl Task {
         }
         if !back.is_empty() {
             self.publish();
+            self.reconsider();
+        }
+    }
+
+    /// Looks again at the endpoints kept in after a run of failures (see
+    /// `kept`): those still failing (no answer since) are taken out now if
+    /// there is room.
+    fn reconsider(&mut self) {
+        for address in std::mem::take(&mut self.kept) {
+            self.penalise(address);
         }
     }
 
@@ -370,6 +392,9 @@ impl Task {
             return None;
         }
         info!(cluster = %self.name, endpoint = %address, "endpoint reachable again");
+        // A new connection (often a restarted server): its run of failures
+        // starts over.
+        endpoint.connection.load().streak().answered();
         endpoint.metrics.recoveries.increment(1);
         Some(endpoint.connection.clone())
     }
@@ -429,6 +454,7 @@ impl Task {
         self.loads.forget_gone();
         self.metrics.assignments.increment(1);
         self.publish();
+        self.reconsider();
     }
 
     /// Publishes the endpoints taking calls of the first tier that has any.
@@ -627,6 +653,39 @@ mod tests {
         fails_a_run(&mut task, a);
         assert_eq!(served(&task), vec![a], "the last of its tier stays");
         assert!(!task.penalties.as_ref().is_some_and(|p| p.is_out(a)));
+    }
+
+    #[tokio::test(start_paused = true)]
+    async fn an_endpoint_kept_in_by_the_cap_is_taken_out_once_there_is_room() {
+        let mut task = accruing("room");
+        let (a, b, c) = (local(20), local(21), local(22));
+        task.apply(vec![vec![(a, 1), (b, 1), (c, 1)]]);
+        fails_a_run(&mut task, a);
+        fails_a_run(&mut task, b);
+        assert_eq!(served(&task), vec![b, c], "one of 3 out at most: b kept");
+        // a's penalty (1 s, give or take a fifth) ends.
+        tokio::time::advance(Duration::from_secs(2)).await;
+        task.bring_back();
+        assert_eq!(served(&task), vec![a, c], "b out at once, no failure more");
+    }
+
+    #[tokio::test(start_paused = true)]
+    async fn a_recovered_endpoints_run_starts_over() {
+        let mut task = accruing("recovered");
+        let (recovered, _keep_open) = mpsc::channel(1);
+        let (a, b) = (local(20), local(21));
+        task.apply(vec![vec![(a, 1), (b, 1)]]);
+        task.eject(a, &recovered);
+        // Its last calls before the connection went failed too.
+        fails_a_run(&mut task, a);
+        let number = task.probes.get(&a).map(|(number, _)| *number);
+        if let Some(connection) = task.recover(a, number.unwrap_or_default()) {
+            connection.warm_up();
+            task.publish();
+        }
+        // A report of that run, read late (or its run's next report).
+        task.penalise(a);
+        assert_eq!(served(&task), vec![a, b], "not out for its last life's run");
     }
 
     #[tokio::test(start_paused = true)]

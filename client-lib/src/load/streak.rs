@@ -6,8 +6,10 @@
 //! every 64 times: a balancer that could not take the endpoint out (its
 //! tier's cap was reached) hears of it again, ever less often, so that
 //! many endpoints failing every call (a poison request) cost it a few
-//! looks, not one per few failures. A report that finds the balancer's
-//! queue full is dropped; the next one comes later.
+//! looks, not one per few failures (the balancer also looks again at the
+//! endpoints it kept in whenever room may have freed). A report that
+//! finds the balancer's queue full is dropped; the next one comes at the
+//! next doubling, at most 64 thresholds later.
 //! Must never: lock, allocate or write shared memory on a call that
 //! succeeds after another that did (the common case reads one atomic).
 
