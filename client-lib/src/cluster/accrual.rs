@@ -328,6 +328,9 @@ mod tests {
         let mut over = out.over_cap(&shrunk, connected);
         over.sort();
         assert_eq!(over, vec![one, three], "{two} is ejected");
+        // One over the cap: of the connected, the one due soonest.
+        let over = out.over_cap(&tier(4, &[one, two, three], 1), connected);
+        assert_eq!(over, vec![three], "{one} is due after {three}");
     }
 
     #[tokio::test(start_paused = true)]
