@@ -17,6 +17,7 @@
 //! | `lookaside_client_connections_total` | cluster, endpoint | HTTP/2 connections made to it (more than one: connections that ended and were replaced) |
 //! | `lookaside_client_calls_waiting_for_stream` | cluster, endpoint | calls held back now because the server's `MAX_CONCURRENT_STREAMS` are all in use (raise the server's limit if this stays up) |
 //! | `lookaside_client_usable_endpoints` | cluster | endpoints taking calls now |
+//! | `lookaside_client_penalties_withheld_total` | cluster | runs of failed calls that took no endpoint out: its tier's cap on penalties was reached, or it was the last taking calls (rising: failures on many endpoints at once, e.g. a poison request or a bad deploy; reported at a run's threshold, 2x, 4x... and every 64x) |
 //! | `lookaside_client_assignments_total` | cluster | new assignments applied |
 //! | `lookaside_client_assignments_rejected_total` | cluster | assignments NACKed or unusable |
 //! | `lookaside_client_transparent_retries_total` | cluster | unprocessed requests moved to another endpoint |
@@ -78,6 +79,7 @@ pub(crate) struct ClusterMetrics {
     pub(crate) assignments: Counter,
     pub(crate) rejected: Counter,
     pub(crate) retries: Counter,
+    pub(crate) withheld: Counter,
 }
 
 impl ClusterMetrics {
@@ -88,6 +90,7 @@ impl ClusterMetrics {
             assignments: counter!("lookaside_client_assignments_total", &labels),
             rejected: counter!("lookaside_client_assignments_rejected_total", &labels),
             retries: counter!("lookaside_client_transparent_retries_total", &labels),
+            withheld: counter!("lookaside_client_penalties_withheld_total", &labels),
         }
     }
 }

@@ -76,6 +76,11 @@ async fn an_endpoint_failing_every_call_is_taken_out_after_a_run() {
         let label = backend.address.to_string();
         assert!(!support::counted(&snapshotter, penalties, &label));
     }
+    let withheld = "lookaside_client_penalties_withheld_total";
+    assert!(
+        !support::counted(&snapshotter, withheld, "failing"),
+        "taken out, not withheld"
+    );
     let served: Vec<u64> = healthy.iter().map(Backend::served).collect();
     assert_eq!(served.iter().sum::<u64>(), 300 - early);
     assert!(
@@ -141,6 +146,10 @@ async fn after_its_penalty_one_failure_takes_it_out_for_longer_until_it_answers(
 
 #[tokio::test]
 async fn at_most_the_cap_is_out_however_many_fail() {
+    // This thread's own recorder: every task of this runtime runs here.
+    let recorder = metrics_util::debugging::DebuggingRecorder::new();
+    let snapshotter = recorder.snapshotter();
+    let _recording = metrics::set_default_local_recorder(&recorder);
     let failing = [
         StatusPeer::start("14").await,
         StatusPeer::start("14").await,
@@ -157,6 +166,8 @@ async fn at_most_the_cap_is_out_however_many_fail() {
         .filter(|(peer, before)| peer.calls() > *before)
         .count();
     assert_eq!(still_called, 2, "half of 3 rounds down to one out");
+    let withheld = "lookaside_client_penalties_withheld_total";
+    assert!(support::counted(&snapshotter, withheld, "all-failing"));
 }
 
 #[tokio::test]

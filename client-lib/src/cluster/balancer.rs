@@ -317,6 +317,7 @@ impl Task {
             }
             Err(kept) => {
                 debug!(cluster = %self.name, endpoint = %address, ?kept, "endpoint failed calls in a row; kept in");
+                self.metrics.withheld.increment(1);
                 self.kept.insert(address);
             }
         }
