@@ -138,6 +138,18 @@ impl Penalties {
         self.entries.values().filter_map(|p| p.until).min()
     }
 
+    /// Whether one more endpoint of `tier` may be taken out.
+    pub(super) fn room(&self, tier: &Tier) -> Result<(), Kept> {
+        let cap = self.cap(tier.assigned);
+        if tier.out.len() >= cap {
+            return Err(Kept::Cap(cap));
+        }
+        if tier.taking_calls <= 1 {
+            return Err(Kept::LastTakingCalls);
+        }
+        Ok(())
+    }
+
     /// Takes `address` (not out) of `tier` out at `now`, if allowed;
     /// `answers` are the calls it answered so far. Returns the penalty.
     pub(super) fn take_out(
@@ -147,13 +159,7 @@ impl Penalties {
         tier: &Tier,
         answers: u64,
     ) -> Result<Duration, Kept> {
-        let cap = self.cap(tier.assigned);
-        if tier.out.len() >= cap {
-            return Err(Kept::Cap(cap));
-        }
-        if tier.taking_calls <= 1 {
-            return Err(Kept::LastTakingCalls);
-        }
+        self.room(tier)?;
         let level = match self.entries.get(&address) {
             // Failed again before answering a call since it came back.
             Some(previous) if answers <= previous.answers => previous.level.saturating_add(1),

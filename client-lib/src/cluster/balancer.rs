@@ -373,10 +373,28 @@ impl Task {
     /// Looks again at the endpoints kept in after a run of failures (see
     /// `kept`): those still failing (no answer since) are taken out now if
     /// there is room.
+    /// Counts the tiers once, and again only after an endpoint went out:
+    /// with many endpoints failing (a poison request), each look does not
+    /// count every endpoint again.
     fn reconsider(&mut self) {
+        let mut tiers = self.tiers();
+        let mut still_kept = BTreeSet::new();
         for address in std::mem::take(&mut self.kept) {
+            let (Some(penalties), Some(assigned)) = (&self.penalties, self.endpoints.get(&address))
+            else {
+                continue;
+            };
+            let room = tiers
+                .get(&assigned.tier)
+                .is_some_and(|tier| penalties.room(tier).is_ok());
+            if !room {
+                still_kept.insert(address);
+                continue;
+            }
             self.penalise(address);
+            tiers = self.tiers();
         }
+        self.kept.extend(still_kept);
     }
 
     /// Marks an endpoint whose probe `number` got through usable again;
