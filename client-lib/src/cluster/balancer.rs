@@ -226,7 +226,9 @@ impl Task {
                     }
                 }
                 Some(address) = failures.recv() => self.eject(address, &recovered_tx),
-                Some(address) = streaks.recv() => self.penalise(address),
+                Some(address) = streaks.recv() => {
+                    self.penalise(address);
+                }
                 () = at(next_return) => self.bring_back(),
                 Some((address, number, established)) = recovered.recv() => {
                     if let Some(connection) = self.recover(address, number) {
@@ -286,27 +288,33 @@ impl Task {
         tiers
     }
 
+    /// The endpoint at `address` if failure accrual may take it out: on,
+    /// assigned, not out already, not answered a call since its run, and
+    /// connected (an ejected one is probed: its run starts over if it
+    /// recovers).
+    fn still_failing(&self, address: SocketAddr) -> Option<&Assigned> {
+        let penalties = self.penalties.as_ref()?;
+        let candidate = self.endpoints.get(&address)?;
+        let failing = !penalties.is_out(address)
+            && candidate.endpoint.connection.load().streak().reached()
+            && candidate.endpoint.is_usable();
+        failing.then_some(candidate)
+    }
+
     /// Takes out an endpoint that failed calls in a row, for a penalty
     /// (unless it is the last of its tier taking calls, or its tier's cap
-    /// is reached).
-    fn penalise(&mut self, address: SocketAddr) {
-        let (Some(penalties), Some(candidate)) = (&self.penalties, self.endpoints.get(&address))
-        else {
-            return;
+    /// is reached); whether it did.
+    fn penalise(&mut self, address: SocketAddr) -> bool {
+        let Some(candidate) = self.still_failing(address) else {
+            self.kept.remove(&address);
+            return false;
         };
         let load = candidate.endpoint.connection.load();
-        // Out already; answered since it was reported; or its connection
-        // failed (ejected and probed: its run starts over if it recovers).
-        if penalties.is_out(address) || !load.streak().reached() || !candidate.endpoint.is_usable()
-        {
-            self.kept.remove(&address);
-            return;
-        }
         let (run, answers) = (load.streak().run(), load.answers());
         let metrics = candidate.endpoint.metrics.clone();
         let tier = self.tiers().remove(&candidate.tier).unwrap_or_default();
         let Some(penalties) = self.penalties.as_mut() else {
-            return;
+            return false;
         };
         match penalties.take_out(address, tokio::time::Instant::now(), &tier, answers) {
             Ok(penalty) => {
@@ -314,11 +322,13 @@ impl Task {
                 metrics.penalties.increment(1);
                 self.kept.remove(&address);
                 self.publish();
+                true
             }
             Err(kept) => {
                 debug!(cluster = %self.name, endpoint = %address, ?kept, "endpoint failed calls in a row; kept in");
                 self.metrics.withheld.increment(1);
                 self.kept.insert(address);
+                false
             }
         }
     }
@@ -350,7 +360,8 @@ impl Task {
     }
 
     /// Ends the penalties of `back`: each is taken out again (for twice as
-    /// long) if its first call back fails. Publishes the set if any.
+    /// long, unless it answered a call since it was taken out) if it fails
+    /// a call before answering one. Publishes the set if any.
     fn came_back(&mut self, back: Vec<SocketAddr>, why: &str) {
         let Some(penalties) = self.penalties.as_mut() else {
             return;
@@ -373,26 +384,29 @@ impl Task {
     /// Looks again at the endpoints kept in after a run of failures (see
     /// `kept`): those still failing (no answer since) are taken out now if
     /// there is room.
-    /// Counts the tiers once, and again only after an endpoint went out:
-    /// with many endpoints failing (a poison request), each look does not
-    /// count every endpoint again.
+    /// Those no longer failing (answered since, ejected, removed) are
+    /// forgotten. Counts the tiers once, and again only after an endpoint
+    /// went out: with many endpoints failing (a poison request), a look
+    /// does not count every endpoint again per endpoint kept in.
     fn reconsider(&mut self) {
+        if self.kept.is_empty() {
+            return;
+        }
         let mut tiers = self.tiers();
         let mut still_kept = BTreeSet::new();
         for address in std::mem::take(&mut self.kept) {
-            let (Some(penalties), Some(assigned)) = (&self.penalties, self.endpoints.get(&address))
+            let (Some(penalties), Some(candidate)) = (&self.penalties, self.still_failing(address))
             else {
                 continue;
             };
             let room = tiers
-                .get(&assigned.tier)
+                .get(&candidate.tier)
                 .is_some_and(|tier| penalties.room(tier).is_ok());
             if !room {
                 still_kept.insert(address);
-                continue;
+            } else if self.penalise(address) {
+                tiers = self.tiers();
             }
-            self.penalise(address);
-            tiers = self.tiers();
         }
         self.kept.extend(still_kept);
     }
