@@ -135,8 +135,8 @@ impl ClientBuilder {
         }
         let runtime = OwnedRuntime::default();
         let xds = XdsClient::builder(config, transport, ProstCodec, runtime.clone()).build();
-        let loads = LoadStore::default();
-        if self.load_reports {
+        let loads = self.load_reports.then(|| {
+            let loads = LoadStore::default();
             let reporter = Reporter::new(
                 self.control_plane.clone(),
                 self.tls.clone(),
@@ -146,7 +146,8 @@ impl ClientBuilder {
             );
             // On the xDS client's runtime: it stops with the client.
             xds_client::Runtime::spawn(&runtime, reporter.run());
-        }
+            loads
+        });
         Ok(Client {
             inner: Arc::new(Inner {
                 xds,
@@ -169,8 +170,8 @@ struct Inner {
     /// One channel per cluster asked for, shared by every `channel()` call
     /// while the client lives (dropped with it).
     channels: Mutex<HashMap<String, LbChannel>>,
-    /// Every cluster's call counters, for load reports.
-    loads: LoadStore,
+    /// Every cluster's call counters, for load reports (if on).
+    loads: Option<LoadStore>,
 }
 
 /// A process's connection to a Lookaside control plane. Cheap to clone.
@@ -227,7 +228,9 @@ impl Client {
         if let Some(fallback) = settings.fallback.get(cluster) {
             balancer.assign(fallback.clone());
         }
-        self.inner.loads.add(balancer.loads());
+        if let Some(loads) = &self.inner.loads {
+            loads.add(balancer.loads());
+        }
         let xds = self.inner.xds.clone();
         let worker = self.inner.worker.clone();
         let name = cluster.to_string();

@@ -130,16 +130,6 @@ async fn next(received: &mut mpsc::UnboundedReceiver<LoadStatsRequest>) -> LoadS
         .expect("the fake lives")
 }
 
-/// A Health/Check of a service the backend does not know: NOT_FOUND.
-async fn failing_call(channel: &lookaside_client::LbChannel) -> Result<(), Status> {
-    tonic_health::pb::health_client::HealthClient::new(channel.clone())
-        .check(tonic_health::pb::HealthCheckRequest {
-            service: "unknown".into(),
-        })
-        .await
-        .map(|_| ())
-}
-
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn reports_each_endpoints_calls_once_the_server_asks_at_its_interval() {
     let backend = Backend::start().await;
@@ -193,7 +183,10 @@ async fn reports_each_endpoints_calls_once_the_server_asks_at_its_interval() {
     }
     for _ in 0..2 {
         assert_eq!(
-            failing_call(&channel).await.unwrap_err().code(),
+            support::call_service(&channel, "unknown")
+                .await
+                .unwrap_err()
+                .code(),
             Code::NotFound
         );
     }
@@ -283,15 +276,10 @@ async fn a_control_plane_that_never_answers_is_asked_again() {
     let silent = fake_lrs_with(None, true).await;
     let _client = client(silent.address, backend.address);
     let started = tokio::time::Instant::now();
-    let deadline = started + Duration::from_secs(120);
-    while silent.streams.load(Ordering::SeqCst) < 2 {
-        assert!(
-            tokio::time::Instant::now() < deadline,
-            "never asked again: {} streams",
-            silent.streams.load(Ordering::SeqCst)
-        );
-        tokio::time::sleep(Duration::from_millis(100)).await;
-    }
+    support::until_within("asked again", Duration::from_secs(120), || {
+        silent.streams.load(Ordering::SeqCst) >= 2
+    })
+    .await;
     assert!(
         started.elapsed() >= Duration::from_secs(29),
         "not before the first-answer timeout"

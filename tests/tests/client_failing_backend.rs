@@ -63,7 +63,16 @@ async fn a_backend_failing_every_call_is_taken_out_after_a_few() -> Result<()> {
         report.failures
     );
     assert!(report.started >= 500, "{} calls made", report.started);
-    assert_eq!(report.ok, report.started - report.failed);
-    assert_eq!(report.backends.get("broken"), None);
+    // The healthy two took the broken one's share between them.
+    let shares: Vec<u64> = ["healthy-1", "healthy-2"]
+        .iter()
+        .map(|name| report.backends.get(*name).copied().unwrap_or(0))
+        .collect();
+    assert!(
+        shares.iter().all(|n| *n >= report.ok * 2 / 5),
+        "answered: {:?} of {}",
+        report.backends,
+        report.ok
+    );
     Ok(())
 }

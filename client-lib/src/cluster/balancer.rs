@@ -238,8 +238,8 @@ impl Task {
                         // dialled) without connecting twice; before calls
                         // can find it usable.
                         connection.adopt(established);
-                        self.publish();
                         self.reconsider();
+                        self.publish();
                     }
                 }
             }
@@ -301,10 +301,25 @@ impl Task {
         failing.then_some(candidate)
     }
 
-    /// Takes out an endpoint that failed calls in a row, for a penalty
-    /// (unless it is the last of its tier taking calls, or its tier's cap
-    /// is reached); whether it did.
-    fn penalise(&mut self, address: SocketAddr) -> bool {
+    /// A report: the endpoint at `address` failed a run of calls. Takes it
+    /// out for a penalty if there is room, and publishes the set.
+    fn penalise(&mut self, address: SocketAddr) {
+        let Some(number) = self.still_failing(address).map(|candidate| candidate.tier) else {
+            self.kept.remove(&address);
+            return;
+        };
+        let mut tier = self.tiers().remove(&number).unwrap_or_default();
+        if self.take_out(address, &mut tier) {
+            self.publish();
+        }
+    }
+
+    /// Takes out the endpoint at `address` of `tier` (counted, and counted
+    /// again when it goes out) for a penalty, unless it is no longer
+    /// failing, is the last of its tier taking calls, or its tier's cap is
+    /// reached (then it is kept in, see `kept`); whether it did. The caller
+    /// publishes.
+    fn take_out(&mut self, address: SocketAddr, tier: &mut Tier) -> bool {
         let Some(candidate) = self.still_failing(address) else {
             self.kept.remove(&address);
             return false;
@@ -312,16 +327,16 @@ impl Task {
         let load = candidate.endpoint.connection.load();
         let (run, answers) = (load.streak().run(), load.answers());
         let metrics = candidate.endpoint.metrics.clone();
-        let tier = self.tiers().remove(&candidate.tier).unwrap_or_default();
         let Some(penalties) = self.penalties.as_mut() else {
             return false;
         };
-        match penalties.take_out(address, tokio::time::Instant::now(), &tier, answers) {
+        match penalties.take_out(address, tokio::time::Instant::now(), tier, answers) {
             Ok(penalty) => {
                 warn!(cluster = %self.name, endpoint = %address, failures = run, ?penalty, "endpoint failed calls in a row; out for a penalty");
                 metrics.penalties.increment(1);
                 self.kept.remove(&address);
-                self.publish();
+                tier.out.push(address);
+                tier.taking_calls = tier.taking_calls.saturating_sub(1);
                 true
             }
             Err(kept) => {
@@ -336,12 +351,21 @@ impl Task {
     /// Brings back the endpoints whose penalty is over.
     fn bring_back(&mut self) {
         let now = tokio::time::Instant::now();
-        let due = self.penalties.as_ref().map(|p| p.due(now));
-        self.came_back(due.unwrap_or_default(), "its penalty is over");
+        let due = self
+            .penalties
+            .as_ref()
+            .map(|p| p.due(now))
+            .unwrap_or_default();
+        if due.is_empty() {
+            return;
+        }
+        self.came_back(due, "its penalty is over");
+        self.reconsider();
+        self.publish();
     }
 
     /// Ends the penalties beyond each tier's cap once endpoints of it were
-    /// removed.
+    /// removed (the caller reconsiders and publishes).
     fn trim_penalties(&mut self) {
         let Some(penalties) = &self.penalties else {
             return;
@@ -361,7 +385,7 @@ impl Task {
 
     /// Ends the penalties of `back`: each is taken out again (for twice as
     /// long, unless it answered a call since it was taken out) if it fails
-    /// a call before answering one. Publishes the set if any.
+    /// a call before answering one. The caller publishes.
     fn came_back(&mut self, back: Vec<SocketAddr>, why: &str) {
         let Some(penalties) = self.penalties.as_mut() else {
             return;
@@ -375,40 +399,34 @@ impl Task {
             load.streak().on_probation();
             info!(cluster = %self.name, endpoint = %address, why, "endpoint back after a penalty");
         }
-        if !back.is_empty() {
-            self.publish();
-            self.reconsider();
-        }
     }
 
     /// Looks again at the endpoints kept in after a run of failures (see
-    /// `kept`): those still failing (no answer since) are taken out now if
-    /// there is room.
-    /// Those no longer failing (answered since, ejected, removed) are
-    /// forgotten. Counts the tiers once, and again only after an endpoint
-    /// went out: with many endpoints failing (a poison request), a look
-    /// does not count every endpoint again per endpoint kept in.
+    /// `kept`) when room may have freed: those still failing (no answer
+    /// since) go out now if there is room; those no longer failing
+    /// (answered since, ejected, removed) are forgotten. Counts the tiers
+    /// once (a poison request can keep thousands in). The caller publishes.
     fn reconsider(&mut self) {
         if self.kept.is_empty() {
             return;
         }
         let mut tiers = self.tiers();
-        let mut still_kept = BTreeSet::new();
         for address in std::mem::take(&mut self.kept) {
             let (Some(penalties), Some(candidate)) = (&self.penalties, self.still_failing(address))
             else {
                 continue;
             };
-            let room = tiers
-                .get(&candidate.tier)
-                .is_some_and(|tier| penalties.room(tier).is_ok());
-            if !room {
-                still_kept.insert(address);
-            } else if self.penalise(address) {
-                tiers = self.tiers();
+            let Some(tier) = tiers.get_mut(&candidate.tier) else {
+                continue;
+            };
+            // No room: kept in, and not counted as withheld again (that
+            // counts runs, not looks).
+            if penalties.room(tier).is_err() {
+                self.kept.insert(address);
+                continue;
             }
+            self.take_out(address, tier);
         }
-        self.kept.extend(still_kept);
     }
 
     /// Marks an endpoint whose probe `number` got through usable again;
@@ -486,8 +504,8 @@ impl Task {
         // counters go once their last counts are reported (or past a cap).
         self.loads.forget_gone();
         self.metrics.assignments.increment(1);
-        self.publish();
         self.reconsider();
+        self.publish();
     }
 
     /// Publishes the endpoints taking calls of the first tier that has any.
@@ -712,10 +730,7 @@ mod tests {
         // Its last calls before the connection went failed too.
         fails_a_run(&mut task, a);
         let number = task.probes.get(&a).map(|(number, _)| *number);
-        if let Some(connection) = task.recover(a, number.unwrap_or_default()) {
-            connection.warm_up();
-            task.publish();
-        }
+        recover(&mut task, a, number.unwrap_or_default());
         // A report of that run, read late (or its run's next report).
         task.penalise(a);
         assert_eq!(served(&task), vec![a, b], "not out for its last life's run");
@@ -753,8 +768,8 @@ mod tests {
 
     /// Probe `number` of [`DEAD`] reports it back (with no connection to
     /// hand over: one is made).
-    fn recover(task: &mut Task, number: u64) {
-        if let Some(connection) = task.recover(DEAD, number) {
+    fn recover(task: &mut Task, address: SocketAddr, number: u64) {
+        if let Some(connection) = task.recover(address, number) {
             connection.warm_up();
             task.publish();
         }
@@ -815,13 +830,13 @@ mod tests {
         assert_eq!(usable(&task), Some(false));
         let current = task.probes.get(&DEAD).map(|(number, _)| *number);
         // A probe from before the endpoint was removed and added again.
-        recover(&mut task, current.unwrap_or_default() + 1);
+        recover(&mut task, DEAD, current.unwrap_or_default() + 1);
         assert_eq!(usable(&task), Some(false), "a stale report un-ejected it");
         assert!(
             task.probes.contains_key(&DEAD),
             "the current probe was forgotten"
         );
-        recover(&mut task, current.unwrap_or_default());
+        recover(&mut task, DEAD, current.unwrap_or_default());
         assert_eq!(usable(&task), Some(true));
         assert!(task.probes.is_empty());
     }
@@ -831,16 +846,10 @@ mod tests {
         let mut task = task("tiers");
         let (recovered, _keep_open) = mpsc::channel(1);
         let backup = SocketAddr::from(([127, 0, 0, 1], 10));
-        let served = |task: &Task| -> Vec<SocketAddr> {
-            let set = task.set.load();
-            (0..10)
-                .filter_map(|_| set.pick().map(|e| e.address))
-                .collect()
-        };
         // The backup is also listed in the first tier's place: ignored there.
         task.apply(vec![vec![(DEAD, 1)], vec![(backup, 1), (DEAD, 5)]]);
         assert_eq!(task.endpoints.len(), 2);
-        assert_eq!(served(&task), vec![DEAD; 10], "the first tier serves");
+        assert_eq!(served(&task), vec![DEAD], "the first tier serves");
         let fallback = task
             .set
             .load()
@@ -852,11 +861,11 @@ mod tests {
             "a retry may fall back on the backup"
         );
         task.eject(DEAD, &recovered);
-        assert_eq!(served(&task), vec![backup; 10], "the backup takes over");
+        assert_eq!(served(&task), vec![backup], "the backup takes over");
         assert_eq!(task.set.load().assigned_endpoints, 2);
         let number = task.probes.get(&DEAD).map(|(number, _)| *number);
-        recover(&mut task, number.unwrap_or_default());
-        assert_eq!(served(&task), vec![DEAD; 10], "back on the first tier");
+        recover(&mut task, DEAD, number.unwrap_or_default());
+        assert_eq!(served(&task), vec![DEAD], "back on the first tier");
         assert_eq!(
             task.endpoints.get(&DEAD).map(|a| (a.weight, a.tier)),
             Some((1, 0))

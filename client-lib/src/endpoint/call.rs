@@ -136,7 +136,7 @@ async fn exchange(
     // ends (or it fails, or its response body is dropped): its keepalive
     // pings only while calls are on it, and calls past the server's stream
     // limit wait here.
-    let (mut send, in_flight) = connection.ready().await.inspect_err(|error| {
+    let (mut send, mut in_flight) = connection.ready().await.inspect_err(|error| {
         // Counted for load reports as a call the endpoint failed.
         if error.connection_failed() {
             connection.load().failed_unsent();
@@ -146,44 +146,44 @@ async fn exchange(
     if let Some(deadline) = deadline {
         deadline.rewrite(request.headers_mut());
     }
-    let (response, alive) = match body {
-        RequestBody::Complete(bytes) => {
-            let end = bytes.is_empty();
-            let (response, mut stream) = match send.send_request(request, end) {
-                Ok(opened) => opened,
-                Err(source) => {
-                    let error = opened(source);
-                    in_flight.settle(&error);
-                    return Err(error);
-                }
-            };
-            if !end && let Err(error) = stream.send_data(bytes.clone(), true) {
-                // h2 refused the frame (e.g. over 2 GiB in one message), or
-                // the stream already ended. Reset it (a no-op in the second
-                // case): waiting for the response then says why, as for any
-                // stream that ends early, and never waits forever.
-                debug!(endpoint = %address, %error, "request body not sent; resetting the stream");
-                stream.send_reset(h2::Reason::INTERNAL_ERROR);
-            }
-            (response, CallAlive::new(in_flight))
-        }
-        RequestBody::Streaming(_) => {
-            // The body is taken only once the stream is open: an attempt
-            // that fails before leaves it to the next.
-            let (response, stream) = match send.send_request(request, false) {
-                Ok(opened) => opened,
-                Err(source) => {
-                    let error = opened(source);
-                    in_flight.settle(&error);
-                    return Err(error);
-                }
-            };
-            let RequestBody::Streaming(taken) = body.attempt() else {
-                return Err(EndpointError::BodyGone { address });
-            };
-            (response, spawn_pipe(taken, stream, in_flight))
-        }
+    let end = match body {
+        RequestBody::Complete(bytes) => bytes.is_empty(),
+        RequestBody::Streaming(_) => false,
         RequestBody::Sent => return Err(EndpointError::BodyGone { address }),
+    };
+    // In a block: the request stream is gone before the wait for the
+    // response (the call's future would otherwise carry it).
+    let (response, alive) = {
+        let (response, mut stream) = match send.send_request(request, end) {
+            Ok(opened) => opened,
+            Err(source) => {
+                let error = opened(source);
+                in_flight.settle(&error);
+                return Err(error);
+            }
+        };
+        let alive = match body {
+            RequestBody::Complete(bytes) => {
+                if !end && let Err(error) = stream.send_data(bytes.clone(), true) {
+                    // h2 refused the frame (e.g. over 2 GiB in one message), or
+                    // the stream already ended. Reset it (a no-op in the second
+                    // case): waiting for the response then says why, as for any
+                    // stream that ends early, and never waits forever.
+                    debug!(endpoint = %address, %error, "request body not sent; resetting the stream");
+                    stream.send_reset(h2::Reason::INTERNAL_ERROR);
+                }
+                CallAlive::new(in_flight)
+            }
+            // The body is taken only once the stream is open: an attempt that
+            // fails before leaves it to the next.
+            RequestBody::Streaming(_) | RequestBody::Sent => {
+                let RequestBody::Streaming(taken) = body.attempt() else {
+                    return Err(EndpointError::BodyGone { address });
+                };
+                spawn_pipe(taken, stream, in_flight)
+            }
+        };
+        (response, alive)
     };
     drop(send);
     match response.await {

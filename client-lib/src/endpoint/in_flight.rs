@@ -160,14 +160,15 @@ impl Calls {
 }
 
 /// One call in flight on a connection; [`finish`](Self::finish)ed when its
-/// response ends, dropped before that when the call fails or is abandoned
-/// (counted as failed in the endpoint's load).
+/// response ends (or [`settle`](Self::settle)d when the attempt fails),
+/// dropped before that when the call is abandoned (counted as given up in
+/// the endpoint's load). Counted out once, whichever comes first.
 #[derive(Debug)]
 pub(crate) struct InFlight(Option<Arc<Count>>);
 
 impl InFlight {
     /// The call ended so.
-    pub(crate) fn finish(mut self, outcome: Outcome) {
+    pub(crate) fn finish(&mut self, outcome: Outcome) {
         if let Some(count) = self.0.take() {
             count.load.finished(outcome);
             release(&count);
@@ -178,7 +179,7 @@ impl InFlight {
     /// [`refused`](super::EndpointError::refused) it, the call is not
     /// counted as issued here (the channel counts it failed if the call
     /// goes nowhere else); otherwise it failed.
-    pub(crate) fn settle(mut self, error: &super::EndpointError) {
+    pub(crate) fn settle(&mut self, error: &super::EndpointError) {
         if let Some(count) = self.0.take() {
             if error.refused() {
                 count.load.withdrawn();
@@ -187,6 +188,11 @@ impl InFlight {
             }
             release(&count);
         }
+    }
+
+    /// Whether the call is counted out (finished or settled).
+    pub(crate) fn is_over(&self) -> bool {
+        self.0.is_none()
     }
 }
 
@@ -411,10 +417,10 @@ mod tests {
         let load = EndpointLoad::default();
         let calls = Calls::new(10, metrics::Gauge::noop(), load.clone());
         let ten = allows(10);
-        let succeeded = calls.start(&ten).await.unwrap();
-        let failed = calls.start(&ten).await.unwrap();
+        let mut succeeded = calls.start(&ten).await.unwrap();
+        let mut failed = calls.start(&ten).await.unwrap();
         let abandoned = calls.start(&ten).await.unwrap();
-        let refused = calls.start(&ten).await.unwrap();
+        let mut refused = calls.start(&ten).await.unwrap();
         let _running = calls.start(&ten).await.unwrap();
         succeeded.finish(Outcome::Succeeded);
         failed.finish(Outcome::EndpointFailed);

@@ -27,7 +27,7 @@ use crate::load::Outcome;
 #[derive(Debug)]
 pub(crate) struct CallAlive {
     _abandoned: Option<oneshot::Receiver<()>>,
-    in_flight: Option<InFlight>,
+    in_flight: InFlight,
 }
 
 impl CallAlive {
@@ -35,7 +35,7 @@ impl CallAlive {
     pub(crate) fn new(in_flight: InFlight) -> Self {
         Self {
             _abandoned: None,
-            in_flight: Some(in_flight),
+            in_flight,
         }
     }
 
@@ -44,7 +44,7 @@ impl CallAlive {
     pub(super) fn piping(in_flight: InFlight, abandoned: oneshot::Receiver<()>) -> Self {
         Self {
             _abandoned: Some(abandoned),
-            in_flight: Some(in_flight),
+            in_flight,
         }
     }
 
@@ -58,23 +58,19 @@ impl CallAlive {
     /// stream open in h2 until the body is dropped: a call then may wait in
     /// h2's queue meanwhile. Rare: unary requests are small.)
     pub(super) fn response_ended(&mut self, outcome: Outcome) {
-        if let Some(in_flight) = self.in_flight.take() {
-            in_flight.finish(outcome);
-        }
+        self.in_flight.finish(outcome);
         self._abandoned = None;
     }
 
     /// The attempt failed with `error` before its response (see
     /// [`InFlight::settle`]).
     pub(super) fn settle(mut self, error: &super::EndpointError) {
-        if let Some(in_flight) = self.in_flight.take() {
-            in_flight.settle(error);
-        }
+        self.in_flight.settle(error);
     }
 
     /// Whether the response has ended (the call is counted out).
     fn is_over(&self) -> bool {
-        self.in_flight.is_none()
+        self.in_flight.is_over()
     }
 }
 

@@ -119,8 +119,13 @@ impl EndpointLoad {
     /// An attempt that failed before a stream was opened (the connection
     /// failed): issued and failed at once.
     pub(crate) fn failed_unsent(&self) {
+        self.unsent(Outcome::ConnectionLost);
+    }
+
+    /// A call that never had a stream here, counted issued and ended so.
+    fn unsent(&self, outcome: Outcome) {
         self.issued();
-        self.finished(Outcome::ConnectionLost);
+        self.finished(outcome);
     }
 
     /// The counts now. Ended calls are read first: every call counted as
@@ -170,8 +175,7 @@ impl Drop for Refusal {
         if let Some(load) = self.0.take() {
             // A refusal is no failure of the endpoint (it was draining, or
             // at its stream limit).
-            load.issued();
-            load.finished(Outcome::GaveUp);
+            load.unsent(Outcome::GaveUp);
         }
     }
 }

@@ -25,6 +25,7 @@ use tokio::time::Instant;
 use tonic::Code;
 use tracing::{debug, info, warn};
 
+use super::count::Totals;
 use super::store::{ClusterReport, LoadStore};
 use crate::endpoint::backoff;
 
@@ -277,7 +278,7 @@ impl Reporter {
                         .filter(|cluster| asked.wants(cluster.name()))
                         .map(|cluster| cluster.take(now))
                         .filter(|report| !report.endpoints.is_empty())
-                        .map(|report| cluster_stats(&report))
+                        .map(cluster_stats)
                         .collect();
                     room.send(LoadStatsRequest { node: None, cluster_stats });
                 }
@@ -289,21 +290,13 @@ impl Reporter {
 /// A cluster's report as LRS carries it: one locality holding every
 /// endpoint (the client does not track localities; the control plane finds
 /// endpoints by address).
-fn cluster_stats(report: &ClusterReport) -> ClusterStats {
+fn cluster_stats(report: ClusterReport) -> ClusterStats {
     let mut locality = UpstreamLocalityStats::default();
+    let mut total = Totals::default();
+    let mut in_progress: u64 = 0;
     for endpoint in &report.endpoints {
-        locality.total_issued_requests = locality
-            .total_issued_requests
-            .saturating_add(endpoint.delta.issued);
-        locality.total_successful_requests = locality
-            .total_successful_requests
-            .saturating_add(endpoint.delta.succeeded);
-        locality.total_error_requests = locality
-            .total_error_requests
-            .saturating_add(endpoint.delta.failed);
-        locality.total_requests_in_progress = locality
-            .total_requests_in_progress
-            .saturating_add(endpoint.in_progress);
+        total = total.plus(&endpoint.delta);
+        in_progress = in_progress.saturating_add(endpoint.in_progress);
         locality
             .upstream_endpoint_stats
             .push(UpstreamEndpointStats {
@@ -315,8 +308,12 @@ fn cluster_stats(report: &ClusterReport) -> ClusterStats {
                 ..Default::default()
             });
     }
+    locality.total_issued_requests = total.issued;
+    locality.total_successful_requests = total.succeeded;
+    locality.total_error_requests = total.failed;
+    locality.total_requests_in_progress = in_progress;
     ClusterStats {
-        cluster_name: report.cluster.clone(),
+        cluster_name: report.cluster,
         upstream_locality_stats: vec![locality],
         load_report_interval: Some(proto_duration(report.interval)),
         ..Default::default()
@@ -387,7 +384,7 @@ mod tests {
                 },
             ],
         };
-        let stats = cluster_stats(&report);
+        let stats = cluster_stats(report);
         assert_eq!(stats.cluster_name, "greeter");
         let interval = stats.load_report_interval.unwrap();
         assert_eq!((interval.seconds, interval.nanos), (1, 500_000_000));

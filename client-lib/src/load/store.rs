@@ -161,19 +161,21 @@ impl ClusterLoads {
         let mut state = self.state();
         let entries = &mut state.entries;
         entries.retain_mut(|entry| entry.load.is_shared() || entry.load.totals() != entry.reported);
-        let mut gone = entries
+        let gone = entries
             .iter_mut()
-            .filter_map(|entry| (!entry.load.is_shared()).then_some(()))
+            .map(|entry| !entry.load.is_shared())
+            .filter(|gone| *gone)
             .count();
-        if gone > MAX_GONE_UNREPORTED {
-            tracing::debug!(cluster = %self.name, dropped = gone - MAX_GONE_UNREPORTED, "counts of endpoints gone dropped unreported (no load report took them)");
+        let mut excess = gone.saturating_sub(MAX_GONE_UNREPORTED);
+        if excess == 0 {
+            return;
         }
+        tracing::debug!(cluster = %self.name, dropped = excess, "counts of endpoints gone dropped unreported (no load report took them)");
+        // The oldest first: entries are in the order they were made.
         entries.retain_mut(|entry| {
-            if gone > MAX_GONE_UNREPORTED && !entry.load.is_shared() {
-                gone -= 1;
-                return false;
-            }
-            true
+            let drop = excess > 0 && !entry.load.is_shared();
+            excess -= usize::from(drop);
+            !drop
         });
     }
 }

@@ -372,25 +372,36 @@ impl StatusPeer {
 }
 
 /// Calls Health/Check once through `channel`.
-pub async fn call<S>(channel: &S) -> Result<(), tonic::Status>
-where
-    S: tonic::client::GrpcService<tonic::body::Body> + Clone,
-    S::Error: Into<Box<dyn std::error::Error + Send + Sync>>,
-    S::ResponseBody: http_body::Body<Data = bytes::Bytes> + Send + 'static,
-    <S::ResponseBody as http_body::Body>::Error:
-        Into<Box<dyn std::error::Error + Send + Sync>> + Send,
-{
+pub async fn call(channel: &lookaside_client::LbChannel) -> Result<(), tonic::Status> {
+    call_service(channel, "").await
+}
+
+/// Calls Health/Check of `service` once through `channel` (a service the
+/// backend does not know: NOT_FOUND).
+pub async fn call_service(
+    channel: &lookaside_client::LbChannel,
+    service: &str,
+) -> Result<(), tonic::Status> {
     tonic_health::pb::health_client::HealthClient::new(channel.clone())
         .check(tonic_health::pb::HealthCheckRequest {
-            service: String::new(),
+            service: service.to_owned(),
         })
         .await
         .map(|_| ())
 }
 
 /// Polls `condition` every 10 ms; panics with `what` after 5 s.
-pub async fn until(what: &str, mut condition: impl FnMut() -> bool) {
-    let deadline = tokio::time::Instant::now() + std::time::Duration::from_secs(5);
+pub async fn until(what: &str, condition: impl FnMut() -> bool) {
+    until_within(what, std::time::Duration::from_secs(5), condition).await;
+}
+
+/// Polls `condition` every 10 ms; panics with `what` after `timeout`.
+pub async fn until_within(
+    what: &str,
+    timeout: std::time::Duration,
+    mut condition: impl FnMut() -> bool,
+) {
+    let deadline = tokio::time::Instant::now() + timeout;
     while !condition() {
         assert!(tokio::time::Instant::now() < deadline, "{what}");
         tokio::time::sleep(std::time::Duration::from_millis(10)).await;
@@ -399,20 +410,30 @@ pub async fn until(what: &str, mut condition: impl FnMut() -> bool) {
 
 /// Whether the debugging recorder behind `snapshotter` counted `name` with
 /// some label valued `label` since the last snapshot (a snapshot drains
-/// counters).
+/// counters: for several checks of one window, take one
+/// `snapshot().into_vec()` and ask [`counted_in`]).
 pub fn counted(
     snapshotter: &metrics_util::debugging::Snapshotter,
     name: &str,
     label: &str,
 ) -> bool {
-    snapshotter
-        .snapshot()
-        .into_vec()
-        .into_iter()
-        .any(|(key, _, _, value)| {
-            let key = key.key();
-            key.name() == name
-                && key.labels().any(|l| l.value() == label)
-                && matches!(value, metrics_util::debugging::DebugValue::Counter(n) if n > 0)
-        })
+    counted_in(&snapshotter.snapshot().into_vec(), name, label)
+}
+
+/// A debugging recorder's snapshot, as a list.
+pub type Seen = [(
+    metrics_util::CompositeKey,
+    Option<metrics::Unit>,
+    Option<metrics::SharedString>,
+    metrics_util::debugging::DebugValue,
+)];
+
+/// Whether `seen` counted `name` with some label valued `label`.
+pub fn counted_in(seen: &Seen, name: &str, label: &str) -> bool {
+    seen.iter().any(|(key, _, _, value)| {
+        let key = key.key();
+        key.name() == name
+            && key.labels().any(|l| l.value() == label)
+            && matches!(value, metrics_util::debugging::DebugValue::Counter(n) if *n > 0)
+    })
 }
