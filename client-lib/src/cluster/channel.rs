@@ -4,9 +4,10 @@
 //! assignment (fail-fast calls) or for a usable endpoint (wait-for-ready
 //! calls), picking an endpoint, sending on it, and trying again where
 //! [`super::retry`] allows.
-//! Must never: block readiness (`poll_ready` cannot see a call's deadline),
-//! change the endpoint set (the balancer does), or send a request that may
-//! have been processed a second time.
+//! Must never: block readiness unless asked to (`poll_ready` cannot see a
+//! call's deadline; see [`LbChannel::ready_when_usable`]), change the
+//! endpoint set (the balancer does), or send a request that may have been
+//! processed a second time.
 
 use std::net::SocketAddr;
 use std::sync::Arc;
@@ -36,10 +37,34 @@ const MAX_REFUSED_PAUSE: Duration = Duration::from_secs(2);
 
 /// Balances calls over a cluster's usable endpoints by weight. Cheap to
 /// clone (one reference count: a call clones it); clones share everything
-/// but whether their calls wait for ready (other handles of the same
-/// cluster, e.g. another `lb.channel(name)`, stay fail-fast).
-#[derive(Clone)]
+/// but whether their calls wait for ready and what their readiness reflects
+/// (other handles of the same cluster, e.g. another `lb.channel(name)`,
+/// stay fail-fast and always ready).
 pub struct LbChannel {
+    calls: Calls,
+    /// `poll_ready` is pending while no endpoint is usable (see
+    /// [`LbChannel::ready_when_usable`]).
+    ready_when_usable: bool,
+    /// That wait, while `poll_ready` is pending (never shared by clones).
+    /// In a mutex only to keep the channel `Sync`, as applications share
+    /// it; only `get_mut` reaches it, which takes no lock.
+    until_usable: Option<std::sync::Mutex<BoxFuture<'static, bool>>>,
+}
+
+impl Clone for LbChannel {
+    fn clone(&self) -> Self {
+        Self {
+            calls: self.calls.clone(),
+            ready_when_usable: self.ready_when_usable,
+            until_usable: None,
+        }
+    }
+}
+
+/// What a call takes of its channel (a clone of it lives in each call's
+/// future, so it stays this small).
+#[derive(Clone)]
+struct Calls {
     shared: Arc<Shared>,
     /// Calls wait for a usable endpoint instead of failing fast (see
     /// [`LbChannel::wait_for_ready`]).
@@ -49,8 +74,9 @@ pub struct LbChannel {
 impl std::fmt::Debug for LbChannel {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
         f.debug_struct("LbChannel")
-            .field("cluster", &self.shared.name)
-            .field("wait_for_ready", &self.wait_for_ready)
+            .field("cluster", &self.calls.shared.name)
+            .field("wait_for_ready", &self.calls.wait_for_ready)
+            .field("ready_when_usable", &self.ready_when_usable)
             .finish_non_exhaustive()
     }
 }
@@ -75,14 +101,18 @@ impl LbChannel {
         metrics: ClusterMetrics,
     ) -> Self {
         Self {
-            shared: Arc::new(Shared {
-                name: name.into(),
-                set,
-                published,
-                first_assignment_timeout,
-                metrics,
-            }),
-            wait_for_ready: false,
+            calls: Calls {
+                shared: Arc::new(Shared {
+                    name: name.into(),
+                    set,
+                    published,
+                    first_assignment_timeout,
+                    metrics,
+                }),
+                wait_for_ready: false,
+            },
+            ready_when_usable: false,
+            until_usable: None,
         }
     }
 
@@ -102,13 +132,33 @@ impl LbChannel {
     /// (see [`LbChannel::until_usable`]).
     #[must_use]
     pub fn wait_for_ready(mut self) -> Self {
-        self.wait_for_ready = true;
+        self.calls.wait_for_ready = true;
+        self
+    }
+
+    /// This channel with readiness that reflects its endpoints, for tower
+    /// middleware that reads it (a balancer over several clusters, load
+    /// shedding, `ServiceExt::ready` under a timeout): `poll_ready` is
+    /// pending while no endpoint is usable (before the first assignment,
+    /// and while every endpoint is ejected or out for a penalty) and ready
+    /// once one is; an error once the cluster's balancer has stopped (its
+    /// client was dropped: nothing will become usable).
+    ///
+    /// Not for a tonic-generated client on its own: it waits for readiness
+    /// before its request exists, so the call's deadline cannot bound that
+    /// wait, and while nothing is usable the call would wait with no
+    /// bound. The default channel is always ready instead: a call that
+    /// finds nothing usable fails fast with UNAVAILABLE (or, with
+    /// [`LbChannel::wait_for_ready`], waits within its deadline).
+    #[must_use]
+    pub fn ready_when_usable(mut self) -> Self {
+        self.ready_when_usable = true;
         self
     }
 
     /// The cluster's name.
     pub fn cluster(&self) -> &str {
-        &self.shared.name
+        &self.calls.shared.name
     }
 
     /// Waits until some endpoint is usable (assigned, not ejected and not
@@ -118,28 +168,27 @@ impl LbChannel {
     /// (its client was dropped; the channel keeps its last endpoint set,
     /// which has none usable, and no set will follow).
     pub async fn until_usable(&self) -> bool {
-        let usable = |set: &EndpointSet| (set.usable() > 0).then_some(());
-        ready::until(&self.shared.set, &self.shared.published, usable)
-            .await
-            .is_some()
+        self.calls.shared.until_usable().await
     }
 
     /// Whether some endpoint can take a call now.
     pub fn is_usable(&self) -> bool {
-        self.shared.set.load().usable() > 0
+        self.calls.shared.set.load().usable() > 0
     }
 
     /// Endpoints taking calls now (not ejected, not out for a penalty).
     pub fn usable_endpoints(&self) -> usize {
-        self.shared.set.load().usable()
+        self.calls.shared.set.load().usable()
     }
 
     /// Endpoints in the latest assignment, usable or not (0 before the
     /// first).
     pub fn assigned_endpoints(&self) -> usize {
-        self.shared.set.load().assigned_endpoints
+        self.calls.shared.set.load().assigned_endpoints
     }
+}
 
+impl Calls {
     /// Picks an endpoint not in `tried` (each with whether its connection
     /// failed): a few weighted draws, then (the draws keep landing on tried
     /// endpoints, as they do when the tried ones carry most of the weight)
@@ -274,22 +323,49 @@ impl LbChannel {
     }
 }
 
+impl Shared {
+    /// See [`LbChannel::until_usable`].
+    async fn until_usable(&self) -> bool {
+        let usable = |set: &EndpointSet| (set.usable() > 0).then_some(());
+        ready::until(&self.set, &self.published, usable)
+            .await
+            .is_some()
+    }
+}
+
 impl Service<http::Request<Body>> for LbChannel {
     type Response = http::Response<Body>;
     type Error = Box<dyn std::error::Error + Send + Sync>;
     type Future = BoxFuture<'static, Result<Self::Response, Self::Error>>;
 
-    fn poll_ready(&mut self, _cx: &mut Context<'_>) -> Poll<Result<(), Self::Error>> {
-        // Never blocks: calls wait for the first assignment (or, wait for
-        // ready, for a usable endpoint) within their deadlines, which
-        // readiness cannot see, or fail fast with UNAVAILABLE (a status
-        // tonic passes through; it would turn a readiness error into
+    fn poll_ready(&mut self, cx: &mut Context<'_>) -> Poll<Result<(), Self::Error>> {
+        // By default never blocks: calls wait for the first assignment (or,
+        // wait for ready, for a usable endpoint) within their deadlines,
+        // which readiness cannot see, or fail fast with UNAVAILABLE (a
+        // status tonic passes through; it would turn a readiness error into
         // UNKNOWN).
-        Poll::Ready(Ok(()))
+        if !self.ready_when_usable || self.is_usable() {
+            self.until_usable = None;
+            return Poll::Ready(Ok(()));
+        }
+        let shared = self.calls.shared.clone();
+        let wait = self.until_usable.get_or_insert_with(|| {
+            std::sync::Mutex::new(Box::pin(async move { shared.until_usable().await }))
+        });
+        let wait = wait
+            .get_mut()
+            .unwrap_or_else(std::sync::PoisonError::into_inner);
+        let usable = std::task::ready!(wait.as_mut().poll(cx));
+        self.until_usable = None;
+        if usable {
+            Poll::Ready(Ok(()))
+        } else {
+            Poll::Ready(Err(ready::stopped(&self.calls.shared.name).into()))
+        }
     }
 
     fn call(&mut self, request: http::Request<Body>) -> Self::Future {
-        let this = self.clone();
+        let this = self.calls.clone();
         // Split here, not in the future: a value moved inside a future still
         // takes room in it, and one such future is allocated per call.
         let (parts, body) = request.into_parts();
@@ -477,6 +553,48 @@ mod tests {
         assert!(ready_within(&mut channel, Duration::from_millis(1)).await);
         let failed = channel.call(request_within(10_000)).await.unwrap_err();
         let status = Status::from_error(failed);
+        assert_eq!(status.code(), tonic::Code::Unavailable, "{status:?}");
+        assert!(status.message().contains("cluster empty"), "{status:?}");
+    }
+
+    #[tokio::test(start_paused = true)]
+    async fn readiness_can_reflect_whether_an_endpoint_is_usable() {
+        let (balancer, channel) = assigned_nothing();
+        let mut channel = channel.ready_when_usable();
+        let mut other = channel.clone();
+        assert!(
+            !ready_within(&mut channel, Duration::from_secs(5)).await,
+            "ready with nothing usable"
+        );
+        balancer.assign(vec![(refusing_then_answering_peer(0).await, 1)]);
+        assert!(ready_within(&mut channel, Duration::from_secs(1)).await);
+        assert!(
+            ready_within(&mut other, Duration::from_secs(1)).await,
+            "a clone, which never waited"
+        );
+        let answered = tower::ServiceExt::oneshot(&mut channel, request_within(1000)).await;
+        assert!(answered.is_ok(), "{answered:?}");
+        balancer.assign(Vec::new());
+        let published = async {
+            while channel.is_usable() {
+                tokio::time::sleep(Duration::from_millis(1)).await;
+            }
+        };
+        tokio::time::timeout(Duration::from_secs(1), published)
+            .await
+            .expect("the empty assignment is published");
+        assert!(
+            !ready_within(&mut channel, Duration::from_secs(5)).await,
+            "ready with nothing usable any more"
+        );
+        drop(balancer);
+        let stopped = tokio::time::timeout(
+            Duration::from_secs(1),
+            tower::ServiceExt::ready(&mut channel),
+        )
+        .await
+        .expect("a stopped balancer ends the wait");
+        let status = Status::from_error(stopped.unwrap_err());
         assert_eq!(status.code(), tonic::Code::Unavailable, "{status:?}");
         assert!(status.message().contains("cluster empty"), "{status:?}");
     }
@@ -723,12 +841,14 @@ mod tests {
         let channel = channel_over(&[(1, 999), (2, 1)], &[]);
         for _ in 0..1000 {
             let picked = channel
+                .calls
                 .pick_untried(&[(loopback(1), false)])
                 .map(|c| c.address());
             assert_eq!(picked, Some(loopback(2)));
         }
         assert!(
             channel
+                .calls
                 .pick_untried(&[(loopback(1), false), (loopback(2), true)])
                 .is_none()
         );
@@ -743,7 +863,7 @@ mod tests {
         let channel = channel_over(&[(1, 1)], &[2, 3]);
         let serving = loopback(1);
         for _ in 0..100 {
-            let picked = channel.pick_untried(&[]).map(|c| c.address());
+            let picked = channel.calls.pick_untried(&[]).map(|c| c.address());
             assert_eq!(
                 picked,
                 Some(serving),
@@ -751,16 +871,17 @@ mod tests {
             );
         }
         let refused = channel
+            .calls
             .pick_untried(&[(serving, false)])
             .map(|c| c.address());
         assert_eq!(refused, None, "a refused stream is no reason to fail over");
         let retried: std::collections::BTreeSet<u16> = (0..10)
-            .filter_map(|_| channel.pick_untried(&[(serving, true)]))
+            .filter_map(|_| channel.calls.pick_untried(&[(serving, true)]))
             .map(|c| c.address().port())
             .collect();
         assert_eq!(retried, [2, 3].into(), "retries spread over the next tier");
         assert_eq!(channel.usable_endpoints(), 1, "the fallback is not serving");
         let all = [(serving, true), (loopback(2), true), (loopback(3), false)];
-        assert!(channel.pick_untried(&all).is_none());
+        assert!(channel.calls.pick_untried(&all).is_none());
     }
 }
