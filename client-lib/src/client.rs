@@ -3,7 +3,7 @@
 
 use std::collections::HashMap;
 use std::net::SocketAddr;
-use std::sync::{Arc, Mutex};
+use std::sync::{Arc, Mutex, Weak};
 use std::time::Duration;
 
 use xds_client::{ClientConfig, Node, ProstCodec, RetryPolicy, TonicTransportBuilder, XdsClient};
@@ -12,7 +12,7 @@ use crate::cluster::FailureAccrual;
 use crate::cluster::{Assignment, ClusterBalancer, LbChannel};
 use crate::endpoint::ConnectionSettings;
 use crate::load::{LoadStore, Reporter};
-use crate::xds::{AssignmentResource, OwnedRuntime, Worker, follow};
+use crate::xds::{AssignmentResource, ControlPlaneLink, OwnedRuntime, Worker, follow};
 
 /// The user agent this client names to the control plane (xDS and LRS).
 pub(crate) const USER_AGENT_NAME: &str = "lookaside-client";
@@ -134,7 +134,10 @@ impl ClientBuilder {
             transport = transport.with_tls_config(tls.clone());
         }
         let runtime = OwnedRuntime::default();
-        let xds = XdsClient::builder(config, transport, ProstCodec, runtime.clone()).build();
+        let link = Arc::new(ControlPlaneLink::new(&self.control_plane));
+        let xds = XdsClient::builder(config, transport, ProstCodec, runtime.clone())
+            .with_metrics_recorder(link.clone())
+            .build();
         let loads = self.load_reports.then(|| {
             let loads = LoadStore::default();
             let reporter = Reporter::new(
@@ -155,6 +158,7 @@ impl ClientBuilder {
                 settings: self,
                 channels: Mutex::new(HashMap::new()),
                 loads,
+                link: Arc::downgrade(&link),
             }),
         })
     }
@@ -172,6 +176,9 @@ struct Inner {
     channels: Mutex<HashMap<String, LbChannel>>,
     /// Every cluster's call counters, for load reports (if on).
     loads: Option<LoadStore>,
+    /// Whether the ADS stream is up (held by the xDS client, which reports
+    /// to it).
+    link: Weak<ControlPlaneLink>,
 }
 
 /// A process's connection to a Lookaside control plane. Cheap to clone.
@@ -219,6 +226,14 @@ impl Client {
             return channel.clone();
         }
         let settings = &self.inner.settings;
+        if channels.is_empty() {
+            // The first subscription: the xDS client connects now.
+            let link = self.inner.link.clone();
+            tokio::spawn(ControlPlaneLink::warn_if_never_up(
+                link,
+                settings.first_assignment_timeout,
+            ));
+        }
         let (balancer, channel) = ClusterBalancer::spawn_with_accrual(
             cluster,
             settings.connection.clone(),

@@ -21,6 +21,8 @@
 //! | `lookaside_client_assignments_total` | cluster | new assignments applied |
 //! | `lookaside_client_assignments_rejected_total` | cluster | assignments NACKed or unusable |
 //! | `lookaside_client_transparent_retries_total` | cluster | unprocessed requests moved to another endpoint |
+//! | `lookaside_client_control_plane_connected` | control_plane | 1 while the ADS stream to the control plane is up, 0 once it could not be reached (calls go on with the last assignments) |
+//! | `lookaside_client_control_plane_failures_total` | control_plane | times the control plane went from reachable to unreachable (gRFC A78's `server_failure`) |
 
 use std::net::SocketAddr;
 

@@ -15,7 +15,11 @@ use support::{Backend, call};
 
 #[tokio::test]
 async fn weight_zero_is_nacked_and_the_last_good_assignment_keeps_serving() {
-    let backends = [Backend::start().await, Backend::start().await];
+    let backends = [
+        Backend::start().await,
+        Backend::start().await,
+        Backend::start().await,
+    ];
     let good = DiscoveryResponse {
         version_info: "1".into(),
         resources: vec![assignment(&[
@@ -26,11 +30,13 @@ async fn weight_zero_is_nacked_and_the_last_good_assignment_keeps_serving() {
         nonce: "n1".into(),
         ..Default::default()
     };
+    // Another set of endpoints: had it been applied, the calls would show
+    // it (the third backend would serve, the second would not).
     let bad = DiscoveryResponse {
         version_info: "2".into(),
         resources: vec![assignment(&[
             (backends[0].address, 0),
-            (backends[1].address, 1),
+            (backends[2].address, 1),
         ])],
         type_url: EDS.into(),
         nonce: "n2".into(),
@@ -45,7 +51,7 @@ async fn weight_zero_is_nacked_and_the_last_good_assignment_keeps_serving() {
     for _ in 0..10 {
         call(&channel).await.expect("call");
     }
-    assert_eq!((backends[0].served(), backends[1].served()), (5, 5));
+    assert_eq!(served(&backends), [5, 5, 0]);
 
     // Requests: subscribe, ACK of n1 (which the script answers with the bad
     // response), then the NACK of n2.
@@ -68,9 +74,13 @@ async fn weight_zero_is_nacked_and_the_last_good_assignment_keeps_serving() {
     let message = nack.error_detail.map(|s| s.message).unwrap_or_default();
     assert!(message.contains("load_balancing_weight 0"), "{message}");
 
-    // The previous assignment still serves both endpoints evenly.
+    // The previous assignment still serves, both its endpoints evenly.
     for _ in 0..10 {
         call(&channel).await.expect("call");
     }
-    assert_eq!((backends[0].served(), backends[1].served()), (10, 10));
+    assert_eq!(served(&backends), [10, 10, 0]);
+}
+
+fn served(backends: &[Backend; 3]) -> [u64; 3] {
+    backends.each_ref().map(Backend::served)
 }

@@ -141,8 +141,10 @@ impl LbChannel {
     /// shedding, `ServiceExt::ready` under a timeout): `poll_ready` is
     /// pending while no endpoint is usable (before the first assignment,
     /// and while every endpoint is ejected or out for a penalty) and ready
-    /// once one is; an error once the cluster's balancer has stopped (its
-    /// client was dropped: nothing will become usable).
+    /// once one is; an error if the cluster's balancer has stopped (nothing
+    /// will become usable: a [`super::ClusterBalancer`] the application
+    /// made was dropped; a channel from `Client::channel` keeps its cluster
+    /// followed while it lives, after the `Client` too).
     ///
     /// Not for a tonic-generated client on its own: it waits for readiness
     /// before its request exists, so the call's deadline cannot bound that
@@ -165,8 +167,10 @@ impl LbChannel {
     /// out for a penalty; at once if one is), where the caller can bound the wait
     /// (`tokio::time::timeout`): e.g. to hold a service's own readiness
     /// until its backends are. `false`: the cluster's balancer has stopped
-    /// (its client was dropped; the channel keeps its last endpoint set,
-    /// which has none usable, and no set will follow).
+    /// (a [`super::ClusterBalancer`] the application made was dropped; the
+    /// channel keeps its last endpoint set, which has none usable, and no
+    /// set will follow). A channel from `Client::channel` keeps its
+    /// cluster followed while it lives.
     pub async fn until_usable(&self) -> bool {
         self.calls.shared.until_usable().await
     }

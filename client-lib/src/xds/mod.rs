@@ -4,15 +4,18 @@
 //!
 //! Owns: decoding and validating assignments (a resource the client cannot
 //! use is NACKed with the reason), keeping the last good assignment of every
-//! cluster (through NACKs, control-plane outages and reconnects), and feeding
-//! changes to the cluster's balancer.
+//! cluster (through NACKs, control-plane outages and reconnects), feeding
+//! changes to the cluster's balancer, and saying when the control plane is
+//! out of reach.
 //! Must never: drop a working assignment because the control plane is away.
 
 mod assignment;
 mod follow;
+mod link;
 mod runtime;
 mod weigh;
 
 pub use assignment::{AssignmentResource, EDS_TYPE_URL};
 pub use follow::follow;
+pub(crate) use link::ControlPlaneLink;
 pub use runtime::{OwnedRuntime, Worker};

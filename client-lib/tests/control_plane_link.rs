@@ -1,0 +1,190 @@
+//! A control plane that cannot be reached is logged and measured, once per
+//! outage, while calls go on with the last assignment: never reached at all,
+//! lost, and back.
+
+#![allow(clippy::expect_used, clippy::unwrap_used)]
+
+mod support;
+
+use std::sync::{Arc, Mutex};
+use std::time::Duration;
+
+use lookaside_client::Client;
+use lookaside_control_plane::server::{Running, ServeConfig, start};
+use metrics_util::debugging::{DebugValue, DebuggingRecorder, Snapshotter};
+use support::{Backend, call, until_within};
+
+/// Every log line the process wrote, for the test to read.
+#[derive(Clone, Default)]
+struct Logs(Arc<Mutex<Vec<u8>>>);
+
+impl Logs {
+    fn text(&self) -> String {
+        String::from_utf8_lossy(&self.0.lock().unwrap()).into_owned()
+    }
+
+    /// Lines that say `what` about the control plane at `address`.
+    fn count(&self, what: &str, address: &str) -> usize {
+        self.text()
+            .lines()
+            .filter(|line| line.contains(what) && line.contains(address))
+            .count()
+    }
+}
+
+impl std::io::Write for Logs {
+    fn write(&mut self, buf: &[u8]) -> std::io::Result<usize> {
+        self.0.lock().unwrap().extend_from_slice(buf);
+        Ok(buf.len())
+    }
+
+    fn flush(&mut self) -> std::io::Result<()> {
+        Ok(())
+    }
+}
+
+const CONNECTED: &str = "lookaside_client_control_plane_connected";
+const FAILURES: &str = "lookaside_client_control_plane_failures_total";
+
+/// The client metrics of one control plane, as seen so far. A debugging
+/// snapshot drains counters and gauges alike (a gauge reads 0 until set
+/// again), so the connected gauge is only seen when it is set to 1.
+#[derive(Default)]
+struct Seen {
+    connected: bool,
+    failures: u64,
+}
+
+impl Seen {
+    fn look(&mut self, snapshotter: &Snapshotter, control_plane: &str) -> &Self {
+        for (key, _, _, value) in snapshotter.snapshot().into_vec() {
+            let key = key.key();
+            if !key.labels().any(|l| l.value() == control_plane) {
+                continue;
+            }
+            match value {
+                DebugValue::Gauge(value) if key.name() == CONNECTED => {
+                    self.connected |= value.into_inner() == 1.0;
+                }
+                DebugValue::Counter(n) if key.name() == FAILURES => self.failures += n,
+                _ => {}
+            }
+        }
+        self
+    }
+}
+
+async fn control_plane(
+    path: &std::path::Path,
+    at: std::net::SocketAddr,
+    stop: tokio::sync::oneshot::Receiver<()>,
+) -> Running {
+    start(
+        ServeConfig {
+            xds_listen: at,
+            shutdown_grace: Duration::from_millis(200),
+            ..ServeConfig::local(path.to_path_buf())
+        },
+        async {
+            let _ = stop.await;
+        },
+    )
+    .await
+    .expect("control plane starts")
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn an_outage_of_the_control_plane_is_logged_and_measured_once() {
+    let recorder = DebuggingRecorder::new();
+    let snapshotter = recorder.snapshotter();
+    recorder
+        .install()
+        .expect("the only recorder of this test binary");
+    let logs = Logs::default();
+    let writer = logs.clone();
+    tracing_subscriber::fmt()
+        .with_writer(move || writer.clone())
+        .with_ansi(false)
+        .with_max_level(tracing::Level::INFO)
+        .init();
+
+    // Never reached: said once the first assignment's wait is over.
+    let nowhere = format!("http://{}", support::closed_address());
+    let lost = Client::builder(nowhere.clone())
+        .first_assignment_timeout(Duration::from_millis(200))
+        .load_reports(false)
+        .build()
+        .expect("client");
+    let _waiting = lost.channel("greeter");
+    until_within("never reached, logged", Duration::from_secs(5), || {
+        logs.count("no connection to the control plane after", &nowhere) == 1
+    })
+    .await;
+
+    // Reached, lost, and back at the same address.
+    let backend = Backend::start().await;
+    let dir = tempfile::tempdir().unwrap();
+    let path = dir.path().join("lookaside.yaml");
+    let config = format!(
+        "clusters:\n  - name: greeter\n    endpoints:\n      - {{ address: {}, weight: 1 }}\n",
+        backend.address
+    );
+    std::fs::write(&path, config).unwrap();
+    let (stop, stopped) = tokio::sync::oneshot::channel();
+    let running = control_plane(&path, "127.0.0.1:0".parse().unwrap(), stopped).await;
+    let at = running.xds_address;
+    let address = format!("http://{at}");
+    let lb = Client::builder(address.clone())
+        .reconnect_backoff(Duration::from_millis(50), Duration::from_millis(200))
+        .load_reports(false)
+        .build()
+        .expect("client");
+    let channel = lb.channel("greeter");
+    call(&channel).await.expect("call");
+    let mut seen = Seen::default();
+    until_within("connected, measured", Duration::from_secs(5), || {
+        seen.look(&snapshotter, &address).connected
+    })
+    .await;
+    assert_eq!(
+        logs.count("connected to the control plane", &address),
+        1,
+        "{}",
+        logs.text()
+    );
+
+    stop.send(()).unwrap();
+    tokio::time::timeout(Duration::from_secs(5), running.wait())
+        .await
+        .expect("control plane stopped")
+        .expect("cleanly");
+    seen.connected = false;
+    until_within("unreachable, measured", Duration::from_secs(10), || {
+        seen.look(&snapshotter, &address).failures == 1
+    })
+    .await;
+    let unreachable = "control plane unreachable";
+    assert_eq!(logs.count(unreachable, &address), 1, "{}", logs.text());
+    assert!(!seen.connected);
+    call(&channel)
+        .await
+        .expect("calls go on with the last assignment");
+    // Reconnect attempts go on (every 50-200 ms) without a line each.
+    tokio::time::sleep(Duration::from_millis(600)).await;
+    assert_eq!(logs.count(unreachable, &address), 1, "{}", logs.text());
+
+    let (_stop, stopped) = tokio::sync::oneshot::channel();
+    let _running = control_plane(&path, at, stopped).await;
+    until_within("back, measured", Duration::from_secs(10), || {
+        seen.look(&snapshotter, &address).connected
+    })
+    .await;
+    assert_eq!(seen.failures, 1, "one outage, one failure");
+    assert_eq!(logs.count("control plane reachable again", &address), 1);
+    assert_eq!(
+        logs.count("no connection to the control plane after", &address),
+        0,
+        "the reached control plane is not said never reached"
+    );
+    drop(lost);
+}

@@ -1,0 +1,109 @@
+//! The greeter examples of lookaside-client (`client-lib/examples/`), run as
+//! their docs say: three `greeter_server` processes behind the real
+//! `lookaside serve`, and `greeter_client` prints how its calls split.
+
+use std::net::SocketAddr;
+use std::time::Duration;
+
+use anyhow::{Context, Result, bail};
+use lookaside_tests::config::Config;
+use lookaside_tests::control_plane::ControlPlane;
+use lookaside_tests::poll::{Check, until};
+use lookaside_tests::process::ChildProcess;
+use lookaside_tests::workspace;
+use tokio::process::Command;
+
+const CALLS: usize = 1000;
+
+/// A loopback port nothing listens on now (the server binds it itself).
+fn free_address() -> Result<SocketAddr> {
+    let listener = std::net::TcpListener::bind("127.0.0.1:0")?;
+    Ok(listener.local_addr()?)
+}
+
+/// `greeter_server --name name`, once it accepts connections.
+async fn greeter_server(name: &str) -> Result<(ChildProcess, SocketAddr)> {
+    let address = free_address()?;
+    let mut command = Command::new(workspace::binary("examples/greeter_server")?);
+    command.args(["--listen", &address.to_string(), "--name", name]);
+    let mut server = ChildProcess::spawn(&format!("greeter_server {name}"), command)?;
+    until(
+        &format!("greeter_server {name} to accept connections"),
+        Duration::from_secs(10),
+        async || {
+            if server.has_exited()? {
+                return Ok(Check::Never(server.output().tail(10)));
+            }
+            Ok(match tokio::net::TcpStream::connect(address).await {
+                Ok(_) => Check::Done(()),
+                Err(error) => Check::NotYet(error.to_string()),
+            })
+        },
+    )
+    .await?;
+    Ok((server, address))
+}
+
+/// The calls per server and the failed calls `greeter_client` printed
+/// (`<server>: <calls> calls (<share> %)` lines, then `failed: <n>`).
+fn parse_split(stdout: &str) -> Result<(Vec<(String, usize)>, usize)> {
+    let mut split = Vec::new();
+    let mut failed = None;
+    for line in stdout.lines() {
+        let Some((name, rest)) = line.split_once(':') else {
+            continue;
+        };
+        let count: usize = rest
+            .split_whitespace()
+            .next()
+            .context("a count")?
+            .parse()
+            .with_context(|| format!("a count in {line:?}"))?;
+        match name.trim() {
+            "failed" => failed = Some(count),
+            server => split.push((server.to_owned(), count)),
+        }
+    }
+    let Some(failed) = failed else {
+        bail!("no `failed:` line in {stdout:?}");
+    };
+    Ok((split, failed))
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn the_greeter_examples_split_calls_by_weight_through_lookaside_serve() -> Result<()> {
+    let mut servers = Vec::new();
+    let mut endpoints = Vec::new();
+    for (name, weight) in [("a", 1), ("b", 2), ("c", 7)] {
+        let (server, address) = greeter_server(name).await?;
+        servers.push(server);
+        endpoints.push((address, weight));
+    }
+    let control_plane = ControlPlane::start(&Config::new().weighted("greeter", endpoints)).await?;
+
+    let mut client = Command::new(workspace::binary("examples/greeter_client")?);
+    client.args([
+        "--control-plane",
+        &format!("http://{}", control_plane.xds_addr()),
+        "--cluster",
+        "greeter",
+        "--calls",
+        &CALLS.to_string(),
+    ]);
+    client.kill_on_drop(true);
+    let output = tokio::time::timeout(Duration::from_secs(60), client.output())
+        .await
+        .context("greeter_client finishes within 60 s")??;
+    let stdout = String::from_utf8_lossy(&output.stdout);
+    let stderr = String::from_utf8_lossy(&output.stderr);
+    println!("greeter_client printed:\n{stdout}");
+    assert!(output.status.success(), "{}: {stderr}", output.status);
+    let (split, failed) = parse_split(&stdout)?;
+    assert_eq!(failed, 0, "{stderr}");
+    let expected: Vec<(String, usize)> = [("a", 100), ("b", 200), ("c", 700)]
+        .into_iter()
+        .map(|(name, calls)| (name.to_owned(), calls))
+        .collect();
+    assert_eq!(split, expected, "sequential calls split exactly 1/2/7");
+    Ok(())
+}
