@@ -183,6 +183,11 @@ struct Inner {
 
 /// A process's connection to a Lookaside control plane. Cheap to clone.
 ///
+/// One ADS stream per client, whatever the number of clusters: every
+/// `channel()` adds its cluster to that stream. Build one client per
+/// process and clone it where needed; each client built opens a stream of
+/// its own.
+///
 /// Channels keep working (and following assignments) after the client is
 /// dropped. Once the client and every channel are gone, the subscriptions,
 /// connections and the stream to the control plane all close.
