@@ -100,10 +100,17 @@ async fn the_greeter_examples_split_calls_by_weight_through_lookaside_serve() ->
     assert!(output.status.success(), "{}: {stderr}", output.status);
     let (split, failed) = parse_split(&stdout)?;
     assert_eq!(failed, 0, "{stderr}");
-    let expected: Vec<(String, usize)> = [("a", 100), ("b", 200), ("c", 700)]
-        .into_iter()
-        .map(|(name, calls)| (name.to_owned(), calls))
-        .collect();
-    assert_eq!(split, expected, "sequential calls split exactly 1/2/7");
+    let names: Vec<&str> = split.iter().map(|(name, _)| name.as_str()).collect();
+    assert_eq!(names, ["a", "b", "c"], "every server answered");
+    // Within 3 points of 1/2/7, as the weight check: the first calls
+    // may go out while some connections are still being made.
+    for ((name, calls), weight) in split.iter().zip([1, 2, 7]) {
+        let share = *calls as f64 * 100.0 / CALLS as f64;
+        let want = f64::from(weight) * 10.0;
+        assert!(
+            (share - want).abs() <= 3.0,
+            "{name}: {share:.1} % of the calls, want {want:.0} % (+-3): {split:?}"
+        );
+    }
     Ok(())
 }
