@@ -24,7 +24,8 @@ use helloworld::{HelloReply, HelloRequest};
 
 #[derive(Debug, Parser)]
 struct Args {
-    /// Address to listen on.
+    /// Address to listen on (port 0: any free port; the one bound is
+    /// printed).
     #[arg(
         long,
         env = "LOOKASIDE_GREETER_LISTEN",
@@ -56,13 +57,21 @@ impl Greeter for Service {
 #[tokio::main]
 async fn main() -> Result<(), Box<dyn std::error::Error>> {
     let args = Args::parse();
-    println!("greeter {} listening on {}", args.name, args.listen);
+    let listener = tokio::net::TcpListener::bind(args.listen).await?;
+    println!(
+        "greeter {} listening on {}",
+        args.name,
+        listener.local_addr()?
+    );
     let orca = lookaside_client::orca::OrcaReporter::builder().build();
+    // Small responses leave at once (tonic's `serve` sets TCP_NODELAY; a
+    // listener of our own needs it said).
+    let incoming = tonic::transport::server::TcpIncoming::from(listener).with_nodelay(Some(true));
     tonic::transport::Server::builder()
         .layer(orca.layer())
         .add_service(orca.service())
         .add_service(GreeterServer::new(Service { name: args.name }))
-        .serve_with_shutdown(args.listen, async {
+        .serve_with_incoming_shutdown(incoming, async {
             let _ = tokio::signal::ctrl_c().await;
         })
         .await?;

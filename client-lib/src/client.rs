@@ -3,7 +3,7 @@
 
 use std::collections::HashMap;
 use std::net::SocketAddr;
-use std::sync::{Arc, Mutex, Weak};
+use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
 use xds_client::{ClientConfig, Node, ProstCodec, RetryPolicy, TonicTransportBuilder, XdsClient};
@@ -158,7 +158,7 @@ impl ClientBuilder {
                 settings: self,
                 channels: Mutex::new(HashMap::new()),
                 loads,
-                link: Arc::downgrade(&link),
+                link,
             }),
         })
     }
@@ -178,7 +178,7 @@ struct Inner {
     loads: Option<LoadStore>,
     /// Whether the ADS stream is up (held by the xDS client, which reports
     /// to it).
-    link: Weak<ControlPlaneLink>,
+    link: Arc<ControlPlaneLink>,
 }
 
 /// A process's connection to a Lookaside control plane. Cheap to clone.
@@ -233,8 +233,8 @@ impl Client {
         let settings = &self.inner.settings;
         if channels.is_empty() {
             // The first subscription: the xDS client connects now.
-            let link = self.inner.link.clone();
-            tokio::spawn(ControlPlaneLink::warn_if_never_up(
+            let link = Arc::downgrade(&self.inner.link);
+            tokio::spawn(ControlPlaneLink::warn_if_never_answered(
                 link,
                 settings.first_assignment_timeout,
             ));

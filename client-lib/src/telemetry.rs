@@ -21,7 +21,7 @@
 //! | `lookaside_client_assignments_total` | cluster | new assignments applied |
 //! | `lookaside_client_assignments_rejected_total` | cluster | assignments NACKed or unusable |
 //! | `lookaside_client_transparent_retries_total` | cluster | unprocessed requests moved to another endpoint |
-//! | `lookaside_client_control_plane_connected` | control_plane | 1 while the ADS stream to the control plane is up, 0 once it could not be reached (calls go on with the last assignments) |
+//! | `lookaside_client_control_plane_connected` | control_plane | clients of this process whose ADS stream to that control plane is up (1 for the usual one client); shown at 0 once it could not be reached, or has not answered within the first wait (calls go on with the last assignments) |
 //! | `lookaside_client_control_plane_failures_total` | control_plane | times the control plane went from reachable to unreachable (gRFC A78's `server_failure`) |
 
 use std::net::SocketAddr;

@@ -46,10 +46,19 @@ pub struct LbChannel {
     /// [`LbChannel::ready_when_usable`]).
     ready_when_usable: bool,
     /// That wait, while `poll_ready` is pending (never shared by clones).
-    /// In a mutex only to keep the channel `Sync`, as applications share
-    /// it; only `get_mut` reaches it, which takes no lock.
-    until_usable: Option<std::sync::Mutex<BoxFuture<'static, bool>>>,
+    until_usable: Option<UntilUsable>,
 }
+
+/// A wait for a usable endpoint; `Sync` so that the channel stays `Sync`
+/// (applications share it).
+type UntilUsable = std::pin::Pin<Box<dyn Future<Output = bool> + Send + Sync>>;
+
+/// The channel is shared between tasks and threads (e.g. in an `Arc` or an
+/// axum state): keep it so.
+const _: fn() = || {
+    fn shared<T: Send + Sync>() {}
+    shared::<LbChannel>();
+};
 
 impl Clone for LbChannel {
     fn clone(&self) -> Self {
@@ -353,12 +362,9 @@ impl Service<http::Request<Body>> for LbChannel {
             return Poll::Ready(Ok(()));
         }
         let shared = self.calls.shared.clone();
-        let wait = self.until_usable.get_or_insert_with(|| {
-            std::sync::Mutex::new(Box::pin(async move { shared.until_usable().await }))
-        });
-        let wait = wait
-            .get_mut()
-            .unwrap_or_else(std::sync::PoisonError::into_inner);
+        let wait = self
+            .until_usable
+            .get_or_insert_with(|| Box::pin(async move { shared.until_usable().await }));
         let usable = std::task::ready!(wait.as_mut().poll(cx));
         self.until_usable = None;
         if usable {
@@ -546,9 +552,10 @@ mod tests {
     }
 
     async fn ready_within(channel: &mut LbChannel, after: Duration) -> bool {
-        tokio::time::timeout(after, tower::ServiceExt::ready(channel))
-            .await
-            .is_ok()
+        matches!(
+            tokio::time::timeout(after, tower::ServiceExt::ready(channel)).await,
+            Ok(Ok(_))
+        )
     }
 
     #[tokio::test(start_paused = true)]

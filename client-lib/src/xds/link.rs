@@ -1,104 +1,149 @@
 //! Whether the ADS stream to the control plane is up, as `xds-client`
-//! reports it through its metrics hooks (gRFC A78's `connected` gauge and
-//! `server_failure` counter): logged when it changes, and exported.
+//! reports it through its metrics hooks (gRFC A78's `connected` gauge,
+//! `server_failure` counter, and the resource-update counters that say a
+//! response arrived): logged when it changes, and exported.
 //!
 //! Owns: the log lines of a control-plane outage (one when the control
-//! plane becomes unreachable, one when it is back, one if it was never
-//! reached), and the `lookaside_client_control_plane_*` metrics.
+//! plane becomes unreachable, one when it answers again, one if it never
+//! answered within the first wait), and the
+//! `lookaside_client_control_plane_*` metrics.
 //! Must never: act on an outage (the last assignments keep serving and the
-//! xDS client reconnects on its own), or log once per reconnect attempt.
+//! xDS client reconnects on its own), or log once per reconnect attempt
+//! (a stream that opens and fails without an answer says nothing new).
 
 use std::sync::Weak;
-use std::sync::atomic::{AtomicU8, Ordering};
+use std::sync::atomic::{AtomicBool, AtomicU8, Ordering};
 use std::time::Duration;
 
-use metrics::{Counter, Gauge, counter, gauge};
-use xds_client::metrics::instruments::{XDS_CLIENT_CONNECTED, XDS_CLIENT_SERVER_FAILURE};
+use metrics::{counter, gauge};
+use xds_client::metrics::instruments::{
+    XDS_CLIENT_CONNECTED, XDS_CLIENT_RESOURCE_UPDATES_INVALID, XDS_CLIENT_RESOURCE_UPDATES_VALID,
+    XDS_CLIENT_SERVER_FAILURE,
+};
 use xds_client::{Instrument, KeyValue, MetricsRecorder};
 
-/// No stream has been up yet.
-const NEVER: u8 = 0;
-/// The stream is up.
-const UP: u8 = 1;
-/// The control plane could not be reached since the stream was last up.
-const DOWN: u8 = 2;
+/// What the logs last said: nothing yet.
+const SAID_NOTHING: u8 = 0;
+/// ... that the control plane answers.
+const SAID_UP: u8 = 1;
+/// ... that it cannot be reached.
+const SAID_DOWN: u8 = 2;
+
+/// The least a first answer is waited for before the "never answered"
+/// warning, however short the first-assignment timeout.
+const LEAST_FIRST_WAIT: Duration = Duration::from_secs(5);
 
 /// The state of one client's link to its control plane.
 #[derive(Debug)]
 pub(crate) struct ControlPlaneLink {
     /// The control plane's address, as configured.
     address: Box<str>,
-    state: AtomicU8,
-    connected: Gauge,
-    failures: Counter,
+    /// Whether the stream is up (this client's share of the connected
+    /// gauge, which counts the process's clients of this control plane).
+    up: AtomicBool,
+    said: AtomicU8,
 }
 
 impl ControlPlaneLink {
     pub(crate) fn new(address: &str) -> Self {
-        let labels = [("control_plane", address.to_string())];
-        let connected = gauge!("lookaside_client_control_plane_connected", &labels);
-        connected.set(0.0);
         Self {
             address: address.into(),
-            state: AtomicU8::new(NEVER),
-            connected,
-            failures: counter!("lookaside_client_control_plane_failures_total", &labels),
+            up: AtomicBool::new(false),
+            said: AtomicU8::new(SAID_NOTHING),
         }
     }
 
-    /// Whether the stream to the control plane is up now.
-    #[cfg(test)]
-    fn is_up(&self) -> bool {
-        self.state.load(Ordering::Relaxed) == UP
+    fn labels(&self) -> [(&'static str, String); 1] {
+        [("control_plane", self.address.to_string())]
     }
 
-    /// The stream went up (`true`) or the control plane could not be
-    /// reached (`false`): one log line per change.
-    fn set(&self, up: bool) {
-        let before = self
-            .state
-            .swap(if up { UP } else { DOWN }, Ordering::Relaxed);
+    /// Adds `delta` to the connected gauge (0 only shows it).
+    fn connected_by(&self, delta: f64) {
+        gauge!("lookaside_client_control_plane_connected", &self.labels()).increment(delta);
+    }
+
+    /// The stream opened (`true`) or the control plane could not be
+    /// reached (`false`). The gauge follows at once; the log says
+    /// "unreachable" once per outage, and "back" only with an answer (see
+    /// [`ControlPlaneLink::answered`]).
+    fn stream(&self, up: bool) {
+        if self.up.swap(up, Ordering::Relaxed) != up {
+            self.connected_by(if up { 1.0 } else { -1.0 });
+        }
+        if !up {
+            // Shown at 0 also when it was never up.
+            self.connected_by(0.0);
+            if self.said.swap(SAID_DOWN, Ordering::Relaxed) != SAID_DOWN {
+                tracing::warn!(
+                    control_plane = &*self.address,
+                    "control plane unreachable: calls go on with the last assignments; \
+                     reconnecting with backoff"
+                );
+            }
+        }
+    }
+
+    /// A response arrived on the stream.
+    fn answered(&self) {
         let control_plane = &*self.address;
-        match (before, up) {
-            (NEVER, true) => tracing::info!(control_plane, "connected to the control plane"),
-            (DOWN, true) => tracing::info!(
+        match self.said.swap(SAID_UP, Ordering::Relaxed) {
+            SAID_NOTHING => tracing::info!(control_plane, "connected to the control plane"),
+            SAID_DOWN => tracing::info!(
                 control_plane,
-                "control plane reachable again; following its assignments"
-            ),
-            (NEVER | UP, false) => tracing::warn!(
-                control_plane,
-                "control plane unreachable: calls go on with the last assignments; reconnecting \
-                 with backoff"
+                "control plane answers again; following its assignments"
             ),
             _ => {}
         }
-        self.connected.set(if up { 1.0 } else { 0.0 });
     }
 
-    /// Waits `after` (the first-assignment timeout: a first call waits
-    /// that long), then logs if the stream has never been up: xDS reports
-    /// only the loss of a stream that was up, so a control plane that is
-    /// down from the start would otherwise go unlogged. Nothing once the
-    /// client and its channels are gone.
-    pub(crate) async fn warn_if_never_up(link: Weak<Self>, after: Duration) {
+    /// Waits for `first_assignment_timeout` (at least 5 s), then warns if
+    /// the control plane has not answered: xds-client reports only the loss
+    /// of a stream that was up, so a control plane unreachable from the
+    /// start would otherwise go unlogged. Nothing once the client and its
+    /// channels are gone.
+    pub(crate) async fn warn_if_never_answered(
+        link: Weak<Self>,
+        first_assignment_timeout: Duration,
+    ) {
+        let after = first_assignment_timeout.max(LEAST_FIRST_WAIT);
         tokio::time::sleep(after).await;
         let Some(link) = link.upgrade() else {
             return;
         };
-        if link.state.load(Ordering::Relaxed) == NEVER {
+        if link.said.load(Ordering::Relaxed) == SAID_NOTHING {
+            link.connected_by(0.0);
             tracing::warn!(
                 control_plane = &*link.address,
-                "no connection to the control plane after {after:?}: channels serve only their \
+                "no answer from the control plane after {after:?}: channels serve only their \
                  fallback endpoints, if any; still trying"
             );
         }
     }
 }
 
+impl Drop for ControlPlaneLink {
+    fn drop(&mut self) {
+        // The gauge counts the process's clients connected to this
+        // control plane: a dropped client is no longer one.
+        if *self.up.get_mut() {
+            self.connected_by(-1.0);
+        }
+    }
+}
+
 impl MetricsRecorder for ControlPlaneLink {
     fn add_counter_u64(&self, instrument: &'static Instrument, value: u64, _: &[KeyValue]) {
-        if instrument.name == XDS_CLIENT_SERVER_FAILURE.name {
-            self.failures.increment(value);
+        let name = instrument.name;
+        if name == XDS_CLIENT_SERVER_FAILURE.name {
+            counter!(
+                "lookaside_client_control_plane_failures_total",
+                &self.labels()
+            )
+            .increment(value);
+        } else if name == XDS_CLIENT_RESOURCE_UPDATES_VALID.name
+            || name == XDS_CLIENT_RESOURCE_UPDATES_INVALID.name
+        {
+            self.answered();
         }
     }
 
@@ -108,36 +153,81 @@ impl MetricsRecorder for ControlPlaneLink {
 
     fn record_gauge_i64(&self, instrument: &'static Instrument, value: i64, _: &[KeyValue]) {
         if instrument.name == XDS_CLIENT_CONNECTED.name {
-            self.set(value != 0);
+            self.stream(value != 0);
         }
     }
 }
 
 #[cfg(test)]
 mod tests {
+    use metrics_util::debugging::{DebugValue, DebuggingRecorder};
+
     use super::*;
 
     fn connected(link: &ControlPlaneLink, value: i64) {
         link.record_gauge_i64(&XDS_CLIENT_CONNECTED, value, &[]);
     }
 
+    fn answer(link: &ControlPlaneLink) {
+        link.add_counter_u64(&XDS_CLIENT_RESOURCE_UPDATES_VALID, 1, &[]);
+    }
+
+    /// What the steps since the last look added to the connected gauge (a
+    /// debugging snapshot drains it).
+    fn added(snapshotter: &metrics_util::debugging::Snapshotter) -> f64 {
+        snapshotter
+            .snapshot()
+            .into_vec()
+            .into_iter()
+            .filter_map(|(key, _, _, value)| match value {
+                DebugValue::Gauge(delta)
+                    if key.key().name() == "lookaside_client_control_plane_connected" =>
+                {
+                    Some(delta.into_inner())
+                }
+                _ => None,
+            })
+            .sum()
+    }
+
+    /// The connected gauge and the logs' state after each step.
     #[test]
-    fn follows_the_connected_gauge() {
-        let link = ControlPlaneLink::new("http://127.0.0.1:1");
-        assert!(!link.is_up());
-        connected(&link, 1);
-        assert!(link.is_up());
-        connected(&link, 0);
-        assert!(!link.is_up());
-        assert_eq!(link.state.load(Ordering::Relaxed), DOWN);
-        connected(&link, 1);
-        assert!(link.is_up());
-        // Other instruments change nothing.
-        link.record_gauge_i64(
-            &xds_client::metrics::instruments::XDS_CLIENT_RESOURCES,
-            0,
-            &[],
-        );
-        assert!(link.is_up());
+    fn the_gauge_counts_streams_up_and_the_logs_say_each_change_once() {
+        let recorder = DebuggingRecorder::new();
+        let snapshotter = recorder.snapshotter();
+        metrics::with_local_recorder(&recorder, || {
+            let mut gauge = 0.0;
+            let mut look = |link: &ControlPlaneLink| {
+                gauge += added(&snapshotter);
+                (gauge, link.said.load(Ordering::Relaxed))
+            };
+            let link = ControlPlaneLink::new("http://127.0.0.1:1");
+            assert_eq!(look(&link), (0.0, SAID_NOTHING));
+            connected(&link, 1);
+            assert_eq!(look(&link), (1.0, SAID_NOTHING), "open, no answer yet");
+            answer(&link);
+            assert_eq!(look(&link), (1.0, SAID_UP));
+            connected(&link, 0);
+            assert_eq!(look(&link), (0.0, SAID_DOWN));
+            // A stream that opens and fails without an answer: the gauge
+            // follows, the logs stay at "unreachable".
+            connected(&link, 1);
+            assert_eq!(look(&link), (1.0, SAID_DOWN));
+            connected(&link, 0);
+            assert_eq!(look(&link), (0.0, SAID_DOWN));
+            connected(&link, 1);
+            answer(&link);
+            assert_eq!(look(&link), (1.0, SAID_UP), "back, with an answer");
+            // Other instruments change nothing.
+            link.record_gauge_i64(
+                &xds_client::metrics::instruments::XDS_CLIENT_RESOURCES,
+                0,
+                &[],
+            );
+            assert_eq!(look(&link), (1.0, SAID_UP));
+            let (before, _) = look(&link);
+            drop(link);
+            assert_eq!(before + added(&snapshotter), 0.0, "a dropped client");
+        });
     }
 }
