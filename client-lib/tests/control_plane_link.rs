@@ -6,42 +6,12 @@
 
 mod support;
 
-use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
 use lookaside_client::Client;
 use lookaside_control_plane::server::{Running, ServeConfig, start};
 use metrics_util::debugging::{DebugValue, DebuggingRecorder, Snapshotter};
-use support::{Backend, call, until_within};
-
-/// Every log line the process wrote, for the test to read.
-#[derive(Clone, Default)]
-struct Logs(Arc<Mutex<Vec<u8>>>);
-
-impl Logs {
-    fn text(&self) -> String {
-        String::from_utf8_lossy(&self.0.lock().unwrap()).into_owned()
-    }
-
-    /// Lines that say `what` about the control plane at `address`.
-    fn count(&self, what: &str, address: &str) -> usize {
-        self.text()
-            .lines()
-            .filter(|line| line.contains(what) && line.contains(address))
-            .count()
-    }
-}
-
-impl std::io::Write for Logs {
-    fn write(&mut self, buf: &[u8]) -> std::io::Result<usize> {
-        self.0.lock().unwrap().extend_from_slice(buf);
-        Ok(buf.len())
-    }
-
-    fn flush(&mut self) -> std::io::Result<()> {
-        Ok(())
-    }
-}
+use support::{Backend, Logs, call, until_within};
 
 const CONNECTED: &str = "lookaside_client_control_plane_connected";
 const FAILURES: &str = "lookaside_client_control_plane_failures_total";
@@ -147,7 +117,7 @@ async fn an_outage_of_the_control_plane_is_logged_and_measured_once() {
     })
     .await;
     assert_eq!(
-        logs.count("connected to the control plane", &address),
+        logs.count(&["connected to the control plane", &address]),
         1,
         "{}",
         logs.text()
@@ -163,14 +133,14 @@ async fn an_outage_of_the_control_plane_is_logged_and_measured_once() {
     })
     .await;
     let unreachable = "control plane unreachable";
-    assert_eq!(logs.count(unreachable, &address), 1, "{}", logs.text());
+    assert_eq!(logs.count(&[unreachable, &address]), 1, "{}", logs.text());
     assert_eq!(seen.look(&snapshotter, &address).connected, 0.0);
     call(&channel)
         .await
         .expect("calls go on with the last assignment");
     // Reconnect attempts go on (every 50-200 ms) without a line each.
     tokio::time::sleep(Duration::from_millis(600)).await;
-    assert_eq!(logs.count(unreachable, &address), 1, "{}", logs.text());
+    assert_eq!(logs.count(&[unreachable, &address]), 1, "{}", logs.text());
 
     let (_stop, stopped) = tokio::sync::oneshot::channel();
     let _running = control_plane(&path, at, stopped).await;
@@ -180,16 +150,16 @@ async fn an_outage_of_the_control_plane_is_logged_and_measured_once() {
     .await;
     assert_eq!(seen.failures, 1, "one outage, one failure");
     until_within("back, logged", Duration::from_secs(5), || {
-        logs.count("control plane answers again", &address) == 1
+        logs.count(&["control plane answers again", &address]) == 1
     })
     .await;
 
     until_within("never answered, logged", Duration::from_secs(10), || {
-        logs.count(never_answered, &nowhere) == 1
+        logs.count(&[never_answered, &nowhere]) == 1
     })
     .await;
     assert_eq!(
-        logs.count(never_answered, &address),
+        logs.count(&[never_answered, &address]),
         0,
         "the control plane that answered is not said never to"
     );

@@ -6,32 +6,16 @@
 
 mod support;
 
-use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
 use lookaside_client::cluster::ClusterBalancer;
 use lookaside_client::endpoint::ConnectionSettings;
-use support::{Backend, call};
+use support::{Backend, Logs, call};
 use tracing_subscriber::fmt::format::FmtSpan;
-
-/// What the subscriber wrote.
-#[derive(Clone, Default)]
-struct Written(Arc<Mutex<Vec<u8>>>);
-
-impl std::io::Write for Written {
-    fn write(&mut self, buf: &[u8]) -> std::io::Result<usize> {
-        self.0.lock().unwrap().extend_from_slice(buf);
-        Ok(buf.len())
-    }
-
-    fn flush(&mut self) -> std::io::Result<()> {
-        Ok(())
-    }
-}
 
 #[tokio::test]
 async fn calls_and_connections_are_traced_with_cluster_and_endpoint() {
-    let written = Written::default();
+    let written = Logs::default();
     let writer = written.clone();
     // Every span's creation is written, with its fields.
     let subscriber = tracing_subscriber::fmt()
@@ -53,7 +37,7 @@ async fn calls_and_connections_are_traced_with_cluster_and_endpoint() {
     balancer.assign(vec![(backend.address, 1)]);
     call(&channel).await.expect("call");
 
-    let text = String::from_utf8_lossy(&written.0.lock().unwrap()).into_owned();
+    let text = written.text();
     let fields = format!("cluster=greeter endpoint={}", backend.address);
     for span in ["lookaside_call", "lookaside_connection"] {
         assert!(

@@ -437,3 +437,34 @@ pub fn counted_in(seen: &Seen, name: &str, label: &str) -> bool {
             && matches!(value, metrics_util::debugging::DebugValue::Counter(n) if *n > 0)
     })
 }
+
+/// Log output kept in memory (a `tracing_subscriber` writer: pass
+/// `move || logs.clone()`), for tests to read.
+#[derive(Clone, Default)]
+pub struct Logs(std::sync::Arc<std::sync::Mutex<Vec<u8>>>);
+
+impl Logs {
+    /// Everything written so far.
+    pub fn text(&self) -> String {
+        String::from_utf8_lossy(&self.0.lock().unwrap()).into_owned()
+    }
+
+    /// Lines that contain every one of `words`.
+    pub fn count(&self, words: &[&str]) -> usize {
+        self.text()
+            .lines()
+            .filter(|line| words.iter().all(|word| line.contains(word)))
+            .count()
+    }
+}
+
+impl std::io::Write for Logs {
+    fn write(&mut self, buf: &[u8]) -> std::io::Result<usize> {
+        self.0.lock().unwrap().extend_from_slice(buf);
+        Ok(buf.len())
+    }
+
+    fn flush(&mut self) -> std::io::Result<()> {
+        Ok(())
+    }
+}
