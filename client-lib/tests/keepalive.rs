@@ -1,11 +1,15 @@
 //! Keepalive PINGs go out only while calls are in flight: gRPC servers (Go,
 //! Java, C++) by default close a connection that PINGs them while idle
-//! (GOAWAY ENHANCE_YOUR_CALM, "too_many_pings"). The peer here is a raw TCP
+//! (GOAWAY ENHANCE_YOUR_CALM, "too_many_pings"). Asked to, the client PINGs
+//! idle connections too, and a peer that froze is ejected with no call
+//! made. The peer here is a raw TCP
 //! listener that reads the client's HTTP/2 frames and answers only the
 //! handshake: SETTINGS, and the one PING a new connection waits for (which
 //! such servers allow).
 
 #![allow(clippy::expect_used, clippy::unwrap_used)]
+
+mod support;
 
 use std::time::Duration;
 
@@ -77,6 +81,21 @@ fn pings_in(received: &mut mpsc::UnboundedReceiver<u8>) -> usize {
     pings
 }
 
+/// Waits up to 5 s for the client's next PING; panics with `what`.
+async fn next_ping(received: &mut mpsc::UnboundedReceiver<u8>, what: &str) {
+    let pinged = tokio::time::timeout(Duration::from_secs(5), async {
+        while let Some(kind) = received.recv().await {
+            if kind == PING {
+                return true;
+            }
+        }
+        false
+    })
+    .await
+    .expect(what);
+    assert!(pinged, "the connection closed without a PING");
+}
+
 #[tokio::test]
 async fn keepalive_pings_only_while_calls_are_in_flight() {
     let (address, mut received) = frame_reader().await;
@@ -104,16 +123,37 @@ async fn keepalive_pings_only_while_calls_are_in_flight() {
             .check(HealthCheckRequest::default())
             .await
     });
-    let pinged = tokio::time::timeout(Duration::from_secs(5), async {
-        while let Some(kind) = received.recv().await {
-            if kind == PING {
-                return true;
-            }
-        }
-        false
-    })
-    .await
-    .expect("a PING within 5 s of the call");
-    assert!(pinged, "the connection closed without a PING");
+    next_ping(&mut received, "a PING within 5 s of the call").await;
     call.abort();
+}
+
+#[tokio::test]
+async fn asked_to_keepalive_pings_idle_connections_and_ejects_a_frozen_peer() {
+    let settings = ConnectionSettings {
+        keepalive_interval: Duration::from_millis(50),
+        keepalive_timeout: Duration::from_millis(200),
+        keepalive_while_idle: true,
+        probe_backoff_initial: Duration::from_secs(30),
+        ..ConnectionSettings::default()
+    };
+
+    // Idle, and pinged.
+    let (address, mut received) = frame_reader().await;
+    let (cluster, _channel) =
+        ClusterBalancer::spawn("idle", settings.clone(), Duration::from_secs(2));
+    cluster.assign(vec![(address, 1)]);
+    next_ping(&mut received, "a PING within 5 s with no call").await;
+
+    // A peer that answers the handshake, then freezes: ejected, no call made.
+    let (frozen, _held) = support::silent_peer().await;
+    let (cluster, channel) = ClusterBalancer::spawn("frozen", settings, Duration::from_secs(2));
+    cluster.assign(vec![(frozen, 1)]);
+    support::until("the frozen peer connected", || {
+        channel.usable_endpoints() == 1
+    })
+    .await;
+    support::until("the frozen peer ejected", || {
+        channel.usable_endpoints() == 0
+    })
+    .await;
 }

@@ -409,8 +409,8 @@ impl Shared {
         let keepalive = keepalive(
             ping_pong,
             calls.clone(),
-            self.keepalive_interval(),
-            self.settings.keepalive_timeout,
+            (self.keepalive_interval(), self.settings.keepalive_timeout),
+            self.settings.keepalive_while_idle,
         );
         let shared = Arc::downgrade(self);
         // Entered on every poll of the connection: with nobody listening,
@@ -498,6 +498,12 @@ async fn drive<T>(
         // Dropping the connection closes the socket; its calls fail.
         reason = keepalive => {
             warn!(%cluster, %endpoint, %reason, "peer stopped answering; connection closed");
+            // Ejected until a probe gets an answer: a peer that froze may
+            // still accept connections (calls on this one report it too;
+            // idle, with `keepalive_while_idle`, nothing else would).
+            if let Some(shared) = shared.upgrade() {
+                shared.report_failure();
+            }
         }
     }
     // The connection is dropped: calls waiting for a stream on it go on.

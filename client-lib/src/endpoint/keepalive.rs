@@ -1,16 +1,18 @@
-//! HTTP/2 keepalive PINGs on one connection, while calls are in flight, so
-//! a dead peer is found in seconds.
+//! HTTP/2 keepalive PINGs on one connection, while calls are in flight (or
+//! always, if asked), so a dead peer is found in seconds.
 //!
 //! Owns: when to PING and how long to wait for the answer.
-//! Must never: PING an idle connection (gRPC servers punish it), or close
-//! the connection itself (its driver does, when this gives up).
+//! Must never: PING an idle connection unless asked (gRPC servers punish
+//! it by default), or close the connection itself (its driver does, when
+//! this gives up).
 
 use std::time::Duration;
 
 use super::in_flight::Calls;
 
-/// PINGs the peer every keepalive interval while calls are in flight;
-/// returns why it gave up. An idle connection is not pinged: gRPC servers
+/// PINGs the peer every keepalive interval while calls are in flight (or,
+/// `while_idle`, always); returns why it gave up. By default an idle
+/// connection is not pinged: gRPC servers
 /// (Go, Java, C++) by default count PINGs without calls as abuse and close
 /// the connection with GOAWAY(ENHANCE_YOUR_CALM, "too_many_pings"), as
 /// gRPC's own clients avoid (`permit_without_stream` off). A dead idle
@@ -21,12 +23,12 @@ use super::in_flight::Calls;
 pub(super) async fn keepalive(
     mut ping_pong: h2::PingPong,
     calls: Calls,
-    interval: Duration,
-    timeout: Duration,
+    (interval, timeout): (Duration, Duration),
+    while_idle: bool,
 ) -> String {
     loop {
         tokio::time::sleep(interval).await;
-        if !calls.any() {
+        if !while_idle && !calls.any() {
             continue;
         }
         match tokio::time::timeout(timeout, ping_pong.ping(h2::Ping::opaque())).await {

@@ -17,6 +17,13 @@ pub struct ConnectionSettings {
     pub keepalive_interval: Duration,
     /// Declare the peer dead when a PING is not answered in this long.
     pub keepalive_timeout: Duration,
+    /// PING idle connections too (gRPC's `keepalive_permit_without_calls`),
+    /// so a peer that went away silently (a node lost, a partition) is
+    /// ejected before calls find it. Off by default: only for servers that
+    /// allow it (grpc-go `PermitWithoutStream`, grpc-java
+    /// `permitKeepAliveWithoutCalls`, C++ `GRPC_ARG_HTTP2_MIN_RECV_PING_INTERVAL_WITHOUT_DATA_MS`
+    /// with a minimum ping interval no longer than `keepalive_interval`).
+    pub keepalive_while_idle: bool,
     /// First delay before probing an endpoint that failed (doubled after
     /// each failed probe; every delay give or take a fifth). A probe makes
     /// an HTTP/2 connection (TLS included) and waits for a PING's answer.
@@ -41,6 +48,7 @@ impl Default for ConnectionSettings {
             connect_timeout: Duration::from_secs(2),
             keepalive_interval: Duration::from_secs(10),
             keepalive_timeout: Duration::from_secs(5),
+            keepalive_while_idle: false,
             probe_backoff_initial: Duration::from_millis(100),
             probe_backoff_max: Duration::from_secs(5),
             // gRPC's connection backoff: 1 s, up to 120 s.
