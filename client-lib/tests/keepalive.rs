@@ -127,13 +127,61 @@ async fn keepalive_pings_only_while_calls_are_in_flight() {
     call.abort();
 }
 
+/// A peer that takes one connection and then goes away silently, as a
+/// lost node does: it stops taking connections (new ones are refused),
+/// answers the handshake of the one it has (SETTINGS and the first PING),
+/// says so on `handshaken`, and then never reads or writes it again.
+async fn vanishing_peer() -> (std::net::SocketAddr, tokio::sync::oneshot::Receiver<()>) {
+    let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+    let address = listener.local_addr().unwrap();
+    let (handshaken, handshake) = tokio::sync::oneshot::channel();
+    tokio::spawn(async move {
+        let (mut socket, _) = listener.accept().await.unwrap();
+        drop(listener);
+        let mut preface = [0u8; 24];
+        socket.read_exact(&mut preface).await.unwrap();
+        socket
+            .write_all(&[0, 0, 0, 0x4, 0, 0, 0, 0, 0])
+            .await
+            .unwrap();
+        loop {
+            let mut header = [0u8; 9];
+            socket.read_exact(&mut header).await.unwrap();
+            let length = (usize::from(header[0]) << 16)
+                | (usize::from(header[1]) << 8)
+                | usize::from(header[2]);
+            let mut payload = vec![0u8; length];
+            socket.read_exact(&mut payload).await.unwrap();
+            if header[3] == PING && header[4] & ACK == 0 {
+                let mut ack = vec![0, 0, 8, PING, ACK, 0, 0, 0, 0];
+                ack.extend_from_slice(&payload);
+                socket.write_all(&ack).await.unwrap();
+                break;
+            }
+        }
+        let _ = handshaken.send(());
+        // Gone: the socket stays open, nothing more is read or answered.
+        std::future::pending::<()>().await;
+        drop(socket);
+    });
+    (address, handshake)
+}
+
 #[tokio::test]
-async fn asked_to_keepalive_pings_idle_connections_and_ejects_a_frozen_peer() {
+async fn asked_to_keepalive_pings_idle_connections_and_finds_a_vanished_peer() {
+    let logs = support::Logs::default();
+    let writer = logs.clone();
+    let subscriber = tracing_subscriber::fmt()
+        .with_writer(move || writer.clone())
+        .with_ansi(false)
+        .finish();
+    // This thread only: the test's runtime runs every task here.
+    let _default = tracing::subscriber::set_default(subscriber);
     let settings = ConnectionSettings {
         keepalive_interval: Duration::from_millis(50),
         keepalive_timeout: Duration::from_millis(200),
         keepalive_while_idle: true,
-        probe_backoff_initial: Duration::from_secs(30),
+        reconnect_backoff_initial: Duration::from_millis(50),
         ..ConnectionSettings::default()
     };
 
@@ -144,16 +192,20 @@ async fn asked_to_keepalive_pings_idle_connections_and_ejects_a_frozen_peer() {
     cluster.assign(vec![(address, 1)]);
     next_ping(&mut received, "a PING within 5 s with no call").await;
 
-    // A peer that answers the handshake, then freezes: ejected, no call made.
-    let (frozen, _held) = support::silent_peer().await;
-    let (cluster, channel) = ClusterBalancer::spawn("frozen", settings, Duration::from_secs(2));
-    cluster.assign(vec![(frozen, 1)]);
-    support::until("the frozen peer connected", || {
-        channel.usable_endpoints() == 1
-    })
-    .await;
-    support::until("the frozen peer ejected", || {
+    // A peer that goes away silently once connected: its idle connection's
+    // PINGs go unanswered, the connection is closed, and the endpoint is
+    // ejected when it cannot be connected again. No call is made.
+    let (vanishing, handshake) = vanishing_peer().await;
+    let (cluster, channel) = ClusterBalancer::spawn("vanishing", settings, Duration::from_secs(2));
+    cluster.assign(vec![(vanishing, 1)]);
+    tokio::time::timeout(Duration::from_secs(5), handshake)
+        .await
+        .expect("the client connected")
+        .expect("the peer answered the handshake");
+    support::until("the vanished peer ejected", || {
         channel.usable_endpoints() == 0
     })
     .await;
+    let closed = logs.count(&["peer stopped answering", &vanishing.to_string()]);
+    assert_eq!(closed, 1, "{}", logs.text());
 }

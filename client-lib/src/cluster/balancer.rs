@@ -119,7 +119,9 @@ impl ClusterBalancer {
     /// connected (a connection that ends is made again), so a failover
     /// finds its connections ready, and an endpoint that went away since
     /// already ejected; one that froze without closing its connection is
-    /// found by the failover's first calls, which retry on the next one.
+    /// found by the failover's first calls, which retry on the next one
+    /// (or, with `ConnectionSettings::keepalive_while_idle`, by its idle
+    /// connection's keepalive).
     /// An address in two tiers belongs to the first.
     pub fn assign_with_failover(&self, tiers: Vec<Assignment>) {
         self.assignments.send_replace(Some(tiers));

@@ -361,7 +361,8 @@ impl Shared {
                 Some(ms.saturating_mul(2).min(max.max(ms)).max(1))
             })
             .unwrap_or_else(|ms| ms);
-        warn!(cluster = %self.cluster, endpoint = %self.address, interval = ?self.keepalive_interval(), previous = ?Duration::from_millis(previous), "peer said too many pings; keepalive interval doubled");
+        let idle = self.settings.keepalive_while_idle;
+        warn!(cluster = %self.cluster, endpoint = %self.address, interval = ?self.keepalive_interval(), previous = ?Duration::from_millis(previous), keepalive_while_idle = idle, "peer said too many pings; keepalive interval doubled{}", if idle { " (the server does not permit PINGs without calls this often: see ConnectionSettings::keepalive_while_idle)" } else { "" });
     }
 
     /// Drops connection `id` if calls still use it.
@@ -497,13 +498,11 @@ async fn drive<T>(
         },
         // Dropping the connection closes the socket; its calls fail.
         reason = keepalive => {
+            // Not reported as a failure by itself: the connection is made
+            // again (at once after a stable one), and an endpoint that went
+            // away is ejected when that fails. The calls on this one, if
+            // any, report their own failures.
             warn!(%cluster, %endpoint, %reason, "peer stopped answering; connection closed");
-            // Ejected until a probe gets an answer: a peer that froze may
-            // still accept connections (calls on this one report it too;
-            // idle, with `keepalive_while_idle`, nothing else would).
-            if let Some(shared) = shared.upgrade() {
-                shared.report_failure();
-            }
         }
     }
     // The connection is dropped: calls waiting for a stream on it go on.

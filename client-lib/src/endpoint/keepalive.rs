@@ -16,7 +16,11 @@ use super::in_flight::Calls;
 /// (Go, Java, C++) by default count PINGs without calls as abuse and close
 /// the connection with GOAWAY(ENHANCE_YOUR_CALM, "too_many_pings"), as
 /// gRPC's own clients avoid (`permit_without_stream` off). A dead idle
-/// connection is found by the next call, within one interval and timeout.
+/// connection is then found by the next call, within one interval and
+/// timeout; with `while_idle` (`ConnectionSettings::keepalive_while_idle`,
+/// for servers that permit it) within one interval and timeout of going
+/// silent, and the connection made again at once (after a stable one)
+/// ejects an endpoint that went away.
 /// A peer that still finds the PINGs too many (grpc-go allows one per five
 /// minutes by default without data in between) doubles the interval of
 /// the next connection (`Shared::calm_down_if_asked`).

@@ -9,8 +9,9 @@ use super::EndpointTls;
 pub struct ConnectionSettings {
     /// Give up on a connection attempt after this long.
     pub connect_timeout: Duration,
-    /// Send an HTTP/2 PING this often while calls are in flight (never on
-    /// an idle connection: gRPC servers count those as abuse by default).
+    /// Send an HTTP/2 PING this often while calls are in flight (on an idle
+    /// connection only with `keepalive_while_idle`: gRPC servers count
+    /// those as abuse by default).
     /// Servers in Go, Java and C++ also allow at most one PING per 5 minutes
     /// unless they send data in between; raise this for quiet long-lived
     /// streams to such servers.
@@ -18,11 +19,18 @@ pub struct ConnectionSettings {
     /// Declare the peer dead when a PING is not answered in this long.
     pub keepalive_timeout: Duration,
     /// PING idle connections too (gRPC's `keepalive_permit_without_calls`),
-    /// so a peer that went away silently (a node lost, a partition) is
-    /// ejected before calls find it. Off by default: only for servers that
-    /// allow it (grpc-go `PermitWithoutStream`, grpc-java
-    /// `permitKeepAliveWithoutCalls`, C++ `GRPC_ARG_HTTP2_MIN_RECV_PING_INTERVAL_WITHOUT_DATA_MS`
-    /// with a minimum ping interval no longer than `keepalive_interval`).
+    /// so a connection to a peer that went away silently (a node lost, a
+    /// partition) is closed within `keepalive_interval` plus
+    /// `keepalive_timeout`, and the endpoint ejected when it cannot be
+    /// connected again, before calls find it. Off by default: the servers
+    /// must permit PINGs without calls at this interval, or they close the
+    /// connection ("too_many_pings") and the interval doubles up to minutes:
+    /// grpc-go `keepalive.EnforcementPolicy{PermitWithoutStream: true,
+    /// MinTime}`, grpc-java `permitKeepAliveWithoutCalls(true)` and
+    /// `permitKeepAliveTime`, gRPC C++ `GRPC_ARG_KEEPALIVE_PERMIT_WITHOUT_CALLS`
+    /// and `GRPC_ARG_HTTP2_MIN_RECV_PING_INTERVAL_WITHOUT_DATA_MS`, with
+    /// the minimum time no longer than `keepalive_interval` (5 minutes by
+    /// default in all three). tonic (hyper) servers accept them as they are.
     pub keepalive_while_idle: bool,
     /// First delay before probing an endpoint that failed (doubled after
     /// each failed probe; every delay give or take a fifth). A probe makes
