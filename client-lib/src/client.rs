@@ -29,6 +29,14 @@ pub enum ClientError {
     /// A backoff setting was rejected.
     #[error("invalid reconnect backoff: {0}")]
     Backoff(#[source] xds_client::Error),
+    /// A connection setting cannot work.
+    #[error("connection setting {setting} {why}")]
+    Settings {
+        /// The field of `ConnectionSettings`.
+        setting: &'static str,
+        /// What is wrong with it.
+        why: &'static str,
+    },
 }
 
 /// Builds a [`Client`].
@@ -121,6 +129,25 @@ impl ClientBuilder {
             return Err(ClientError::Address {
                 address: self.control_plane,
             });
+        }
+        let connection = &self.connection;
+        for (setting, value) in [
+            ("connect_timeout", connection.connect_timeout),
+            ("keepalive_interval", connection.keepalive_interval),
+            ("keepalive_timeout", connection.keepalive_timeout),
+            ("probe_backoff_initial", connection.probe_backoff_initial),
+            (
+                "reconnect_backoff_initial",
+                connection.reconnect_backoff_initial,
+            ),
+        ] {
+            // Zero would eject every endpoint, PING or dial in a loop.
+            if value.is_zero() {
+                return Err(ClientError::Settings {
+                    setting,
+                    why: "must be more than zero",
+                });
+            }
         }
         let node =
             Node::new(USER_AGENT_NAME, env!("CARGO_PKG_VERSION")).with_id(self.node_id.clone());
@@ -231,14 +258,6 @@ impl Client {
             return channel.clone();
         }
         let settings = &self.inner.settings;
-        if channels.is_empty() {
-            // The first subscription: the xDS client connects now.
-            let link = Arc::downgrade(&self.inner.link);
-            tokio::spawn(ControlPlaneLink::warn_if_never_answered(
-                link,
-                settings.first_assignment_timeout,
-            ));
-        }
         let (balancer, channel) = ClusterBalancer::spawn_with_accrual(
             cluster,
             settings.connection.clone(),
@@ -251,15 +270,32 @@ impl Client {
         if let Some(loads) = &self.inner.loads {
             loads.add(balancer.loads());
         }
-        let xds = self.inner.xds.clone();
-        let worker = self.inner.worker.clone();
-        let name = cluster.to_string();
-        tokio::spawn(async move {
-            let watcher = xds.watch::<AssignmentResource>(name.clone()).await;
-            drop(xds);
-            follow(&name, watcher, balancer).await;
-            drop(worker);
-        });
+        if cluster.is_empty() {
+            // xds-client would watch "" as a wildcard (every cluster).
+            tracing::error!(
+                "lb.channel(\"\"): a cluster needs a name; its calls fail (UNAVAILABLE) after the first-assignment timeout, or go to its fallback endpoints"
+            );
+            // Kept while the channel is used, as a followed one is.
+            tokio::spawn(async move { balancer.closed().await });
+        } else {
+            if !channels.keys().any(|name| !name.is_empty()) {
+                // The first subscription: the xDS client connects now.
+                let link = Arc::downgrade(&self.inner.link);
+                tokio::spawn(ControlPlaneLink::warn_if_never_answered(
+                    link,
+                    settings.first_assignment_timeout,
+                ));
+            }
+            let xds = self.inner.xds.clone();
+            let worker = self.inner.worker.clone();
+            let name = cluster.to_string();
+            tokio::spawn(async move {
+                let watcher = xds.watch::<AssignmentResource>(name.clone()).await;
+                drop(xds);
+                follow(&name, watcher, balancer).await;
+                drop(worker);
+            });
+        }
         channels.insert(cluster.to_string(), channel.clone());
         channel
     }

@@ -6,7 +6,8 @@
 //! The facade cannot unregister a label set, so the series of a removed
 //! endpoint (a deleted pod's address) stay in the recorder. Under pod
 //! churn, let the recorder drop idle series, e.g.
-//! `PrometheusBuilder::idle_timeout(MetricKindMask::COUNTER, ..)`.
+//! `PrometheusBuilder::idle_timeout(MetricKindMask::COUNTER | MetricKindMask::GAUGE, ..)`
+//! (per-endpoint gauges too: `lookaside_client_calls_waiting_for_stream`).
 //!
 //! | metric | labels | meaning |
 //! |---|---|---|

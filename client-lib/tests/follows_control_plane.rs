@@ -126,3 +126,52 @@ async fn a_control_plane_address_without_scheme_is_refused() {
         .expect_err("refused");
     assert!(error.to_string().contains("http://host:port"), "{error}");
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_channel_without_a_cluster_name_follows_no_cluster() {
+    let backends = [Backend::start().await];
+    let dir = tempfile::tempdir().unwrap();
+    let path = dir.path().join("lookaside.yaml");
+    std::fs::write(&path, config(&backends, &[1])).unwrap();
+    let (_stop, stopped) = tokio::sync::oneshot::channel();
+    let running = control_plane(&path, stopped).await;
+    let lb = Client::builder(format!("http://{}", running.xds_address))
+        .first_assignment_timeout(Duration::from_millis(300))
+        .load_reports(false)
+        .build()
+        .expect("client");
+    // "" would be a wildcard watch in xDS: every cluster's assignment.
+    let failed = call(&lb.channel(""))
+        .await
+        .expect_err("no cluster, no endpoint");
+    assert_eq!(failed.code(), tonic::Code::Unavailable, "{failed:?}");
+    assert_eq!(backends[0].served(), 0, "greeter's endpoint took the call");
+    call(&lb.channel("greeter"))
+        .await
+        .expect("a named cluster is followed");
+    assert_eq!(backends[0].served(), 1);
+}
+
+#[tokio::test]
+async fn connection_settings_that_cannot_work_are_refused_and_long_waits_are_fine() {
+    let settings = lookaside_client::endpoint::ConnectionSettings {
+        keepalive_interval: Duration::ZERO,
+        ..Default::default()
+    };
+    let error = Client::builder("http://127.0.0.1:9")
+        .connection_settings(settings)
+        .build()
+        .expect_err("refused");
+    assert!(error.to_string().contains("keepalive_interval"), "{error}");
+
+    // "No limit" written as the longest duration: a call waits for the
+    // first assignment (here, none comes) instead of panicking.
+    let lb = Client::builder("http://127.0.0.1:9")
+        .first_assignment_timeout(Duration::MAX)
+        .load_reports(false)
+        .build()
+        .expect("client");
+    let waited =
+        tokio::time::timeout(Duration::from_millis(200), call(&lb.channel("greeter"))).await;
+    assert!(waited.is_err(), "the call waits: {waited:?}");
+}

@@ -172,7 +172,7 @@ impl Penalties {
             address,
             Penalty {
                 level,
-                until: Some(now + penalty),
+                until: Some(crate::endpoint::later(now, penalty)),
                 answers,
             },
         );

@@ -316,7 +316,8 @@ impl Calls {
         let wait = async {
             ready::until(&self.shared.set, &self.shared.published, assigned).await;
         };
-        let limit = tokio::time::Instant::now() + self.shared.first_assignment_timeout;
+        let timeout = self.shared.first_assignment_timeout;
+        let limit = crate::endpoint::later(tokio::time::Instant::now(), timeout);
         match deadline {
             Some(deadline) if deadline.at < limit => tokio::time::timeout_at(deadline.at, wait)
                 .await

@@ -33,6 +33,7 @@ pub(crate) use call::call;
 pub(crate) use connection::Connection;
 pub(crate) use connection::Failures;
 pub use deadline::Deadline;
+pub(crate) use deadline::later;
 pub(crate) use dial::{Established, establish};
 pub use error::EndpointError;
 pub use handle::Endpoint;

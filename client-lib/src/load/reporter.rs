@@ -34,6 +34,10 @@ use crate::endpoint::backoff;
 const SEND_ALL_CLUSTERS: &str = "envoy.lrs.supports_send_all_clusters";
 /// The shortest interval a server may ask for (a zero one would spin).
 const MIN_INTERVAL: Duration = Duration::from_millis(100);
+/// The longest interval between reports, whatever the server asks for (a
+/// larger one would only let counts pile up, and one past the clock's
+/// range would overflow the timer).
+const MAX_INTERVAL: Duration = Duration::from_secs(3600);
 /// The interval when the server names none.
 const DEFAULT_INTERVAL: Duration = Duration::from_secs(10);
 /// A stream that lasted this long was fine: the backoff starts over.
@@ -95,7 +99,7 @@ impl Plan {
             .and_then(std_duration)
             .filter(|interval| !interval.is_zero())
             .unwrap_or(DEFAULT_INTERVAL)
-            .max(MIN_INTERVAL);
+            .clamp(MIN_INTERVAL, MAX_INTERVAL);
         Self {
             clusters: (!response.send_all_clusters).then(|| response.clusters.clone()),
             interval,
@@ -356,6 +360,16 @@ mod tests {
             ..Default::default()
         });
         assert_eq!(zero.interval, MIN_INTERVAL, "never spins");
+        let huge = Plan::of(&LoadStatsResponse {
+            load_reporting_interval: Some(lookaside_proto::google::protobuf::Duration {
+                seconds: i64::MAX,
+                nanos: 0,
+            }),
+            ..Default::default()
+        });
+        assert_eq!(huge.interval, MAX_INTERVAL, "never past the clock");
+        // What the reporter adds it to.
+        let _ = tokio::time::Instant::now() + huge.interval;
     }
 
     #[test]

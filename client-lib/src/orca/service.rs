@@ -36,15 +36,19 @@ impl OrcaStreamService {
         }
     }
 
-    /// The interval a request gets: what it asks for, never below the floor.
+    /// The interval a request gets: what it asks for, never below the floor
+    /// (nor 1 ms, whatever the floor: a zero one would spin) nor above an
+    /// hour (one past the clock's range would overflow the timer).
     fn interval(&self, request: &OrcaLoadReportRequest) -> Duration {
+        const LONGEST: Duration = Duration::from_secs(3600);
         let asked = request
             .report_interval
             .as_ref()
             // Negative: none asked, the floor holds.
             .and_then(|d| Duration::try_from(*d).ok())
             .unwrap_or_default();
-        asked.max(self.min_interval)
+        let floor = self.min_interval.clamp(Duration::from_millis(1), LONGEST);
+        asked.clamp(floor, LONGEST)
     }
 }
 
@@ -138,6 +142,33 @@ mod tests {
         fn cpus(&self) -> f64 {
             1.0
         }
+    }
+
+    #[test]
+    fn the_interval_asked_for_is_kept_between_a_floor_and_an_hour() {
+        let asking = |seconds, nanos| OrcaLoadReportRequest {
+            report_interval: Some(prost_types::Duration { seconds, nanos }),
+            ..Default::default()
+        };
+        let floored = OrcaStreamService::new(
+            LoadRecorder::default(),
+            Arc::new(NoCpu),
+            Duration::from_secs(1),
+        );
+        assert_eq!(floored.interval(&asking(0, 0)), Duration::from_secs(1));
+        assert_eq!(floored.interval(&asking(5, 0)), Duration::from_secs(5));
+        assert_eq!(
+            floored.interval(&asking(i64::MAX, 0)),
+            Duration::from_secs(3600)
+        );
+        assert_eq!(floored.interval(&asking(-1, 0)), Duration::from_secs(1));
+        let unfloored =
+            OrcaStreamService::new(LoadRecorder::default(), Arc::new(NoCpu), Duration::ZERO);
+        assert_eq!(
+            unfloored.interval(&asking(0, 0)),
+            Duration::from_millis(1),
+            "never spins"
+        );
     }
 
     #[test]

@@ -10,6 +10,12 @@ use xds_client::resource::TypeUrl;
 use super::weigh::{Locality, weigh};
 use crate::cluster::Assignment;
 
+/// The most endpoints an assignment may list (all priorities, serving or
+/// not). The client connects to every one: beyond this a control plane
+/// would exhaust the process's sockets, and a cluster this large wants
+/// subsetting, not a connection per endpoint from every client.
+pub const MAX_ENDPOINTS: usize = 10_000;
+
 /// Type URL of ClusterLoadAssignment.
 pub const EDS_TYPE_URL: &str = "type.googleapis.com/envoy.config.endpoint.v3.ClusterLoadAssignment";
 
@@ -46,6 +52,13 @@ impl xds_client::Resource for AssignmentResource {
     /// An `Err` here NACKs the response with the message; the client keeps
     /// its last good assignment.
     fn validate(message: ClusterLoadAssignment) -> xds_client::Result<Self> {
+        let listed: usize = message.endpoints.iter().map(|l| l.lb_endpoints.len()).sum();
+        if listed > MAX_ENDPOINTS {
+            return Err(invalid(format!(
+                "cluster {}: {listed} endpoints, more than the {MAX_ENDPOINTS} a client connects to",
+                message.cluster_name
+            )));
+        }
         let mut localities = Vec::with_capacity(message.endpoints.len());
         let mut total = 0;
         for locality in &message.endpoints {
@@ -76,6 +89,12 @@ impl xds_client::Resource for AssignmentResource {
                             message.cluster_name, inner.address
                         ))
                     })?;
+                if let Some(why) = unreachable(address) {
+                    return Err(invalid(format!(
+                        "cluster {}: endpoint {address} {why}",
+                        message.cluster_name
+                    )));
+                }
                 let weight = endpoint.load_balancing_weight.map(|w| w.value);
                 if weight == Some(0) {
                     return Err(invalid(format!(
@@ -100,6 +119,23 @@ impl xds_client::Resource for AssignmentResource {
             tiers: weigh(&localities),
             total_endpoints: total,
         })
+    }
+}
+
+/// Why calls could not go to `address`, if so: port 0, or an address
+/// that names no one host (connecting to `0.0.0.0` reaches this host).
+fn unreachable(address: std::net::SocketAddr) -> Option<&'static str> {
+    let ip = address.ip();
+    if address.port() == 0 {
+        Some("has port 0")
+    } else if ip.is_unspecified() {
+        Some("is the unspecified address")
+    } else if ip.is_multicast() {
+        Some("is a multicast address")
+    } else if ip == std::net::Ipv4Addr::BROADCAST {
+        Some("is the broadcast address")
+    } else {
+        None
     }
 }
 
@@ -173,6 +209,55 @@ mod tests {
             error.to_string().contains("load_balancing_weight 0"),
             "{error}"
         );
+    }
+
+    /// `cla` with the first endpoint's address replaced by `address`.
+    fn at(address: &str, port: u32) -> ClusterLoadAssignment {
+        let mut changed = cla(vec![endpoint(port, Some(1), HealthStatus::Healthy)]);
+        if let Some(lb_endpoint::HostIdentifier::Endpoint(e)) =
+            &mut changed.endpoints[0].lb_endpoints[0].host_identifier
+            && let Some(Address {
+                address: Some(address::Address::SocketAddress(s)),
+            }) = &mut e.address
+        {
+            s.address = address.into();
+        }
+        changed
+    }
+
+    #[test]
+    fn addresses_no_call_can_reach_are_rejected_with_the_endpoint_named() {
+        for (address, port, why) in [
+            ("10.0.0.1", 0, "port 0"),
+            ("0.0.0.0", 80, "unspecified"),
+            ("::", 80, "unspecified"),
+            ("224.0.0.1", 80, "multicast"),
+            ("ff02::1", 80, "multicast"),
+            ("255.255.255.255", 80, "broadcast"),
+        ] {
+            let error = AssignmentResource::validate(at(address, port)).expect_err("NACK");
+            assert!(error.to_string().contains(why), "{address}: {error}");
+        }
+        assert!(AssignmentResource::validate(at("fd00::7", 80)).is_ok());
+    }
+
+    #[test]
+    fn an_assignment_past_the_endpoint_cap_is_rejected() {
+        let one = |port| endpoint(port, Some(1), HealthStatus::Healthy);
+        let mut endpoints: Vec<LocalityLbEndpoints> = (1..=1000).map(one).collect();
+        // Ten endpoints in each locality: 10,000 in all.
+        for locality in &mut endpoints {
+            let first = locality.lb_endpoints[0].clone();
+            locality.lb_endpoints.extend(std::iter::repeat_n(first, 9));
+        }
+        let at_cap = cla(endpoints.clone());
+        assert!(
+            AssignmentResource::validate(at_cap).is_ok(),
+            "10,000 is allowed"
+        );
+        endpoints.push(one(1001));
+        let error = AssignmentResource::validate(cla(endpoints)).expect_err("NACK");
+        assert!(error.to_string().contains("10001 endpoints"), "{error}");
     }
 
     #[test]

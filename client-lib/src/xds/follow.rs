@@ -31,6 +31,15 @@ pub async fn follow(
             ResourceEvent::ResourceChanged {
                 result: Ok(resource),
                 done,
+            } if resource.cluster != cluster => {
+                // Never another cluster's endpoints (a watch of "" would
+                // be a wildcard: every cluster's assignment in turn).
+                tracing::warn!(cluster, other = %resource.cluster, "assignment of another cluster ignored");
+                drop(done);
+            }
+            ResourceEvent::ResourceChanged {
+                result: Ok(resource),
+                done,
             } => {
                 if last.as_ref() != Some(&*resource) {
                     tracing::info!(
