@@ -10,7 +10,7 @@ use xds_client::{ClientConfig, Node, ProstCodec, RetryPolicy, TonicTransportBuil
 
 use crate::cluster::FailureAccrual;
 use crate::cluster::{Assignment, ClusterBalancer, LbChannel};
-use crate::endpoint::ConnectionSettings;
+use crate::endpoint::{ConnectionSettings, SettingsError};
 use crate::load::{LoadStore, Reporter};
 use crate::xds::{AssignmentResource, ControlPlaneLink, OwnedRuntime, Worker, follow};
 
@@ -30,13 +30,8 @@ pub enum ClientError {
     #[error("invalid reconnect backoff: {0}")]
     Backoff(#[source] xds_client::Error),
     /// A connection setting cannot work.
-    #[error("connection setting {setting} {why}")]
-    Settings {
-        /// The field of `ConnectionSettings`.
-        setting: &'static str,
-        /// What is wrong with it.
-        why: &'static str,
-    },
+    #[error(transparent)]
+    Settings(#[from] SettingsError),
 }
 
 /// Builds a [`Client`].
@@ -130,25 +125,7 @@ impl ClientBuilder {
                 address: self.control_plane,
             });
         }
-        let connection = &self.connection;
-        for (setting, value) in [
-            ("connect_timeout", connection.connect_timeout),
-            ("keepalive_interval", connection.keepalive_interval),
-            ("keepalive_timeout", connection.keepalive_timeout),
-            ("probe_backoff_initial", connection.probe_backoff_initial),
-            (
-                "reconnect_backoff_initial",
-                connection.reconnect_backoff_initial,
-            ),
-        ] {
-            // Zero would eject every endpoint, PING or dial in a loop.
-            if value.is_zero() {
-                return Err(ClientError::Settings {
-                    setting,
-                    why: "must be more than zero",
-                });
-            }
-        }
+        self.connection.validate()?;
         let node =
             Node::new(USER_AGENT_NAME, env!("CARGO_PKG_VERSION")).with_id(self.node_id.clone());
         let retry = RetryPolicy::default()

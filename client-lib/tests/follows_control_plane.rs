@@ -136,11 +136,13 @@ async fn a_channel_without_a_cluster_name_follows_no_cluster() {
     let (_stop, stopped) = tokio::sync::oneshot::channel();
     let running = control_plane(&path, stopped).await;
     let lb = Client::builder(format!("http://{}", running.xds_address))
-        .first_assignment_timeout(Duration::from_millis(300))
+        .first_assignment_timeout(Duration::from_secs(2))
         .load_reports(false)
         .build()
         .expect("client");
-    // "" would be a wildcard watch in xDS: every cluster's assignment.
+    // "" would be a wildcard watch in xDS: every cluster's assignment (the
+    // first subscription of the stream, so the control plane answers it
+    // with every cluster it has).
     let failed = call(&lb.channel(""))
         .await
         .expect_err("no cluster, no endpoint");
@@ -154,15 +156,32 @@ async fn a_channel_without_a_cluster_name_follows_no_cluster() {
 
 #[tokio::test]
 async fn connection_settings_that_cannot_work_are_refused_and_long_waits_are_fine() {
-    let settings = lookaside_client::endpoint::ConnectionSettings {
-        keepalive_interval: Duration::ZERO,
-        ..Default::default()
-    };
-    let error = Client::builder("http://127.0.0.1:9")
-        .connection_settings(settings)
-        .build()
-        .expect_err("refused");
-    assert!(error.to_string().contains("keepalive_interval"), "{error}");
+    use lookaside_client::endpoint::ConnectionSettings;
+    type Zeroed = fn(&mut ConnectionSettings);
+    let cases: [(&str, Zeroed); 5] = [
+        ("connect_timeout", |s| s.connect_timeout = Duration::ZERO),
+        ("keepalive_interval", |s| {
+            s.keepalive_interval = Duration::ZERO
+        }),
+        ("keepalive_timeout", |s| {
+            s.keepalive_timeout = Duration::ZERO
+        }),
+        ("probe_backoff_initial", |s| {
+            s.probe_backoff_initial = Duration::ZERO;
+        }),
+        ("reconnect_backoff_initial", |s| {
+            s.reconnect_backoff_initial = Duration::ZERO;
+        }),
+    ];
+    for (field, zeroed) in cases {
+        let mut settings = ConnectionSettings::default();
+        zeroed(&mut settings);
+        let error = Client::builder("http://127.0.0.1:9")
+            .connection_settings(settings)
+            .build()
+            .expect_err("refused");
+        assert!(error.to_string().contains(field), "{field}: {error}");
+    }
 
     // "No limit" written as the longest duration: a call waits for the
     // first assignment (here, none comes) instead of panicking.

@@ -52,7 +52,8 @@ pub struct ClusterBalancer {
 impl ClusterBalancer {
     /// Starts the balancer task for cluster `name`, with the default
     /// [`FailureAccrual`]; returns its input and the channel calls go
-    /// through (cheap to clone).
+    /// through (cheap to clone). `settings` are taken as they are (see
+    /// [`ConnectionSettings::validate`]).
     pub fn spawn(
         name: &str,
         settings: ConnectionSettings,

@@ -38,5 +38,5 @@ pub(crate) use dial::{Established, establish};
 pub use error::EndpointError;
 pub use handle::Endpoint;
 pub use request_body::{MAX_REPLAYABLE, RequestBody};
-pub use settings::ConnectionSettings;
+pub use settings::{ConnectionSettings, SettingsError};
 pub use tls::{EndpointTls, TlsError};

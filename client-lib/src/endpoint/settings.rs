@@ -50,6 +50,36 @@ pub struct ConnectionSettings {
     pub tls: Option<EndpointTls>,
 }
 
+impl ConnectionSettings {
+    /// Whether these settings can work: a zero connect timeout would eject
+    /// every endpoint, and a zero keepalive interval or timeout, probe or
+    /// reconnect backoff would PING or dial in a loop. `Client`'s builder
+    /// checks them; check them yourself before `ClusterBalancer::spawn`.
+    /// The error names the field.
+    pub fn validate(&self) -> Result<(), SettingsError> {
+        for (setting, value) in [
+            ("connect_timeout", self.connect_timeout),
+            ("keepalive_interval", self.keepalive_interval),
+            ("keepalive_timeout", self.keepalive_timeout),
+            ("probe_backoff_initial", self.probe_backoff_initial),
+            ("reconnect_backoff_initial", self.reconnect_backoff_initial),
+        ] {
+            if value.is_zero() {
+                return Err(SettingsError { setting });
+            }
+        }
+        Ok(())
+    }
+}
+
+/// A [`ConnectionSettings`] field that cannot work.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+#[error("connection setting {setting} must be more than zero")]
+pub struct SettingsError {
+    /// The field.
+    pub setting: &'static str,
+}
+
 impl Default for ConnectionSettings {
     fn default() -> Self {
         Self {

@@ -3,17 +3,18 @@
 use bytes::Bytes;
 use envoy_types::pb::envoy::config::core::v3::HealthStatus;
 use envoy_types::pb::envoy::config::endpoint::v3::{ClusterLoadAssignment, lb_endpoint};
-use lookaside_proto::convert::socket_addr;
+use lookaside_proto::convert::{socket_addr, unroutable};
 use prost::Message;
 use xds_client::resource::TypeUrl;
 
 use super::weigh::{Locality, weigh};
 use crate::cluster::Assignment;
 
-/// The most endpoints an assignment may list (all priorities, serving or
-/// not). The client connects to every one: beyond this a control plane
-/// would exhaust the process's sockets, and a cluster this large wants
-/// subsetting, not a connection per endpoint from every client.
+/// The most serving endpoints (healthy or of unknown health, all
+/// priorities) an assignment may have. The client connects to every one:
+/// beyond this a control plane would exhaust the process's sockets, and a
+/// cluster this large wants subsetting, not a connection per endpoint from
+/// every client. (What is listed in all is bounded by the message size.)
 pub const MAX_ENDPOINTS: usize = 10_000;
 
 /// Type URL of ClusterLoadAssignment.
@@ -52,13 +53,6 @@ impl xds_client::Resource for AssignmentResource {
     /// An `Err` here NACKs the response with the message; the client keeps
     /// its last good assignment.
     fn validate(message: ClusterLoadAssignment) -> xds_client::Result<Self> {
-        let listed: usize = message.endpoints.iter().map(|l| l.lb_endpoints.len()).sum();
-        if listed > MAX_ENDPOINTS {
-            return Err(invalid(format!(
-                "cluster {}: {listed} endpoints, more than the {MAX_ENDPOINTS} a client connects to",
-                message.cluster_name
-            )));
-        }
         let mut localities = Vec::with_capacity(message.endpoints.len());
         let mut total = 0;
         for locality in &message.endpoints {
@@ -89,9 +83,9 @@ impl xds_client::Resource for AssignmentResource {
                             message.cluster_name, inner.address
                         ))
                     })?;
-                if let Some(why) = unreachable(address) {
+                if let Some(why) = unroutable(address) {
                     return Err(invalid(format!(
-                        "cluster {}: endpoint {address} {why}",
+                        "cluster {}: endpoint {address} cannot take calls: {why}",
                         message.cluster_name
                     )));
                 }
@@ -114,28 +108,19 @@ impl xds_client::Resource for AssignmentResource {
                 endpoints: serving,
             });
         }
+        let serving: usize = localities.iter().map(|l| l.endpoints.len()).sum();
+        if serving > MAX_ENDPOINTS {
+            return Err(invalid(format!(
+                "cluster {}: {serving} serving endpoints, more than the {MAX_ENDPOINTS} a client \
+                 connects to",
+                message.cluster_name
+            )));
+        }
         Ok(Self {
             cluster: message.cluster_name,
             tiers: weigh(&localities),
             total_endpoints: total,
         })
-    }
-}
-
-/// Why calls could not go to `address`, if so: port 0, or an address
-/// that names no one host (connecting to `0.0.0.0` reaches this host).
-fn unreachable(address: std::net::SocketAddr) -> Option<&'static str> {
-    let ip = address.ip();
-    if address.port() == 0 {
-        Some("has port 0")
-    } else if ip.is_unspecified() {
-        Some("is the unspecified address")
-    } else if ip.is_multicast() {
-        Some("is a multicast address")
-    } else if ip == std::net::Ipv4Addr::BROADCAST {
-        Some("is the broadcast address")
-    } else {
-        None
     }
 }
 
@@ -227,16 +212,12 @@ mod tests {
 
     #[test]
     fn addresses_no_call_can_reach_are_rejected_with_the_endpoint_named() {
-        for (address, port, why) in [
-            ("10.0.0.1", 0, "port 0"),
-            ("0.0.0.0", 80, "unspecified"),
-            ("::", 80, "unspecified"),
-            ("224.0.0.1", 80, "multicast"),
-            ("ff02::1", 80, "multicast"),
-            ("255.255.255.255", 80, "broadcast"),
-        ] {
+        // The rule itself is `lookaside_proto::convert::unroutable`'s.
+        for (address, port, why) in [("10.0.0.1", 0, "port 0"), ("0.0.0.0", 80, "unspecified")] {
             let error = AssignmentResource::validate(at(address, port)).expect_err("NACK");
+            let named = format!("{address}:{port}");
             assert!(error.to_string().contains(why), "{address}: {error}");
+            assert!(error.to_string().contains(&named), "{error}");
         }
         assert!(AssignmentResource::validate(at("fd00::7", 80)).is_ok());
     }
@@ -250,14 +231,19 @@ mod tests {
             let first = locality.lb_endpoints[0].clone();
             locality.lb_endpoints.extend(std::iter::repeat_n(first, 9));
         }
+        // Draining ones are listed but not connected to: not counted.
+        endpoints.push(endpoint(1001, Some(1), HealthStatus::Draining));
         let at_cap = cla(endpoints.clone());
         assert!(
             AssignmentResource::validate(at_cap).is_ok(),
             "10,000 is allowed"
         );
-        endpoints.push(one(1001));
+        endpoints.push(one(1002));
         let error = AssignmentResource::validate(cla(endpoints)).expect_err("NACK");
-        assert!(error.to_string().contains("10001 endpoints"), "{error}");
+        assert!(
+            error.to_string().contains("10001 serving endpoints"),
+            "{error}"
+        );
     }
 
     #[test]

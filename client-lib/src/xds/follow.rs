@@ -32,8 +32,9 @@ pub async fn follow(
                 result: Ok(resource),
                 done,
             } if resource.cluster != cluster => {
-                // Never another cluster's endpoints (a watch of "" would
-                // be a wildcard: every cluster's assignment in turn).
+                // Never another cluster's endpoints. Defence in depth:
+                // xds-client hands a named watch only its own resource, and
+                // `Client::channel` never watches "" (a wildcard).
                 tracing::warn!(cluster, other = %resource.cluster, "assignment of another cluster ignored");
                 drop(done);
             }

@@ -225,6 +225,22 @@ mod tests {
     }
 
     #[test]
+    fn addresses_no_call_can_reach_name_their_line() {
+        for (address, why) in [
+            ("10.0.0.1:0", "port 0"),
+            ("0.0.0.0:50051", "unspecified"),
+            ("224.0.0.1:50051", "multicast"),
+        ] {
+            let text = format!(
+                "clusters:\n  - name: g\n    endpoints:\n      - {{ address: \"{address}\" }}\n"
+            );
+            let (line, _, reason) = err(&text);
+            assert_eq!(line, 4, "{address}");
+            assert!(reason.contains(why), "{address}: {reason}");
+        }
+    }
+
+    #[test]
     fn empty_file_is_no_clusters() {
         assert_eq!(parse("", Path::new("x")).map(|c| c.len()).ok(), Some(0));
         assert_eq!(

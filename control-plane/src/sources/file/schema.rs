@@ -147,9 +147,10 @@ impl<'de> Deserialize<'de> for Address {
                  (host names are not resolved)"
             ))
         })?;
-        if address.port() == 0 {
+        // The rule every client of ours applies too (it would NACK them).
+        if let Some(why) = lookaside_proto::convert::unroutable(address) {
             return Err(de::Error::custom(format!(
-                "invalid address {text:?}: port 0"
+                "invalid address {text:?}: {why}"
             )));
         }
         Ok(Address(address))

@@ -114,6 +114,8 @@ fn routable_endpoint(endpoint: &SliceEndpoint) -> Option<RoutableEndpoint> {
         .addresses
         .iter()
         .filter_map(|address| address.parse().ok())
+        // Never published: clients would NACK the whole assignment.
+        .filter(|ip| lookaside_proto::convert::unroutable_ip(*ip).is_none())
         .collect();
     if ips.is_empty() {
         return None;
@@ -227,6 +229,8 @@ mod tests {
                 test_endpoint("10.0.0.1", None, None, None),
                 test_endpoint("not-an-ip", None, None, None),
                 test_endpoint("10.0.0.2", Some(false), Some(false), None),
+                // Clients would NACK the whole assignment for it.
+                test_endpoint("0.0.0.0", None, None, None),
             ],
         };
         let read = SliceEndpoints::from_slice(&slice);
