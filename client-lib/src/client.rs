@@ -10,7 +10,7 @@ use xds_client::{ClientConfig, Node, ProstCodec, RetryPolicy, TonicTransportBuil
 
 use crate::cluster::FailureAccrual;
 use crate::cluster::{Assignment, ClusterBalancer, LbChannel};
-use crate::endpoint::{ConnectionSettings, SettingsError};
+use crate::endpoint::{ConnectionSettings, ConnectionSettingsError};
 use crate::load::{LoadStore, Reporter};
 use crate::xds::{AssignmentResource, ControlPlaneLink, OwnedRuntime, Worker, follow};
 
@@ -31,7 +31,7 @@ pub enum ClientError {
     Backoff(#[source] xds_client::Error),
     /// A connection setting cannot work.
     #[error(transparent)]
-    Settings(#[from] SettingsError),
+    ConnectionSettings(#[from] ConnectionSettingsError),
 }
 
 /// Builds a [`Client`].
@@ -118,7 +118,9 @@ impl ClientBuilder {
     }
 
     /// Starts the xDS client. Returns at once; the connection to the control
-    /// plane is made (and remade) in the background.
+    /// plane is made (and remade) in the background. Fails on an address
+    /// without a scheme, a backoff xds-client refuses, or connection
+    /// settings that cannot work ([`ConnectionSettings::validate`]).
     pub fn build(self) -> Result<Client, ClientError> {
         if !self.control_plane.contains("://") {
             return Err(ClientError::Address {
@@ -255,14 +257,9 @@ impl Client {
             // Kept while the channel is used, as a followed one is.
             tokio::spawn(async move { balancer.closed().await });
         } else {
-            if !channels.keys().any(|name| !name.is_empty()) {
-                // The first subscription: the xDS client connects now.
-                let link = Arc::downgrade(&self.inner.link);
-                tokio::spawn(ControlPlaneLink::warn_if_never_answered(
-                    link,
-                    settings.first_assignment_timeout,
-                ));
-            }
+            self.inner
+                .link
+                .first_subscription(settings.first_assignment_timeout);
             let xds = self.inner.xds.clone();
             let worker = self.inner.worker.clone();
             let name = cluster.to_string();

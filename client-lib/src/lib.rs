@@ -28,6 +28,7 @@
 
 pub mod balance;
 mod client;
+mod clock;
 pub mod cluster;
 pub mod endpoint;
 mod load;

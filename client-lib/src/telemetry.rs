@@ -6,8 +6,12 @@
 //! The facade cannot unregister a label set, so the series of a removed
 //! endpoint (a deleted pod's address) stay in the recorder. Under pod
 //! churn, let the recorder drop idle series, e.g.
-//! `PrometheusBuilder::idle_timeout(MetricKindMask::COUNTER | MetricKindMask::GAUGE, ..)`
-//! (per-endpoint gauges too: `lookaside_client_calls_waiting_for_stream`).
+//! `PrometheusBuilder::idle_timeout(MetricKindMask::COUNTER, ..)`. Not
+//! gauges: an idle timeout drops any series that has not changed lately,
+//! and `lookaside_client_control_plane_connected` or
+//! `lookaside_client_usable_endpoints` may stay unchanged for hours (an
+//! alert on them would go quiet). The per-endpoint gauge
+//! `lookaside_client_calls_waiting_for_stream` of a removed endpoint stays.
 //!
 //! | metric | labels | meaning |
 //! |---|---|---|

@@ -9,7 +9,6 @@ mod support;
 use std::time::Duration;
 
 use lookaside_client::Client;
-use lookaside_control_plane::server::{Running, ServeConfig, start};
 use metrics_util::debugging::{DebugValue, DebuggingRecorder, Snapshotter};
 use support::{Backend, Logs, call, until_within};
 
@@ -45,25 +44,6 @@ impl Seen {
     }
 }
 
-async fn control_plane(
-    path: &std::path::Path,
-    at: std::net::SocketAddr,
-    stop: tokio::sync::oneshot::Receiver<()>,
-) -> Running {
-    start(
-        ServeConfig {
-            xds_listen: at,
-            shutdown_grace: Duration::from_millis(200),
-            ..ServeConfig::local(path.to_path_buf())
-        },
-        async {
-            let _ = stop.await;
-        },
-    )
-    .await
-    .expect("control plane starts")
-}
-
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn an_outage_of_the_control_plane_is_logged_and_measured_once() {
     let recorder = DebuggingRecorder::new();
@@ -72,12 +52,8 @@ async fn an_outage_of_the_control_plane_is_logged_and_measured_once() {
         .install()
         .expect("the only recorder of this test binary");
     let logs = Logs::default();
-    let writer = logs.clone();
-    tracing_subscriber::fmt()
-        .with_writer(move || writer.clone())
-        .with_ansi(false)
-        .with_max_level(tracing::Level::INFO)
-        .init();
+    tracing::subscriber::set_global_default(logs.subscriber(tracing::Level::INFO))
+        .expect("the only subscriber of this test binary");
 
     // Reached, lost, and back at the same address.
     let backend = Backend::start().await;
@@ -89,7 +65,7 @@ async fn an_outage_of_the_control_plane_is_logged_and_measured_once() {
     );
     std::fs::write(&path, config).unwrap();
     let (stop, stopped) = tokio::sync::oneshot::channel();
-    let running = control_plane(&path, "127.0.0.1:0".parse().unwrap(), stopped).await;
+    let running = support::control_plane(&path, support::any_port(), stopped).await;
     let at = running.xds_address;
     let address = format!("http://{at}");
     let lb = Client::builder(address.clone())
@@ -139,12 +115,21 @@ async fn an_outage_of_the_control_plane_is_logged_and_measured_once() {
     call(&channel)
         .await
         .expect("calls go on with the last assignment");
-    // Reconnect attempts go on (every 50-200 ms) without a line each.
-    tokio::time::sleep(Duration::from_millis(600)).await;
+    // Reconnect attempts go on (every 50-200 ms) without a line each: a
+    // listener at the address takes three and closes them unanswered.
+    let listener = tokio::net::TcpListener::bind(at).await.unwrap();
+    for _ in 0..3 {
+        let (socket, _) = tokio::time::timeout(Duration::from_secs(5), listener.accept())
+            .await
+            .expect("the client tries again")
+            .unwrap();
+        drop(socket);
+    }
+    drop(listener);
     assert_eq!(logs.count(&[unreachable, &address]), 1, "{}", logs.text());
 
     let (_stop, stopped) = tokio::sync::oneshot::channel();
-    let _running = control_plane(&path, at, stopped).await;
+    let _running = support::control_plane(&path, at, stopped).await;
     until_within("back, measured", Duration::from_secs(10), || {
         seen.look(&snapshotter, &address).connected == 1.0
     })

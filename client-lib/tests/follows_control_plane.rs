@@ -9,7 +9,6 @@ mod support;
 use std::time::Duration;
 
 use lookaside_client::Client;
-use lookaside_control_plane::server::{Running, ServeConfig, start};
 use support::{Backend, call};
 
 fn config(backends: &[Backend], weights: &[u32]) -> String {
@@ -21,24 +20,6 @@ fn config(backends: &[Backend], weights: &[u32]) -> String {
         ));
     }
     text
-}
-
-async fn control_plane(
-    path: &std::path::Path,
-    stop: tokio::sync::oneshot::Receiver<()>,
-) -> Running {
-    start(
-        ServeConfig {
-            config_poll: Duration::from_millis(20),
-            shutdown_grace: Duration::from_secs(1),
-            ..ServeConfig::local(path.to_path_buf())
-        },
-        async {
-            let _ = stop.await;
-        },
-    )
-    .await
-    .expect("control plane starts")
 }
 
 fn served(backends: &[Backend]) -> Vec<u64> {
@@ -56,7 +37,7 @@ async fn follows_weights_and_edits_and_outlives_the_control_plane() {
     let path = dir.path().join("lookaside.yaml");
     std::fs::write(&path, config(&backends, &[1, 2, 7])).unwrap();
     let (stop, stopped) = tokio::sync::oneshot::channel();
-    let running = control_plane(&path, stopped).await;
+    let running = support::control_plane(&path, support::any_port(), stopped).await;
 
     let lb = Client::builder(format!("http://{}", running.xds_address))
         .node_id("client-lib-test")
@@ -134,7 +115,7 @@ async fn a_channel_without_a_cluster_name_follows_no_cluster() {
     let path = dir.path().join("lookaside.yaml");
     std::fs::write(&path, config(&backends, &[1])).unwrap();
     let (_stop, stopped) = tokio::sync::oneshot::channel();
-    let running = control_plane(&path, stopped).await;
+    let running = support::control_plane(&path, support::any_port(), stopped).await;
     let lb = Client::builder(format!("http://{}", running.xds_address))
         .first_assignment_timeout(Duration::from_secs(2))
         .load_reports(false)

@@ -1,8 +1,9 @@
 //! Keepalive PINGs go out only while calls are in flight: gRPC servers (Go,
 //! Java, C++) by default close a connection that PINGs them while idle
 //! (GOAWAY ENHANCE_YOUR_CALM, "too_many_pings"). Asked to, the client PINGs
-//! idle connections too, and a peer that froze is ejected with no call
-//! made. The peer here is a raw TCP
+//! idle connections too, and a peer that went away silently (it stops
+//! answering and taking connections) is ejected with no call made. The
+//! peers here are raw TCP
 //! listener that reads the client's HTTP/2 frames and answers only the
 //! handshake: SETTINGS, and the one PING a new connection waits for (which
 //! such servers allow).
@@ -170,13 +171,8 @@ async fn vanishing_peer() -> (std::net::SocketAddr, tokio::sync::oneshot::Receiv
 #[tokio::test]
 async fn asked_to_keepalive_pings_idle_connections_and_finds_a_vanished_peer() {
     let logs = support::Logs::default();
-    let writer = logs.clone();
-    let subscriber = tracing_subscriber::fmt()
-        .with_writer(move || writer.clone())
-        .with_ansi(false)
-        .finish();
     // This thread only: the test's runtime runs every task here.
-    let _default = tracing::subscriber::set_default(subscriber);
+    let _default = tracing::subscriber::set_default(logs.subscriber(tracing::Level::INFO));
     let settings = ConnectionSettings {
         keepalive_interval: Duration::from_millis(50),
         keepalive_timeout: Duration::from_millis(200),

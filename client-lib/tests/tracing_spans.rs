@@ -11,22 +11,14 @@ use std::time::Duration;
 use lookaside_client::cluster::ClusterBalancer;
 use lookaside_client::endpoint::ConnectionSettings;
 use support::{Backend, Logs, call};
-use tracing_subscriber::fmt::format::FmtSpan;
 
 #[tokio::test]
 async fn calls_and_connections_are_traced_with_cluster_and_endpoint() {
     let written = Logs::default();
-    let writer = written.clone();
-    // Every span's creation is written, with its fields.
-    let subscriber = tracing_subscriber::fmt()
-        .with_writer(move || writer.clone())
-        .with_ansi(false)
-        .with_max_level(tracing::Level::DEBUG)
-        .with_span_events(FmtSpan::NEW)
-        .finish();
-    // This test's thread only (a current-thread runtime: the call's task
-    // and the connection's task run here).
-    let _default = tracing::subscriber::set_default(subscriber);
+    // Every span's creation is written, with its fields; this test's
+    // thread only (a current-thread runtime: the call's task and the
+    // connection's task run here).
+    let _default = tracing::subscriber::set_default(written.subscriber(tracing::Level::DEBUG));
 
     let backend = Backend::start().await;
     let (balancer, channel) = ClusterBalancer::spawn(

@@ -5,11 +5,13 @@
 //! file descriptor set that server reflection serves, and re-exports of the
 //! xDS/LRS/CSDS types from `envoy-types` so every crate names them one way.
 //!
-//! Must never: hold logic. Types and descriptors only, and in [`convert`]
-//! the pure conversions to and from std types.
+//! Must never: hold logic. Types and descriptors only, in [`convert`]
+//! the pure conversions to and from std types, and in [`address`] the one
+//! rule of which endpoint addresses no call can reach.
 
 #![allow(missing_docs, unreachable_pub, clippy::all)]
 
+pub mod address;
 pub mod convert;
 
 /// Admin API, `lookaside.admin.v1`.

@@ -172,7 +172,7 @@ impl Penalties {
             address,
             Penalty {
                 level,
-                until: Some(crate::endpoint::later(now, penalty)),
+                until: Some(crate::clock::later(now, penalty)),
                 answers,
             },
         );

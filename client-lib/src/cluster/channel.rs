@@ -3,7 +3,8 @@
 //! Owns: one call's way through the cluster: waiting for the first
 //! assignment (fail-fast calls) or for a usable endpoint (wait-for-ready
 //! calls), picking an endpoint, sending on it, and trying again where
-//! [`super::retry`] allows.
+//! [`super::retry`] allows; and readiness (always ready, or, asked to,
+//! pending while no endpoint is usable).
 //! Must never: block readiness unless asked to (`poll_ready` cannot see a
 //! call's deadline; see [`LbChannel::ready_when_usable`]), change the
 //! endpoint set (the balancer does), or send a request that may have been
@@ -30,7 +31,7 @@ use crate::load::Refusal;
 use crate::telemetry::ClusterMetrics;
 
 /// The first pause of a wait-for-ready call that every endpoint refused
-/// (see [`LbChannel::after_pause`]).
+/// (see `Calls::after_pause`).
 const REFUSED_PAUSE: Duration = Duration::from_millis(100);
 /// The longest such pause.
 const MAX_REFUSED_PAUSE: Duration = Duration::from_secs(2);
@@ -317,7 +318,7 @@ impl Calls {
             ready::until(&self.shared.set, &self.shared.published, assigned).await;
         };
         let timeout = self.shared.first_assignment_timeout;
-        let limit = crate::endpoint::later(tokio::time::Instant::now(), timeout);
+        let limit = crate::clock::later(tokio::time::Instant::now(), timeout);
         match deadline {
             Some(deadline) if deadline.at < limit => tokio::time::timeout_at(deadline.at, wait)
                 .await

@@ -514,7 +514,7 @@ async fn drive<T>(
         }
         None => return,
     };
-    tokio::time::sleep_until(super::later(made, delay)).await;
+    tokio::time::sleep_until(crate::clock::later(made, delay)).await;
     if let Some(shared) = shared.upgrade()
         && !shared.retired.load(Ordering::Acquire)
     {

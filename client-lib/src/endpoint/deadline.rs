@@ -26,7 +26,7 @@ impl Deadline {
     pub fn of(headers: &HeaderMap) -> Option<Self> {
         let after = timeout(headers)?;
         Some(Self {
-            at: later(Instant::now(), after),
+            at: crate::clock::later(Instant::now(), after),
             after,
         })
     }
@@ -46,13 +46,6 @@ impl Deadline {
             headers.insert(GRPC_TIMEOUT, value);
         }
     }
-}
-
-/// `after` past `now`, or (a duration past the clock's range, such as
-/// `Duration::MAX` for "no limit") 30 years past it: never a panic.
-pub(crate) fn later(now: Instant, after: Duration) -> Instant {
-    const FAR: Duration = Duration::from_secs(30 * 365 * 24 * 3600);
-    now.checked_add(after).unwrap_or(now + FAR)
 }
 
 /// The `grpc-timeout` of a request, if it has a valid one.

@@ -1,4 +1,10 @@
-//! Connection settings shared by every endpoint of a client.
+//! Connection settings shared by every endpoint of a client, and which of
+//! them can work.
+//!
+//! Owns: the settings, their defaults, and refusing values that cannot
+//! work (`ConnectionSettings::validate`).
+//! Must never: change a value the application gave (it is refused or
+//! taken as it is).
 
 use std::time::Duration;
 
@@ -56,7 +62,7 @@ impl ConnectionSettings {
     /// reconnect backoff would PING or dial in a loop. `Client`'s builder
     /// checks them; check them yourself before `ClusterBalancer::spawn`.
     /// The error names the field.
-    pub fn validate(&self) -> Result<(), SettingsError> {
+    pub fn validate(&self) -> Result<(), ConnectionSettingsError> {
         for (setting, value) in [
             ("connect_timeout", self.connect_timeout),
             ("keepalive_interval", self.keepalive_interval),
@@ -65,19 +71,23 @@ impl ConnectionSettings {
             ("reconnect_backoff_initial", self.reconnect_backoff_initial),
         ] {
             if value.is_zero() {
-                return Err(SettingsError { setting });
+                return Err(ConnectionSettingsError::Zero { setting });
             }
         }
         Ok(())
     }
 }
 
-/// A [`ConnectionSettings`] field that cannot work.
+/// A [`ConnectionSettings`] value that cannot work.
 #[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
-#[error("connection setting {setting} must be more than zero")]
-pub struct SettingsError {
-    /// The field.
-    pub setting: &'static str,
+#[non_exhaustive]
+pub enum ConnectionSettingsError {
+    /// A duration that must be more than zero is zero.
+    #[error("connection setting {setting} must be more than zero")]
+    Zero {
+        /// The field.
+        setting: &'static str,
+    },
 }
 
 impl Default for ConnectionSettings {

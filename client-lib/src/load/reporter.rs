@@ -368,8 +368,6 @@ mod tests {
             ..Default::default()
         });
         assert_eq!(huge.interval, MAX_INTERVAL, "never past the clock");
-        // What the reporter adds it to.
-        let _ = tokio::time::Instant::now() + huge.interval;
     }
 
     #[test]

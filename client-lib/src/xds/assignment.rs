@@ -3,7 +3,8 @@
 use bytes::Bytes;
 use envoy_types::pb::envoy::config::core::v3::HealthStatus;
 use envoy_types::pb::envoy::config::endpoint::v3::{ClusterLoadAssignment, lb_endpoint};
-use lookaside_proto::convert::{socket_addr, unroutable};
+use lookaside_proto::address::unroutable;
+use lookaside_proto::convert::socket_addr;
 use prost::Message;
 use xds_client::resource::TypeUrl;
 
@@ -15,7 +16,7 @@ use crate::cluster::Assignment;
 /// beyond this a control plane would exhaust the process's sockets, and a
 /// cluster this large wants subsetting, not a connection per endpoint from
 /// every client. (What is listed in all is bounded by the message size.)
-pub const MAX_ENDPOINTS: usize = 10_000;
+pub const MAX_SERVING_ENDPOINTS: usize = 10_000;
 
 /// Type URL of ClusterLoadAssignment.
 pub const EDS_TYPE_URL: &str = "type.googleapis.com/envoy.config.endpoint.v3.ClusterLoadAssignment";
@@ -109,9 +110,9 @@ impl xds_client::Resource for AssignmentResource {
             });
         }
         let serving: usize = localities.iter().map(|l| l.endpoints.len()).sum();
-        if serving > MAX_ENDPOINTS {
+        if serving > MAX_SERVING_ENDPOINTS {
             return Err(invalid(format!(
-                "cluster {}: {serving} serving endpoints, more than the {MAX_ENDPOINTS} a client \
+                "cluster {}: {serving} serving endpoints, more than the {MAX_SERVING_ENDPOINTS} a client \
                  connects to",
                 message.cluster_name
             )));
@@ -212,7 +213,7 @@ mod tests {
 
     #[test]
     fn addresses_no_call_can_reach_are_rejected_with_the_endpoint_named() {
-        // The rule itself is `lookaside_proto::convert::unroutable`'s.
+        // The rule itself is `lookaside_proto::address::unroutable`'s.
         for (address, port, why) in [("10.0.0.1", 0, "port 0"), ("0.0.0.0", 80, "unspecified")] {
             let error = AssignmentResource::validate(at(address, port)).expect_err("NACK");
             let named = format!("{address}:{port}");

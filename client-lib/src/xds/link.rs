@@ -3,14 +3,18 @@
 //! `server_failure` counter, and the resource-update counters that say a
 //! response arrived): logged when it changes, and exported.
 //!
-//! Owns: the log lines of a control-plane outage (one when the control
-//! plane becomes unreachable, one when it answers again, one if it never
-//! answered within the first wait), and the
-//! `lookaside_client_control_plane_*` metrics.
+//! Owns: the log lines of the link: "connected" at the first response,
+//! one warning when the control plane becomes unreachable, one line when
+//! it answers again, one warning if nothing came within the first wait
+//! (a response counts when it carries a resource: xds-client reports
+//! nothing else); and the `lookaside_client_control_plane_*` metrics (the
+//! connected gauge follows the stream itself, opened or lost, answered or
+//! not).
 //! Must never: act on an outage (the last assignments keep serving and the
 //! xDS client reconnects on its own), or log once per reconnect attempt
 //! (a stream that opens and fails without an answer says nothing new).
 
+use std::sync::Arc;
 use std::sync::Weak;
 use std::sync::atomic::{AtomicBool, AtomicU8, Ordering};
 use std::time::Duration;
@@ -42,6 +46,8 @@ pub(crate) struct ControlPlaneLink {
     /// gauge, which counts the process's clients of this control plane).
     up: AtomicBool,
     said: AtomicU8,
+    /// The first wait has started (once per client).
+    waiting: AtomicBool,
 }
 
 impl ControlPlaneLink {
@@ -50,6 +56,7 @@ impl ControlPlaneLink {
             address: address.into(),
             up: AtomicBool::new(false),
             said: AtomicU8::new(SAID_NOTHING),
+            waiting: AtomicBool::new(false),
         }
     }
 
@@ -96,24 +103,41 @@ impl ControlPlaneLink {
         }
     }
 
-    /// Waits for `first_assignment_timeout` (at least 5 s), then warns if
-    /// the control plane has not answered: xds-client reports only the loss
-    /// of a stream that was up, so a control plane unreachable from the
-    /// start would otherwise go unlogged. Nothing once the client and its
-    /// channels are gone.
-    pub(crate) async fn warn_if_never_answered(
-        link: Weak<Self>,
-        first_assignment_timeout: Duration,
-    ) {
+    /// At the client's first subscription (the xDS client connects then;
+    /// later calls do nothing): waits for `first_assignment_timeout` (at
+    /// least 5 s), then warns if nothing came from the control plane.
+    /// xds-client reports only the loss of a stream that was up, so a
+    /// control plane unreachable from the start would otherwise go
+    /// unlogged. Nothing once the client and its channels are gone.
+    pub(crate) fn first_subscription(self: &Arc<Self>, first_assignment_timeout: Duration) {
+        if self.waiting.swap(true, Ordering::Relaxed) {
+            return;
+        }
+        let link = Arc::downgrade(self);
+        tokio::spawn(Self::warn_if_nothing_came(link, first_assignment_timeout));
+    }
+
+    async fn warn_if_nothing_came(link: Weak<Self>, first_assignment_timeout: Duration) {
         let after = first_assignment_timeout.max(LEAST_FIRST_WAIT);
         tokio::time::sleep(after).await;
         let Some(link) = link.upgrade() else {
             return;
         };
-        if link.said.load(Ordering::Relaxed) == SAID_NOTHING {
+        if link.said.load(Ordering::Relaxed) != SAID_NOTHING {
+            return;
+        }
+        let control_plane = &*link.address;
+        if link.up.load(Ordering::Relaxed) {
+            tracing::warn!(
+                control_plane,
+                "connected to the control plane, but no assignment after {after:?}: does it \
+                 know the clusters asked for? Channels serve only their fallback endpoints, if \
+                 any"
+            );
+        } else {
             link.connected_by(0.0);
             tracing::warn!(
-                control_plane = &*link.address,
+                control_plane,
                 "no answer from the control plane after {after:?}: channels serve only their \
                  fallback endpoints, if any; still trying"
             );

@@ -15,7 +15,7 @@ mod link;
 mod runtime;
 mod weigh;
 
-pub use assignment::{AssignmentResource, EDS_TYPE_URL, MAX_ENDPOINTS};
+pub use assignment::{AssignmentResource, EDS_TYPE_URL, MAX_SERVING_ENDPOINTS};
 pub use follow::follow;
 pub(crate) use link::ControlPlaneLink;
 pub use runtime::{OwnedRuntime, Worker};

@@ -268,7 +268,9 @@ pub async fn silent_peer() -> (SocketAddr, tokio::task::JoinHandle<()>) {
                 let ping = loop {
                     let mut head = [0u8; 9];
                     socket.read_exact(&mut head).await.ok()?;
-                    let length = usize::from(head[1]) << 8 | usize::from(head[2]);
+                    let length = usize::from(head[0]) << 16
+                        | usize::from(head[1]) << 8
+                        | usize::from(head[2]);
                     let mut payload = vec![0u8; length];
                     socket.read_exact(&mut payload).await.ok()?;
                     if head[3] == 0x6 && head[4] & 0x1 == 0 {
@@ -444,6 +446,19 @@ pub fn counted_in(seen: &Seen, name: &str, label: &str) -> bool {
 pub struct Logs(std::sync::Arc<std::sync::Mutex<Vec<u8>>>);
 
 impl Logs {
+    /// A subscriber that writes here, up to `level`, span creations
+    /// included (with their fields); install it for the process
+    /// (`set_global_default`) or this thread (`set_default`).
+    pub fn subscriber(&self, level: tracing::Level) -> impl tracing::Subscriber + Send + Sync {
+        let writer = self.clone();
+        tracing_subscriber::fmt()
+            .with_writer(move || writer.clone())
+            .with_ansi(false)
+            .with_max_level(level)
+            .with_span_events(tracing_subscriber::fmt::format::FmtSpan::NEW)
+            .finish()
+    }
+
     /// Everything written so far.
     pub fn text(&self) -> String {
         String::from_utf8_lossy(&self.0.lock().unwrap()).into_owned()
@@ -467,4 +482,33 @@ impl std::io::Write for Logs {
     fn flush(&mut self) -> std::io::Result<()> {
         Ok(())
     }
+}
+
+/// A real (in-process) Lookaside control plane serving the config file at
+/// `path` on `at` (port 0: any), polling the file every 20 ms, until
+/// `stop` resolves (or is dropped).
+pub async fn control_plane(
+    path: &std::path::Path,
+    at: SocketAddr,
+    stop: tokio::sync::oneshot::Receiver<()>,
+) -> lookaside_control_plane::server::Running {
+    use lookaside_control_plane::server::{ServeConfig, start};
+    start(
+        ServeConfig {
+            xds_listen: at,
+            config_poll: std::time::Duration::from_millis(20),
+            shutdown_grace: std::time::Duration::from_millis(500),
+            ..ServeConfig::local(path.to_path_buf())
+        },
+        async {
+            let _ = stop.await;
+        },
+    )
+    .await
+    .expect("control plane starts")
+}
+
+/// Any free loopback port.
+pub fn any_port() -> SocketAddr {
+    SocketAddr::from(([127, 0, 0, 1], 0))
 }

@@ -1,6 +1,7 @@
 //! The YAML schema of the config file. Field-level checks (weight range,
-//! address syntax, unknown fields) run during deserialization so the YAML
-//! parser attaches the line and column of the offending value.
+//! address syntax and routability, unknown fields) run during
+//! deserialization so the YAML parser attaches the line and column of the
+//! offending value.
 
 use std::net::SocketAddr;
 
@@ -148,7 +149,7 @@ impl<'de> Deserialize<'de> for Address {
             ))
         })?;
         // The rule every client of ours applies too (it would NACK them).
-        if let Some(why) = lookaside_proto::convert::unroutable(address) {
+        if let Some(why) = lookaside_proto::address::unroutable(address) {
             return Err(de::Error::custom(format!(
                 "invalid address {text:?}: {why}"
             )));

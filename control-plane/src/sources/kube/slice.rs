@@ -115,7 +115,7 @@ fn routable_endpoint(endpoint: &SliceEndpoint) -> Option<RoutableEndpoint> {
         .iter()
         .filter_map(|address| address.parse().ok())
         // Never published: clients would NACK the whole assignment.
-        .filter(|ip| lookaside_proto::convert::unroutable_ip(*ip).is_none())
+        .filter(|ip| lookaside_proto::address::unroutable_ip(*ip).is_none())
         .collect();
     if ips.is_empty() {
         return None;
