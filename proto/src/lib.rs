@@ -7,12 +7,14 @@
 //!
 //! Must never: hold logic. Types and descriptors only, in [`convert`]
 //! the pure conversions to and from std types, and in [`address`] the one
-//! rule of which endpoint addresses no call can reach.
+//! rule of which endpoint addresses no call can reach, and in [`limits`]
+//! the numbers the control plane and its clients agree on.
 
 #![allow(missing_docs, unreachable_pub, clippy::all)]
 
 pub mod address;
 pub mod convert;
+pub mod limits;
 
 /// Admin API, `lookaside.admin.v1`.
 pub mod admin {

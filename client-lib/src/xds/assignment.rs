@@ -11,12 +11,7 @@ use xds_client::resource::TypeUrl;
 use super::weigh::{Locality, weigh};
 use crate::cluster::Assignment;
 
-/// The most serving endpoints (healthy or of unknown health, all
-/// priorities) an assignment may have. The client connects to every one:
-/// beyond this a control plane would exhaust the process's sockets, and a
-/// cluster this large wants subsetting, not a connection per endpoint from
-/// every client. (What is listed in all is bounded by the message size.)
-pub const MAX_SERVING_ENDPOINTS: usize = 10_000;
+pub use lookaside_proto::limits::MAX_SERVING_ENDPOINTS;
 
 /// Type URL of ClusterLoadAssignment.
 pub const EDS_TYPE_URL: &str = "type.googleapis.com/envoy.config.endpoint.v3.ClusterLoadAssignment";

@@ -7,6 +7,7 @@
 //! encoded bytes.
 
 mod build;
+mod client_cap;
 mod resource;
 pub mod resources;
 mod stage;
