@@ -139,27 +139,7 @@ async fn vanishing_peer() -> (std::net::SocketAddr, tokio::sync::oneshot::Receiv
     tokio::spawn(async move {
         let (mut socket, _) = listener.accept().await.unwrap();
         drop(listener);
-        let mut preface = [0u8; 24];
-        socket.read_exact(&mut preface).await.unwrap();
-        socket
-            .write_all(&[0, 0, 0, 0x4, 0, 0, 0, 0, 0])
-            .await
-            .unwrap();
-        loop {
-            let mut header = [0u8; 9];
-            socket.read_exact(&mut header).await.unwrap();
-            let length = (usize::from(header[0]) << 16)
-                | (usize::from(header[1]) << 8)
-                | usize::from(header[2]);
-            let mut payload = vec![0u8; length];
-            socket.read_exact(&mut payload).await.unwrap();
-            if header[3] == PING && header[4] & ACK == 0 {
-                let mut ack = vec![0, 0, 8, PING, ACK, 0, 0, 0, 0];
-                ack.extend_from_slice(&payload);
-                socket.write_all(&ack).await.unwrap();
-                break;
-            }
-        }
+        support::answer_handshake(&mut socket).await.unwrap();
         let _ = handshaken.send(());
         // Gone: the socket stays open, nothing more is read or answered.
         std::future::pending::<()>().await;

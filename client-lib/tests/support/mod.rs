@@ -245,12 +245,34 @@ pub async fn blackhole() -> (SocketAddr, Blackhole) {
 /// What keeps a [`blackhole`] in place.
 pub struct Blackhole(tokio::net::TcpListener, Vec<tokio::net::TcpStream>);
 
-/// A peer that answers the HTTP/2 handshake (SETTINGS, and the first
-/// PING, which clients wait for), then never reads or answers anything: a
-/// process that froze once connected. Abort the task to close its
-/// connections.
-pub async fn silent_peer() -> (SocketAddr, tokio::task::JoinHandle<()>) {
+/// Answers a client's HTTP/2 handshake on `socket` as a server would at
+/// the least: reads the preface, sends empty SETTINGS, reads frames up to
+/// the first PING (which clients wait for) and acknowledges it.
+pub async fn answer_handshake(socket: &mut tokio::net::TcpStream) -> std::io::Result<()> {
     use tokio::io::{AsyncReadExt, AsyncWriteExt};
+    let mut preface = [0u8; 24];
+    socket.read_exact(&mut preface).await?;
+    socket.write_all(&[0, 0, 0, 0x4, 0, 0, 0, 0, 0]).await?;
+    // Frames until the first PING (type 6, not an ACK).
+    let ping = loop {
+        let mut head = [0u8; 9];
+        socket.read_exact(&mut head).await?;
+        let length = usize::from(head[0]) << 16 | usize::from(head[1]) << 8 | usize::from(head[2]);
+        let mut payload = vec![0u8; length];
+        socket.read_exact(&mut payload).await?;
+        if head[3] == 0x6 && head[4] & 0x1 == 0 {
+            break payload;
+        }
+    };
+    let mut ack = vec![0, 0, 8, 0x6, 0x1, 0, 0, 0, 0];
+    ack.extend_from_slice(&ping);
+    socket.write_all(&ack).await
+}
+
+/// A peer that answers the HTTP/2 handshake, then never reads or answers
+/// anything: a process that froze once connected. Abort the task to close
+/// its connections.
+pub async fn silent_peer() -> (SocketAddr, tokio::task::JoinHandle<()>) {
     let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
     let address = listener.local_addr().unwrap();
     let held = tokio::spawn(async move {
@@ -258,28 +280,7 @@ pub async fn silent_peer() -> (SocketAddr, tokio::task::JoinHandle<()>) {
         let mut connections = tokio::task::JoinSet::new();
         while let Ok((mut socket, _)) = listener.accept().await {
             connections.spawn(async move {
-                let mut preface = [0u8; 24];
-                socket.read_exact(&mut preface).await.ok()?;
-                socket
-                    .write_all(&[0, 0, 0, 0x4, 0, 0, 0, 0, 0])
-                    .await
-                    .ok()?;
-                // Frames until the first PING (type 6, not an ACK).
-                let ping = loop {
-                    let mut head = [0u8; 9];
-                    socket.read_exact(&mut head).await.ok()?;
-                    let length = usize::from(head[0]) << 16
-                        | usize::from(head[1]) << 8
-                        | usize::from(head[2]);
-                    let mut payload = vec![0u8; length];
-                    socket.read_exact(&mut payload).await.ok()?;
-                    if head[3] == 0x6 && head[4] & 0x1 == 0 {
-                        break payload;
-                    }
-                };
-                let mut ack = vec![0, 0, 8, 0x6, 0x1, 0, 0, 0, 0];
-                ack.extend_from_slice(&ping);
-                socket.write_all(&ack).await.ok()?;
+                answer_handshake(&mut socket).await.ok()?;
                 // Frozen: hold the socket, read nothing.
                 std::future::pending::<()>().await;
                 Some(socket)
