@@ -9,7 +9,7 @@ mod support;
 use std::time::Duration;
 
 use lookaside_client::Client;
-use metrics_util::debugging::{DebugValue, DebuggingRecorder, Snapshotter};
+use metrics_util::debugging::{DebugValue, Snapshotter};
 use support::{Backend, Logs, call, until_within};
 
 const CONNECTED: &str = "lookaside_client_control_plane_connected";
@@ -20,12 +20,12 @@ const FAILURES: &str = "lookaside_client_control_plane_failures_total";
 /// by increments (it counts the process's clients connected): both are
 /// summed over the looks.
 #[derive(Default)]
-struct Seen {
+struct Observed {
     connected: f64,
     failures: u64,
 }
 
-impl Seen {
+impl Observed {
     fn look(&mut self, snapshotter: &Snapshotter, control_plane: &str) -> &Self {
         for (key, _, _, value) in snapshotter.snapshot().into_vec() {
             let key = key.key();
@@ -46,11 +46,7 @@ impl Seen {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn an_outage_of_the_control_plane_is_logged_and_measured_once() {
-    let recorder = DebuggingRecorder::new();
-    let snapshotter = recorder.snapshotter();
-    recorder
-        .install()
-        .expect("the only recorder of this test binary");
+    let snapshotter = support::process_recorder();
     let logs = Logs::default();
     tracing::subscriber::set_global_default(logs.subscriber(tracing::Level::INFO))
         .expect("the only subscriber of this test binary");
@@ -87,7 +83,7 @@ async fn an_outage_of_the_control_plane_is_logged_and_measured_once() {
     let _waiting = lost.channel("greeter");
     let never_answered = "no answer from the control plane after";
 
-    let mut seen = Seen::default();
+    let mut seen = Observed::default();
     until_within("connected, measured", Duration::from_secs(5), || {
         seen.look(&snapshotter, &address).connected == 1.0
     })

@@ -8,64 +8,11 @@ use std::time::Duration;
 
 use lookaside_client::cluster::ClusterBalancer;
 use lookaside_client::endpoint::ConnectionSettings;
-use metrics_util::debugging::{DebugValue, DebuggingRecorder, Snapshotter};
-use support::{Backend, call};
-
-/// Metric values by name and labels. A debugging snapshot drains counters
-/// and gauges alike, so the test keeps its own running totals, and a gauge
-/// its last value other than 0 (a drained gauge reads 0; the gauges this
-/// test reads are never set to 0).
-#[derive(Default)]
-struct Totals(Vec<Entry>);
-
-/// Name, labels, value.
-type Entry = (String, Vec<(String, String)>, f64);
-
-impl Totals {
-    fn refresh(&mut self, snapshotter: &Snapshotter) {
-        for (key, _, _, value) in snapshotter.snapshot().into_vec() {
-            let key = key.key();
-            let labels: Vec<(String, String)> = key
-                .labels()
-                .map(|l| (l.key().to_string(), l.value().to_string()))
-                .collect();
-            let name = key.name().to_string();
-            let existing = self
-                .0
-                .iter_mut()
-                .find(|(n, l, _)| *n == name && *l == labels);
-            let (add, is_counter) = match value {
-                DebugValue::Counter(n) => (n as f64, true),
-                DebugValue::Gauge(g) => (g.into_inner(), false),
-                DebugValue::Histogram(h) => (h.len() as f64, true),
-            };
-            match existing {
-                Some(entry) if is_counter => entry.2 += add,
-                Some(_) if add == 0.0 => {}
-                Some(entry) => entry.2 = add,
-                None => self.0.push((name, labels, add)),
-            }
-        }
-    }
-
-    fn get(&self, name: &str, labels: &[(&str, &str)]) -> Option<f64> {
-        self.0.iter().find_map(|(n, l, v)| {
-            let matches = n == name
-                && labels
-                    .iter()
-                    .all(|(k, want)| l.iter().any(|(lk, lv)| lk == k && lv == want));
-            matches.then_some(*v)
-        })
-    }
-}
+use support::{Backend, Totals, call};
 
 #[tokio::test(flavor = "current_thread")]
 async fn picks_ejections_and_assignments_are_counted() {
-    let recorder = DebuggingRecorder::new();
-    let snapshotter = recorder.snapshotter();
-    recorder
-        .install()
-        .expect("the only recorder of this test binary");
+    let snapshotter = support::process_recorder();
 
     let mut backends = [Backend::start().await, Backend::start().await];
     let (cluster, channel) = ClusterBalancer::spawn(
@@ -115,20 +62,14 @@ async fn picks_ejections_and_assignments_are_counted() {
     for _ in 0..20 {
         let _ = call(&channel).await;
     }
-    tokio::time::timeout(Duration::from_secs(2), async {
-        loop {
-            totals.refresh(&snapshotter);
-            let ejected = totals.get("lookaside_client_ejections_total", &[("endpoint", &a)]);
-            let usable = totals.get(
-                "lookaside_client_usable_endpoints",
-                &[("cluster", "greeter")],
-            );
-            if (ejected, usable) == (Some(1.0), Some(1.0)) {
-                break;
-            }
-            tokio::time::sleep(Duration::from_millis(10)).await;
-        }
+    support::until("ejection counted, one endpoint usable", || {
+        totals.refresh(&snapshotter);
+        let ejected = totals.get("lookaside_client_ejections_total", &[("endpoint", &a)]);
+        let usable = totals.get(
+            "lookaside_client_usable_endpoints",
+            &[("cluster", "greeter")],
+        );
+        (ejected, usable) == (Some(1.0), Some(1.0))
     })
-    .await
-    .expect("ejection counted, one endpoint usable");
+    .await;
 }

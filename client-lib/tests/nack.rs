@@ -10,17 +10,12 @@ use std::time::Duration;
 
 use envoy_types::pb::envoy::service::discovery::v3::DiscoveryResponse;
 use lookaside_client::Client;
-use metrics_util::debugging::DebuggingRecorder;
 use support::ads::{EDS, Seen, assignment, scripted};
 use support::{Backend, call};
 
 #[tokio::test]
 async fn weight_zero_is_nacked_and_the_last_good_assignment_keeps_serving() {
-    let recorder = DebuggingRecorder::new();
-    let snapshotter = recorder.snapshotter();
-    recorder
-        .install()
-        .expect("the only recorder of this test binary");
+    let snapshotter = support::process_recorder();
     let backends = [
         Backend::start().await,
         Backend::start().await,
@@ -79,23 +74,17 @@ async fn weight_zero_is_nacked_and_the_last_good_assignment_keeps_serving() {
     );
     let message = nack.error_detail.map(|s| s.message).unwrap_or_default();
     assert!(message.contains("load_balancing_weight 0"), "{message}");
-    // Counted as rejected, and not as applied. (A snapshot drains the
-    // counters: these are totals over the looks.)
-    let (mut rejected, mut applied) = (0, 0);
+    // Counted as rejected, and not as applied.
+    let mut totals = support::Totals::default();
+    let count = |totals: &support::Totals, name| totals.get(name, &[("cluster", "greeter")]);
     support::until("the rejection counted", || {
-        for (key, _, _, value) in snapshotter.snapshot().into_vec() {
-            if let metrics_util::debugging::DebugValue::Counter(n) = value {
-                match key.key().name() {
-                    "lookaside_client_assignments_rejected_total" => rejected += n,
-                    "lookaside_client_assignments_total" => applied += n,
-                    _ => {}
-                }
-            }
-        }
-        rejected > 0
+        totals.refresh(&snapshotter);
+        count(&totals, "lookaside_client_assignments_rejected_total").is_some_and(|n| n > 0.0)
     })
     .await;
-    assert_eq!((rejected, applied), (1, 1));
+    let rejected = count(&totals, "lookaside_client_assignments_rejected_total");
+    let applied = count(&totals, "lookaside_client_assignments_total");
+    assert_eq!((rejected, applied), (Some(1.0), Some(1.0)));
 
     // The previous assignment still serves, both its endpoints evenly.
     for _ in 0..10 {

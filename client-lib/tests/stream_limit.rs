@@ -170,9 +170,7 @@ async fn calls_waiting_on_a_draining_server_go_elsewhere_at_once() {
 /// `lookaside_client_calls_waiting_for_stream`, and leave it when they go.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn calls_waiting_for_a_stream_are_counted() {
-    let recorder = metrics_util::debugging::DebuggingRecorder::new();
-    let snapshotter = recorder.snapshotter();
-    recorder.install().unwrap();
+    let snapshotter = support::process_recorder();
     // A debugging snapshot hands out a gauge's change since the last one
     // (it swaps the value for 0): the test keeps the running total.
     let mut total = 0.0;

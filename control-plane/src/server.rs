@@ -534,7 +534,7 @@ fn serve_on(
 /// acceptor sets it, and tonic's own `serve` does: its builder's
 /// `tcp_nodelay` is ignored for an incoming stream, and with Nagle a small
 /// write waits until the one before it is acknowledged).
-pub(crate) fn accepting(listener: TcpListener) -> TcpIncoming {
+pub fn accepting(listener: TcpListener) -> TcpIncoming {
     TcpIncoming::from(listener).with_nodelay(Some(true))
 }
 

@@ -18,8 +18,6 @@ const CLUSTER: &str = "greeter";
 /// client's balancer takes the broken one out are few whatever the load of
 /// the machine (2 ms apart, against microseconds).
 const RATE: u32 = 500;
-/// The client's default run of failures that takes an endpoint out.
-const RUN: u64 = 5;
 
 #[tokio::test(flavor = "multi_thread")]
 async fn a_backend_failing_every_call_is_taken_out_after_a_few() -> Result<()> {
@@ -37,6 +35,8 @@ async fn a_backend_failing_every_call_is_taken_out_after_a_few() -> Result<()> {
         .collect();
     let cp = ControlPlane::start(&Config::new().weighted(CLUSTER, endpoints)).await?;
 
+    // The client's default run of failures that takes an endpoint out.
+    let run = u64::from(lookaside_client::FailureAccrual::default().consecutive_failures);
     let options = LoadOptions::timed(CLUSTER, Duration::from_secs(2), RATE).concurrency(4);
     let report = ClientLoad::run(cp.xds_addr(), &options).await?;
     println!(
@@ -46,13 +46,13 @@ async fn a_backend_failing_every_call_is_taken_out_after_a_few() -> Result<()> {
     // The run, and one on its return after the first penalty (1 s, give or
     // take a fifth), each with a call or two in flight at most. Without
     // failure accrual: a third of the calls, about 330.
-    let allowed = RUN + 4;
+    let allowed = run + 4;
     assert!(
         report.failed <= allowed,
         "{} calls failed (at most {allowed})",
         report.failed
     );
-    assert!(report.failed >= RUN, "the broken one took its first calls");
+    assert!(report.failed >= run, "the broken one took its first calls");
     assert!(
         report
             .failures

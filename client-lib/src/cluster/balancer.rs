@@ -658,12 +658,11 @@ mod tests {
 
     /// `address` fails a run of calls; the task hears of it.
     fn fails_a_run(task: &mut Task, address: SocketAddr) {
-        if let Some(assigned) = task.endpoints.get(&address) {
-            for _ in 0..RUN {
-                let load = assigned.endpoint.connection.load();
-                load.issued();
-                load.finished(crate::load::Outcome::EndpointFailed);
-            }
+        let assigned = task.endpoints.get(&address).expect("an assigned endpoint");
+        for _ in 0..RUN {
+            let load = assigned.endpoint.connection.load();
+            load.issued();
+            load.finished(crate::load::Outcome::EndpointFailed);
         }
         task.penalise(address);
     }
@@ -707,6 +706,7 @@ mod tests {
         fails_a_run(&mut task, a);
         assert_eq!(served(&task), vec![a], "the last of its tier stays");
         assert!(!task.penalties.as_ref().is_some_and(|p| p.is_out(a)));
+        assert!(task.kept.contains(&a), "kept in, not ignored");
     }
 
     #[tokio::test(start_paused = true)]

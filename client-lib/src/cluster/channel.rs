@@ -588,11 +588,10 @@ mod tests {
         let answered = tower::ServiceExt::oneshot(&mut channel, request_within(1000)).await;
         assert!(answered.is_ok(), "{answered:?}");
         balancer.assign(Vec::new());
-        let published = async {
-            while channel.is_usable() {
-                tokio::time::sleep(Duration::from_millis(1)).await;
-            }
-        };
+        let shared = &channel.calls.shared;
+        let published = ready::until(&shared.set, &shared.published, |set| {
+            (set.usable() == 0).then_some(())
+        });
         tokio::time::timeout(Duration::from_secs(1), published)
             .await
             .expect("the empty assignment is published");

@@ -86,7 +86,7 @@ struct Shared {
 }
 
 /// The longest keepalive interval doubling reaches.
-const MAX_KEEPALIVE: Duration = Duration::from_secs(3600);
+const MAX_KEEPALIVE: Duration = crate::clock::LONGEST_PERIOD;
 
 /// A connection that lived this long was stable: the next one is made at
 /// once when it ends, and the reconnect backoff starts over.

@@ -34,10 +34,8 @@ use crate::endpoint::backoff;
 const SEND_ALL_CLUSTERS: &str = "envoy.lrs.supports_send_all_clusters";
 /// The shortest interval a server may ask for (a zero one would spin).
 const MIN_INTERVAL: Duration = Duration::from_millis(100);
-/// The longest interval between reports, whatever the server asks for (a
-/// larger one would only let counts pile up, and one past the clock's
-/// range would overflow the timer).
-const MAX_INTERVAL: Duration = Duration::from_secs(3600);
+/// The longest interval between reports, whatever the server asks for.
+const MAX_INTERVAL: Duration = crate::clock::LONGEST_PERIOD;
 /// The interval when the server names none.
 const DEFAULT_INTERVAL: Duration = Duration::from_secs(10);
 /// A stream that lasted this long was fine: the backoff starts over.

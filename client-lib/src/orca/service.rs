@@ -14,6 +14,7 @@ use tonic::{Request, Response, Status};
 
 use super::LoadRecorder;
 use super::cpu::{CpuSource, CpuWindow};
+use crate::clock::LONGEST_PERIOD;
 
 /// Serves this server's load reports, one stream per asking client.
 #[derive(Debug, Clone)]
@@ -32,23 +33,22 @@ impl OrcaStreamService {
         Self {
             recorder,
             cpu,
-            min_interval,
+            // Never 0 (a zero interval would spin), never past an hour.
+            min_interval: min_interval.clamp(Duration::from_millis(1), LONGEST_PERIOD),
         }
     }
 
     /// The interval a request gets: what it asks for, never below the floor
-    /// (nor 1 ms, whatever the floor: a zero one would spin) nor above an
-    /// hour (one past the clock's range would overflow the timer).
+    /// nor above an hour (one past the clock's range would overflow the
+    /// timer).
     fn interval(&self, request: &OrcaLoadReportRequest) -> Duration {
-        const LONGEST: Duration = Duration::from_secs(3600);
         let asked = request
             .report_interval
             .as_ref()
             // Negative: none asked, the floor holds.
             .and_then(|d| Duration::try_from(*d).ok())
             .unwrap_or_default();
-        let floor = self.min_interval.clamp(Duration::from_millis(1), LONGEST);
-        asked.clamp(floor, LONGEST)
+        asked.clamp(self.min_interval, LONGEST_PERIOD)
     }
 }
 

@@ -513,3 +513,64 @@ pub async fn control_plane(
 pub fn any_port() -> SocketAddr {
     SocketAddr::from(([127, 0, 0, 1], 0))
 }
+
+/// Installs a debugging metrics recorder for the whole test binary (one
+/// test per binary: a process has one); what it saw, to read.
+pub fn process_recorder() -> metrics_util::debugging::Snapshotter {
+    let recorder = metrics_util::debugging::DebuggingRecorder::new();
+    let snapshotter = recorder.snapshotter();
+    recorder
+        .install()
+        .expect("the only recorder of this test binary");
+    snapshotter
+}
+
+/// Metric values by name and labels. A debugging snapshot drains counters
+/// and gauges alike, so a test keeps its own running totals, and a gauge
+/// its last value other than 0 (a drained gauge reads 0; read no gauge
+/// that is ever set to 0 through it).
+#[derive(Default)]
+pub struct Totals(Vec<Entry>);
+
+/// Name, labels, value.
+type Entry = (String, Vec<(String, String)>, f64);
+
+impl Totals {
+    /// Adds what the recorder saw since the last look.
+    pub fn refresh(&mut self, snapshotter: &metrics_util::debugging::Snapshotter) {
+        for (key, _, _, value) in snapshotter.snapshot().into_vec() {
+            let key = key.key();
+            let labels: Vec<(String, String)> = key
+                .labels()
+                .map(|l| (l.key().to_string(), l.value().to_string()))
+                .collect();
+            let name = key.name().to_string();
+            let existing = self
+                .0
+                .iter_mut()
+                .find(|(n, l, _)| *n == name && *l == labels);
+            let (add, is_counter) = match value {
+                metrics_util::debugging::DebugValue::Counter(n) => (n as f64, true),
+                metrics_util::debugging::DebugValue::Gauge(g) => (g.into_inner(), false),
+                metrics_util::debugging::DebugValue::Histogram(h) => (h.len() as f64, true),
+            };
+            match existing {
+                Some(entry) if is_counter => entry.2 += add,
+                Some(_) if add == 0.0 => {}
+                Some(entry) => entry.2 = add,
+                None => self.0.push((name, labels, add)),
+            }
+        }
+    }
+
+    /// The value of `name` for the series carrying every one of `labels`.
+    pub fn get(&self, name: &str, labels: &[(&str, &str)]) -> Option<f64> {
+        self.0.iter().find_map(|(n, l, v)| {
+            let matches = n == name
+                && labels
+                    .iter()
+                    .all(|(k, want)| l.iter().any(|(lk, lv)| lk == k && lv == want));
+            matches.then_some(*v)
+        })
+    }
+}

@@ -164,12 +164,10 @@ async fn serve(args: Args) -> Result<()> {
             arrivals,
         }))
         // Drops the listener and sends GOAWAY once `shutdown` resolves, then
-        // returns when every connection has closed. TCP_NODELAY as tonic's
-        // own `serve` sets it (its `tcp_nodelay` is ignored for an incoming
-        // stream): without it, Nagle holds a small response back until the
-        // previous one is acknowledged.
+        // returns when every connection has closed. With TCP_NODELAY, as the
+        // control plane accepts (see `accepting`).
         .serve_with_incoming_shutdown(
-            tonic::transport::server::TcpIncoming::from(listener).with_nodelay(Some(true)),
+            lookaside_control_plane::server::accepting(listener),
             shutdown,
         );
     let grace = Duration::from_millis(args.shutdown_grace_ms);
