@@ -342,10 +342,31 @@ mod tests {
     }
 
     #[test]
+    fn a_key_with_nothing_after_it_is_not_an_empty_list() {
+        // How a file caught half-written by `cmd > file` reads.
+        let (line, _, reason) = err("clusters:\n");
+        assert_eq!(line, 1);
+        assert!(
+            reason.contains("expected a list, found nothing"),
+            "{reason}"
+        );
+        // The YAML parser places it at the cluster's line.
+        let (line, _, reason) = err("clusters:\n  - name: g\n    endpoints:\n");
+        assert_eq!(line, 2, "{reason}");
+        assert!(reason.contains("endpoints: expected a list"), "{reason}");
+        for text in [
+            "clusters: []\n",
+            "clusters:\n  - name: g\n    endpoints: []\n",
+        ] {
+            assert!(parse(text, Path::new("l.yaml")).is_ok(), "{text:?}");
+        }
+    }
+
+    #[test]
     fn a_second_document_is_rejected_at_its_marker() {
         // Found by the config_parser fuzz target: the YAML parser gives no
         // position for "more than one document", and the error said line 0.
-        let (line, column, reason) = err("clusters:\n... name: g\n");
+        let (line, column, reason) = err("clusters: []\n... name: g\n");
         assert_eq!((line, column), (2, 1), "{reason}");
         assert!(reason.contains("more than one document"), "{reason}");
         let (line, _, _) = err("---\nclusters: []\n---\nclusters: []\n");

@@ -13,8 +13,9 @@ use crate::registry::{Health, MAX_WEIGHT, MIN_WEIGHT, Policy};
 #[derive(Debug, Deserialize)]
 #[serde(deny_unknown_fields)]
 pub(super) struct ConfigFile {
-    /// Balanced services.
-    #[serde(default)]
+    /// Balanced services. `clusters:` with nothing after it is refused
+    /// (a file cut short reads so); `clusters: []` serves none.
+    #[serde(default, deserialize_with = "clusters")]
     pub(super) clusters: Vec<ClusterEntry>,
 }
 
@@ -29,8 +30,32 @@ pub(super) struct ClusterEntry {
     /// Port the endpoints serve ORCA on, when not their own port.
     #[serde(default)]
     pub(super) orca_port: Option<OrcaPortEntry>,
-    #[serde(default)]
+    /// `endpoints:` with nothing after it is refused (a file cut short
+    /// reads so); leave the key out or write `endpoints: []` for none.
+    #[serde(default, deserialize_with = "endpoints")]
     pub(super) endpoints: Vec<EndpointEntry>,
+}
+
+fn clusters<'de, D: Deserializer<'de>>(deserializer: D) -> Result<Vec<ClusterEntry>, D::Error> {
+    list(deserializer, "clusters")
+}
+
+fn endpoints<'de, D: Deserializer<'de>>(deserializer: D) -> Result<Vec<EndpointEntry>, D::Error> {
+    list(deserializer, "endpoints")
+}
+
+/// A list that must be written as one: YAML reads `key:` with nothing
+/// after it as null, which serde would take for an empty list.
+fn list<'de, D, T>(deserializer: D, key: &str) -> Result<Vec<T>, D::Error>
+where
+    D: Deserializer<'de>,
+    T: Deserialize<'de>,
+{
+    Option::<Vec<T>>::deserialize(deserializer)?.ok_or_else(|| {
+        de::Error::custom(format!(
+            "{key}: expected a list, found nothing (write {key}: [] for none)"
+        ))
+    })
 }
 
 /// A policy name as written in the file.

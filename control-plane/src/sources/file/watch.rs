@@ -3,8 +3,14 @@
 //! Polls the file's content (not its mtime or inotify events) at a fixed
 //! interval: Kubernetes ConfigMap volumes replace files through symlink swaps
 //! that inotify watchers miss, and a content hash never does. An edit applies
-//! within one interval (default 200 ms) plus a 20 ms settle check that
-//! keeps half-written files out.
+//! within one interval (default 200 ms) plus a 100 ms settle check.
+//!
+//! A writer that is not atomic (`cmd > file`, most tools) empties the file
+//! first and may pause mid-write. The settle check keeps out content still
+//! changing, and while running an empty file is refused (the last good
+//! config keeps serving; `clusters: []` serves none), as are `clusters:` or
+//! `endpoints:` with nothing after them (see the schema). Writing a new
+//! file and renaming it over the old one is safe at any speed.
 
 use std::path::{Path, PathBuf};
 use std::sync::Arc;
@@ -20,7 +26,7 @@ use crate::sources::{SourceError, SourceStatus};
 use crate::telemetry::Metrics;
 
 /// How long a changed file must stay unchanged before it is applied.
-const SETTLE: Duration = Duration::from_millis(20);
+const SETTLE: Duration = Duration::from_millis(100);
 
 /// The source id of a config file: `file:PATH`.
 pub fn source_id(path: &Path) -> String {
@@ -142,6 +148,16 @@ impl FileSource {
             _ => return None,
         }
         self.last_hash = Some(hash);
+        if bytes.iter().all(u8::is_ascii_whitespace) {
+            return Some(Err(ConfigError::Invalid {
+                path: self.path.clone(),
+                line: 1,
+                column: 1,
+                reason: "the file is empty (caught while being written?); write \
+                         `clusters: []` to serve no clusters"
+                    .to_string(),
+            }));
+        }
         Some(self.parse_bytes(&bytes))
     }
 
@@ -171,19 +187,29 @@ mod tests {
     const BAD: &str =
         "clusters:\n  - name: g\n    endpoints:\n      - { address: 127.0.0.1:1, weight: 0 }\n";
 
-    #[tokio::test]
-    async fn edits_apply_and_bad_edits_are_reported_and_skipped()
-    -> Result<(), Box<dyn std::error::Error>> {
+    /// `l.yaml` holding `text` in a new folder, and a source polling it
+    /// every 10 ms.
+    fn watched(
+        text: &str,
+    ) -> Result<(tempfile::TempDir, SourceStatus, FileSource), Box<dyn std::error::Error>> {
         let dir = tempfile::tempdir()?;
         let path = dir.path().join("l.yaml");
-        std::fs::write(&path, GOOD)?;
+        std::fs::write(&path, text)?;
         let status = SourceStatus::default();
-        let mut source = FileSource::new(
-            path.clone(),
+        let source = FileSource::new(
+            path,
             Duration::from_millis(10),
             status.clone(),
             Arc::new(Metrics::new()),
         );
+        Ok((dir, status, source))
+    }
+
+    #[tokio::test]
+    async fn edits_apply_and_bad_edits_are_reported_and_skipped()
+    -> Result<(), Box<dyn std::error::Error>> {
+        let (dir, status, mut source) = watched(GOOD)?;
+        let path = dir.path().join("l.yaml");
         let initial = source.load()?;
         assert_eq!(initial[0].endpoints[0].weight, 3);
         let (tx, mut rx) = mpsc::channel(4);
@@ -214,6 +240,51 @@ mod tests {
             .ok_or("closed")?;
         assert_eq!(clusters[0].endpoints[0].weight, 4);
         assert!(status.all()[0].1.error.is_none());
+        task.abort();
+        Ok(())
+    }
+
+    #[tokio::test]
+    async fn a_slow_writer_is_never_caught_half_way() -> Result<(), Box<dyn std::error::Error>> {
+        let (dir, _status, mut source) = watched(GOOD)?;
+        let path = dir.path().join("l.yaml");
+        source.load()?;
+        let (tx, mut rx) = mpsc::channel(16);
+        let task = tokio::spawn(source.run(tx));
+
+        // `cmd > file`: emptied at once, then written in pieces with pauses
+        // longer than the settle check, each piece valid YAML on its own:
+        // empty, `clusters:` alone, a cluster cut at `endpoints:`. (A cut
+        // after `- name: g` is a cluster with no endpoints, which a file may
+        // say: only the settle check and atomic writes keep that out.)
+        let mut pieces = [
+            "clusters:\n",
+            "  - name: g\n    endpoints:\n",
+            "      - { address: 127.0.0.1:1, weight: 4 }\n",
+        ]
+        .into_iter()
+        .peekable();
+        let mut written = String::new();
+        std::fs::write(&path, "")?;
+        while let Some(piece) = pieces.next() {
+            // The writer's pause (the scenario, not a synchronisation): long
+            // enough for the watcher to read and settle each partial state.
+            tokio::time::sleep(SETTLE * 3).await;
+            written.push_str(piece);
+            std::fs::write(&path, &written)?;
+            if pieces.peek().is_some() {
+                assert!(
+                    rx.try_recv().is_err(),
+                    "a half-written file was applied: {written:?}"
+                );
+            }
+        }
+        let (_, clusters) = tokio::time::timeout(Duration::from_secs(5), rx.recv())
+            .await?
+            .ok_or("closed")?;
+        assert!(rx.try_recv().is_err());
+        assert_eq!(clusters.len(), 1);
+        assert_eq!(clusters[0].endpoints[0].weight, 4);
         task.abort();
         Ok(())
     }

@@ -24,8 +24,9 @@ const CLUSTER_DOMAIN: &str = "svc.cluster.local";
 /// A cluster is named by the Service port; its endpoints carry the slice
 /// port of the same name (the pods' target port). A slice port whose name
 /// matches no known Service port names its cluster by its own number
-/// instead, so its endpoints stay served. Every Service port is named even
-/// when no slice lists it yet.
+/// instead, so its endpoints stay served, unless that number is another
+/// Service port's (its cluster would get the pods' other port). Every
+/// Service port is named even when no slice lists it yet.
 pub(super) fn service_clusters<'a>(
     namespace: &str,
     service: &str,
@@ -49,6 +50,20 @@ pub(super) fn service_clusters<'a>(
             let target = *target;
             let port = match ports.and_then(|p| p.ports.get(name)) {
                 Some(port) => *port,
+                // Its number is another Service port's: falling back would
+                // mix pods' other port into that port's cluster.
+                None if ports.is_some_and(|p| p.ports.values().any(|n| *n == target)) => {
+                    tracing::debug!(
+                        namespace,
+                        service,
+                        slice = slice.key.1,
+                        port = name,
+                        target,
+                        "no Service port of this name, and its number is another \
+                         Service port's; left out"
+                    );
+                    continue;
+                }
                 None => {
                     tracing::debug!(
                         namespace,
@@ -64,26 +79,24 @@ pub(super) fn service_clusters<'a>(
             };
             let endpoints = merged.entry(port).or_default();
             for endpoint in &slice.endpoints {
-                for ip in &endpoint.ips {
-                    let address = SocketAddr::new(*ip, target);
-                    // During a move between slices an address can be listed
-                    // twice; keep its most usable state.
-                    match endpoints.get(&address) {
-                        Some(existing) if rank(existing.health) >= rank(endpoint.health) => {}
-                        _ => {
-                            endpoints.insert(
+                let address = SocketAddr::new(endpoint.ip, target);
+                // During a move between slices an address can be listed
+                // twice; keep its most usable state.
+                match endpoints.get(&address) {
+                    Some(existing) if rank(existing.health) >= rank(endpoint.health) => {}
+                    _ => {
+                        endpoints.insert(
+                            address,
+                            Endpoint {
                                 address,
-                                Endpoint {
-                                    address,
-                                    weight: 1,
-                                    locality: Locality {
-                                        region: String::new(),
-                                        zone: endpoint.zone.clone(),
-                                    },
-                                    health: endpoint.health,
+                                weight: 1,
+                                locality: Locality {
+                                    region: String::new(),
+                                    zone: endpoint.zone.clone(),
                                 },
-                            );
-                        }
+                                health: endpoint.health,
+                            },
+                        );
                     }
                 }
             }
@@ -166,6 +179,19 @@ mod tests {
         let read: Vec<SliceEndpoints> =
             slices.into_iter().map(SliceEndpoints::from_slice).collect();
         service_clusters("default", "greeter", ports, &read, "kube:all")
+    }
+
+    /// (cluster, endpoint address) of every short-named cluster.
+    fn served(clusters: &[Cluster]) -> Vec<(&str, String)> {
+        clusters
+            .iter()
+            .filter(|c| !c.name.contains(CLUSTER_DOMAIN))
+            .flat_map(|c| {
+                c.endpoints
+                    .iter()
+                    .map(|e| (c.name.as_str(), e.address.to_string()))
+            })
+            .collect()
     }
 
     fn names(clusters: &[Cluster]) -> Vec<&str> {
@@ -327,20 +353,40 @@ mod tests {
         // Seen: the named port maps, the unnamed one (no Service port "")
         // keeps its number; no endpoint is dropped.
         let seen = greeter(Some(&ports(&[("grpc", 80)])), [&s]);
-        let endpoints: Vec<(&str, String)> = seen
-            .iter()
-            .filter(|c| !c.name.contains(CLUSTER_DOMAIN))
-            .flat_map(|c| {
-                c.endpoints
-                    .iter()
-                    .map(|e| (c.name.as_str(), e.address.to_string()))
-            })
-            .collect();
+        let endpoints = served(&seen);
         assert_eq!(
             endpoints,
             [
                 ("greeter.default:7070", "10.0.0.1:7070".to_string()),
                 ("greeter.default:80", "10.0.0.1:8080".to_string()),
+            ]
+        );
+    }
+
+    #[test]
+    fn an_unmatched_slice_port_never_joins_another_service_port() {
+        // Service `http: 80 -> 8080`, `grpc: 8080 -> 9090`; `http` renamed
+        // to `web` and the slices not rewritten yet: the slice port
+        // ("http", 8080) must not fall back into the gRPC cluster `:8080`.
+        let s = slice(
+            "g",
+            "IPv4",
+            &[("http", 8080, "TCP"), ("grpc", 9090, "TCP")],
+            vec![test_endpoint("10.0.0.1", None, None, None)],
+        );
+        let clusters = greeter(Some(&ports(&[("web", 80), ("grpc", 8080)])), [&s]);
+        let endpoints = served(&clusters);
+        assert_eq!(
+            endpoints,
+            [("greeter.default:8080", "10.0.0.1:9090".to_string())]
+        );
+        assert_eq!(
+            names(&clusters),
+            [
+                "greeter.default.svc.cluster.local:80",
+                "greeter.default.svc.cluster.local:8080",
+                "greeter.default:80",
+                "greeter.default:8080",
             ]
         );
     }

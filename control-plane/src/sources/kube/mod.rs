@@ -26,7 +26,10 @@
 //! Service not yet seen by the Service watch, an edit of the Service's ports
 //! not yet seen, or a hand-made slice whose Service is not opted in) names
 //! its clusters by the slice port number itself, `S.N:TARGET`, as if Service
-//! and target port were equal. Its endpoints are never dropped; once the
+//! and target port were equal. Its endpoints are not dropped (unless that
+//! number is another port of the Service: they would join that port's
+//! cluster on the wrong port, so they are left out until the names match);
+//! once the
 //! matching Service port is seen, the cluster moves to the Service port's
 //! name. Nothing is published before the initial lists of both watches are
 //! complete, so this only happens for changes that race between the two

@@ -43,8 +43,10 @@ pub(super) struct SliceEndpoints {
 /// One endpoint of a slice that may be routed to.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub(super) struct RoutableEndpoint {
-    /// Its IP addresses (one pod may list several).
-    pub(super) ips: Vec<IpAddr>,
+    /// Its first usable address. The API calls an endpoint's addresses
+    /// interchangeable and lets consumers use only the first (as kube-proxy
+    /// does): one pod is one endpoint, never one per address.
+    pub(super) ip: IpAddr,
     /// Healthy or draining.
     pub(super) health: Health,
     /// Its zone; empty when unknown.
@@ -110,18 +112,14 @@ fn tcp_ports(slice: &EndpointSlice) -> Vec<(String, u16)> {
 
 fn routable_endpoint(endpoint: &SliceEndpoint) -> Option<RoutableEndpoint> {
     let health = health(endpoint)?;
-    let ips: Vec<IpAddr> = endpoint
+    let ip: IpAddr = endpoint
         .addresses
         .iter()
         .filter_map(|address| address.parse().ok())
         // Never published: clients would NACK the whole assignment.
-        .filter(|ip| lookaside_proto::address::unroutable_ip(*ip).is_none())
-        .collect();
-    if ips.is_empty() {
-        return None;
-    }
+        .find(|ip| lookaside_proto::address::unroutable_ip(*ip).is_none())?;
     Some(RoutableEndpoint {
-        ips,
+        ip,
         health,
         zone: endpoint.zone.clone().unwrap_or_default(),
     })
@@ -231,14 +229,23 @@ mod tests {
                 test_endpoint("10.0.0.2", Some(false), Some(false), None),
                 // Clients would NACK the whole assignment for it.
                 test_endpoint("0.0.0.0", None, None, None),
+                // One pod listing several addresses is one endpoint, at its
+                // first usable address (they are interchangeable).
+                SliceEndpoint {
+                    addresses: vec!["0.0.0.0".into(), "10.0.0.3".into(), "10.0.0.4".into()],
+                    ..test_endpoint("", None, None, None)
+                },
             ],
         };
         let read = SliceEndpoints::from_slice(&slice);
         assert_eq!(read.key, ("ns".into(), "greeter-x".into()));
         assert_eq!(read.service, Some(("ns".into(), "greeter".into())));
         assert_eq!(read.ports, [("grpc".to_string(), 8080)]);
-        assert_eq!(read.endpoints.len(), 1);
-        assert_eq!(read.endpoints[0].ips, [IpAddr::from([10, 0, 0, 1])]);
+        let ips: Vec<IpAddr> = read.endpoints.iter().map(|e| e.ip).collect();
+        assert_eq!(
+            ips,
+            [IpAddr::from([10, 0, 0, 1]), IpAddr::from([10, 0, 0, 3])]
+        );
 
         let fqdn = EndpointSlice {
             address_type: "FQDN".into(),
