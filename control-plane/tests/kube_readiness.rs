@@ -13,7 +13,7 @@ mod fake_kube;
 use std::time::Duration;
 
 use fake_kube::FakeKube;
-use lookaside_control_plane::server::{ADS_SERVICE, Discovery, ServeConfig, start_with};
+use lookaside_control_plane::server::{ADS_SERVICE, Discovery, Running, ServeConfig, start_with};
 use lookaside_control_plane::sources::kube::KubeOptions;
 use lookaside_proto::envoy::config::core::v3::address::Address::SocketAddress;
 use lookaside_proto::envoy::config::core::v3::socket_address::PortSpecifier::PortValue;
@@ -65,31 +65,13 @@ async fn readiness(channel: Channel) -> ServingStatus {
     ServingStatus::try_from(response.into_inner().status).expect("status")
 }
 
-#[tokio::test]
-async fn ads_waits_for_the_first_complete_list() {
-    let kube = FakeKube::start().await;
-    kube.set_failing(true);
-    kube.apply(greeter_slice(&["10.1.0.1", "10.1.0.2"]));
-    // Clients dial port 80; the pods listen on 50051.
-    kube.apply(json!({
-        "kind": "Service",
-        "apiVersion": "v1",
-        "metadata": {
-            "name": "greeter",
-            "namespace": "default",
-            "labels": { "lookaside.io/enabled": "true", "lookaside.io/policy": "static" },
-        },
-        "spec": { "ports": [{ "name": "grpc", "port": 80, "targetPort": 50051 }] },
-    }));
-    // The file source lists at once; the Kubernetes one cannot yet.
+/// The control plane on a config file holding `config` and on `kube`'s
+/// namespace `default`, with a metrics listener; a channel to its xDS port.
+async fn start(kube: &FakeKube, config: &str) -> (tempfile::TempDir, Running, Channel) {
     let dir = tempfile::tempdir().expect("tempdir");
-    let config = dir.path().join("lookaside.yaml");
-    std::fs::write(
-        &config,
-        "clusters:\n  - name: from-file\n    endpoints: [{ address: 10.9.0.1:80 }]\n",
-    )
-    .expect("write config");
-    let mut serve = ServeConfig::local(config);
+    let path = dir.path().join("lookaside.yaml");
+    std::fs::write(&path, config).expect("write config");
+    let mut serve = ServeConfig::local(path);
     serve.metrics_listen = Some("127.0.0.1:0".parse().unwrap());
     let running = start_with(
         serve,
@@ -110,6 +92,31 @@ async fn ads_waits_for_the_first_complete_list() {
         .connect()
         .await
         .expect("connects");
+    (dir, running, channel)
+}
+
+#[tokio::test]
+async fn ads_waits_for_the_first_complete_list() {
+    let kube = FakeKube::start().await;
+    kube.set_failing(true);
+    kube.apply(greeter_slice(&["10.1.0.1", "10.1.0.2"]));
+    // Clients dial port 80; the pods listen on 50051.
+    kube.apply(json!({
+        "kind": "Service",
+        "apiVersion": "v1",
+        "metadata": {
+            "name": "greeter",
+            "namespace": "default",
+            "labels": { "lookaside.io/enabled": "true", "lookaside.io/policy": "static" },
+        },
+        "spec": { "ports": [{ "name": "grpc", "port": 80, "targetPort": 50051 }] },
+    }));
+    // The file source lists at once; the Kubernetes one cannot yet.
+    let (_dir, running, channel) = start(
+        &kube,
+        "clusters:\n  - name: from-file\n    endpoints: [{ address: 10.9.0.1:80 }]\n",
+    )
+    .await;
     assert_eq!(readiness(channel.clone()).await, ServingStatus::NotServing);
     let metrics = running.metrics_address.expect("metrics listen");
     assert_eq!(http_status(metrics, "/readyz").await, 503);
@@ -185,8 +192,77 @@ async fn ads_waits_for_the_first_complete_list() {
     drop(requests);
 }
 
+#[tokio::test]
+async fn a_list_that_adds_nothing_still_makes_it_ready_and_held_clients_may_leave() {
+    // No opted-in Service at all: the first complete list changes no
+    // resource, and must still end the wait.
+    let kube = FakeKube::start().await;
+    kube.set_failing(true);
+    let (_dir, running, channel) = start(&kube, "clusters: []\n").await;
+    let metrics = running.metrics_address.expect("metrics listen");
+    let open_streams = async || {
+        let (_, body) = http_get(metrics, "/metrics").await;
+        body.lines()
+            .filter(|line| line.starts_with("lookaside_xds_streams{"))
+            .filter_map(|line| line.rsplit(' ').next()?.parse::<i64>().ok())
+            .sum::<i64>()
+    };
+    let wildcard_cds = async || {
+        let (requests, rx) = tokio::sync::mpsc::channel(4);
+        requests
+            .send(DiscoveryRequest {
+                type_url: CDS.into(),
+                ..Default::default()
+            })
+            .await
+            .unwrap();
+        let responses = AggregatedDiscoveryServiceClient::new(channel.clone())
+            .stream_aggregated_resources(ReceiverStream::new(rx))
+            .await
+            .expect("stream opens")
+            .into_inner();
+        (requests, responses)
+    };
+
+    // Held while the API server fails; a client that gives up is let go.
+    let (requests, mut responses) = wildcard_cds().await;
+    let early = tokio::time::timeout(Duration::from_millis(300), responses.message()).await;
+    assert!(early.is_err(), "answered before the first list: {early:?}");
+    assert_eq!(open_streams().await, 1);
+    drop((requests, responses));
+    let deadline = tokio::time::Instant::now() + Duration::from_secs(5);
+    while open_streams().await != 0 {
+        assert!(
+            tokio::time::Instant::now() < deadline,
+            "a client that left still holds its stream"
+        );
+        tokio::time::sleep(Duration::from_millis(20)).await;
+    }
+
+    kube.set_failing(false);
+    let deadline = tokio::time::Instant::now() + Duration::from_secs(15);
+    while readiness(channel.clone()).await != ServingStatus::Serving {
+        assert!(tokio::time::Instant::now() < deadline, "never ready");
+        tokio::time::sleep(Duration::from_millis(20)).await;
+    }
+    assert_eq!(http_status(metrics, "/readyz").await, 200);
+    let (_requests, mut responses) = wildcard_cds().await;
+    let answer = tokio::time::timeout(Duration::from_secs(5), responses.message())
+        .await
+        .expect("answered once listed")
+        .expect("stream ok")
+        .expect("a response");
+    assert_eq!(answer.type_url, CDS);
+    assert!(answer.resources.is_empty());
+}
+
 /// The status code of `GET path` on `address`.
 async fn http_status(address: std::net::SocketAddr, path: &str) -> u16 {
+    http_get(address, path).await.0
+}
+
+/// The status code and body of `GET path` on `address`.
+async fn http_get(address: std::net::SocketAddr, path: &str) -> (u16, String) {
     use tokio::io::{AsyncReadExt, AsyncWriteExt};
     let mut stream = tokio::net::TcpStream::connect(address)
         .await
@@ -199,9 +275,14 @@ async fn http_status(address: std::net::SocketAddr, path: &str) -> u16 {
         .expect("write");
     let mut response = String::new();
     stream.read_to_string(&mut response).await.expect("read");
-    response
+    let status = response
         .split_whitespace()
         .nth(1)
         .and_then(|code| code.parse().ok())
-        .unwrap_or(0)
+        .unwrap_or(0);
+    let body = response
+        .split_once("\r\n\r\n")
+        .map(|(_, body)| body.to_string())
+        .unwrap_or_default();
+    (status, body)
 }

@@ -27,7 +27,12 @@ pub fn run(mut weighted: watch::Receiver<Arc<Weighted>>) -> watch::Receiver<Arc<
             let previous = tx.borrow().clone();
             sequence += 1;
             let next = build(current, sequence, Some(&previous));
-            if next.version == previous.version {
+            // The version hashes resources only: the first complete listing
+            // is news even when it adds none (ADS streams and readiness
+            // wait for it).
+            if next.version == previous.version
+                && next.weighted.complete == previous.weighted.complete
+            {
                 continue;
             }
             tracing::info!(version = %next.version, sequence, "new snapshot");
@@ -35,4 +40,33 @@ pub fn run(mut weighted: watch::Receiver<Arc<Weighted>>) -> watch::Receiver<Arc<
         }
     });
     rx
+}
+
+#[cfg(test)]
+mod tests {
+    use std::time::Duration;
+
+    use super::*;
+
+    #[tokio::test]
+    async fn the_first_complete_listing_is_published_even_when_it_adds_nothing()
+    -> Result<(), Box<dyn std::error::Error>> {
+        // `--kube` with no opted-in Service yet: the listing completes and
+        // adds no cluster.
+        let (tx, rx) = watch::channel(Arc::new(Weighted::default()));
+        let mut snapshots = run(rx);
+        assert!(!snapshots.borrow_and_update().weighted.complete);
+        let before = snapshots.borrow().version.clone();
+        tx.send_replace(Arc::new(Weighted {
+            complete: true,
+            ..Weighted::default()
+        }));
+        tokio::time::timeout(
+            Duration::from_secs(5),
+            snapshots.wait_for(|s| s.weighted.complete),
+        )
+        .await??;
+        assert_eq!(snapshots.borrow().version, before);
+        Ok(())
+    }
 }

@@ -244,6 +244,9 @@ async fn drive<P: Protocol>(
                 ))));
                 return;
             }
+            // A client that leaves while held gives its slot back now, not
+            // when the sources list (which may be never).
+            () = tx.closed() => return,
         }
         snapshots.mark_unchanged();
     }
@@ -308,7 +311,11 @@ async fn drive<P: Protocol>(
             },
             permit = tx.reserve(), if wants => {
                 let Ok(permit) = permit else { break "client gone" };
-                let snapshot = snapshots.borrow_and_update().clone();
+                // Not `borrow_and_update`: a snapshot published since
+                // `changed()` was polled must still wake that branch, which
+                // marks every started type for a look, not only those
+                // waiting to send now.
+                let snapshot = snapshots.borrow().clone();
                 if let Some((kind, response, since)) = stream.next_response::<P>(&snapshot) {
                     let labels = Metrics::labels(P::NAME, kind.short_name());
                     shared.metrics.pushes.get_or_create(&labels).inc();
