@@ -119,6 +119,7 @@ async fn stream_once(
         load.connected = true;
         load.last_error = None;
     });
+    validator.new_stream();
     while let Some(report) = reports.next().await {
         let verdict = validator.judge(&report.map_err(StreamError::Status)?, Instant::now());
         if let Verdict::Rejected(reason) = &verdict {

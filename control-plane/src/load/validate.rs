@@ -43,7 +43,9 @@ impl Rejection {
 pub enum Verdict {
     /// Usable as is.
     Accepted(LoadReport),
-    /// Usable after clamping (errors above requests).
+    /// Usable after clamping: more errors than requests (a server that
+    /// counts only successes as requests) raises requests to the errors,
+    /// so the errors still count.
     Clamped(LoadReport),
     /// Dropped.
     Rejected(Rejection),
@@ -55,9 +57,17 @@ pub enum Verdict {
 pub struct ReportValidator {
     previous: Option<(f64, f64, f64)>,
     repeats: u32,
+    /// When the previous report of the current stream arrived.
+    previous_at: Option<Instant>,
 }
 
 impl ReportValidator {
+    /// A new stream to the same endpoint: the time between its reports is
+    /// measured afresh (an outage is not a report period).
+    pub fn new_stream(&mut self) {
+        self.previous_at = None;
+    }
+
     /// Judges `report`, received at `at`. The utilization used is the
     /// application utilization when the server sets one, else CPU (as gRPC's
     /// weighted_round_robin does).
@@ -97,11 +107,16 @@ impl ReportValidator {
             return Verdict::Rejected(Rejection::Frozen);
         }
         let clamped = eps > rps;
+        let period = self
+            .previous_at
+            .replace(at)
+            .map(|previous| at.saturating_duration_since(previous));
         let accepted = LoadReport {
             utilization,
-            rps,
-            eps: eps.min(rps),
+            rps: rps.max(eps),
+            eps,
             at,
+            period,
         };
         if clamped {
             Verdict::Clamped(accepted)
@@ -113,6 +128,8 @@ impl ReportValidator {
 
 #[cfg(test)]
 mod tests {
+    use std::time::Duration;
+
     use super::*;
 
     fn report(cpu: f64, rps: f64, eps: f64) -> OrcaLoadReport {
@@ -147,7 +164,7 @@ mod tests {
     }
 
     #[test]
-    fn sane_reports_pass_and_errors_are_capped_at_requests() {
+    fn sane_reports_pass_and_requests_are_raised_to_errors() {
         let now = Instant::now();
         let mut validator = ReportValidator::default();
         assert!(
@@ -159,7 +176,37 @@ mod tests {
             Verdict::Accepted(_)
         ));
         assert!(
-            matches!(validator.judge(&report(0.7, 10.0, 20.0), now), Verdict::Clamped(r) if r.eps == 10.0)
+            matches!(validator.judge(&report(0.7, 10.0, 20.0), now), Verdict::Clamped(r) if r.eps == 20.0 && r.rps == 20.0)
+        );
+        // Requests counted as successes only: every call failed.
+        assert!(
+            matches!(validator.judge(&report(0.05, 0.0, 500.0), now), Verdict::Clamped(r) if r.eps == r.rps && r.rps == 500.0)
+        );
+    }
+
+    #[test]
+    fn the_report_period_is_measured_within_one_stream() {
+        let start = Instant::now();
+        let mut validator = ReportValidator::default();
+        let period = |verdict| match verdict {
+            Verdict::Accepted(r) | Verdict::Clamped(r) => r.period,
+            Verdict::Rejected(_) => None,
+        };
+        assert_eq!(
+            period(validator.judge(&report(0.5, 10.0, 0.0), start)),
+            None
+        );
+        let later = start + Duration::from_secs(30);
+        assert_eq!(
+            period(validator.judge(&report(0.6, 10.0, 0.0), later)),
+            Some(Duration::from_secs(30))
+        );
+        // A reconnect is not a report period.
+        validator.new_stream();
+        let after_outage = later + Duration::from_secs(300);
+        assert_eq!(
+            period(validator.judge(&report(0.7, 10.0, 0.0), after_outage)),
+            None
         );
     }
 
@@ -225,7 +272,7 @@ mod tests {
 
             /// Whatever a server sends, an accepted report is finite,
             /// non-negative, at most MAX_UTILIZATION, with errors at most
-            /// requests.
+            /// requests, and the errors as reported.
             #[test]
             fn accepted_reports_are_always_sane(
                 reports in proptest::collection::vec((value(), value(), value(), value()), 1..20)
@@ -245,6 +292,7 @@ mod tests {
                         prop_assert!(r.utilization <= MAX_UTILIZATION);
                         prop_assert!(r.rps.is_finite() && r.rps >= 0.0);
                         prop_assert!(r.eps.is_finite() && r.eps >= 0.0 && r.eps <= r.rps);
+                        prop_assert_eq!(r.eps, eps);
                     }
                 }
             }

@@ -206,6 +206,7 @@ mod tests {
                     rps: 100.0,
                     eps: 0.0,
                     at,
+                    period: None,
                 }),
             })
             .collect()
@@ -243,6 +244,65 @@ mod tests {
         let out = weigher.weigh(&fresh, later, true);
         assert_eq!(out[0].1, WeightReason::Stale);
         assert_eq!(out[0].0, out[1].0.midpoint(out[2].0));
+    }
+
+    #[test]
+    fn a_server_reporting_every_30_s_stays_fresh_and_each_report_counts_once() {
+        // grpc-go and grpc-java servers report every 30 s at best; the
+        // control plane steps every second.
+        let start = Instant::now();
+        let mut weigher = ClusterWeigher::new(Policy::Utilization, WeighConfig::default());
+        let period = Duration::from_secs(30);
+        let mut reports = inputs(&[Some(0.9), Some(0.3)], start);
+        for input in &mut reports {
+            if let Some(report) = &mut input.report {
+                report.period = Some(period);
+            }
+        }
+        let first = weigher.weigh(&reports, start, true);
+        let mut out = first.clone();
+        for second in 1..30 {
+            out = weigher.weigh(&reports, start + Duration::from_secs(second), true);
+            assert!(
+                out.iter()
+                    .all(|(_, reason)| *reason == WeightReason::Feedback),
+                "{second} s after a report: {out:?}"
+            );
+        }
+        // One report moved the weights once, not 30 times.
+        assert_eq!(out, first);
+        assert!(first[0].0 < first[1].0, "{first:?}");
+        // A new report moves them again.
+        for input in &mut reports {
+            if let Some(report) = &mut input.report {
+                report.at = start + period;
+            }
+        }
+        let next = weigher.weigh(&reports, start + period, true);
+        assert!(next[0].0 < first[0].0, "{next:?} after {first:?}");
+        // Three periods without a report: stale.
+        let silent = start + period * 4 + Duration::from_secs(1);
+        let out = weigher.weigh(&reports, silent, true);
+        assert!(
+            out.iter()
+                .all(|(_, reason)| *reason != WeightReason::Feedback),
+            "{out:?}"
+        );
+    }
+
+    #[test]
+    fn utilization_zero_is_not_measured_and_gets_the_mean() {
+        // A server that serves ORCA but records no utilization reports 0:
+        // it must not be taken for idle and handed ten times the traffic.
+        let start = Instant::now();
+        let mut weigher = ClusterWeigher::new(Policy::Utilization, WeighConfig::default());
+        let mut out = Vec::new();
+        for second in 0..20 {
+            let now = start + Duration::from_secs(second);
+            out = weigher.weigh(&inputs(&[Some(0.0), Some(0.5), Some(0.6)], now), now, true);
+        }
+        assert_eq!(out[0].1, WeightReason::Stale, "{out:?}");
+        assert_eq!(out[0].0, out[1].0.midpoint(out[2].0), "{out:?}");
     }
 
     #[test]
@@ -354,6 +414,7 @@ mod tests {
                                 rps,
                                 eps: rps * errors,
                                 at: now,
+                                period: None,
                             }),
                         })
                         .collect();

@@ -2,7 +2,9 @@
 //! endpoint's weight until utilizations converge to the cluster mean
 //! (Dropbox Robinhood-style), damped, bounded and error-aware.
 //!
-//! Each step, for every endpoint with a fresh report:
+//! Each step, for every endpoint with a report that is new since the last
+//! step (a report moves the weight once, however many steps it stays
+//! fresh: grpc-go and grpc-java servers send one per 30 s):
 //!
 //! 1. smooth its utilization (EWMA) so one noisy report cannot swing it;
 //! 2. charge errors: `load = utilization + error_penalty * errors`, where
@@ -17,8 +19,9 @@
 //! 5. keep the state scaled to a mean of `MEAN_WEIGHT` and bounded by
 //!    `max_ratio`, so it cannot wind up.
 //!
-//! An endpoint without a fresh report restarts from the mean of the others
-//! (stale data is worse than none). A new endpoint starts from its
+//! An endpoint without a fresh report, or whose report has utilization 0
+//! (ORCA's "not set"), restarts from the mean of the others (stale data is
+//! worse than none). A new endpoint starts from its
 //! configured share of the mean. The shared `render` step then turns the
 //! state into integers (stale, bounds, slow start).
 //!
@@ -36,6 +39,9 @@ use super::{ControllerConfig, EndpointInput, MEAN_WEIGHT, WeightReason};
 struct EndpointState {
     weight: f64,
     smoothed: Option<f64>,
+    /// When the last report it was corrected for arrived: each report
+    /// moves the weight once, however many steps it stays fresh.
+    integrated: Option<Instant>,
 }
 
 /// One cluster's controller state.
@@ -64,12 +70,20 @@ impl UtilizationController {
         advance: bool,
     ) -> Vec<Option<(f64, WeightReason)>> {
         self.sync_membership(inputs);
-        let loads: Vec<Option<f64>> = inputs
+        let loads: Vec<Option<(f64, Instant)>> = inputs
             .iter()
             .map(|input| {
                 input
                     .fresh_report(now, self.config.expiry)
-                    .map(|r| r.utilization + self.config.error_penalty * input.error_ratio(&r))
+                    // Utilization 0 is ORCA's "not set" (a server that
+                    // serves ORCA but records no utilization): no load to
+                    // steer by, as gRPC's weighted_round_robin reads it.
+                    .filter(|r| r.utilization > 0.0)
+                    .map(|r| {
+                        let load =
+                            r.utilization + self.config.error_penalty * input.error_ratio(&r);
+                        (load, r.at)
+                    })
             })
             .collect();
         if advance {
@@ -140,33 +154,44 @@ impl UtilizationController {
                     weight: MEAN_WEIGHT * f64::from(input.configured_weight)
                         / configured_mean.max(1.0),
                     smoothed: None,
+                    integrated: None,
                 });
         }
     }
 
-    fn step(&mut self, inputs: &[EndpointInput], loads: &[Option<f64>]) {
+    fn step(&mut self, inputs: &[EndpointInput], loads: &[Option<(f64, Instant)>]) {
         let config = &self.config;
-        // 1-2. Smoothed load.
+        // 1-2. Smoothed load, moved by new reports only (a server that
+        // reports every 30 s is not counted 30 times).
         let mut smoothed = Vec::with_capacity(inputs.len());
         for (input, load) in inputs.iter().zip(loads) {
             let Some(state) = self.endpoints.get_mut(&input.address) else {
                 continue;
             };
-            state.smoothed = load.map(|load| match state.smoothed {
-                Some(previous) => previous + config.smoothing * (load - previous),
-                None => load,
-            });
+            let mut new = false;
+            match load {
+                None => state.smoothed = None,
+                Some((load, at)) if state.integrated != Some(*at) || state.smoothed.is_none() => {
+                    state.smoothed = Some(match state.smoothed {
+                        Some(previous) => previous + config.smoothing * (load - previous),
+                        None => *load,
+                    });
+                    state.integrated = Some(*at);
+                    new = true;
+                }
+                Some(_) => {}
+            }
             let hot = state.smoothed.is_some_and(|l| l >= config.saturated_at);
-            smoothed.push((input.address, state.smoothed, hot));
+            smoothed.push((input.address, state.smoothed, hot, new));
         }
-        let fresh: Vec<f64> = smoothed.iter().filter_map(|(_, l, _)| *l).collect();
+        let fresh: Vec<f64> = smoothed.iter().filter_map(|(_, l, _, _)| *l).collect();
         if fresh.is_empty() {
             return;
         }
         let mean_load = fresh.iter().sum::<f64>() / fresh.len() as f64;
         // 3. Multiplicative correction, capped.
         if mean_load > 0.0 {
-            for (address, load, hot) in &smoothed {
+            for (address, load, hot, _) in smoothed.iter().filter(|(.., new)| *new) {
                 if let (Some(load), Some(state)) = (load, self.endpoints.get_mut(address)) {
                     let ratio = if *hot {
                         mean_load / (load.max(mean_load) * config.saturation_penalty)
@@ -181,11 +206,11 @@ impl UtilizationController {
         // Endpoints without fresh load restart from the mean of the fed.
         let fed: Vec<f64> = smoothed
             .iter()
-            .filter(|(_, l, _)| l.is_some())
-            .filter_map(|(a, _, _)| self.endpoints.get(a).map(|s| s.weight))
+            .filter(|(_, l, ..)| l.is_some())
+            .filter_map(|(a, ..)| self.endpoints.get(a).map(|s| s.weight))
             .collect();
         let fed_mean = fed.iter().sum::<f64>() / fed.len().max(1) as f64;
-        for (address, load, _) in &smoothed {
+        for (address, load, ..) in &smoothed {
             if load.is_none()
                 && let Some(state) = self.endpoints.get_mut(address)
             {

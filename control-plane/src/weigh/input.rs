@@ -1,9 +1,12 @@
 //! What a policy is given about one endpoint at a step.
 
 use std::net::SocketAddr;
-use std::time::Instant;
+use std::time::{Duration, Instant};
 
 use super::LoadReport;
+
+/// The longest a report stays fresh however seldom its server reports.
+pub(super) const LONGEST_FRESHNESS: Duration = Duration::from_secs(120);
 
 /// One endpoint as a policy sees it.
 #[derive(Debug, Clone, Copy, PartialEq)]
@@ -33,9 +36,15 @@ impl EndpointInput {
             .clamp(0.0, 1.0)
     }
 
-    /// The report, if it is younger than `expiry` at `now`.
-    pub fn fresh_report(&self, now: Instant, expiry: std::time::Duration) -> Option<LoadReport> {
-        self.report
-            .filter(|report| now.saturating_duration_since(report.at) <= expiry)
+    /// The report, if it is younger than `expiry` at `now`, or than three
+    /// of the server's report periods when it reports less often than that
+    /// (up to `LONGEST_FRESHNESS`): a grpc-go or grpc-java server reports
+    /// every 30 s at best, and its reports must not go stale in between.
+    pub fn fresh_report(&self, now: Instant, expiry: Duration) -> Option<LoadReport> {
+        self.report.filter(|report| {
+            let period = report.period.unwrap_or_default().saturating_mul(3);
+            let limit = expiry.max(period.min(LONGEST_FRESHNESS));
+            now.saturating_duration_since(report.at) <= limit
+        })
     }
 }

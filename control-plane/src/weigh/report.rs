@@ -1,6 +1,6 @@
 //! What a weight policy knows about one endpoint's load.
 
-use std::time::Instant;
+use std::time::{Duration, Instant};
 
 /// The latest load report of an endpoint, already validated (finite,
 /// non-negative, clamped) by the load stage.
@@ -14,4 +14,9 @@ pub struct LoadReport {
     pub eps: f64,
     /// When the report arrived.
     pub at: Instant,
+    /// How long after the previous report of the same stream it came (the
+    /// interval the server keeps, which may be longer than asked: grpc-go
+    /// and grpc-java servers send one per 30 s at most by default); `None`
+    /// for a stream's first report.
+    pub period: Option<Duration>,
 }

@@ -122,6 +122,7 @@ impl Simulator {
                     rps,
                     eps: rps * server.error_rate,
                     at: self.clock,
+                    period: None,
                 }),
             });
         }

@@ -18,7 +18,7 @@ use super::{
     WeightedEndpoint,
 };
 use crate::load::LoadTable;
-use crate::registry::{Cluster, Registry};
+use crate::registry::{Cluster, Health, Registry};
 use crate::telemetry::Metrics;
 use crate::weigh::next_push;
 
@@ -161,7 +161,10 @@ impl Weigher {
                 } else {
                     None
                 },
-                report: if load_driven {
+                // A draining endpoint gets no new calls: its falling load
+                // would only drag the mean down and wind the others' weights
+                // to the bound. It weighs in once healthy again.
+                report: if load_driven && endpoint.health == Health::Healthy {
                     self.loads
                         .report(&cluster.orca_port.address_of(endpoint.address))
                 } else {
@@ -266,4 +269,67 @@ pub fn run(
         }
     });
     rx
+}
+
+#[cfg(test)]
+mod tests {
+    use std::net::SocketAddr;
+    use std::time::Duration;
+
+    use super::*;
+    use crate::load::Verdict;
+    use crate::registry::{Endpoint, Locality, OrcaPort, Policy};
+    use crate::weigh::{LoadReport, WeightReason};
+
+    #[test]
+    fn a_draining_endpoints_load_does_not_steer_the_others() {
+        let address = |port| SocketAddr::from(([10, 0, 0, 1], port));
+        let endpoint = |port, health| Endpoint {
+            address: address(port),
+            weight: 1,
+            locality: Locality::default(),
+            health,
+        };
+        let cluster = Cluster {
+            name: "g".into(),
+            endpoints: vec![
+                endpoint(1, Health::Healthy),
+                endpoint(2, Health::Healthy),
+                endpoint(3, Health::Draining),
+            ],
+            source: "test".into(),
+            policy: Policy::Utilization,
+            orca_port: OrcaPort::Same,
+        };
+        let mut registry = Registry::default();
+        registry.clusters.insert(cluster.name.clone(), cluster);
+        let registry = Arc::new(registry);
+        let loads = LoadTable::default();
+        let mut weigher = Weigher::new(WeighConfig::default(), loads.clone());
+        for port in [1, 2, 3] {
+            // Watched, as the collector's ORCA streams make them.
+            loads.update(address(port), |_| {});
+        }
+        let start = Instant::now();
+        weigher.on_registry(&registry, start);
+        for second in 1..=30 {
+            let now = start + Duration::from_secs(second);
+            // The draining one is nearly idle: it gets no new calls.
+            for (port, utilization) in [(1, 0.8), (2, 0.6), (3, 0.01)] {
+                let report = LoadReport {
+                    utilization,
+                    rps: 100.0,
+                    eps: 0.0,
+                    at: now,
+                    period: None,
+                };
+                loads.record(address(port), Verdict::Accepted(report));
+            }
+            weigher.on_step(&registry, now);
+        }
+        let endpoints = &weigher.published().clusters["g"].endpoints;
+        let (busy, lighter, draining) = (&endpoints[0], &endpoints[1], &endpoints[2]);
+        assert_ne!(draining.reason, WeightReason::Feedback, "{endpoints:?}");
+        assert!(busy.weight < lighter.weight, "{endpoints:?}");
+    }
 }

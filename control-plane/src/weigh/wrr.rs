@@ -55,6 +55,7 @@ mod tests {
                 rps,
                 eps,
                 at,
+                period: None,
             }),
         }
     }
