@@ -154,6 +154,37 @@ async fn garbage_from_one_client_does_not_disturb_the_others() {
 }
 
 #[tokio::test]
+async fn a_client_that_closes_its_side_is_still_answered_and_updated() {
+    // `grpcurl -d '{...}'` sends its request and half-closes at once.
+    let dir = tempfile::tempdir().expect("tempdir");
+    let running = serve(dir.path(), Limits::default()).await;
+    let mut client = AggregatedDiscoveryServiceClient::new(channel(&running).await);
+    let request = DiscoveryRequest {
+        type_url: ads_fixture::EDS.into(),
+        resource_names: vec!["greeter".into()],
+        ..Default::default()
+    };
+    let mut stream = client
+        .stream_aggregated_resources(futures::stream::iter(vec![request]))
+        .await
+        .expect("opens")
+        .into_inner();
+    let mut next = async || {
+        tokio::time::timeout(Duration::from_secs(5), stream.next())
+            .await
+            .expect("answered")
+            .expect("an item, not the end")
+            .expect("not an error")
+    };
+    let first = next().await;
+    assert_eq!(first.resources.len(), 1);
+    // Updates keep coming, unacknowledged (it cannot ACK any more).
+    std::fs::write(dir.path().join("lookaside.yaml"), config(7)).expect("edit");
+    let second = next().await;
+    assert_ne!(second.version_info, first.version_info);
+}
+
+#[tokio::test]
 async fn metrics_count_streams_pushes_and_acks() {
     use tokio::io::{AsyncReadExt, AsyncWriteExt};
     let dir = tempfile::tempdir().expect("tempdir");

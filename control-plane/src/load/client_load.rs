@@ -32,6 +32,18 @@ pub struct ClientSample {
     pub at: Instant,
 }
 
+impl ClientSample {
+    /// Adds `other`'s calls (the same endpoint in the same report), over
+    /// the longer of the two intervals.
+    fn add(&mut self, other: &ClientSample) {
+        self.finished = self.finished.saturating_add(other.finished);
+        self.errors = self.errors.saturating_add(other.errors);
+        self.in_progress = self.in_progress.saturating_add(other.in_progress);
+        self.interval = self.interval.max(other.interval);
+        self.at = self.at.max(other.at);
+    }
+}
+
 /// Clients' view of one endpoint, summed over every fresh sample.
 #[derive(Debug, Clone, Copy, Default, PartialEq)]
 pub struct ClientLoad {
@@ -69,17 +81,27 @@ impl ClientLoads {
         stream: u64,
         samples: impl IntoIterator<Item = (SocketAddr, ClientSample)>,
     ) {
-        let mut covered = Vec::new();
+        // One sample per endpoint: an endpoint listed twice (in two
+        // clusters, or by a client repeating it) counts all its calls once.
+        let mut merged: BTreeMap<SocketAddr, ClientSample> = BTreeMap::new();
         for (address, sample) in samples {
+            merged
+                .entry(address)
+                .and_modify(|known| known.add(&sample))
+                .or_insert(sample);
+        }
+        let covered: Vec<SocketAddr> = merged.keys().copied().collect();
+        for (address, sample) in merged {
             self.endpoints
                 .entry(address)
                 .or_default()
                 .insert(stream, sample);
-            covered.push(address);
         }
         let previous = self.streams.insert(stream, covered.clone());
         for address in previous.unwrap_or_default() {
-            if !covered.contains(&address) {
+            // `covered` is sorted: a report listing many endpoints costs
+            // n log n, not n squared.
+            if covered.binary_search(&address).is_err() {
                 self.remove(address, stream);
             }
         }
@@ -174,6 +196,30 @@ mod tests {
         loads.replace_stream(1, [(first, sample(10, 0, now))]);
         loads.replace_stream(1, [(second, sample(10, 0, now))]);
         assert!(loads.get(&first, now).is_none());
+        assert_eq!(loads.len(), 1);
+    }
+
+    #[test]
+    fn an_endpoint_listed_twice_in_one_report_counts_every_call() {
+        // The same endpoint in two clusters (an alias) of one report.
+        let loads = ClientLoads::default();
+        let address = SocketAddr::from(([10, 0, 0, 1], 80));
+        let now = Instant::now();
+        loads.replace_stream(
+            1,
+            [
+                (address, sample(100, 10, now)),
+                (address, sample(60, 30, now)),
+            ],
+        );
+        let load = loads.get(&address, now).unwrap_or_default();
+        assert_eq!((load.rps, load.eps, load.reporters), (80.0, 20.0, 1));
+        // A huge report of repeats is one sample, and the next report
+        // replaces it.
+        let other = SocketAddr::from(([10, 0, 0, 2], 80));
+        loads.replace_stream(1, (0..100_000).map(|_| (other, sample(1, 0, now))));
+        assert_eq!(loads.get(&other, now).map(|l| l.rps), Some(50_000.0));
+        assert!(loads.get(&address, now).is_none());
         assert_eq!(loads.len(), 1);
     }
 }

@@ -246,8 +246,13 @@ pub fn run(
                     current = registry.borrow_and_update().clone();
                     weigher.on_registry(&current, Instant::now());
                 }
-                _ = ticker.tick() => {
-                    let pushed = weigher.on_step(&current, Instant::now());
+                tick = ticker.tick() => {
+                    // The tick's own time, not when the task got to it:
+                    // steps are then exactly `step` apart, and a push is
+                    // never skipped as "too recent" by a few microseconds
+                    // of scheduling (`push_min_interval` equals `step` by
+                    // default).
+                    let pushed = weigher.on_step(&current, tick.into_std());
                     if pushed.is_empty() {
                         continue;
                     }
