@@ -11,9 +11,28 @@ pub trait CpuSource: Debug + Send + Sync + 'static {
     fn cpus(&self) -> f64;
 }
 
-/// Reads `/proc/self/stat` and the cgroup v2 CPU quota.
+/// Reads `/proc/self/stat`, against the CPUs the process may use: the
+/// cgroup v2 CPU limit, else the cores it may run on, unless given
+/// (`ProcessCpu::with_cpus`).
 #[derive(Debug, Clone, Default)]
-pub struct ProcessCpu;
+pub struct ProcessCpu {
+    cpus: Option<f64>,
+}
+
+impl ProcessCpu {
+    /// Measures against `cpus` CPUs. For a pod without a CPU limit: its
+    /// limit is then the whole node, so the same load reads lower on a
+    /// bigger node, and a load-driven policy would send those pods more.
+    /// Pass the pod's CPU request instead, e.g. from the downward API
+    /// (an env var with `valueFrom.resourceFieldRef.resource:
+    /// requests.cpu`, `divisor: 1m`, divided by 1000). A value that is
+    /// not a positive finite number is ignored.
+    pub fn with_cpus(cpus: f64) -> Self {
+        Self {
+            cpus: (cpus.is_finite() && cpus > 0.0).then_some(cpus),
+        }
+    }
+}
 
 /// Clock ticks per second of `/proc` times (USER_HZ, 100 on Linux).
 const TICKS_PER_SECOND: f64 = 100.0;
@@ -29,6 +48,9 @@ impl CpuSource for ProcessCpu {
     }
 
     fn cpus(&self) -> f64 {
+        if let Some(cpus) = self.cpus {
+            return cpus;
+        }
         cgroup_cpus().unwrap_or_else(|| {
             std::thread::available_parallelism()
                 .map(|n| n.get() as f64)
@@ -80,7 +102,7 @@ mod tests {
 
     #[test]
     fn process_cpu_is_readable_and_grows_with_work() {
-        let source = ProcessCpu;
+        let source = ProcessCpu::default();
         let before = source.cpu_seconds().expect("readable on Linux");
         let started = Instant::now();
         let mut x = 0u64;
@@ -91,5 +113,14 @@ mod tests {
         let after = source.cpu_seconds().expect("readable");
         assert!(after >= before);
         assert!(source.cpus() > 0.0);
+    }
+
+    #[test]
+    fn given_cpus_replace_the_limit_and_nonsense_is_ignored() {
+        assert_eq!(ProcessCpu::with_cpus(0.25).cpus(), 0.25);
+        let measured = ProcessCpu::default().cpus();
+        for nonsense in [0.0, -1.0, f64::NAN, f64::INFINITY] {
+            assert_eq!(ProcessCpu::with_cpus(nonsense).cpus(), measured);
+        }
     }
 }

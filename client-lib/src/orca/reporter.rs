@@ -16,7 +16,8 @@ pub struct OrcaReporterBuilder {
 
 impl OrcaReporterBuilder {
     /// Where CPU utilization comes from (default: this process, relative to
-    /// its cgroup quota or the machine's cores).
+    /// its cgroup quota or the machine's cores; in a pod without a CPU
+    /// limit, give its request: `ProcessCpu::with_cpus`).
     pub fn cpu_source(mut self, source: impl CpuSource) -> Self {
         self.cpu = Arc::new(source);
         self
@@ -51,7 +52,7 @@ impl OrcaReporter {
     /// A builder with defaults.
     pub fn builder() -> OrcaReporterBuilder {
         OrcaReporterBuilder {
-            cpu: Arc::new(ProcessCpu),
+            cpu: Arc::new(ProcessCpu::default()),
             min_interval: Duration::from_secs(1),
         }
     }
