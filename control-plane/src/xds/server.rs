@@ -122,6 +122,18 @@ async fn serve<P: Protocol>(
 /// What the stream task queues for [`OutboundBody`].
 type Item<P> = body::Item<<P as Protocol>::Response>;
 
+/// How long a closing stream waits for room in its queue to tell the
+/// client why.
+const CLOSE_WAIT: std::time::Duration = std::time::Duration::from_secs(1);
+
+/// Ends the stream with `status`, after the response queued before it:
+/// waits up to `CLOSE_WAIT` for the client to read that one (dropped at
+/// once, the status would become OK trailers), never longer (a client
+/// that does not read must not hold a closing stream, nor a shutdown).
+async fn close_with<P: Protocol>(tx: &mpsc::Sender<Item<P>>, status: Status) {
+    let _ = tokio::time::timeout(CLOSE_WAIT, tx.send(Err(Box::new(status)))).await;
+}
+
 /// Admits a stream, spawns its task and answers with the response headers;
 /// the body follows as the task produces responses.
 fn open<P: Protocol>(
@@ -232,21 +244,27 @@ async fn drive<P: Protocol>(
     // the stream (its requests wait in HTTP/2 flow control) until then.
     if !snapshots.borrow().weighted.complete {
         debug!("waiting for the first complete list of every source");
-        tokio::select! {
+        // Decided here, acted on below: the branches' `watch` guards must
+        // not be held across an await.
+        let stop = tokio::select! {
             ready = snapshots.wait_for(|s| s.weighted.complete) => {
                 if ready.is_err() {
                     return;
                 }
+                false
             }
-            _ = stopping.wait_for(|stop| *stop) => {
-                let _ = tx.try_send(Err(Box::new(Status::unavailable(
-                    "control plane shutting down; reconnect to another replica",
-                ))));
-                return;
-            }
+            _ = stopping.wait_for(|stop| *stop) => true,
             // A client that leaves while held gives its slot back now, not
             // when the sources list (which may be never).
             () = tx.closed() => return,
+        };
+        if stop {
+            close_with::<P>(
+                &tx,
+                Status::unavailable("control plane shutting down; reconnect to another replica"),
+            )
+            .await;
+            return;
         }
         snapshots.mark_unchanged();
     }
@@ -264,7 +282,7 @@ async fn drive<P: Protocol>(
                             shared.metrics.limit_hits.get_or_create(&Metrics::limit(limit)).inc();
                         }
                         info!(%error, "closing stream");
-                        let _ = tx.send(Err(Box::new(error.into()))).await;
+                        close_with::<P>(&tx, error.into()).await;
                         break "closed by server";
                     }
                     shared.clients.publish(&stream, P::NAME);
@@ -277,23 +295,21 @@ async fn drive<P: Protocol>(
                     // tonic's decoder refused a message over the size limit.
                     shared.metrics.limit_hits.get_or_create(&Metrics::limit("request_bytes")).inc();
                     info!(%status, "closing stream: request too large");
-                    // Waits for room like the other limits' closes: a queued
-                    // response must not take the status's place.
-                    let _ = tx.send(Err(Box::new(Status::resource_exhausted(format!(
+                    close_with::<P>(&tx, Status::resource_exhausted(format!(
                         "request too large (--xds-max-request-bytes {}): {}",
                         shared.limits.max_request_bytes,
                         status.message()
-                    ))))).await;
+                    ))).await;
                     break "closed by server";
                 }
                 Err(status) => {
                     debug!(%status, "stream error");
                     // Tell the client why, if it is still there (a request
                     // that does not decode lands here).
-                    let _ = tx.try_send(Err(Box::new(Status::invalid_argument(format!(
+                    close_with::<P>(&tx, Status::invalid_argument(format!(
                         "cannot read request: {}",
                         status.message()
-                    )))));
+                    ))).await;
                     break "stream error";
                 }
             },
@@ -303,9 +319,9 @@ async fn drive<P: Protocol>(
                     continue;
                 }
                 // Clients reconnect (with their backoff) to another replica.
-                let _ = tx.try_send(Err(Box::new(Status::unavailable(
+                close_with::<P>(&tx, Status::unavailable(
                     "control plane shutting down; reconnect to another replica",
-                ))));
+                )).await;
                 break "server shutting down";
             },
             changed = snapshots.changed() => {
