@@ -4,7 +4,9 @@
 //! A request whose `response_nonce` is the nonce of the latest response of
 //! its type acknowledges that response: an ACK, or a NACK when it carries
 //! `error_detail`. A request with an older nonce is stale: it acknowledges
-//! nothing, but its subscription changes still apply.
+//! nothing, but its subscription changes still apply; with `error_detail`
+//! it is still counted and shown as a NACK (Delta does not repeat what an
+//! earlier response carried, so the client may keep refusing it).
 
 use std::time::SystemTime;
 
@@ -37,6 +39,9 @@ pub(crate) enum Reply {
     Repeat,
     /// Answers an older response.
     Stale,
+    /// Rejects an older response (a later one went out before the answer
+    /// came): shown and counted, nothing else changes.
+    LateNack(Nack),
 }
 
 /// ACK state of one resource type on one stream.
@@ -65,7 +70,19 @@ impl Acks {
             return Reply::Fresh;
         }
         if nonce != self.last_nonce {
-            return Reply::Stale;
+            let Some((code, message)) = error else {
+                return Reply::Stale;
+            };
+            self.nacks += 1;
+            let nack = Nack {
+                rejected_version: format!("before {}", self.sent_version),
+                nonce: nonce.to_string(),
+                message,
+                code,
+                at: SystemTime::now(),
+            };
+            self.last_nack = Some(nack.clone());
+            return Reply::LateNack(nack);
         }
         if !self.awaiting {
             return Reply::Repeat;
@@ -108,6 +125,28 @@ impl Acks {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn a_nack_of_an_earlier_response_is_counted_and_changes_nothing_else() {
+        let mut acks = Acks::default();
+        acks.on_response("v1", "1");
+        acks.on_response("v2", "2");
+        let reply = acks.on_request("1", Some((3, "bad weight".into())));
+        let Reply::LateNack(nack) = reply else {
+            panic!("not a late NACK: {reply:?}");
+        };
+        assert_eq!(
+            (nack.nonce.as_str(), nack.message.as_str()),
+            ("1", "bad weight")
+        );
+        assert_eq!(nack.rejected_version, "before v2");
+        assert_eq!(acks.nacks, 1);
+        assert!(acks.last_nack.is_some());
+        // The latest response still awaits its answer.
+        assert_eq!(acks.pending_nonce(), Some("2"));
+        assert_eq!(acks.on_request("2", None), Reply::Ack);
+        assert_eq!(acks.acked_version, "v2");
+    }
 
     #[test]
     fn ack_nack_stale_and_repeat() {

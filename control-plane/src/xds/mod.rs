@@ -52,6 +52,13 @@ fn log_reply(kind: ResourceType, reply: &Reply, protocol: &str) {
             error = %nack.message,
             "client NACKed; it keeps its last ACKed version"
         ),
+        Reply::LateNack(nack) => tracing::warn!(
+            r#type = kind.short_name(),
+            protocol,
+            nonce = %nack.nonce,
+            error = %nack.message,
+            "client NACKed an earlier response (a later one was already sent)"
+        ),
         Reply::Stale => tracing::debug!(r#type = kind.short_name(), protocol, "stale nonce"),
         Reply::Ack => tracing::debug!(r#type = kind.short_name(), protocol, "ACK"),
         Reply::Fresh | Reply::Repeat => {}

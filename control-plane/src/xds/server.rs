@@ -393,7 +393,7 @@ async fn receive<P: Protocol>(
         Reply::Ack => {
             shared.metrics.acks.get_or_create(&labels).inc();
         }
-        Reply::Nack(_) => {
+        Reply::Nack(_) | Reply::LateNack(_) => {
             shared.metrics.nacks.get_or_create(&labels).inc();
         }
         _ => {}
