@@ -21,7 +21,7 @@
 //!
 //! An endpoint without a fresh report, or whose report has utilization 0
 //! (ORCA's "not set"), restarts from the mean of the others (stale data is
-//! worse than none). A new endpoint starts from its
+//! worse than none); `render` then takes off what clients saw fail. A new endpoint starts from its
 //! configured share of the mean. The shared `render` step then turns the
 //! state into integers (stale, bounds, slow start).
 //!

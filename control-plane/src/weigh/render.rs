@@ -2,7 +2,8 @@
 //! weights to the integers clients get.
 //!
 //! 1. no fresh load anywhere in the cluster: the source's weights;
-//! 2. stale endpoints take the mean of the fed ones;
+//! 2. stale endpoints take the mean of the fed ones, less the share of
+//!    their calls clients saw fail (LRS);
 //! 3. scale so the mean is `MEAN_WEIGHT` (resolution for integers);
 //! 4. bound the spread: nothing below `max / max_ratio`;
 //! 5. slow start: a new endpoint ramps from a fraction of the mean;
@@ -75,7 +76,21 @@ pub(super) fn render(
     let fed_mean = fed.iter().sum::<f64>() / fed.len() as f64;
     let mut weights: Vec<(f64, WeightReason)> = raw
         .iter()
-        .map(|entry| entry.unwrap_or((fed_mean, WeightReason::Stale)))
+        .zip(inputs)
+        .map(|(entry, input)| {
+            entry.unwrap_or_else(|| {
+                // Without load of its own, an endpoint clients see failing
+                // still pays for it: the mean, less the failed share (down
+                // to the bound).
+                let errors = input.client_errors.unwrap_or(0.0);
+                let share = if errors.is_finite() {
+                    (1.0 - errors).clamp(1.0 / config.max_ratio.max(1.0), 1.0)
+                } else {
+                    1.0
+                };
+                (fed_mean * share, WeightReason::Stale)
+            })
+        })
         .map(|(w, reason)| {
             (
                 if w.is_finite() && w > 0.0 {
@@ -178,6 +193,27 @@ mod tests {
         // Stale = mean of fed (133.7), bounded = max / 10.
         assert!(weights[3].abs_diff(weights[1] / 10) <= 1, "{weights:?}");
         assert!(weights[0] < weights[2] && weights[2] < weights[1]);
+    }
+
+    #[test]
+    fn without_load_of_its_own_an_endpoint_still_pays_for_client_errors() {
+        // Its ORCA stream is down (a hung server) while clients see most of
+        // its calls fail: it must not get the mean.
+        let f = WeightReason::Feedback;
+        let mut endpoints = inputs(&[1, 1, 1, 1]);
+        endpoints[2].client_errors = Some(0.5);
+        endpoints[3].client_errors = Some(1.0);
+        let out = render(
+            &endpoints,
+            &[Some((100.0, f)), Some((100.0, f)), None, None],
+            &[9, 9, 9, 9],
+            &ControllerConfig::default(),
+        );
+        let weights: Vec<u32> = out.iter().map(|(w, _)| *w).collect();
+        assert_eq!(out[2].1, WeightReason::Stale);
+        assert!(weights[2].abs_diff(weights[0] / 2) <= 1, "{weights:?}");
+        // Every call failing: down to the bound, never to nothing.
+        assert!(weights[3].abs_diff(weights[0] / 10) <= 1, "{weights:?}");
     }
 
     #[test]
