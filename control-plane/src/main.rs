@@ -163,7 +163,10 @@ fn serve(args: ServeArgs) -> anyhow::Result<()> {
         .context("cannot start the async runtime")?;
     runtime.block_on(async move {
         let running = start_with(config, discovery, shutdown_signal()).await?;
-        running.wait().await.context("gRPC server failed")?;
+        running
+            .wait()
+            .await
+            .context("control plane stopped abnormally")?;
         tracing::info!("stopped");
         Ok(())
     })

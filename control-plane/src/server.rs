@@ -161,12 +161,23 @@ pub struct Running {
     server: tokio::task::JoinHandle<Result<(), tonic::transport::Error>>,
 }
 
+/// Why the control plane stopped other than by a clean shutdown.
+#[derive(Debug, thiserror::Error)]
+pub enum RunError {
+    /// The gRPC server failed.
+    #[error("gRPC server failed")]
+    Transport(#[from] tonic::transport::Error),
+    /// A listener's task panicked or was cancelled: not a clean stop.
+    #[error("a listener stopped abnormally: {0}")]
+    Listener(String),
+}
+
 impl Running {
-    /// Waits until the gRPC server stops.
-    pub async fn wait(self) -> Result<(), tonic::transport::Error> {
+    /// Waits until the gRPC server stops: `Ok` only for a clean shutdown.
+    pub async fn wait(self) -> Result<(), RunError> {
         match self.server.await {
-            Ok(result) => result,
-            Err(_) => Ok(()),
+            Ok(result) => result.map_err(RunError::from),
+            Err(join) => Err(RunError::Listener(join.to_string())),
         }
     }
 }

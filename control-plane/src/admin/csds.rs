@@ -43,7 +43,8 @@ impl CsdsService {
         ClientStatusDiscoveryServiceServer::new(self)
     }
 
-    fn status(&self, request: &ClientStatusRequest) -> ClientStatusResponse {
+    fn status(&self, request: &ClientStatusRequest) -> Result<ClientStatusResponse, Status> {
+        supported(request)?;
         let snapshot = self.snapshots.borrow().clone();
         let config = self
             .clients
@@ -52,17 +53,55 @@ impl CsdsService {
             .filter(|client| matches(request, client))
             .map(|client| client_config(client, &snapshot, !request.exclude_resource_contents))
             .collect();
-        ClientStatusResponse { config }
+        Ok(ClientStatusResponse { config })
     }
 }
 
+/// Refuses the matchers this server cannot apply, rather than answer as if
+/// they matched every client.
+fn supported(request: &ClientStatusRequest) -> Result<(), Status> {
+    for matcher in &request.node_matchers {
+        if !matcher.node_metadatas.is_empty() {
+            return Err(Status::unimplemented(
+                "node_metadatas matchers are not supported; match on node_id",
+            ));
+        }
+        if let Some(id) = &matcher.node_id {
+            match &id.match_pattern {
+                Some(
+                    MatchPattern::Exact(_)
+                    | MatchPattern::Prefix(_)
+                    | MatchPattern::Suffix(_)
+                    | MatchPattern::Contains(_),
+                ) => {}
+                _ => {
+                    return Err(Status::unimplemented(
+                        "node_id matchers: exact, prefix, suffix or contains (safe_regex is not \
+                         supported)",
+                    ));
+                }
+            }
+        }
+    }
+    Ok(())
+}
+
 fn string_matches(matcher: &StringMatcher, value: &str) -> bool {
+    let fold = |text: &str| {
+        if matcher.ignore_case {
+            text.to_lowercase()
+        } else {
+            text.to_string()
+        }
+    };
+    let value = fold(value);
     match &matcher.match_pattern {
-        Some(MatchPattern::Exact(exact)) => value == exact,
-        Some(MatchPattern::Prefix(prefix)) => value.starts_with(prefix.as_str()),
-        Some(MatchPattern::Suffix(suffix)) => value.ends_with(suffix.as_str()),
-        Some(MatchPattern::Contains(part)) => value.contains(part.as_str()),
-        _ => true,
+        Some(MatchPattern::Exact(exact)) => value == fold(exact),
+        Some(MatchPattern::Prefix(prefix)) => value.starts_with(&fold(prefix)),
+        Some(MatchPattern::Suffix(suffix)) => value.ends_with(&fold(suffix)),
+        Some(MatchPattern::Contains(part)) => value.contains(&fold(part)),
+        // Refused by `supported` before any matching.
+        _ => false,
     }
 }
 
@@ -171,7 +210,7 @@ impl ClientStatusDiscoveryService for CsdsService {
         let service = self.clone();
         let stream = request
             .into_inner()
-            .map(move |request| request.map(|request| service.status(&request)));
+            .map(move |request| request.and_then(|request| service.status(&request)));
         Ok(Response::new(Box::pin(stream)))
     }
 
@@ -179,7 +218,7 @@ impl ClientStatusDiscoveryService for CsdsService {
         &self,
         request: Request<ClientStatusRequest>,
     ) -> Result<Response<ClientStatusResponse>, Status> {
-        Ok(Response::new(self.status(request.get_ref())))
+        self.status(request.get_ref()).map(Response::new)
     }
 }
 
@@ -188,6 +227,57 @@ mod tests {
     use super::*;
     use crate::snapshot::ResourceType;
     use crate::xds::Acks;
+
+    #[test]
+    fn unsupported_matchers_are_refused_and_ignore_case_is_applied() {
+        use lookaside_proto::envoy::r#type::matcher::v3::{
+            NodeMatcher, RegexMatcher, StructMatcher,
+        };
+        let by_id = |pattern: MatchPattern, ignore_case: bool| ClientStatusRequest {
+            node_matchers: vec![NodeMatcher {
+                node_id: Some(StringMatcher {
+                    match_pattern: Some(pattern),
+                    ignore_case,
+                }),
+                node_metadatas: vec![],
+            }],
+            ..Default::default()
+        };
+        // Answered as if they matched everyone before.
+        let regex = by_id(
+            MatchPattern::SafeRegex(RegexMatcher {
+                regex: "^zzz$".into(),
+                ..Default::default()
+            }),
+            false,
+        );
+        assert_eq!(
+            supported(&regex).map_err(|s| s.code()),
+            Err(tonic::Code::Unimplemented)
+        );
+        let metadata = ClientStatusRequest {
+            node_matchers: vec![NodeMatcher {
+                node_id: None,
+                node_metadatas: vec![StructMatcher::default()],
+            }],
+            ..Default::default()
+        };
+        assert_eq!(
+            supported(&metadata).map_err(|s| s.code()),
+            Err(tonic::Code::Unimplemented)
+        );
+        let exact = by_id(MatchPattern::Exact("Envoy-1".into()), true);
+        assert!(supported(&exact).is_ok());
+        let Some(matcher) = exact.node_matchers[0].node_id.as_ref() else {
+            panic!("built with a node_id matcher");
+        };
+        assert!(string_matches(matcher, "envoy-1"));
+        let strict = StringMatcher {
+            ignore_case: false,
+            ..matcher.clone()
+        };
+        assert!(!string_matches(&strict, "envoy-1"));
+    }
 
     #[test]
     fn statuses_follow_acks_and_nacks() {

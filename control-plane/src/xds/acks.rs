@@ -10,6 +10,25 @@
 
 use std::time::SystemTime;
 
+/// The longest NACK message kept, in bytes: the admin API and CSDS copy it
+/// (CSDS into every resource of the type), and a client may send up to the
+/// request size limit.
+pub(crate) const MAX_NACK_MESSAGE: usize = 1024;
+
+/// `message` cut to `MAX_NACK_MESSAGE` bytes on a character boundary, with
+/// a mark when cut.
+fn kept(mut message: String) -> String {
+    if message.len() > MAX_NACK_MESSAGE {
+        let mut end = MAX_NACK_MESSAGE;
+        while !message.is_char_boundary(end) {
+            end -= 1;
+        }
+        message.truncate(end);
+        message.push_str(" [cut]");
+    }
+    message
+}
+
 /// A rejected response.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct Nack {
@@ -77,7 +96,7 @@ impl Acks {
             let nack = Nack {
                 rejected_version: format!("before {}", self.sent_version),
                 nonce: nonce.to_string(),
-                message,
+                message: kept(message),
                 code,
                 at: SystemTime::now(),
             };
@@ -99,7 +118,7 @@ impl Acks {
                 let nack = Nack {
                     rejected_version: self.sent_version.clone(),
                     nonce: nonce.to_string(),
-                    message,
+                    message: kept(message),
                     code,
                     at: SystemTime::now(),
                 };
@@ -146,6 +165,26 @@ mod tests {
         assert_eq!(acks.pending_nonce(), Some("2"));
         assert_eq!(acks.on_request("2", None), Reply::Ack);
         assert_eq!(acks.acked_version, "v2");
+    }
+
+    #[test]
+    fn a_huge_nack_message_is_cut() {
+        let mut acks = Acks::default();
+        acks.on_response("v1", "1");
+        let huge = "é".repeat(1_000_000);
+        let Reply::Nack(nack) = acks.on_request("1", Some((3, huge))) else {
+            panic!("not a NACK");
+        };
+        assert!(nack.message.len() <= MAX_NACK_MESSAGE + " [cut]".len());
+        assert!(nack.message.ends_with(" [cut]"));
+        acks.on_response("v2", "2");
+        acks.on_response("v3", "3");
+        let Reply::LateNack(late) = acks.on_request("2", Some((3, "x".repeat(5000)))) else {
+            panic!("not a late NACK");
+        };
+        assert!(late.message.len() <= MAX_NACK_MESSAGE + " [cut]".len());
+        let short = "bad weight".to_string();
+        assert_eq!(kept(short.clone()), short);
     }
 
     #[test]
