@@ -9,6 +9,7 @@ use std::time::Duration;
 use bytes::{Buf, BufMut, Bytes};
 use futures::StreamExt;
 use lookaside_control_plane::server::{ServeConfig, start};
+use lookaside_control_plane::telemetry::Metrics;
 use lookaside_control_plane::xds::Limits;
 use lookaside_proto::envoy::service::discovery::v3::aggregated_discovery_service_client::AggregatedDiscoveryServiceClient;
 use lookaside_proto::envoy::service::discovery::v3::{
@@ -182,6 +183,26 @@ async fn a_client_that_closes_its_side_is_still_answered_and_updated() {
     std::fs::write(dir.path().join("lookaside.yaml"), config(7)).expect("edit");
     let second = next().await;
     assert_ne!(second.version_info, first.version_info);
+    // It can no longer be heard from: its going is seen on the response
+    // side, and its stream is let go.
+    let open = || {
+        running
+            .metrics
+            .streams
+            .get_or_create(&Metrics::protocol("sotw"))
+            .get()
+    };
+    assert_eq!(open(), 1);
+    drop(stream);
+    drop(client);
+    let deadline = tokio::time::Instant::now() + Duration::from_secs(5);
+    while open() != 0 {
+        assert!(
+            tokio::time::Instant::now() < deadline,
+            "a half-closed client that left still holds its stream"
+        );
+        tokio::time::sleep(Duration::from_millis(10)).await;
+    }
 }
 
 #[tokio::test]

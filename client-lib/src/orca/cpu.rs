@@ -20,13 +20,15 @@ pub struct ProcessCpu {
 }
 
 impl ProcessCpu {
-    /// Measures against `cpus` CPUs. For a pod without a CPU limit: its
-    /// limit is then the whole node, so the same load reads lower on a
-    /// bigger node, and a load-driven policy would send those pods more.
-    /// Pass the pod's CPU request instead, e.g. from the downward API
-    /// (an env var with `valueFrom.resourceFieldRef.resource:
-    /// requests.cpu`, `divisor: 1m`, divided by 1000). A value that is
-    /// not a positive finite number is ignored.
+    /// Measures against `cpus` CPUs, whatever the cgroup limit. Meant for a
+    /// pod without a CPU limit: its limit is then the whole node, so the
+    /// same load reads lower on a bigger node, and a load-driven policy
+    /// would send those pods more. Pass the pod's CPU request instead, e.g.
+    /// from the downward API (an env var with
+    /// `valueFrom.resourceFieldRef.resource: requests.cpu`, `divisor: 1m`,
+    /// divided by 1000). A pod allowed to burst above it then reads above
+    /// 1 (and saturated from 0.95). A value that is not a positive finite
+    /// number is ignored.
     pub fn with_cpus(cpus: f64) -> Self {
         Self {
             cpus: (cpus.is_finite() && cpus > 0.0).then_some(cpus),

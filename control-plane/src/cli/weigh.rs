@@ -21,7 +21,8 @@ pub struct WeighArgs {
     #[arg(long, env = "LOOKASIDE_PUSH_MIN_INTERVAL_MS", default_value_t = 1000)]
     pub push_min_interval_ms: u64,
     /// A load report older than this counts as missing (the endpoint gets
-    /// the cluster mean), in milliseconds.
+    /// the cluster mean), in milliseconds, unless its server reports less
+    /// often: then three of its report periods (counted up to 2 min).
     #[arg(long, env = "LOOKASIDE_REPORT_EXPIRY_MS", default_value_t = 10_000)]
     pub report_expiry_ms: u64,
     /// Largest max/min weight ratio within a cluster.

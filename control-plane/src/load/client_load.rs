@@ -33,13 +33,19 @@ pub struct ClientSample {
 }
 
 impl ClientSample {
-    /// Adds `other`'s calls (the same endpoint in the same report), over
-    /// the longer of the two intervals.
+    /// Adds `other`'s calls (the same endpoint in the same report): its
+    /// rates are added, counted over this sample's interval.
     fn add(&mut self, other: &ClientSample) {
-        self.finished = self.finished.saturating_add(other.finished);
-        self.errors = self.errors.saturating_add(other.errors);
+        let scale = if other.interval.is_zero() {
+            1.0
+        } else {
+            self.interval.as_secs_f64() / other.interval.as_secs_f64()
+        };
+        // Saturating float-to-integer conversions: counts stay in range.
+        let rescaled = |count: u64| (count as f64 * scale).round() as u64;
+        self.finished = self.finished.saturating_add(rescaled(other.finished));
+        self.errors = self.errors.saturating_add(rescaled(other.errors));
         self.in_progress = self.in_progress.saturating_add(other.in_progress);
-        self.interval = self.interval.max(other.interval);
         self.at = self.at.max(other.at);
     }
 }
@@ -205,13 +211,12 @@ mod tests {
         let loads = ClientLoads::default();
         let address = SocketAddr::from(([10, 0, 0, 1], 80));
         let now = Instant::now();
-        loads.replace_stream(
-            1,
-            [
-                (address, sample(100, 10, now)),
-                (address, sample(60, 30, now)),
-            ],
-        );
+        let longer = ClientSample {
+            interval: Duration::from_secs(4),
+            ..sample(120, 60, now)
+        };
+        loads.replace_stream(1, [(address, sample(100, 10, now)), (address, longer)]);
+        // 50 + 30 calls/s, 5 + 15 errors/s.
         let load = loads.get(&address, now).unwrap_or_default();
         assert_eq!((load.rps, load.eps, load.reporters), (80.0, 20.0, 1));
         // A huge report of repeats is one sample, and the next report

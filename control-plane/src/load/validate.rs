@@ -43,9 +43,9 @@ impl Rejection {
 pub enum Verdict {
     /// Usable as is.
     Accepted(LoadReport),
-    /// Usable after clamping: more errors than requests (a server that
-    /// counts only successes as requests) raises requests to the errors,
-    /// so the errors still count.
+    /// Usable, though inconsistent: more errors than requests (a server
+    /// that counts only successes as requests). Kept as reported; the error
+    /// ratio reads it as every call failing.
     Clamped(LoadReport),
     /// Dropped.
     Rejected(Rejection),
@@ -72,6 +72,12 @@ impl ReportValidator {
     /// application utilization when the server sets one, else CPU (as gRPC's
     /// weighted_round_robin does).
     pub fn judge(&mut self, report: &OrcaLoadReport, at: Instant) -> Verdict {
+        // Every report received counts for the period, rejected or not: a
+        // reporter frozen for a while must not look like a slow one.
+        let period = self
+            .previous_at
+            .replace(at)
+            .map(|previous| at.saturating_duration_since(previous));
         let utilization = if report.application_utilization > 0.0 {
             report.application_utilization
         } else {
@@ -107,13 +113,9 @@ impl ReportValidator {
             return Verdict::Rejected(Rejection::Frozen);
         }
         let clamped = eps > rps;
-        let period = self
-            .previous_at
-            .replace(at)
-            .map(|previous| at.saturating_duration_since(previous));
         let accepted = LoadReport {
             utilization,
-            rps: rps.max(eps),
+            rps,
             eps,
             at,
             period,
@@ -164,7 +166,7 @@ mod tests {
     }
 
     #[test]
-    fn sane_reports_pass_and_requests_are_raised_to_errors() {
+    fn sane_reports_pass_and_errors_over_requests_are_flagged() {
         let now = Instant::now();
         let mut validator = ReportValidator::default();
         assert!(
@@ -176,11 +178,11 @@ mod tests {
             Verdict::Accepted(_)
         ));
         assert!(
-            matches!(validator.judge(&report(0.7, 10.0, 20.0), now), Verdict::Clamped(r) if r.eps == 20.0 && r.rps == 20.0)
+            matches!(validator.judge(&report(0.7, 10.0, 20.0), now), Verdict::Clamped(r) if r.eps == 20.0 && r.rps == 10.0)
         );
         // Requests counted as successes only: every call failed.
         assert!(
-            matches!(validator.judge(&report(0.05, 0.0, 500.0), now), Verdict::Clamped(r) if r.eps == r.rps && r.rps == 500.0)
+            matches!(validator.judge(&report(0.05, 0.0, 500.0), now), Verdict::Clamped(r) if r.eps == 500.0 && r.rps == 0.0)
         );
     }
 
@@ -200,6 +202,16 @@ mod tests {
         assert_eq!(
             period(validator.judge(&report(0.6, 10.0, 0.0), later)),
             Some(Duration::from_secs(30))
+        );
+        // Rejected reports count too: a frozen reporter is not a slow one.
+        let garbage = later + Duration::from_secs(1);
+        assert!(matches!(
+            validator.judge(&report(f64::NAN, 10.0, 0.0), garbage),
+            Verdict::Rejected(_)
+        ));
+        assert_eq!(
+            period(validator.judge(&report(0.6, 10.0, 0.0), garbage + Duration::from_secs(1))),
+            Some(Duration::from_secs(1))
         );
         // A reconnect is not a report period.
         validator.new_stream();
@@ -271,8 +283,8 @@ mod tests {
             #![proptest_config(ProptestConfig::with_cases(1024))]
 
             /// Whatever a server sends, an accepted report is finite,
-            /// non-negative, at most MAX_UTILIZATION, with errors at most
-            /// requests, and the errors as reported.
+            /// non-negative, at most MAX_UTILIZATION, with requests and
+            /// errors as reported.
             #[test]
             fn accepted_reports_are_always_sane(
                 reports in proptest::collection::vec((value(), value(), value(), value()), 1..20)
@@ -291,8 +303,8 @@ mod tests {
                         prop_assert!(r.utilization.is_finite() && r.utilization >= 0.0);
                         prop_assert!(r.utilization <= MAX_UTILIZATION);
                         prop_assert!(r.rps.is_finite() && r.rps >= 0.0);
-                        prop_assert!(r.eps.is_finite() && r.eps >= 0.0 && r.eps <= r.rps);
-                        prop_assert_eq!(r.eps, eps);
+                        prop_assert!(r.eps.is_finite() && r.eps >= 0.0);
+                        prop_assert_eq!((r.rps, r.eps), (rps, eps));
                     }
                 }
             }

@@ -58,7 +58,9 @@ pub struct ControllerConfig {
     pub max_ratio: f64,
     /// Load added per error/request ratio.
     pub error_penalty: f64,
-    /// Reports older than this are ignored (the endpoint gets the mean).
+    /// Reports older than this are ignored (the endpoint gets the mean),
+    /// unless three of the server's report periods are longer (see
+    /// `EndpointInput::fresh_report`).
     pub expiry: Duration,
     /// Utilization at or above which an endpoint counts as saturated: its
     /// queue grows but its reports cannot say by how much.

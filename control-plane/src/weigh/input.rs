@@ -26,11 +26,10 @@ impl EndpointInput {
     /// reported and what clients saw (a server cannot count the calls that
     /// never reached it).
     pub fn error_ratio(&self, report: &LoadReport) -> f64 {
-        let server = if report.rps > 0.0 {
-            report.eps / report.rps
-        } else {
-            0.0
-        };
+        // More errors than requests (a server counting only successes as
+        // requests) reads as every call failing, never as none.
+        let calls = report.rps.max(report.eps);
+        let server = if calls > 0.0 { report.eps / calls } else { 0.0 };
         server
             .max(self.client_errors.unwrap_or(0.0))
             .clamp(0.0, 1.0)

@@ -81,6 +81,27 @@ mod tests {
     }
 
     #[test]
+    fn more_errors_than_requests_never_raise_a_weight() {
+        // A server counting only successes as requests: 10 served, 20
+        // failed. Its weight stays the requests over a load of every call
+        // failing; it must not grow with the errors.
+        let now = Instant::now();
+        let out = weigh(
+            &[
+                input(0.5, 10.0, 0.0, now),
+                input(0.5, 10.0, 20.0, now),
+                input(0.5, 0.0, 500.0, now),
+            ],
+            now,
+            Duration::from_secs(10),
+            1.0,
+            0.95,
+        );
+        let weights: Vec<Option<f64>> = out.iter().map(|w| w.map(|(w, _)| w)).collect();
+        assert_eq!(weights, vec![Some(20.0), Some(10.0 / 1.5), None]);
+    }
+
+    #[test]
     fn an_expired_report_gives_no_weight() {
         let then = Instant::now();
         let now = then + Duration::from_secs(11);

@@ -89,7 +89,8 @@ impl Acks {
             return Reply::Fresh;
         }
         if nonce != self.last_nonce {
-            let Some((code, message)) = error else {
+            // Nothing sent yet: no earlier response to reject.
+            let (Some((code, message)), false) = (error, self.sent_version.is_empty()) else {
                 return Reply::Stale;
             };
             self.nacks += 1;
@@ -183,6 +184,10 @@ mod tests {
             panic!("not a late NACK");
         };
         assert!(late.message.len() <= MAX_NACK_MESSAGE + " [cut]".len());
+        // A NACK naming a nonce on a type nothing was sent for is noise.
+        let mut fresh = Acks::default();
+        assert_eq!(fresh.on_request("7", Some((3, "x".into()))), Reply::Stale);
+        assert_eq!(fresh.nacks, 0);
         let short = "bad weight".to_string();
         assert_eq!(kept(short.clone()), short);
     }

@@ -18,5 +18,5 @@ mod schema;
 mod watch;
 
 pub use error::ConfigError;
-pub use parse::{parse, parse_file};
+pub use parse::{parse, parse_file, parse_update};
 pub use watch::{FileSource, source_id};

@@ -13,10 +13,11 @@ use crate::registry::{Health, MAX_WEIGHT, MIN_WEIGHT, Policy};
 #[derive(Debug, Deserialize)]
 #[serde(deny_unknown_fields)]
 pub(super) struct ConfigFile {
-    /// Balanced services. `clusters:` with nothing after it is refused
-    /// (a file cut short reads so); `clusters: []` serves none.
+    /// Balanced services; `None` when the file has no `clusters` key.
+    /// `clusters:` with nothing after it is refused (a file cut short reads
+    /// so); `clusters: []` serves none.
     #[serde(default, deserialize_with = "clusters")]
-    pub(super) clusters: Vec<ClusterEntry>,
+    pub(super) clusters: Option<Vec<ClusterEntry>>,
 }
 
 /// One cluster.
@@ -36,8 +37,10 @@ pub(super) struct ClusterEntry {
     pub(super) endpoints: Vec<EndpointEntry>,
 }
 
-fn clusters<'de, D: Deserializer<'de>>(deserializer: D) -> Result<Vec<ClusterEntry>, D::Error> {
-    list(deserializer, "clusters")
+fn clusters<'de, D: Deserializer<'de>>(
+    deserializer: D,
+) -> Result<Option<Vec<ClusterEntry>>, D::Error> {
+    list(deserializer, "clusters").map(Some)
 }
 
 fn endpoints<'de, D: Deserializer<'de>>(deserializer: D) -> Result<Vec<EndpointEntry>, D::Error> {

@@ -7,9 +7,11 @@
 //!
 //! A writer that is not atomic (`cmd > file`, most tools) empties the file
 //! first and may pause mid-write. The settle check keeps out content still
-//! changing, and while running an empty file is refused (the last good
-//! config keeps serving; `clusters: []` serves none), as are `clusters:` or
-//! `endpoints:` with nothing after them (see the schema). Writing a new
+//! changing, and while running a file without a `clusters` key (empty,
+//! comments only) is refused (the last good config keeps serving;
+//! `clusters: []` serves none), as are `clusters:` or `endpoints:` with
+//! nothing after them (see the schema). At start-up such a file is taken
+//! as no clusters. Writing a new
 //! file and renaming it over the old one is safe at any speed.
 
 use std::path::{Path, PathBuf};
@@ -20,7 +22,7 @@ use tokio::sync::mpsc;
 use tracing::{info, warn};
 use xxhash_rust::xxh3::xxh3_64;
 
-use super::{ConfigError, parse};
+use super::{ConfigError, parse, parse_update};
 use crate::registry::Cluster;
 use crate::sources::{SourceError, SourceStatus};
 use crate::telemetry::Metrics;
@@ -73,7 +75,7 @@ impl FileSource {
             path: self.path.clone(),
             source,
         })?;
-        let clusters = self.parse_bytes(&bytes)?;
+        let clusters = self.parse_bytes(&bytes, parse)?;
         self.last_hash = Some(xxh3_64(&bytes));
         self.status.loaded(&self.id, count(&clusters));
         Ok(clusters)
@@ -148,20 +150,14 @@ impl FileSource {
             _ => return None,
         }
         self.last_hash = Some(hash);
-        if bytes.iter().all(u8::is_ascii_whitespace) {
-            return Some(Err(ConfigError::Invalid {
-                path: self.path.clone(),
-                line: 1,
-                column: 1,
-                reason: "the file is empty (caught while being written?); write \
-                         `clusters: []` to serve no clusters"
-                    .to_string(),
-            }));
-        }
-        Some(self.parse_bytes(&bytes))
+        Some(self.parse_bytes(&bytes, parse_update))
     }
 
-    fn parse_bytes(&self, bytes: &[u8]) -> Result<Vec<Cluster>, ConfigError> {
+    fn parse_bytes(
+        &self,
+        bytes: &[u8],
+        parse: fn(&str, &Path) -> Result<Vec<Cluster>, ConfigError>,
+    ) -> Result<Vec<Cluster>, ConfigError> {
         let text = std::str::from_utf8(bytes).map_err(|e| ConfigError::Invalid {
             path: self.path.clone(),
             line: 0,

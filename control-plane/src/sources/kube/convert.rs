@@ -24,8 +24,9 @@ const CLUSTER_DOMAIN: &str = "svc.cluster.local";
 /// A cluster is named by the Service port; its endpoints carry the slice
 /// port of the same name (the pods' target port). A slice port whose name
 /// matches no known Service port names its cluster by its own number
-/// instead, so its endpoints stay served, unless that number is another
-/// Service port's (its cluster would get the pods' other port). Every
+/// instead, so its endpoints stay served, unless that number is a Service
+/// port another slice port feeds by name (its cluster would get the pods'
+/// other port). Every
 /// Service port is named even when no slice lists it yet.
 pub(super) fn service_clusters<'a>(
     namespace: &str,
@@ -34,12 +35,23 @@ pub(super) fn service_clusters<'a>(
     slices: impl IntoIterator<Item = &'a SliceEndpoints>,
     source: &str,
 ) -> Vec<Cluster> {
-    let mut slices = slices.into_iter().peekable();
-    let balancing = match (ports, slices.peek()) {
+    let slices: Vec<&SliceEndpoints> = slices.into_iter().collect();
+    let balancing = match (ports, slices.first()) {
         (Some(ports), _) => ports.balancing,
         (None, Some(slice)) => slice.balancing,
         (None, None) => Default::default(),
     };
+    // Service ports some slice port feeds by name: a fallback into one of
+    // them would mix the pods' other port in.
+    let fed_by_name: std::collections::BTreeSet<u16> = ports
+        .map(|ports| {
+            slices
+                .iter()
+                .flat_map(|slice| &slice.ports)
+                .filter_map(|(name, _)| ports.ports.get(name).copied())
+                .collect()
+        })
+        .unwrap_or_default();
     // cluster (Service) port -> address (with the slice port) -> endpoint
     let mut merged: BTreeMap<u16, BTreeMap<SocketAddr, Endpoint>> = BTreeMap::new();
     for port in ports.into_iter().flat_map(|p| p.ports.values()) {
@@ -50,17 +62,20 @@ pub(super) fn service_clusters<'a>(
             let target = *target;
             let port = match ports.and_then(|p| p.ports.get(name)) {
                 Some(port) => *port,
-                // Its number is another Service port's: falling back would
-                // mix pods' other port into that port's cluster.
-                None if ports.is_some_and(|p| p.ports.values().any(|n| *n == target)) => {
+                // Its number is a Service port that another slice port
+                // feeds by name: falling back would mix the pods' other port
+                // into that cluster. (A renamed port whose number is its
+                // own Service port's, e.g. 50051 -> 50051, falls back to
+                // exactly the right cluster.)
+                None if fed_by_name.contains(&target) => {
                     tracing::debug!(
                         namespace,
                         service,
                         slice = slice.key.1,
                         port = name,
                         target,
-                        "no Service port of this name, and its number is another \
-                         Service port's; left out"
+                        "no Service port of this name, and its number is a port another \
+                         slice port feeds; left out"
                     );
                     continue;
                 }
@@ -388,6 +403,23 @@ mod tests {
                 "greeter.default:80",
                 "greeter.default:8080",
             ]
+        );
+    }
+
+    #[test]
+    fn a_renamed_port_whose_number_is_its_own_falls_back_to_its_cluster() {
+        // `grpc: 50051 -> 50051` renamed to `grpc-api`, the slices not
+        // rewritten yet: the fallback `:50051` is exactly the right cluster.
+        let s = slice(
+            "g",
+            "IPv4",
+            &[("grpc", 50051, "TCP")],
+            vec![test_endpoint("10.0.0.1", None, None, None)],
+        );
+        let clusters = greeter(Some(&ports(&[("grpc-api", 50051)])), [&s]);
+        assert_eq!(
+            served(&clusters),
+            [("greeter.default:50051", "10.0.0.1:50051".to_string())]
         );
     }
 

@@ -27,8 +27,9 @@
 //! not yet seen, or a hand-made slice whose Service is not opted in) names
 //! its clusters by the slice port number itself, `S.N:TARGET`, as if Service
 //! and target port were equal. Its endpoints are not dropped (unless that
-//! number is another port of the Service: they would join that port's
-//! cluster on the wrong port, so they are left out until the names match);
+//! number is a Service port another slice port feeds by name: they would
+//! join that cluster on the wrong port, so they are left out until the
+//! names match);
 //! once the
 //! matching Service port is seen, the cluster moves to the Service port's
 //! name. Nothing is published before the initial lists of both watches are
