@@ -296,6 +296,7 @@ pub async fn start_with(
         sources.clone(),
         ready_tx,
         health_reporter.clone(),
+        stopping.clone(),
     ));
     health_reporter
         .set_service_status(
@@ -464,14 +465,18 @@ async fn announce_ready(
     sources: SourceStatus,
     ready: watch::Sender<bool>,
     health: tonic_health::server::HealthReporter,
+    mut stopping: watch::Receiver<bool>,
 ) {
     let started = tokio::time::Instant::now();
     loop {
-        let listed = tokio::time::timeout(
-            LIST_WARNING_AFTER,
-            snapshots.wait_for(|s| s.weighted.complete),
-        )
-        .await;
+        let listed = tokio::select! {
+            listed = tokio::time::timeout(
+                LIST_WARNING_AFTER,
+                snapshots.wait_for(|s| s.weighted.complete),
+            ) => listed.map(|ready| ready.map(|_| ())),
+            // Shutting down before ever being ready: stays NOT_SERVING.
+            _ = stopping.wait_for(|stop| *stop) => return,
+        };
         match listed {
             Ok(Ok(_)) => break,
             Ok(Err(_)) => return,
@@ -498,6 +503,14 @@ async fn announce_ready(
     health
         .set_service_status(ADS_SERVICE, tonic_health::ServingStatus::Serving)
         .await;
+    // Shutting down: no longer ready, so probes take the replica out of
+    // rotation while its streams end.
+    if stopping.wait_for(|stop| *stop).await.is_ok() {
+        ready.send_replace(false);
+        health
+            .set_service_status(ADS_SERVICE, tonic_health::ServingStatus::NotServing)
+            .await;
+    }
 }
 
 async fn bind(address: SocketAddr) -> Result<TcpListener, StartError> {

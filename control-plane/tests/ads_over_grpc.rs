@@ -21,7 +21,7 @@ use prost::Message;
 use tonic::codec::{Codec, DecodeBuf, Decoder, EncodeBuf, Encoder};
 
 mod ads_fixture;
-use ads_fixture::{EdsWatcher, channel, config, serve};
+use ads_fixture::{EdsWatcher, channel, config, http_status, serve};
 
 /// Sends raw bytes as request messages.
 #[derive(Debug, Clone, Default)]
@@ -270,7 +270,7 @@ async fn shutdown_ends_open_streams_so_clients_move_on() {
     let running = start(
         ServeConfig {
             config_poll: Duration::from_millis(20),
-            metrics_listen: None,
+            metrics_listen: Some("127.0.0.1:0".parse().expect("address")),
             limits: Limits::default(),
             shutdown_grace: Duration::from_secs(30),
             ..ServeConfig::local(path)
@@ -300,7 +300,19 @@ async fn shutdown_ends_open_streams_so_clients_move_on() {
         .expect("an item")
         .expect("the reporting interval");
 
+    let probe = running.metrics_address.expect("metrics listen");
+    assert_eq!(http_status(probe, "/readyz").await, 200);
+
     stop.send(()).expect("signal");
+    // Out of rotation at once: probes say not ready while streams end.
+    let deadline = tokio::time::Instant::now() + Duration::from_secs(5);
+    while http_status(probe, "/readyz").await != 503 {
+        assert!(
+            tokio::time::Instant::now() < deadline,
+            "still ready while shutting down"
+        );
+        tokio::time::sleep(Duration::from_millis(10)).await;
+    }
     let ended = tokio::time::timeout(Duration::from_secs(5), watcher.responses.next())
         .await
         .expect("stream ended promptly")

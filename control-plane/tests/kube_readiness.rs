@@ -8,10 +8,12 @@
 
 #![allow(clippy::expect_used, clippy::unwrap_used)]
 
+mod ads_fixture;
 mod fake_kube;
 
 use std::time::Duration;
 
+use ads_fixture::{http_get, http_status};
 use fake_kube::FakeKube;
 use lookaside_control_plane::server::{ADS_SERVICE, Discovery, Running, ServeConfig, start_with};
 use lookaside_control_plane::sources::kube::KubeOptions;
@@ -254,35 +256,4 @@ async fn a_list_that_adds_nothing_still_makes_it_ready_and_held_clients_may_leav
         .expect("a response");
     assert_eq!(answer.type_url, CDS);
     assert!(answer.resources.is_empty());
-}
-
-/// The status code of `GET path` on `address`.
-async fn http_status(address: std::net::SocketAddr, path: &str) -> u16 {
-    http_get(address, path).await.0
-}
-
-/// The status code and body of `GET path` on `address`.
-async fn http_get(address: std::net::SocketAddr, path: &str) -> (u16, String) {
-    use tokio::io::{AsyncReadExt, AsyncWriteExt};
-    let mut stream = tokio::net::TcpStream::connect(address)
-        .await
-        .expect("connect");
-    stream
-        .write_all(
-            format!("GET {path} HTTP/1.1\r\nHost: x\r\nConnection: close\r\n\r\n").as_bytes(),
-        )
-        .await
-        .expect("write");
-    let mut response = String::new();
-    stream.read_to_string(&mut response).await.expect("read");
-    let status = response
-        .split_whitespace()
-        .nth(1)
-        .and_then(|code| code.parse().ok())
-        .unwrap_or(0);
-    let body = response
-        .split_once("\r\n\r\n")
-        .map(|(_, body)| body.to_string())
-        .unwrap_or_default();
-    (status, body)
 }

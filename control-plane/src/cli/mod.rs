@@ -167,20 +167,22 @@ pub struct XdsArgs {
     /// which the xDS listener then does not serve (same TLS settings).
     #[arg(long, env = "LOOKASIDE_ADMIN_LISTEN")]
     pub admin_listen: Option<SocketAddr>,
-    /// Most concurrent ADS streams this replica accepts.
-    #[arg(long, env = "LOOKASIDE_XDS_MAX_STREAMS", default_value_t = Limits::default().max_streams)]
+    /// Most concurrent ADS streams this replica accepts (at least 1).
+    #[arg(long, env = "LOOKASIDE_XDS_MAX_STREAMS", default_value_t = Limits::default().max_streams, value_parser = at_least_one())]
     pub xds_max_streams: usize,
-    /// Most resource names one stream may be subscribed to, over every type.
-    #[arg(long, env = "LOOKASIDE_XDS_MAX_SUBSCRIPTIONS_PER_STREAM", default_value_t = Limits::default().max_subscriptions_per_stream)]
+    /// Most resource names one stream may be subscribed to, over every type
+    /// (at most `--xds-max-names-per-request`: a Delta client names all it
+    /// holds in its first request after a reconnect).
+    #[arg(long, env = "LOOKASIDE_XDS_MAX_SUBSCRIPTIONS_PER_STREAM", default_value_t = Limits::default().max_subscriptions_per_stream, value_parser = at_least_one())]
     pub xds_max_subscriptions_per_stream: usize,
-    /// Most resource names one request may carry.
-    #[arg(long, env = "LOOKASIDE_XDS_MAX_NAMES_PER_REQUEST", default_value_t = Limits::default().max_names_per_request)]
+    /// Most resource names one request may carry (at least 1).
+    #[arg(long, env = "LOOKASIDE_XDS_MAX_NAMES_PER_REQUEST", default_value_t = Limits::default().max_names_per_request, value_parser = at_least_one())]
     pub xds_max_names_per_request: usize,
     /// On SIGTERM, how long open streams may take to end before the server stops anyway, in milliseconds.
     #[arg(long, env = "LOOKASIDE_SHUTDOWN_GRACE_MS", default_value_t = 5000)]
     pub shutdown_grace_ms: u64,
-    /// Largest request message accepted, in bytes.
-    #[arg(long, env = "LOOKASIDE_XDS_MAX_REQUEST_BYTES", default_value_t = Limits::default().max_request_bytes)]
+    /// Largest request message accepted, in bytes (at least 1).
+    #[arg(long, env = "LOOKASIDE_XDS_MAX_REQUEST_BYTES", default_value_t = Limits::default().max_request_bytes, value_parser = at_least_one())]
     pub xds_max_request_bytes: usize,
     /// Most requests per second one ADS stream may send (bursts of twice
     /// that); a stream over it is closed with RESOURCE_EXHAUSTED. 0: no limit.
@@ -188,17 +190,45 @@ pub struct XdsArgs {
     pub xds_max_requests_per_second: u32,
 }
 
+/// A count flag that 0 would turn into "refuse everything".
+fn at_least_one() -> clap::builder::RangedU64ValueParser<usize> {
+    clap::builder::RangedU64ValueParser::<usize>::new().range(1..)
+}
+
+/// Flags that parse one by one but cannot work together.
+#[derive(Debug, thiserror::Error)]
+pub enum ArgsError {
+    /// More subscriptions than one request may name.
+    #[error(
+        "--xds-max-subscriptions-per-stream ({subscriptions}) exceeds \
+         --xds-max-names-per-request ({names}): a Delta client names every subscription in \
+         its first request after a reconnect, and would be refused at every reconnect"
+    )]
+    SubscriptionsOverNames {
+        /// `--xds-max-subscriptions-per-stream`.
+        subscriptions: usize,
+        /// `--xds-max-names-per-request`.
+        names: usize,
+    },
+}
+
 impl XdsArgs {
-    /// The limits these flags set.
-    pub fn limits(&self) -> Limits {
-        Limits {
+    /// The limits these flags set, or why they cannot work together.
+    pub fn limits(&self) -> Result<Limits, ArgsError> {
+        if self.xds_max_subscriptions_per_stream > self.xds_max_names_per_request {
+            return Err(ArgsError::SubscriptionsOverNames {
+                subscriptions: self.xds_max_subscriptions_per_stream,
+                names: self.xds_max_names_per_request,
+            });
+        }
+        Ok(Limits {
             max_streams: self.xds_max_streams,
             max_names_per_request: self.xds_max_names_per_request,
             max_subscriptions_per_stream: self.xds_max_subscriptions_per_stream,
             max_request_bytes: self.xds_max_request_bytes,
             max_requests_per_second: self.xds_max_requests_per_second,
             ..Limits::default()
-        }
+        })
     }
 }
 
@@ -242,6 +272,44 @@ mod tests {
             }
         }
         check(&Cli::command());
+    }
+
+    #[test]
+    fn limits_that_cannot_work_are_refused() {
+        let serve = |extra: &[&str]| {
+            let mut argv = vec!["lookaside", "serve", "--config", "x.yaml"];
+            argv.extend_from_slice(extra);
+            Cli::try_parse_from(argv)
+        };
+        for flag in [
+            "--xds-max-streams",
+            "--xds-max-names-per-request",
+            "--xds-max-subscriptions-per-stream",
+            "--xds-max-request-bytes",
+        ] {
+            assert!(serve(&[flag, "0"]).is_err(), "{flag} 0 accepted");
+        }
+        let Ok(cli) = serve(&["--xds-max-subscriptions-per-stream", "20000"]) else {
+            panic!("parses flag by flag");
+        };
+        let Command::Serve(args) = cli.command else {
+            panic!("not serve")
+        };
+        let Err(error) = args.xds.limits() else {
+            panic!("20,000 subscriptions over 10,000 names per request accepted");
+        };
+        assert!(
+            error
+                .to_string()
+                .contains("--xds-max-names-per-request (10000)")
+        );
+        let Ok(cli) = serve(&[]) else {
+            panic!("defaults parse");
+        };
+        let Command::Serve(args) = cli.command else {
+            panic!("not serve")
+        };
+        assert!(args.xds.limits().is_ok());
     }
 
     #[test]

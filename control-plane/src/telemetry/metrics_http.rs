@@ -9,9 +9,9 @@ use axum::routing::get;
 
 use super::Metrics;
 
-/// Serves `/metrics`, `/healthz` (always ok) and `/readyz` (ok once `ready`
-/// is true: every discovery source has listed) on `listener` until the
-/// process ends.
+/// Serves `/metrics`, `/healthz` (always ok) and `/readyz` (ok while
+/// `ready` is true: every discovery source has listed, and not shutting
+/// down) on `listener` until the process ends.
 pub async fn serve_metrics(
     listener: tokio::net::TcpListener,
     metrics: Arc<Metrics>,
@@ -44,7 +44,7 @@ pub async fn serve_metrics(
                     } else {
                         (
                             http::StatusCode::SERVICE_UNAVAILABLE,
-                            "waiting for every discovery source to list\n",
+                            "not ready: a discovery source has not listed yet, or shutting down\n",
                         )
                     }
                 }

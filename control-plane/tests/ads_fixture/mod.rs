@@ -108,3 +108,35 @@ impl EdsWatcher {
             .unwrap_or(0)
     }
 }
+
+/// The status code of `GET path` on `address`.
+pub(crate) async fn http_status(address: std::net::SocketAddr, path: &str) -> u16 {
+    http_get(address, path).await.0
+}
+
+/// The status code and body of `GET path` on `address` (the metrics
+/// listener's plain HTTP).
+pub(crate) async fn http_get(address: std::net::SocketAddr, path: &str) -> (u16, String) {
+    use tokio::io::{AsyncReadExt, AsyncWriteExt};
+    let mut stream = tokio::net::TcpStream::connect(address)
+        .await
+        .expect("connect");
+    stream
+        .write_all(
+            format!("GET {path} HTTP/1.1\r\nHost: x\r\nConnection: close\r\n\r\n").as_bytes(),
+        )
+        .await
+        .expect("write");
+    let mut response = String::new();
+    stream.read_to_string(&mut response).await.expect("read");
+    let status = response
+        .split_whitespace()
+        .nth(1)
+        .and_then(|code| code.parse().ok())
+        .unwrap_or(0);
+    let body = response
+        .split_once("\r\n\r\n")
+        .map(|(_, body)| body.to_string())
+        .unwrap_or_default();
+    (status, body)
+}
