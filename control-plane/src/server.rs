@@ -554,12 +554,38 @@ fn serve_on(
     })
 }
 
+/// How long accepting pauses after a failed accept.
+const ACCEPT_PAUSE: Duration = Duration::from_millis(100);
+
 /// The connections `listener` accepts, with TCP_NODELAY (as the TLS
 /// acceptor sets it, and tonic's own `serve` does: its builder's
 /// `tcp_nodelay` is ignored for an incoming stream, and with Nagle a small
 /// write waits until the one before it is acknowledged).
-pub fn accepting(listener: TcpListener) -> TcpIncoming {
-    TcpIncoming::from(listener).with_nodelay(Some(true))
+///
+/// A failed accept (out of file descriptors: the connection stays queued
+/// and the next accept fails at once) is logged and followed by a pause
+/// of `ACCEPT_PAUSE`: tonic retries at once, which would spin a core, as
+/// the TLS acceptor already avoids.
+pub fn accepting(
+    listener: TcpListener,
+) -> impl futures::Stream<Item = std::io::Result<tokio::net::TcpStream>> + Send + 'static {
+    paced(TcpIncoming::from(listener).with_nodelay(Some(true)))
+}
+
+/// `incoming`, pausing `ACCEPT_PAUSE` after each failure it yields.
+fn paced<S, T>(incoming: S) -> impl futures::Stream<Item = std::io::Result<T>> + Send + 'static
+where
+    S: futures::Stream<Item = std::io::Result<T>> + Send + 'static,
+    T: Send + 'static,
+{
+    use futures::StreamExt;
+    incoming.then(|accepted| async move {
+        if let Err(error) = &accepted {
+            tracing::warn!(%error, "accepting a connection failed; pausing before the next");
+            tokio::time::sleep(ACCEPT_PAUSE).await;
+        }
+        accepted
+    })
 }
 
 /// Server reflection (v1 and v1alpha) listing `services` and itself.
@@ -623,4 +649,26 @@ fn spawn_snapshot_counter(mut snapshots: watch::Receiver<Arc<Snapshot>>, metrics
             metrics.snapshots.inc();
         }
     });
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[tokio::test(start_paused = true)]
+    async fn a_failed_accept_pauses_the_loop_instead_of_spinning() {
+        use futures::StreamExt;
+        let failures = futures::stream::iter(
+            (0..3)
+                .map(|_| Err::<(), _>(std::io::Error::other("Too many open files (os error 24)"))),
+        );
+        let started = tokio::time::Instant::now();
+        assert_eq!(paced(failures).count().await, 3);
+        assert!(started.elapsed() >= ACCEPT_PAUSE * 3);
+        // Accepted connections are not held up.
+        let started = tokio::time::Instant::now();
+        let accepted = futures::stream::iter([Ok::<_, std::io::Error>(())]);
+        assert_eq!(paced(accepted).count().await, 1);
+        assert_eq!(started.elapsed(), Duration::ZERO);
+    }
 }

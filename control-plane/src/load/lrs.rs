@@ -116,9 +116,15 @@ impl LoadReportingService for LrsService {
                         Ok(None) | Err(_) => break,
                     },
                     () = async { let _ = stopping.wait_for(|stop| *stop).await; } => {
-                        let _ = tx.try_send(Err(Status::unavailable(
-                            "control plane shutting down; report to another replica",
-                        )));
+                        // Waits for room a moment (dropped, the status
+                        // would become OK trailers), never longer.
+                        let _ = tokio::time::timeout(
+                            std::time::Duration::from_secs(1),
+                            tx.send(Err(Status::unavailable(
+                                "control plane shutting down; report to another replica",
+                            ))),
+                        )
+                        .await;
                         break;
                     }
                     changed = registry.changed() => {

@@ -33,7 +33,7 @@ use std::net::SocketAddr;
 use std::time::Instant;
 
 use super::render::scale_and_bound;
-use super::{ControllerConfig, EndpointInput, MEAN_WEIGHT, WeightReason};
+use super::{ControllerConfig, EndpointInput, LoadReport, MEAN_WEIGHT, WeightReason};
 
 #[derive(Debug, Clone)]
 struct EndpointState {
@@ -75,10 +75,8 @@ impl UtilizationController {
             .map(|input| {
                 input
                     .fresh_report(now, self.config.expiry)
-                    // Utilization 0 is ORCA's "not set" (a server that
-                    // serves ORCA but records no utilization): no load to
-                    // steer by, as gRPC's weighted_round_robin reads it.
-                    .filter(|r| r.utilization > 0.0)
+                    // No utilization: no load to steer by.
+                    .filter(LoadReport::measured)
                     .map(|r| {
                         let load =
                             r.utilization + self.config.error_penalty * input.error_ratio(&r);

@@ -20,3 +20,12 @@ pub struct LoadReport {
     /// for a stream's first report.
     pub period: Option<Duration>,
 }
+
+impl LoadReport {
+    /// Whether it carries a utilization: 0 is ORCA's "not set" (a server
+    /// that serves ORCA but records none), never "idle", as gRPC's
+    /// weighted_round_robin reads it.
+    pub fn measured(&self) -> bool {
+        self.utilization > 0.0
+    }
+}

@@ -24,7 +24,7 @@ pub(super) fn weigh(
         .iter()
         .map(|input| {
             let report = input.fresh_report(now, expiry)?;
-            if report.rps <= 0.0 || report.utilization <= 0.0 {
+            if report.rps <= 0.0 || !report.measured() {
                 return None;
             }
             let load = report.utilization + input.error_ratio(&report) * error_penalty;
