@@ -146,7 +146,7 @@ fn serve(args: ServeArgs) -> anyhow::Result<()> {
         config_poll: Duration::from_millis(args.source.config_poll_ms.max(10)),
         xds_listen: args.xds.xds_listen,
         metrics_listen,
-        limits: args.xds.limits()?,
+        limits: args.xds.limits(),
         shutdown_grace: Duration::from_millis(args.xds.shutdown_grace_ms),
         weigh: args.weigh.config(),
         load: CollectorConfig {

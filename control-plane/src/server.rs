@@ -579,10 +579,24 @@ where
     T: Send + 'static,
 {
     use futures::StreamExt;
+    use std::io::ErrorKind;
     incoming.then(|accepted| async move {
         if let Err(error) = &accepted {
-            tracing::warn!(%error, "accepting a connection failed; pausing before the next");
-            tokio::time::sleep(ACCEPT_PAUSE).await;
+            // One connection's trouble (tonic skips those at once) costs
+            // nothing; a resource shortage pauses.
+            let one_connection = matches!(
+                error.kind(),
+                ErrorKind::ConnectionAborted
+                    | ErrorKind::ConnectionReset
+                    | ErrorKind::BrokenPipe
+                    | ErrorKind::Interrupted
+                    | ErrorKind::WouldBlock
+                    | ErrorKind::TimedOut
+            );
+            if !one_connection {
+                tracing::warn!(%error, "accepting a connection failed; pausing before the next");
+                tokio::time::sleep(ACCEPT_PAUSE).await;
+            }
         }
         accepted
     })
@@ -669,6 +683,12 @@ mod tests {
         let started = tokio::time::Instant::now();
         let accepted = futures::stream::iter([Ok::<_, std::io::Error>(())]);
         assert_eq!(paced(accepted).count().await, 1);
+        assert_eq!(started.elapsed(), Duration::ZERO);
+        // Nor are one connection's errors.
+        let reset = futures::stream::iter([Err::<(), _>(std::io::Error::from(
+            std::io::ErrorKind::ConnectionAborted,
+        ))]);
+        assert_eq!(paced(reset).count().await, 1);
         assert_eq!(started.elapsed(), Duration::ZERO);
     }
 }

@@ -301,7 +301,11 @@ async fn shutdown_ends_open_streams_so_clients_move_on() {
         .expect("the reporting interval");
 
     let probe = running.metrics_address.expect("metrics listen");
-    assert_eq!(http_status(probe, "/readyz").await, 200);
+    let deadline = tokio::time::Instant::now() + Duration::from_secs(5);
+    while http_status(probe, "/readyz").await != 200 {
+        assert!(tokio::time::Instant::now() < deadline, "never ready");
+        tokio::time::sleep(Duration::from_millis(10)).await;
+    }
 
     stop.send(()).expect("signal");
     // Out of rotation at once: probes say not ready while streams end.

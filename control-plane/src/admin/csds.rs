@@ -89,7 +89,7 @@ fn supported(request: &ClientStatusRequest) -> Result<(), Status> {
 fn string_matches(matcher: &StringMatcher, value: &str) -> bool {
     let fold = |text: &str| {
         if matcher.ignore_case {
-            text.to_lowercase()
+            text.to_ascii_lowercase()
         } else {
             text.to_string()
         }

@@ -171,8 +171,9 @@ pub struct XdsArgs {
     #[arg(long, env = "LOOKASIDE_XDS_MAX_STREAMS", default_value_t = Limits::default().max_streams, value_parser = at_least_one())]
     pub xds_max_streams: usize,
     /// Most resource names one stream may be subscribed to, over every type
-    /// (at most `--xds-max-names-per-request`: a Delta client names all it
-    /// holds in its first request after a reconnect).
+    /// (keep each type's share within `--xds-max-names-per-request`: a
+    /// Delta client names all it holds of a type in its first request
+    /// after a reconnect).
     #[arg(long, env = "LOOKASIDE_XDS_MAX_SUBSCRIPTIONS_PER_STREAM", default_value_t = Limits::default().max_subscriptions_per_stream, value_parser = at_least_one())]
     pub xds_max_subscriptions_per_stream: usize,
     /// Most resource names one request may carry (at least 1).
@@ -195,40 +196,17 @@ fn at_least_one() -> clap::builder::RangedU64ValueParser<usize> {
     clap::builder::RangedU64ValueParser::<usize>::new().range(1..)
 }
 
-/// Flags that parse one by one but cannot work together.
-#[derive(Debug, thiserror::Error)]
-pub enum ArgsError {
-    /// More subscriptions than one request may name.
-    #[error(
-        "--xds-max-subscriptions-per-stream ({subscriptions}) exceeds \
-         --xds-max-names-per-request ({names}): a Delta client names every subscription in \
-         its first request after a reconnect, and would be refused at every reconnect"
-    )]
-    SubscriptionsOverNames {
-        /// `--xds-max-subscriptions-per-stream`.
-        subscriptions: usize,
-        /// `--xds-max-names-per-request`.
-        names: usize,
-    },
-}
-
 impl XdsArgs {
-    /// The limits these flags set, or why they cannot work together.
-    pub fn limits(&self) -> Result<Limits, ArgsError> {
-        if self.xds_max_subscriptions_per_stream > self.xds_max_names_per_request {
-            return Err(ArgsError::SubscriptionsOverNames {
-                subscriptions: self.xds_max_subscriptions_per_stream,
-                names: self.xds_max_names_per_request,
-            });
-        }
-        Ok(Limits {
+    /// The limits these flags set.
+    pub fn limits(&self) -> Limits {
+        Limits {
             max_streams: self.xds_max_streams,
             max_names_per_request: self.xds_max_names_per_request,
             max_subscriptions_per_stream: self.xds_max_subscriptions_per_stream,
             max_request_bytes: self.xds_max_request_bytes,
             max_requests_per_second: self.xds_max_requests_per_second,
             ..Limits::default()
-        })
+        }
     }
 }
 
@@ -289,27 +267,15 @@ mod tests {
         ] {
             assert!(serve(&[flag, "0"]).is_err(), "{flag} 0 accepted");
         }
-        let Ok(cli) = serve(&["--xds-max-subscriptions-per-stream", "20000"]) else {
-            panic!("parses flag by flag");
-        };
-        let Command::Serve(args) = cli.command else {
-            panic!("not serve")
-        };
-        let Err(error) = args.xds.limits() else {
-            panic!("20,000 subscriptions over 10,000 names per request accepted");
-        };
-        assert!(
-            error
-                .to_string()
-                .contains("--xds-max-names-per-request (10000)")
-        );
+        // Over every type, so above one request's names is a setting.
+        assert!(serve(&["--xds-max-subscriptions-per-stream", "20000"]).is_ok());
         let Ok(cli) = serve(&[]) else {
             panic!("defaults parse");
         };
         let Command::Serve(args) = cli.command else {
             panic!("not serve")
         };
-        assert!(args.xds.limits().is_ok());
+        assert_eq!(args.xds.limits().max_streams, Limits::default().max_streams);
     }
 
     #[test]

@@ -91,7 +91,8 @@ pub struct Metrics {
     pub weight_pushes: Counter,
     /// TLS file sets re-read after a change, by outcome.
     pub tls_reloads: Family<TlsReloadLabels, Counter>,
-    /// TLS handshakes that failed or timed out on the gRPC listeners.
+    /// TLS handshakes that failed, timed out or were refused (too many at
+    /// once from one address) on the gRPC listeners.
     pub tls_handshake_failures: Counter,
     registry: Mutex<Registry>,
 }
@@ -177,7 +178,7 @@ impl Metrics {
         let tls_handshake_failures = Counter::default();
         registry.register(
             "tls_handshake_failures",
-            "TLS handshakes that failed or timed out on the gRPC listeners",
+            "TLS handshakes that failed, timed out or were refused (too many from one address) on the gRPC listeners",
             tls_handshake_failures.clone(),
         );
         Self {

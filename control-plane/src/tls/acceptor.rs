@@ -128,8 +128,10 @@ async fn accept_loop(
         let metrics = metrics.clone();
         tokio::spawn(async move {
             let _permit = permit;
-            let _slot = slot;
-            match tokio::time::timeout(HANDSHAKE_TIMEOUT, acceptor.accept(tcp)).await {
+            let handshake = tokio::time::timeout(HANDSHAKE_TIMEOUT, acceptor.accept(tcp)).await;
+            // The address's count is of handshakes in progress only.
+            drop(slot);
+            match handshake {
                 Ok(Ok(stream)) => {
                     let _ = ready.send(stream).await;
                 }

@@ -25,8 +25,8 @@ const CLUSTER_DOMAIN: &str = "svc.cluster.local";
 /// port of the same name (the pods' target port). A slice port whose name
 /// matches no known Service port names its cluster by its own number
 /// instead, so its endpoints stay served, unless that number is a Service
-/// port another slice port feeds by name (its cluster would get the pods'
-/// other port). Every
+/// port another slice port feeds by name with another pod port (its
+/// cluster would get the pods' other port). Every
 /// Service port is named even when no slice lists it yet.
 pub(super) fn service_clusters<'a>(
     namespace: &str,
@@ -41,17 +41,17 @@ pub(super) fn service_clusters<'a>(
         (None, Some(slice)) => slice.balancing,
         (None, None) => Default::default(),
     };
-    // Service ports some slice port feeds by name: a fallback into one of
-    // them would mix the pods' other port in.
-    let fed_by_name: std::collections::BTreeSet<u16> = ports
-        .map(|ports| {
-            slices
-                .iter()
-                .flat_map(|slice| &slice.ports)
-                .filter_map(|(name, _)| ports.ports.get(name).copied())
-                .collect()
-        })
-        .unwrap_or_default();
+    // Service port -> the pod ports slice ports feed it with by name: a
+    // fallback into one of them with another pod port would mix that port
+    // in.
+    let mut fed_by_name: BTreeMap<u16, std::collections::BTreeSet<u16>> = BTreeMap::new();
+    if let Some(ports) = ports {
+        for (name, target) in slices.iter().flat_map(|slice| &slice.ports) {
+            if let Some(port) = ports.ports.get(name) {
+                fed_by_name.entry(*port).or_default().insert(*target);
+            }
+        }
+    }
     // cluster (Service) port -> address (with the slice port) -> endpoint
     let mut merged: BTreeMap<u16, BTreeMap<SocketAddr, Endpoint>> = BTreeMap::new();
     for port in ports.into_iter().flat_map(|p| p.ports.values()) {
@@ -67,7 +67,10 @@ pub(super) fn service_clusters<'a>(
                 // into that cluster. (A renamed port whose number is its
                 // own Service port's, e.g. 50051 -> 50051, falls back to
                 // exactly the right cluster.)
-                None if fed_by_name.contains(&target) => {
+                None if fed_by_name
+                    .get(&target)
+                    .is_some_and(|fed| fed.iter().any(|pod_port| *pod_port != target)) =>
+                {
                     tracing::debug!(
                         namespace,
                         service,
@@ -420,6 +423,21 @@ mod tests {
         assert_eq!(
             served(&clusters),
             [("greeter.default:50051", "10.0.0.1:50051".to_string())]
+        );
+        // Slices rewritten one at a time: the old one still falls back.
+        let rewritten = slice(
+            "g-new",
+            "IPv4",
+            &[("grpc-api", 50051, "TCP")],
+            vec![test_endpoint("10.0.0.2", None, None, None)],
+        );
+        let clusters = greeter(Some(&ports(&[("grpc-api", 50051)])), [&s, &rewritten]);
+        assert_eq!(
+            served(&clusters),
+            [
+                ("greeter.default:50051", "10.0.0.1:50051".to_string()),
+                ("greeter.default:50051", "10.0.0.2:50051".to_string())
+            ]
         );
     }
 
