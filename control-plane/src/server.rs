@@ -256,6 +256,10 @@ pub async fn start_with(
     spawn_snapshot_counter(snapshots.clone(), metrics.clone());
 
     // snapshot -> xds, admin
+    tokio::spawn(crate::xds::warn_when_clusters_outgrow(
+        snapshots.clone(),
+        config.limits.clone(),
+    ));
     let clients = Clients::default();
     let identifier = format!("lookaside/{}", env!("CARGO_PKG_VERSION"));
     let (stop_tx, stopping) = watch::channel(false);

@@ -36,6 +36,7 @@ pub use acks::{Acks, Nack};
 pub use clients::{ClientView, Clients, TypeView};
 pub use error::XdsError;
 pub use limits::Limits;
+pub(crate) use limits::warn_when_clusters_outgrow;
 pub use response::{DeltaResponse, SotwResponse, Wire};
 pub use server::AdsServer;
 

@@ -7,13 +7,15 @@ use super::error::ConfigError;
 use super::schema::ConfigFile;
 use crate::registry::{Cluster, Endpoint, Locality, OrcaPort};
 
-/// Reads and validates `path`.
+/// Reads and validates `path` as an edit of a serving file would be
+/// (`lookaside validate` checks a file before it ships): one without a
+/// `clusters` key is refused, as a running server refuses it.
 pub fn parse_file(path: &Path) -> Result<Vec<Cluster>, ConfigError> {
     let text = std::fs::read_to_string(path).map_err(|source| ConfigError::Read {
         path: path.to_path_buf(),
         source,
     })?;
-    parse(&text, path)
+    parse_update(&text, path)
 }
 
 /// Validates `text`, the content of `path`, into clusters. A file without
