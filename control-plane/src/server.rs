@@ -158,7 +158,7 @@ pub struct Running {
     pub weighted: watch::Receiver<Arc<Weighted>>,
     /// Every watched endpoint's latest load.
     pub loads: LoadTable,
-    server: tokio::task::JoinHandle<Result<(), tonic::transport::Error>>,
+    server: tokio::task::JoinHandle<Result<(), RunError>>,
 }
 
 /// Why the control plane stopped other than by a clean shutdown.
@@ -176,7 +176,7 @@ impl Running {
     /// Waits until the gRPC server stops: `Ok` only for a clean shutdown.
     pub async fn wait(self) -> Result<(), RunError> {
         match self.server.await {
-            Ok(result) => result.map_err(RunError::from),
+            Ok(result) => result,
             Err(join) => Err(RunError::Listener(join.to_string())),
         }
     }
@@ -403,6 +403,7 @@ pub async fn start_with(
         stop_tx.send_replace(true);
     });
     let grace = config.shutdown_grace;
+    let stop_requested = stopping.clone();
     let mut stopped = stopping;
     let server = tokio::spawn(async move {
         // The ORCA streams stop with the server.
@@ -416,7 +417,16 @@ pub async fn start_with(
         tokio::pin!(grace_over);
         loop {
             tokio::select! {
-                result = &mut xds_server.0 => return joined(result),
+                result = &mut xds_server.0 => {
+                    return match joined(result) {
+                        // The TLS accept loop ending (it panicked) ends the
+                        // server cleanly in tonic's eyes: not a stop.
+                        Ok(()) if !*stop_requested.borrow() => Err(RunError::Listener(
+                            "the xDS listener stopped without a shutdown".to_string(),
+                        )),
+                        other => other.map_err(RunError::from),
+                    };
+                }
                 result = async {
                     match admin.as_mut() {
                         Some(admin) => (&mut admin.0).await,
@@ -424,10 +434,9 @@ pub async fn start_with(
                     }
                 }, if admin.is_some() => {
                     admin = None;
-                    let result = joined(result);
-                    if result.is_err() {
+                    if let Err(error) = joined(result) {
                         tracing::error!("admin listener failed; stopping");
-                        return result;
+                        return Err(RunError::from(error));
                     }
                 }
                 () = &mut grace_over => {
