@@ -286,6 +286,7 @@ mod tests {
             kind: ResourceType::Assignment,
             wildcard: false,
             subscribed: vec!["a".into(), "b".into(), "later".into()].into(),
+            name_hashes: Default::default(),
             resources: vec![("a".into(), Some("v1".into())), ("b".into(), None)].into(),
             acks: Acks::default(),
             revision: 0,
