@@ -9,8 +9,6 @@ mod support;
 
 use std::time::Duration;
 
-use lookaside_client::cluster::ClusterBalancer;
-use lookaside_client::endpoint::ConnectionSettings;
 use support::Backend;
 use tonic_health::pb::HealthCheckRequest;
 use tonic_health::pb::health_client::HealthClient;
@@ -33,12 +31,7 @@ fn with_timeout<T>(message: T) -> tonic::Request<T> {
 #[tokio::test]
 async fn a_server_that_never_answers_costs_the_deadline_not_the_endpoint() {
     let (address, held) = support::silent_peer().await;
-    let (cluster, channel) = ClusterBalancer::spawn(
-        "silent",
-        ConnectionSettings::default(),
-        Duration::from_secs(2),
-    );
-    cluster.assign(vec![(address, 1)]);
+    let (_cluster, channel) = support::cluster("silent", &[address]);
 
     let started = tokio::time::Instant::now();
     let status = bounded(
@@ -60,12 +53,7 @@ async fn a_server_that_never_answers_costs_the_deadline_not_the_endpoint() {
 #[tokio::test]
 async fn a_stream_that_never_ends_stops_at_the_deadline() {
     let backend = Backend::start().await;
-    let (cluster, channel) = ClusterBalancer::spawn(
-        "watched",
-        ConnectionSettings::default(),
-        Duration::from_secs(2),
-    );
-    cluster.assign(vec![(backend.address, 1)]);
+    let (_cluster, channel) = support::cluster("watched", &[backend.address]);
 
     let started = tokio::time::Instant::now();
     let mut updates = HealthClient::new(channel.clone())

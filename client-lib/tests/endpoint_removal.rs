@@ -8,8 +8,6 @@ mod support;
 
 use std::time::Duration;
 
-use lookaside_client::cluster::ClusterBalancer;
-use lookaside_client::endpoint::ConnectionSettings;
 use support::{Backend, call, until};
 use tonic_health::pb::HealthCheckRequest;
 use tonic_health::pb::health_client::HealthClient;
@@ -18,12 +16,7 @@ use tonic_health::pb::health_client::HealthClient;
 async fn a_removed_endpoint_finishes_its_calls_then_closes_its_connection() {
     let leaving = Backend::start().await;
     let staying = Backend::start().await;
-    let (cluster, channel) = ClusterBalancer::spawn(
-        "greeter",
-        ConnectionSettings::default(),
-        Duration::from_secs(2),
-    );
-    cluster.assign(vec![(leaving.address, 1)]);
+    let (cluster, channel) = support::cluster("greeter", &[leaving.address]);
 
     // A call in flight on the endpoint that will leave: a health watch
     // stays open until the client ends it.

@@ -99,12 +99,7 @@ async fn calls_held_by(
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_finished_stream_the_application_keeps_leaves_its_slot_free() {
     let (address, _arrivals, _drain) = limited_peer(Answer::AtOnce).await;
-    let (cluster, channel) = ClusterBalancer::spawn(
-        "kept",
-        ConnectionSettings::default(),
-        Duration::from_secs(2),
-    );
-    cluster.assign(vec![(address, 1)]);
+    let (_cluster, channel) = support::cluster("kept", &[address]);
     let mut health = HealthClient::new(channel);
     let mut kept = health
         .watch(HealthCheckRequest::default())
@@ -194,12 +189,7 @@ async fn calls_waiting_for_a_stream_are_counted() {
         total
     };
     let (address, mut arrivals, _drain) = limited_peer(Answer::Never).await;
-    let (cluster, channel) = ClusterBalancer::spawn(
-        "counted",
-        ConnectionSettings::default(),
-        Duration::from_secs(2),
-    );
-    cluster.assign(vec![(address, 1)]);
+    let (_cluster, channel) = support::cluster("counted", &[address]);
     let calls = calls_held_by(&channel, 3, &mut arrivals).await;
     support::until("two calls waiting", || waiting() == 2.0).await;
     assert_eq!(waiting(), 2.0, "no more than two");

@@ -70,12 +70,7 @@ async fn a_bidirectional_stream_flows_and_dropping_it_cancels_it() {
     );
 
     // The control plane is this cluster's one endpoint.
-    let (cluster, channel) = ClusterBalancer::spawn(
-        "control-plane",
-        ConnectionSettings::default(),
-        Duration::from_secs(2),
-    );
-    cluster.assign(vec![(running.xds_address, 1)]);
+    let (_cluster, channel) = support::cluster("control-plane", &[running.xds_address]);
     let mut ads = AggregatedDiscoveryServiceClient::new(channel.clone());
     let (requests, rx) = tokio::sync::mpsc::channel(4);
     requests.send(request("", "")).await.unwrap();

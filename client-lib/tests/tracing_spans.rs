@@ -6,10 +6,6 @@
 
 mod support;
 
-use std::time::Duration;
-
-use lookaside_client::cluster::ClusterBalancer;
-use lookaside_client::endpoint::ConnectionSettings;
 use support::{Backend, Logs, call};
 
 #[tokio::test]
@@ -21,12 +17,7 @@ async fn calls_and_connections_are_traced_with_cluster_and_endpoint() {
     let _default = tracing::subscriber::set_default(written.subscriber(tracing::Level::DEBUG));
 
     let backend = Backend::start().await;
-    let (balancer, channel) = ClusterBalancer::spawn(
-        "greeter",
-        ConnectionSettings::default(),
-        Duration::from_secs(1),
-    );
-    balancer.assign(vec![(backend.address, 1)]);
+    let (_balancer, channel) = support::cluster("greeter", &[backend.address]);
     call(&channel).await.expect("call");
 
     let text = written.text();

@@ -10,12 +10,14 @@
 //! the latest snapshot and send what changed).
 //!
 //! `admin` and `telemetry` only read. No stage reaches backwards.
+//! `closing` is how the streaming services (ADS, LRS) end a stream.
 //!
 //! `demo` runs all of it in one process, with modelled backends and a
 //! client, for `lookaside demo`.
 
 pub mod admin;
 pub mod cli;
+mod closing;
 pub mod demo;
 pub mod load;
 pub mod registry;

@@ -403,7 +403,6 @@ pub async fn start_with(
         stop_tx.send_replace(true);
     });
     let grace = config.shutdown_grace;
-    let stop_requested = stopping.clone();
     let mut stopped = stopping;
     let server = tokio::spawn(async move {
         // The ORCA streams stop with the server.
@@ -417,16 +416,7 @@ pub async fn start_with(
         tokio::pin!(grace_over);
         loop {
             tokio::select! {
-                result = &mut xds_server.0 => {
-                    return match joined(result) {
-                        // The TLS accept loop ending (it panicked) ends the
-                        // server cleanly in tonic's eyes: not a stop.
-                        Ok(()) if !*stop_requested.borrow() => Err(RunError::Listener(
-                            "the xDS listener stopped without a shutdown".to_string(),
-                        )),
-                        other => other.map_err(RunError::from),
-                    };
-                }
+                result = &mut xds_server.0 => return joined(result),
                 result = async {
                     match admin.as_mut() {
                         Some(admin) => (&mut admin.0).await,
@@ -436,7 +426,7 @@ pub async fn start_with(
                     admin = None;
                     if let Err(error) = joined(result) {
                         tracing::error!("admin listener failed; stopping");
-                        return Err(RunError::from(error));
+                        return Err(error);
                     }
                 }
                 () = &mut grace_over => {
@@ -546,13 +536,14 @@ fn serve_on(
     listener: TcpListener,
     tls: Option<Reloading<ServerTls>>,
     metrics: Arc<Metrics>,
-    mut stopping: watch::Receiver<bool>,
-) -> tokio::task::JoinHandle<Result<(), tonic::transport::Error>> {
+    stopping: watch::Receiver<bool>,
+) -> tokio::task::JoinHandle<Result<(), RunError>> {
+    let mut stop = stopping.clone();
     let signal = async move {
-        let _ = stopping.wait_for(|stop| *stop).await;
+        let _ = stop.wait_for(|stop| *stop).await;
     };
     tokio::spawn(async move {
-        match tls {
+        let served = match tls {
             Some(tls) => {
                 router
                     .serve_with_incoming_shutdown(TlsIncoming::new(listener, tls, metrics), signal)
@@ -563,6 +554,14 @@ fn serve_on(
                     .serve_with_incoming_shutdown(accepting(listener), signal)
                     .await
             }
+        };
+        match served {
+            // Its connections ending (the TLS accept loop panicked) ends
+            // the server cleanly in tonic's eyes: not a stop.
+            Ok(()) if !*stopping.borrow() => Err(RunError::Listener(
+                "a listener stopped without a shutdown".to_string(),
+            )),
+            other => other.map_err(RunError::from),
         }
     })
 }
@@ -650,9 +649,7 @@ fn reflection(
 
 /// A listener task's result; its panic, if it panicked, carries on here
 /// (a dead listener must not look like a clean stop).
-fn joined(
-    result: Result<Result<(), tonic::transport::Error>, tokio::task::JoinError>,
-) -> Result<(), tonic::transport::Error> {
+fn joined<E>(result: Result<Result<(), E>, tokio::task::JoinError>) -> Result<(), E> {
     match result {
         Ok(result) => result,
         Err(error) if error.is_panic() => std::panic::resume_unwind(error.into_panic()),

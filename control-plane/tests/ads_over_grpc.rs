@@ -9,7 +9,6 @@ use std::time::Duration;
 use bytes::{Buf, BufMut, Bytes};
 use futures::StreamExt;
 use lookaside_control_plane::server::{ServeConfig, start};
-use lookaside_control_plane::telemetry::Metrics;
 use lookaside_control_plane::xds::Limits;
 use lookaside_proto::envoy::service::discovery::v3::aggregated_discovery_service_client::AggregatedDiscoveryServiceClient;
 use lookaside_proto::envoy::service::discovery::v3::{
@@ -21,7 +20,9 @@ use prost::Message;
 use tonic::codec::{Codec, DecodeBuf, Decoder, EncodeBuf, Encoder};
 
 mod ads_fixture;
-use ads_fixture::{EdsWatcher, channel, config, http_status, serve};
+use ads_fixture::{
+    EdsWatcher, channel, config, eventually, http_get, http_status, open_sotw_streams, serve,
+};
 
 /// Sends raw bytes as request messages.
 #[derive(Debug, Clone, Default)]
@@ -185,29 +186,20 @@ async fn a_client_that_closes_its_side_is_still_answered_and_updated() {
     assert_ne!(second.version_info, first.version_info);
     // It can no longer be heard from: its going is seen on the response
     // side, and its stream is let go.
-    let open = || {
-        running
-            .metrics
-            .streams
-            .get_or_create(&Metrics::protocol("sotw"))
-            .get()
-    };
+    let open = || open_sotw_streams(&running);
     assert_eq!(open(), 1);
     drop(stream);
     drop(client);
-    let deadline = tokio::time::Instant::now() + Duration::from_secs(5);
-    while open() != 0 {
-        assert!(
-            tokio::time::Instant::now() < deadline,
-            "a half-closed client that left still holds its stream"
-        );
-        tokio::time::sleep(Duration::from_millis(10)).await;
-    }
+    eventually(
+        Duration::from_secs(5),
+        "a half-closed client that left lets its stream go",
+        || async { open() == 0 },
+    )
+    .await;
 }
 
 #[tokio::test]
 async fn metrics_count_streams_pushes_and_acks() {
-    use tokio::io::{AsyncReadExt, AsyncWriteExt};
     let dir = tempfile::tempdir().expect("tempdir");
     let path = dir.path().join("lookaside.yaml");
     std::fs::write(&path, config(1)).expect("write config");
@@ -229,18 +221,7 @@ async fn metrics_count_streams_pushes_and_acks() {
     assert_eq!(watcher.next_weight().await, 5);
 
     let address = running.metrics_address.expect("metrics listening");
-    let scrape = || async move {
-        let mut socket = tokio::net::TcpStream::connect(address)
-            .await
-            .expect("connect");
-        socket
-            .write_all(b"GET /metrics HTTP/1.0\r\nHost: x\r\n\r\n")
-            .await
-            .expect("request");
-        let mut body = String::new();
-        socket.read_to_string(&mut body).await.expect("response");
-        body
-    };
+    let scrape = || async move { http_get(address, "/metrics").await.1 };
     let deadline = tokio::time::Instant::now() + Duration::from_secs(5);
     loop {
         let body = scrape().await;
@@ -301,22 +282,19 @@ async fn shutdown_ends_open_streams_so_clients_move_on() {
         .expect("the reporting interval");
 
     let probe = running.metrics_address.expect("metrics listen");
-    let deadline = tokio::time::Instant::now() + Duration::from_secs(5);
-    while http_status(probe, "/readyz").await != 200 {
-        assert!(tokio::time::Instant::now() < deadline, "never ready");
-        tokio::time::sleep(Duration::from_millis(10)).await;
-    }
+    eventually(Duration::from_secs(5), "ready", || async {
+        http_status(probe, "/readyz").await == 200
+    })
+    .await;
 
     stop.send(()).expect("signal");
     // Out of rotation at once: probes say not ready while streams end.
-    let deadline = tokio::time::Instant::now() + Duration::from_secs(5);
-    while http_status(probe, "/readyz").await != 503 {
-        assert!(
-            tokio::time::Instant::now() < deadline,
-            "still ready while shutting down"
-        );
-        tokio::time::sleep(Duration::from_millis(10)).await;
-    }
+    eventually(
+        Duration::from_secs(5),
+        "unready while shutting down",
+        || async { http_status(probe, "/readyz").await == 503 },
+    )
+    .await;
     let ended = tokio::time::timeout(Duration::from_secs(5), watcher.responses.next())
         .await
         .expect("stream ended promptly")

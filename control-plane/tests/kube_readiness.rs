@@ -13,7 +13,7 @@ mod fake_kube;
 
 use std::time::Duration;
 
-use ads_fixture::{http_get, http_status};
+use ads_fixture::{eventually, http_status, open_sotw_streams};
 use fake_kube::FakeKube;
 use lookaside_control_plane::server::{ADS_SERVICE, Discovery, Running, ServeConfig, start_with};
 use lookaside_control_plane::sources::kube::KubeOptions;
@@ -184,11 +184,10 @@ async fn ads_waits_for_the_first_complete_list() {
         })
         .collect();
     assert_eq!(ports, [50051, 50051], "endpoints keep the pods' port");
-    let deadline = tokio::time::Instant::now() + Duration::from_secs(5);
-    while readiness(channel.clone()).await != ServingStatus::Serving {
-        assert!(tokio::time::Instant::now() < deadline, "never ready");
-        tokio::time::sleep(Duration::from_millis(20)).await;
-    }
+    eventually(Duration::from_secs(5), "ready", || async {
+        readiness(channel.clone()).await == ServingStatus::Serving
+    })
+    .await;
     // The plaintext probe (for a TLS-only gRPC port) agrees.
     assert_eq!(http_status(metrics, "/readyz").await, 200);
     drop(requests);
@@ -202,13 +201,7 @@ async fn a_list_that_adds_nothing_still_makes_it_ready_and_held_clients_may_leav
     kube.set_failing(true);
     let (_dir, running, channel) = start(&kube, "clusters: []\n").await;
     let metrics = running.metrics_address.expect("metrics listen");
-    let open_streams = async || {
-        let (_, body) = http_get(metrics, "/metrics").await;
-        body.lines()
-            .filter(|line| line.starts_with("lookaside_xds_streams{"))
-            .filter_map(|line| line.rsplit(' ').next()?.parse::<i64>().ok())
-            .sum::<i64>()
-    };
+    let open_streams = || open_sotw_streams(&running);
     let wildcard_cds = async || {
         let (requests, rx) = tokio::sync::mpsc::channel(4);
         requests
@@ -230,23 +223,20 @@ async fn a_list_that_adds_nothing_still_makes_it_ready_and_held_clients_may_leav
     let (requests, mut responses) = wildcard_cds().await;
     let early = tokio::time::timeout(Duration::from_millis(300), responses.message()).await;
     assert!(early.is_err(), "answered before the first list: {early:?}");
-    assert_eq!(open_streams().await, 1);
+    assert_eq!(open_streams(), 1);
     drop((requests, responses));
-    let deadline = tokio::time::Instant::now() + Duration::from_secs(5);
-    while open_streams().await != 0 {
-        assert!(
-            tokio::time::Instant::now() < deadline,
-            "a client that left still holds its stream"
-        );
-        tokio::time::sleep(Duration::from_millis(20)).await;
-    }
+    eventually(
+        Duration::from_secs(5),
+        "a client that left lets its stream go",
+        || async { open_streams() == 0 },
+    )
+    .await;
 
     kube.set_failing(false);
-    let deadline = tokio::time::Instant::now() + Duration::from_secs(15);
-    while readiness(channel.clone()).await != ServingStatus::Serving {
-        assert!(tokio::time::Instant::now() < deadline, "never ready");
-        tokio::time::sleep(Duration::from_millis(20)).await;
-    }
+    eventually(Duration::from_secs(15), "ready", || async {
+        readiness(channel.clone()).await == ServingStatus::Serving
+    })
+    .await;
     assert_eq!(http_status(metrics, "/readyz").await, 200);
     let (_requests, mut responses) = wildcard_cds().await;
     let answer = tokio::time::timeout(Duration::from_secs(5), responses.message())

@@ -7,13 +7,12 @@ use std::time::Duration;
 use anyhow::Result;
 use lookaside_tests::backend::Backend;
 use lookaside_tests::config::Config;
-use lookaside_tests::control_plane::ControlPlane;
+use lookaside_tests::control_plane::{ControlPlane, ENDPOINT_TYPE};
 use lookaside_tests::echo::v1::WhoRequest;
 use lookaside_tests::echo::v1::echo_client::EchoClient;
 use lookaside_tests::poll::{Check, until};
 
 const NODE: &str = "one-stream";
-const EDS: &str = "type.googleapis.com/envoy.config.endpoint.v3.ClusterLoadAssignment";
 
 /// The backend that answered one call through `channel`.
 async fn who(channel: &lookaside_client::LbChannel) -> Result<String> {
@@ -35,7 +34,7 @@ async fn streams(control_plane: &ControlPlane) -> Result<Vec<Vec<String>>> {
             let mut clusters: Vec<String> = client
                 .types
                 .into_iter()
-                .filter(|state| state.type_url == EDS)
+                .filter(|state| state.type_url == ENDPOINT_TYPE)
                 .flat_map(|state| state.subscribed)
                 .collect();
             clusters.sort();

@@ -410,7 +410,8 @@ impl Shared {
         let keepalive = keepalive(
             ping_pong,
             calls.clone(),
-            (self.keepalive_interval(), self.settings.keepalive_timeout),
+            self.keepalive_interval(),
+            self.settings.keepalive_timeout,
             self.settings.keepalive_while_idle,
         );
         let shared = Arc::downgrade(self);

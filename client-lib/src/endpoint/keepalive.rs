@@ -27,7 +27,8 @@ use super::in_flight::Calls;
 pub(super) async fn keepalive(
     mut ping_pong: h2::PingPong,
     calls: Calls,
-    (interval, timeout): (Duration, Duration),
+    interval: Duration,
+    timeout: Duration,
     while_idle: bool,
 ) -> String {
     loop {

@@ -375,6 +375,24 @@ impl StatusPeer {
 }
 
 /// Calls Health/Check once through `channel`.
+/// A balancer for cluster `name` over `addresses` (weight 1 each), with
+/// default settings and 2 s to wait for a first assignment.
+pub fn cluster(
+    name: &str,
+    addresses: &[SocketAddr],
+) -> (
+    lookaside_client::cluster::ClusterBalancer,
+    lookaside_client::LbChannel,
+) {
+    let (balancer, channel) = lookaside_client::cluster::ClusterBalancer::spawn(
+        name,
+        lookaside_client::endpoint::ConnectionSettings::default(),
+        std::time::Duration::from_secs(2),
+    );
+    balancer.assign(addresses.iter().map(|address| (*address, 1)).collect());
+    (balancer, channel)
+}
+
 pub async fn call(channel: &lookaside_client::LbChannel) -> Result<(), tonic::Status> {
     call_service(channel, "").await
 }

@@ -116,7 +116,12 @@ pub(super) fn client(view: &ClientView) -> pb::Client {
             .map(|t| pb::TypeState {
                 type_url: t.kind.type_url().to_string(),
                 wildcard: t.wildcard,
-                subscribed: t.subscribed.to_vec(),
+                subscribed: t
+                    .subscribed
+                    .iter()
+                    .take(crate::xds::MAX_NAMES_SHOWN)
+                    .cloned()
+                    .collect(),
                 acked_version: t.acks.acked_version.clone(),
                 sent_version: t.acks.sent_version.clone(),
                 pending_nonce: t.acks.pending_nonce().unwrap_or_default().to_string(),

@@ -86,20 +86,25 @@ fn supported(request: &ClientStatusRequest) -> Result<(), Status> {
     Ok(())
 }
 
+/// `text`, in ASCII lower case when `ignore_case` (as Envoy compares).
+fn fold_case(text: &str, ignore_case: bool) -> std::borrow::Cow<'_, str> {
+    if ignore_case {
+        text.to_ascii_lowercase().into()
+    } else {
+        text.into()
+    }
+}
+
 fn string_matches(matcher: &StringMatcher, value: &str) -> bool {
-    let fold = |text: &str| {
-        if matcher.ignore_case {
-            text.to_ascii_lowercase()
-        } else {
-            text.to_string()
-        }
-    };
+    // Copied only to fold case.
+    let ignore_case = matcher.ignore_case;
+    let fold = |text| fold_case(text, ignore_case);
     let value = fold(value);
     match &matcher.match_pattern {
         Some(MatchPattern::Exact(exact)) => value == fold(exact),
-        Some(MatchPattern::Prefix(prefix)) => value.starts_with(&fold(prefix)),
-        Some(MatchPattern::Suffix(suffix)) => value.ends_with(&fold(suffix)),
-        Some(MatchPattern::Contains(part)) => value.contains(&fold(part)),
+        Some(MatchPattern::Prefix(prefix)) => value.starts_with(&*fold(prefix)),
+        Some(MatchPattern::Suffix(suffix)) => value.ends_with(&*fold(suffix)),
+        Some(MatchPattern::Contains(part)) => value.contains(&*fold(part)),
         // Refused by `supported` before any matching.
         _ => false,
     }
@@ -175,7 +180,7 @@ fn type_configs(view: &TypeView, snapshot: &Snapshot, contents: bool) -> Vec<Gen
         })
         .collect();
     // Subscribed names not sent yet.
-    for name in view.subscribed.iter() {
+    for name in view.subscribed.iter().take(crate::xds::MAX_NAMES_SHOWN) {
         if !view.resources.iter().any(|(known, _)| known == name) {
             configs.push(GenericXdsConfig {
                 type_url: view.kind.type_url().to_string(),
@@ -285,8 +290,7 @@ mod tests {
         let mut view = TypeView {
             kind: ResourceType::Assignment,
             wildcard: false,
-            subscribed: vec!["a".into(), "b".into(), "later".into()].into(),
-            name_hashes: Default::default(),
+            subscribed: std::sync::Arc::new(["a", "b", "later"].map(String::from).into()),
             resources: vec![("a".into(), Some("v1".into())), ("b".into(), None)].into(),
             acks: Acks::default(),
             revision: 0,

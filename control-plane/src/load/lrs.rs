@@ -32,6 +32,7 @@ use tokio::sync::{mpsc, watch};
 use tonic::{Request, Response, Status, Streaming};
 
 use super::{ClientLoads, ClientSample};
+use crate::closing::{close_with, shutting_down};
 use crate::registry::Registry;
 
 /// The longest interval a client may ask us to trust.
@@ -116,15 +117,7 @@ impl LoadReportingService for LrsService {
                         Ok(None) | Err(_) => break,
                     },
                     () = async { let _ = stopping.wait_for(|stop| *stop).await; } => {
-                        // Waits for room a moment (dropped, the status
-                        // would become OK trailers), never longer.
-                        let _ = tokio::time::timeout(
-                            std::time::Duration::from_secs(1),
-                            tx.send(Err(Status::unavailable(
-                                "control plane shutting down; report to another replica",
-                            ))),
-                        )
-                        .await;
+                        close_with(&tx, Err(shutting_down("report"))).await;
                         break;
                     }
                     changed = registry.changed() => {

@@ -21,9 +21,6 @@ pub fn run(mut weighted: watch::Receiver<Arc<Weighted>>) -> watch::Receiver<Arc<
         let mut sequence = 0;
         while weighted.changed().await.is_ok() {
             let current = weighted.borrow_and_update().clone();
-            let now_over = over_cap(&current);
-            report(&over, &now_over);
-            over = now_over;
             let previous = tx.borrow().clone();
             sequence += 1;
             let next = build(current, sequence, Some(&previous));
@@ -35,6 +32,11 @@ pub fn run(mut weighted: watch::Receiver<Arc<Weighted>>) -> watch::Receiver<Arc<
             {
                 continue;
             }
+            // Counted only for a new version: what is served (endpoints and
+            // their health) is in it.
+            let now_over = over_cap(&next.weighted);
+            report(&over, &now_over);
+            over = now_over;
             tracing::info!(version = %next.version, sequence, "new snapshot");
             tx.send_replace(Arc::new(next));
         }

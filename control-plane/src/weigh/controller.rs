@@ -38,10 +38,15 @@ use super::{ControllerConfig, EndpointInput, LoadReport, MEAN_WEIGHT, WeightReas
 #[derive(Debug, Clone)]
 struct EndpointState {
     weight: f64,
-    smoothed: Option<f64>,
-    /// When the last report it was corrected for arrived: each report
-    /// moves the weight once, however many steps it stays fresh.
-    integrated: Option<Instant>,
+    /// The smoothed load, and when the last report in it arrived: each
+    /// report moves the weight once, however many steps it stays fresh.
+    smoothed: Option<(f64, Instant)>,
+}
+
+impl EndpointState {
+    fn load(&self) -> Option<f64> {
+        self.smoothed.map(|(load, _)| load)
+    }
 }
 
 /// One cluster's controller state.
@@ -94,7 +99,7 @@ impl UtilizationController {
             .map(|(input, load)| {
                 load.and(self.endpoints.get(&input.address)).map(|state| {
                     // Smoothed, so one noisy report does not count.
-                    let reason = if state.smoothed.is_some_and(|l| l >= saturated_at) {
+                    let reason = if state.load().is_some_and(|l| l >= saturated_at) {
                         WeightReason::Saturated
                     } else {
                         WeightReason::Feedback
@@ -152,7 +157,6 @@ impl UtilizationController {
                     weight: MEAN_WEIGHT * f64::from(input.configured_weight)
                         / configured_mean.max(1.0),
                     smoothed: None,
-                    integrated: None,
                 });
         }
     }
@@ -166,21 +170,23 @@ impl UtilizationController {
             let Some(state) = self.endpoints.get_mut(&input.address) else {
                 continue;
             };
-            let mut new = false;
-            match load {
-                None => state.smoothed = None,
-                Some((load, at)) if state.integrated != Some(*at) || state.smoothed.is_none() => {
-                    state.smoothed = Some(match state.smoothed {
-                        Some(previous) => previous + config.smoothing * (load - previous),
-                        None => *load,
-                    });
-                    state.integrated = Some(*at);
-                    new = true;
+            let new = match (*load, state.smoothed) {
+                (None, _) => {
+                    state.smoothed = None;
+                    false
                 }
-                Some(_) => {}
-            }
-            let hot = state.smoothed.is_some_and(|l| l >= config.saturated_at);
-            smoothed.push((input.address, state.smoothed, hot, new));
+                (Some((_, at)), Some((_, seen))) if at == seen => false,
+                (Some((load, at)), previous) => {
+                    let smoothed = match previous {
+                        Some((previous, _)) => previous + config.smoothing * (load - previous),
+                        None => load,
+                    };
+                    state.smoothed = Some((smoothed, at));
+                    true
+                }
+            };
+            let hot = state.load().is_some_and(|l| l >= config.saturated_at);
+            smoothed.push((input.address, state.load(), hot, new));
         }
         let fresh: Vec<f64> = smoothed.iter().filter_map(|(_, l, _, _)| *l).collect();
         if fresh.is_empty() {

@@ -30,8 +30,15 @@ impl EndpointInput {
         // requests) reads as every call failing, never as none.
         let calls = report.rps.max(report.eps);
         let server = if calls > 0.0 { report.eps / calls } else { 0.0 };
-        server
-            .max(self.client_errors.unwrap_or(0.0))
+        server.max(self.client_error_ratio()).clamp(0.0, 1.0)
+    }
+
+    /// The fraction of calls clients saw fail (LRS), 0 when they do not
+    /// report; always in `[0, 1]`.
+    pub fn client_error_ratio(&self) -> f64 {
+        self.client_errors
+            .filter(|ratio| ratio.is_finite())
+            .unwrap_or(0.0)
             .clamp(0.0, 1.0)
     }
 

@@ -82,12 +82,8 @@ pub(super) fn render(
                 // Without load of its own, an endpoint clients see failing
                 // still pays for it: the mean, less the failed share (down
                 // to the bound).
-                let errors = input.client_errors.unwrap_or(0.0);
-                let share = if errors.is_finite() {
-                    (1.0 - errors).clamp(1.0 / config.max_ratio.max(1.0), 1.0)
-                } else {
-                    1.0
-                };
+                // (Kept above 0: a weight of 0 reads as "no weight" below.)
+                let share = (1.0 - input.client_error_ratio()).max(1.0 / config.max_ratio.max(1.0));
                 (fed_mean * share, WeightReason::Stale)
             })
         })

@@ -93,16 +93,8 @@ impl Acks {
             let (Some((code, message)), false) = (error, self.sent_version.is_empty()) else {
                 return Reply::Stale;
             };
-            self.nacks += 1;
-            let nack = Nack {
-                rejected_version: format!("before {}", self.sent_version),
-                nonce: nonce.to_string(),
-                message: kept(message),
-                code,
-                at: SystemTime::now(),
-            };
-            self.last_nack = Some(nack.clone());
-            return Reply::LateNack(nack);
+            let rejected = format!("before {}", self.sent_version);
+            return Reply::LateNack(self.record_nack(rejected, nonce, code, message));
         }
         if !self.awaiting {
             return Reply::Repeat;
@@ -115,18 +107,30 @@ impl Acks {
                 Reply::Ack
             }
             Some((code, message)) => {
-                self.nacks += 1;
-                let nack = Nack {
-                    rejected_version: self.sent_version.clone(),
-                    nonce: nonce.to_string(),
-                    message: kept(message),
-                    code,
-                    at: SystemTime::now(),
-                };
-                self.last_nack = Some(nack.clone());
-                Reply::Nack(nack)
+                let rejected = self.sent_version.clone();
+                Reply::Nack(self.record_nack(rejected, nonce, code, message))
             }
         }
+    }
+
+    /// Counts a NACK and keeps it as the latest.
+    fn record_nack(
+        &mut self,
+        rejected_version: String,
+        nonce: &str,
+        code: i32,
+        message: String,
+    ) -> Nack {
+        self.nacks += 1;
+        let nack = Nack {
+            rejected_version,
+            nonce: nonce.to_string(),
+            message: kept(message),
+            code,
+            at: SystemTime::now(),
+        };
+        self.last_nack = Some(nack.clone());
+        nack
     }
 
     /// Records a response sent with `version` and `nonce`.

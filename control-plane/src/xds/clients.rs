@@ -1,6 +1,7 @@
 //! Connected clients, as the admin API shows them. Each stream writes only
 //! its own entry; readers copy.
 
+use std::collections::BTreeSet;
 use std::sync::Arc;
 use std::time::SystemTime;
 
@@ -11,7 +12,7 @@ use super::stream::Stream;
 use crate::snapshot::ResourceType;
 
 /// How many subscribed names of one type the admin view keeps per stream.
-const MAX_NAMES_SHOWN: usize = 100;
+pub(crate) const MAX_NAMES_SHOWN: usize = 100;
 /// How many resources of one type the admin view lists per stream.
 const MAX_RESOURCES_SHOWN: usize = 1000;
 
@@ -43,11 +44,9 @@ pub struct TypeView {
     pub kind: ResourceType,
     /// Subscribed to everything.
     pub wildcard: bool,
-    /// Explicit names (at most 100 shown).
-    pub subscribed: Arc<[String]>,
-    /// Every explicit name, hashed (8 bytes each, bounded by the
-    /// subscription limit), so `subscribes_to` sees past the 100 shown.
-    pub(crate) name_hashes: Arc<std::collections::HashSet<u64>>,
+    /// Explicit names: the stream's own set, shared, not copied (the admin
+    /// API shows at most `MAX_NAMES_SHOWN`).
+    pub subscribed: Arc<BTreeSet<String>>,
     /// What the client has: name and version, or `None` when it was told
     /// the resource does not exist (at most 1000 shown).
     pub resources: Arc<[(String, Option<String>)]>,
@@ -64,13 +63,8 @@ impl ClientView {
     pub fn subscribes_to(&self, name: &str) -> bool {
         self.types
             .iter()
-            .any(|t| t.wildcard || t.name_hashes.contains(&name_hash(name)))
+            .any(|t| t.wildcard || t.subscribed.contains(name))
     }
-}
-
-/// The hash `TypeView::name_hashes` holds for `name`.
-pub(crate) fn name_hash(name: &str) -> u64 {
-    xxhash_rust::xxh3::xxh3_64(name.as_bytes())
 }
 
 /// Every connected stream.
@@ -94,33 +88,15 @@ impl Clients {
                     return None;
                 }
                 let revision = subscription.revision();
-                let (subscribed, name_hashes, resources) = previous_types
+                let resources = previous_types
                     .iter()
                     .find(|t| t.kind == kind && t.revision == revision)
-                    .map(|t| {
-                        (
-                            t.subscribed.clone(),
-                            t.name_hashes.clone(),
-                            t.resources.clone(),
-                        )
-                    })
-                    .unwrap_or_else(|| {
-                        (
-                            subscription
-                                .names()
-                                .iter()
-                                .take(MAX_NAMES_SHOWN)
-                                .cloned()
-                                .collect(),
-                            Arc::new(subscription.names().iter().map(|n| name_hash(n)).collect()),
-                            subscription.known(MAX_RESOURCES_SHOWN).into(),
-                        )
-                    });
+                    .map(|t| t.resources.clone())
+                    .unwrap_or_else(|| subscription.known(MAX_RESOURCES_SHOWN).into());
                 Some(TypeView {
                     kind,
                     wildcard: subscription.is_wildcard(),
-                    subscribed,
-                    name_hashes,
+                    subscribed: subscription.names().clone(),
                     resources,
                     acks: state.acks.clone(),
                     revision,
@@ -162,38 +138,5 @@ impl Clients {
     /// Whether no stream is connected.
     pub fn is_empty(&self) -> bool {
         self.streams.is_empty()
-    }
-}
-
-#[cfg(test)]
-mod tests {
-    use super::*;
-
-    #[test]
-    fn subscribes_to_sees_names_past_the_ones_shown() {
-        // A client subscribed to 150 clusters: 100 shown, every one found.
-        let names: Vec<String> = (0..150).map(|i| format!("c{i:03}")).collect();
-        let view = ClientView {
-            stream_id: 1,
-            node_id: "envoy-1".into(),
-            node_cluster: String::new(),
-            user_agent: String::new(),
-            protocol: "sotw",
-            peer: String::new(),
-            connected_at: SystemTime::now(),
-            types: vec![TypeView {
-                kind: ResourceType::Assignment,
-                wildcard: false,
-                subscribed: names.iter().take(MAX_NAMES_SHOWN).cloned().collect(),
-                name_hashes: Arc::new(names.iter().map(|n| name_hash(n)).collect()),
-                resources: Arc::from([]),
-                acks: Acks::default(),
-                revision: 0,
-            }],
-        };
-        assert!(!view.types[0].subscribed.iter().any(|n| n == "c120"));
-        assert!(view.subscribes_to("c120"));
-        assert!(view.subscribes_to("c000"));
-        assert!(!view.subscribes_to("c150"));
     }
 }

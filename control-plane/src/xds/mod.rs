@@ -33,6 +33,7 @@ mod subscription;
 mod subscription_props;
 
 pub use acks::{Acks, Nack};
+pub(crate) use clients::MAX_NAMES_SHOWN;
 pub use clients::{ClientView, Clients, TypeView};
 pub use error::XdsError;
 pub use limits::Limits;

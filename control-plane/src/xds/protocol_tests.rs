@@ -249,7 +249,33 @@ fn the_client_view_follows_each_publish_and_shares_unchanged_lists() {
     // A new subscription rebuilds them.
     client.request(EDS, &["a", "b"], &first.nonce);
     clients.publish(&client.stream, "sotw");
-    assert_eq!(eds(&clients).subscribed.to_vec(), names(&["a", "b"]));
+    let rebuilt = eds(&clients);
+    assert_eq!(
+        rebuilt.subscribed.iter().cloned().collect::<Vec<_>>(),
+        names(&["a", "b"])
+    );
+    // The names are the stream's own set, shared, not copied.
+    assert!(std::sync::Arc::ptr_eq(
+        &rebuilt.subscribed,
+        client.stream.type_state(EDS).subscription.names()
+    ));
+}
+
+#[test]
+fn a_client_is_found_by_any_name_it_subscribes_to_not_only_those_shown() {
+    // 150 clusters: the admin API shows 100, every one finds the client.
+    let wanted: Vec<String> = (0..150).map(|i| format!("c{i:03}")).collect();
+    let clusters: Vec<(&str, &[(u16, u32)])> =
+        wanted.iter().map(|n| (n.as_str(), &[][..])).collect();
+    let mut client = SotwClient::new(snapshot(&clusters));
+    let requested: Vec<&str> = wanted.iter().map(String::as_str).collect();
+    client.request(EDS, &requested, "");
+    let clients = super::Clients::default();
+    clients.publish(&client.stream, "sotw");
+    let view = &clients.all()[0];
+    assert!(view.subscribes_to("c120"));
+    assert!(view.subscribes_to("c000"));
+    assert!(!view.subscribes_to("c150"));
 }
 
 // --- node and stale nonces -----------------------------------------------

@@ -30,6 +30,7 @@ use super::error::XdsError;
 use super::limits::Limits;
 use super::sotw::Sotw;
 use super::stream::{Protocol, Received, Stream};
+use crate::closing::{close_with, shutting_down};
 use crate::snapshot::Snapshot;
 use crate::telemetry::Metrics;
 use lookaside_proto::envoy::config::core::v3::ControlPlane;
@@ -121,18 +122,6 @@ async fn serve<P: Protocol>(
 
 /// What the stream task queues for [`OutboundBody`].
 type Item<P> = body::Item<<P as Protocol>::Response>;
-
-/// How long a closing stream waits for room in its queue to tell the
-/// client why.
-const CLOSE_WAIT: std::time::Duration = std::time::Duration::from_secs(1);
-
-/// Ends the stream with `status`, after the response queued before it:
-/// waits up to `CLOSE_WAIT` for the client to read that one (dropped at
-/// once, the status would become OK trailers), never longer (a client
-/// that does not read must not hold a closing stream, nor a shutdown).
-async fn close_with<P: Protocol>(tx: &mpsc::Sender<Item<P>>, status: Status) {
-    let _ = tokio::time::timeout(CLOSE_WAIT, tx.send(Err(Box::new(status)))).await;
-}
 
 /// Admits a stream, spawns its task and answers with the response headers;
 /// the body follows as the task produces responses.
@@ -259,11 +248,7 @@ async fn drive<P: Protocol>(
             () = tx.closed() => return,
         };
         if stop {
-            close_with::<P>(
-                &tx,
-                Status::unavailable("control plane shutting down; reconnect to another replica"),
-            )
-            .await;
+            close_with(&tx, Err(Box::new(shutting_down("reconnect")))).await;
             return;
         }
         snapshots.mark_unchanged();
@@ -282,7 +267,7 @@ async fn drive<P: Protocol>(
                             shared.metrics.limit_hits.get_or_create(&Metrics::limit(limit)).inc();
                         }
                         info!(%error, "closing stream");
-                        close_with::<P>(&tx, error.into()).await;
+                        close_with(&tx, Err(Box::new(error.into()))).await;
                         break "closed by server";
                     }
                     shared.clients.publish(&stream, P::NAME);
@@ -295,21 +280,21 @@ async fn drive<P: Protocol>(
                     // tonic's decoder refused a message over the size limit.
                     shared.metrics.limit_hits.get_or_create(&Metrics::limit("request_bytes")).inc();
                     info!(%status, "closing stream: request too large");
-                    close_with::<P>(&tx, Status::resource_exhausted(format!(
+                    close_with(&tx, Err(Box::new(Status::resource_exhausted(format!(
                         "request too large (--xds-max-request-bytes {}): {}",
                         shared.limits.max_request_bytes,
                         status.message()
-                    ))).await;
+                    ))))).await;
                     break "closed by server";
                 }
                 Err(status) => {
                     debug!(%status, "stream error");
                     // Tell the client why, if it is still there (a request
                     // that does not decode lands here).
-                    close_with::<P>(&tx, Status::invalid_argument(format!(
+                    close_with(&tx, Err(Box::new(Status::invalid_argument(format!(
                         "cannot read request: {}",
                         status.message()
-                    ))).await;
+                    ))))).await;
                     break "stream error";
                 }
             },
@@ -319,9 +304,7 @@ async fn drive<P: Protocol>(
                     continue;
                 }
                 // Clients reconnect (with their backoff) to another replica.
-                close_with::<P>(&tx, Status::unavailable(
-                    "control plane shutting down; reconnect to another replica",
-                )).await;
+                close_with(&tx, Err(Box::new(shutting_down("reconnect")))).await;
                 break "server shutting down";
             },
             changed = snapshots.changed() => {

@@ -24,8 +24,9 @@ pub(crate) struct Subscription {
     /// Wildcard because the first request named nothing (legacy form): later
     /// empty requests keep it.
     legacy_wildcard: bool,
-    /// Explicitly subscribed names (never contains `*`).
-    names: BTreeSet<String>,
+    /// Explicitly subscribed names (never contains `*`); shared with the
+    /// admin view, copied only when changed while shared.
+    names: Arc<BTreeSet<String>>,
     /// What the client has: `Some(version)`, or `None` when we told it the
     /// resource does not exist.
     known: HashMap<String, Option<String>>,
@@ -72,7 +73,7 @@ impl Subscription {
         self.wildcard
     }
 
-    pub(crate) fn names(&self) -> &BTreeSet<String> {
+    pub(crate) fn names(&self) -> &Arc<BTreeSet<String>> {
         &self.names
     }
 
@@ -96,7 +97,9 @@ impl Subscription {
             if removed || first || !was_wildcard {
                 self.revision += 1;
             }
-            self.names.clear();
+            if removed {
+                self.names = Arc::default();
+            }
             self.prune();
             return Change {
                 first,
@@ -118,7 +121,7 @@ impl Subscription {
         if first || added || removed {
             self.revision += 1;
         }
-        self.names = next;
+        self.names = Arc::new(next);
         self.prune();
         Change {
             first,
@@ -160,7 +163,9 @@ impl Subscription {
             if name == WILDCARD {
                 change.added |= !self.wildcard;
                 self.wildcard = true;
-            } else if self.names.insert(name.clone()) {
+            } else if !self.names.contains(name)
+                && Arc::make_mut(&mut self.names).insert(name.clone())
+            {
                 // Out of scope until now, so not known: it will be sent.
                 // Known through the wildcard, or claimed in a first
                 // request, the client has it.
@@ -172,7 +177,7 @@ impl Subscription {
                 change.removed |= self.wildcard;
                 self.wildcard = false;
                 self.legacy_wildcard = false;
-            } else if self.names.remove(name) {
+            } else if self.names.contains(name) && Arc::make_mut(&mut self.names).remove(name) {
                 change.removed = true;
                 // The client forgets it; if the wildcard still covers it the
                 // client expects it again. A client may also keep it as a
@@ -238,7 +243,7 @@ impl Subscription {
         };
         if self.wildcard {
             resources.values().for_each(&mut consider);
-            for name in &self.names {
+            for name in self.names.iter() {
                 if !resources.contains_key(name) && !matches!(self.known.get(name), Some(None)) {
                     diff.removed.push(name.clone());
                 }
@@ -250,7 +255,7 @@ impl Subscription {
                 }
             }
         } else {
-            for name in &self.names {
+            for name in self.names.iter() {
                 match resources.get(name) {
                     Some(resource) => consider(resource),
                     None => {

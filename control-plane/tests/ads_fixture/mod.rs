@@ -140,3 +140,30 @@ pub(crate) async fn http_get(address: std::net::SocketAddr, path: &str) -> (u16,
         .unwrap_or_default();
     (status, body)
 }
+
+/// Polls `check` until it holds, failing with `what` after `within`.
+pub(crate) async fn eventually<F, Fut>(within: Duration, what: &str, mut check: F)
+where
+    F: FnMut() -> Fut,
+    Fut: std::future::Future<Output = bool>,
+{
+    let deadline = tokio::time::Instant::now() + within;
+    while !check().await {
+        assert!(
+            tokio::time::Instant::now() < deadline,
+            "{what}: not within {within:?}"
+        );
+        tokio::time::sleep(Duration::from_millis(10)).await;
+    }
+}
+
+/// State-of-the-world ADS streams `running` holds open.
+pub(crate) fn open_sotw_streams(running: &Running) -> i64 {
+    running
+        .metrics
+        .streams
+        .get_or_create(&lookaside_control_plane::telemetry::Metrics::protocol(
+            "sotw",
+        ))
+        .get()
+}

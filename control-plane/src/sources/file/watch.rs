@@ -75,7 +75,7 @@ impl FileSource {
             path: self.path.clone(),
             source,
         })?;
-        let clusters = self.parse_bytes(&bytes, parse)?;
+        let clusters = parse(self.text(&bytes)?, &self.path)?;
         self.last_hash = Some(xxh3_64(&bytes));
         self.status.loaded(&self.id, count(&clusters));
         Ok(clusters)
@@ -150,21 +150,20 @@ impl FileSource {
             _ => return None,
         }
         self.last_hash = Some(hash);
-        Some(self.parse_bytes(&bytes, parse_update))
+        Some(
+            self.text(&bytes)
+                .and_then(|text| parse_update(text, &self.path)),
+        )
     }
 
-    fn parse_bytes(
-        &self,
-        bytes: &[u8],
-        parse: fn(&str, &Path) -> Result<Vec<Cluster>, ConfigError>,
-    ) -> Result<Vec<Cluster>, ConfigError> {
-        let text = std::str::from_utf8(bytes).map_err(|e| ConfigError::Invalid {
+    /// `bytes` as text, or why not.
+    fn text<'a>(&self, bytes: &'a [u8]) -> Result<&'a str, ConfigError> {
+        std::str::from_utf8(bytes).map_err(|e| ConfigError::Invalid {
             path: self.path.clone(),
             line: 0,
             column: 0,
             reason: format!("not UTF-8: {e}"),
-        })?;
-        parse(text, &self.path)
+        })
     }
 }
 
@@ -201,6 +200,24 @@ mod tests {
         Ok((dir, status, source))
     }
 
+    /// The source's error once it mentions `needle` (every poll of the
+    /// file that settles reports its verdict).
+    async fn until_rejected(status: &SourceStatus, needle: &str) -> SourceError {
+        let deadline = tokio::time::Instant::now() + Duration::from_secs(5);
+        loop {
+            if let Some(error) = status.all().into_iter().find_map(|(_, state)| state.error)
+                && error.message.contains(needle)
+            {
+                return error;
+            }
+            assert!(
+                tokio::time::Instant::now() < deadline,
+                "no rejection mentioning {needle:?}"
+            );
+            tokio::time::sleep(Duration::from_millis(5)).await;
+        }
+    }
+
     #[tokio::test]
     async fn edits_apply_and_bad_edits_are_reported_and_skipped()
     -> Result<(), Box<dyn std::error::Error>> {
@@ -213,21 +230,8 @@ mod tests {
 
         std::fs::write(&path, BAD)?;
         // The bad edit shows up in the status, and nothing is published.
-        let deadline = tokio::time::Instant::now() + Duration::from_secs(5);
-        loop {
-            let state = status.all();
-            if state[0].1.error.is_some() {
-                let error = state[0].1.error.clone().ok_or("no error")?;
-                assert_eq!(error.line, 4);
-                assert!(error.message.contains("weight 0"));
-                break;
-            }
-            assert!(
-                tokio::time::Instant::now() < deadline,
-                "rejection not reported"
-            );
-            tokio::time::sleep(Duration::from_millis(5)).await;
-        }
+        let error = until_rejected(&status, "weight 0").await;
+        assert_eq!(error.line, 4);
         assert!(rx.try_recv().is_err());
 
         std::fs::write(&path, BETTER)?;
@@ -242,39 +246,35 @@ mod tests {
 
     #[tokio::test]
     async fn a_slow_writer_is_never_caught_half_way() -> Result<(), Box<dyn std::error::Error>> {
-        let (dir, _status, mut source) = watched(GOOD)?;
+        let (dir, status, mut source) = watched(GOOD)?;
         let path = dir.path().join("l.yaml");
         source.load()?;
         let (tx, mut rx) = mpsc::channel(16);
         let task = tokio::spawn(source.run(tx));
 
-        // `cmd > file`: emptied at once, then written in pieces with pauses
-        // longer than the settle check, each piece valid YAML on its own:
-        // empty, `clusters:` alone, a cluster cut at `endpoints:`. (A cut
-        // after `- name: g` is a cluster with no endpoints, which a file may
-        // say: only the settle check and atomic writes keep that out.)
-        let mut pieces = [
-            "clusters:\n",
-            "  - name: g\n    endpoints:\n",
-            "      - { address: 127.0.0.1:1, weight: 4 }\n",
-        ]
-        .into_iter()
-        .peekable();
-        let mut written = String::new();
-        std::fs::write(&path, "")?;
-        while let Some(piece) = pieces.next() {
-            // The writer's pause (the scenario, not a synchronisation): long
-            // enough for the watcher to read and settle each partial state.
-            tokio::time::sleep(SETTLE * 3).await;
-            written.push_str(piece);
-            std::fs::write(&path, &written)?;
-            if pieces.peek().is_some() {
-                assert!(
-                    rx.try_recv().is_err(),
-                    "a half-written file was applied: {written:?}"
-                );
-            }
+        // `cmd > file`: emptied at once, then written in pieces, each state
+        // held until the watcher has read and refused it (valid YAML every
+        // time): empty, `clusters:` alone, a cluster cut at `endpoints:`.
+        // (A cut after `- name: g` is a cluster with no endpoints, which a
+        // file may say: only the settle check and atomic writes keep that
+        // out.)
+        let states = [
+            ("", "no `clusters:` key"),
+            ("clusters:\n", "clusters: expected a list"),
+            (
+                "clusters:\n  - name: g\n    endpoints:\n",
+                "endpoints: expected a list",
+            ),
+        ];
+        for (written, refusal) in states {
+            std::fs::write(&path, written)?;
+            until_rejected(&status, refusal).await;
+            assert!(
+                rx.try_recv().is_err(),
+                "a half-written file was applied: {written:?}"
+            );
         }
+        std::fs::write(&path, BETTER)?;
         let (_, clusters) = tokio::time::timeout(Duration::from_secs(5), rx.recv())
             .await?
             .ok_or("closed")?;

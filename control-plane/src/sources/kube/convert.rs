@@ -41,23 +41,25 @@ pub(super) fn service_clusters<'a>(
         (None, Some(slice)) => slice.balancing,
         (None, None) => Default::default(),
     };
-    // Service port -> the pod ports slice ports feed it with by name: a
-    // fallback into one of them with another pod port would mix that port
-    // in.
-    let mut fed_by_name: BTreeMap<u16, std::collections::BTreeSet<u16>> = BTreeMap::new();
-    if let Some(ports) = ports {
-        for (name, target) in slices.iter().flat_map(|slice| &slice.ports) {
-            if let Some(port) = ports.ports.get(name) {
-                fed_by_name.entry(*port).or_default().insert(*target);
-            }
-        }
-    }
+    // Whether a slice port feeds Service port `number` by name with another
+    // pod port: a fallback named `number` would mix that port in. Asked only
+    // for a port that falls back (a race), so not precomputed.
+    let fed_with_another = |number: u16| {
+        ports.is_some_and(|ports| {
+            slices
+                .iter()
+                .flat_map(|slice| &slice.ports)
+                .any(|(name, pod_port)| {
+                    ports.ports.get(name) == Some(&number) && *pod_port != number
+                })
+        })
+    };
     // cluster (Service) port -> address (with the slice port) -> endpoint
     let mut merged: BTreeMap<u16, BTreeMap<SocketAddr, Endpoint>> = BTreeMap::new();
     for port in ports.into_iter().flat_map(|p| p.ports.values()) {
         merged.entry(*port).or_default();
     }
-    for slice in slices {
+    for slice in &slices {
         for (name, target) in &slice.ports {
             let target = *target;
             let port = match ports.and_then(|p| p.ports.get(name)) {
@@ -67,10 +69,7 @@ pub(super) fn service_clusters<'a>(
                 // into that cluster. (A renamed port whose number is its
                 // own Service port's, e.g. 50051 -> 50051, falls back to
                 // exactly the right cluster.)
-                None if fed_by_name
-                    .get(&target)
-                    .is_some_and(|fed| fed.iter().any(|pod_port| *pod_port != target)) =>
-                {
+                None if fed_with_another(target) => {
                     tracing::debug!(
                         namespace,
                         service,
